@@ -1,0 +1,437 @@
+package wasm
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+)
+
+// scratch is per-instance reusable memory for encoding requests, so a
+// steady stream of batches does not allocate per batch.
+type scratch struct {
+	req   abi.Writer
+	rows  []int // request row -> batch index
+	cols  []colScratch
+	raw   []byte
+	valid []bool
+}
+
+type colScratch struct {
+	valid []byte
+	fixed []byte
+	strs  [][]byte
+}
+
+// ProcessBatch runs one batch through the plugin. Messages the plugin (or
+// the host, parsing declared fields) fails stay in the batch with an error
+// set; dropped ones are removed. An error return means the whole call
+// failed: the caller fails every message and, if Broken, replaces the
+// instance.
+func (i *Instance) ProcessBatch(ctx context.Context, batch service.MessageBatch) (service.MessageBatch, error) {
+	if len(batch) == 0 {
+		return batch, nil
+	}
+	if i.desc.Mode == abi.ModeColumns {
+		return i.processColumns(ctx, batch)
+	}
+	return i.processBytes(ctx, batch)
+}
+
+func (i *Instance) processBytes(ctx context.Context, batch service.MessageBatch) (service.MessageBatch, error) {
+	w := &i.scratch.req
+	w.Reset()
+	w.U32(uint32(len(batch)))
+	w.U32(0)
+	for idx, msg := range batch {
+		b, err := msg.AsBytes()
+		if err != nil {
+			return nil, fmt.Errorf("message %d: read body: %w", idx, err)
+		}
+		w.Bytes(b)
+		countAt := w.Len()
+		w.U32(0)
+		var n uint32
+		_ = msg.MetaWalk(func(k, v string) error {
+			w.String(k)
+			w.String(v)
+			n++
+			return nil
+		})
+		binary.LittleEndian.PutUint32(w.Buf[countAt:], n)
+	}
+	out, err := i.call(ctx, i.process, w.Buf)
+	if err != nil {
+		return nil, err
+	}
+	r := abi.NewReader(out)
+	r.U32()
+	if n := int(r.U32()); n != len(batch) && r.Err() == nil {
+		i.broken = true
+		return nil, fmt.Errorf("malformed result: %d results for %d messages", n, len(batch))
+	}
+	result := batch[:0:0]
+	for idx, msg := range batch {
+		act := abi.Action(r.U8())
+		var body, reason []byte
+		switch act {
+		case abi.ActionKeep, abi.ActionDrop:
+		case abi.ActionReplace:
+			body = r.Bytes()
+		case abi.ActionFail:
+			reason = r.Bytes()
+		default:
+			if r.Err() == nil {
+				i.broken = true
+				return nil, fmt.Errorf("malformed result: message %d: unknown action %d", idx, act)
+			}
+		}
+		nMeta := r.U32()
+		if nMeta > uint32(r.Remaining()/8) {
+			break // reported below as truncated
+		}
+		metas := make([][2]string, 0, nMeta)
+		for ; nMeta > 0; nMeta-- {
+			metas = append(metas, [2]string{string(r.Bytes()), string(r.Bytes())})
+		}
+		if r.Err() != nil {
+			break
+		}
+		switch act {
+		case abi.ActionDrop:
+			continue
+		case abi.ActionReplace:
+			msg.SetBytes(append([]byte(nil), body...))
+		case abi.ActionFail:
+			msg.SetError(errors.New(i.name + ": " + string(reason)))
+		}
+		for _, kv := range metas {
+			msg.MetaSetMut(kv[0], kv[1])
+		}
+		result = append(result, msg)
+	}
+	if err := r.Err(); err != nil {
+		i.broken = true
+		return nil, fmt.Errorf("malformed result: %w", err)
+	}
+	return result, nil
+}
+
+func (i *Instance) processColumns(ctx context.Context, batch service.MessageBatch) (service.MessageBatch, error) {
+	s := &i.scratch
+	in := i.desc.In
+	if len(s.cols) < len(in) {
+		s.cols = make([]colScratch, len(in))
+	}
+	for c := range in {
+		cs := &s.cols[c]
+		cs.valid, cs.fixed, cs.strs = cs.valid[:0], cs.fixed[:0], cs.strs[:0]
+	}
+	s.rows = s.rows[:0]
+	for idx, msg := range batch {
+		doc, err := msg.AsBytes()
+		if err != nil {
+			msg.SetError(fmt.Errorf("%s: read body: %w", i.name, err))
+			continue
+		}
+		if err := s.appendRow(in, doc); err != nil {
+			msg.SetError(fmt.Errorf("%s: %w", i.name, err))
+			continue
+		}
+		s.rows = append(s.rows, idx)
+	}
+	if len(s.rows) == 0 {
+		return batch, nil
+	}
+	rows := len(s.rows)
+	w := &s.req
+	w.Reset()
+	w.U32(uint32(rows))
+	w.U32(0)
+	for c, f := range in {
+		cs := &s.cols[c]
+		abi.AppendColumn(w, f.Type, cs.valid, cs.fixed, cs.strs)
+	}
+	out, err := i.call(ctx, i.process, w.Buf)
+	if err != nil {
+		return nil, err
+	}
+	return i.mergeColumns(batch, out)
+}
+
+// appendRow parses the declared fields of one message into the column
+// scratch. On error nothing is appended, so the message can be left out.
+func (s *scratch) appendRow(fields []abi.Field, doc []byte) error {
+	for c, f := range fields {
+		res := gjson.GetBytes(doc, f.Name)
+		if !res.Exists() || res.Type == gjson.Null {
+			if f.Required {
+				s.truncate(fields, c)
+				return fmt.Errorf("required field %q is missing", f.Name)
+			}
+			s.appendValue(c, f.Type, false, 0, nil)
+			continue
+		}
+		u, str, err := convert(f.Type, res)
+		if err != nil {
+			s.truncate(fields, c)
+			return fmt.Errorf("field %q: %w", f.Name, err)
+		}
+		s.appendValue(c, f.Type, true, u, str)
+	}
+	return nil
+}
+
+func (s *scratch) appendValue(c int, t abi.Type, ok bool, u uint64, str []byte) {
+	cs := &s.cols[c]
+	if ok {
+		cs.valid = append(cs.valid, 1)
+	} else {
+		cs.valid = append(cs.valid, 0)
+	}
+	switch t.Fixed() {
+	case 8:
+		cs.fixed = binary.LittleEndian.AppendUint64(cs.fixed, u)
+	case 1:
+		cs.fixed = append(cs.fixed, byte(u))
+	default:
+		cs.strs = append(cs.strs, str)
+	}
+}
+
+// truncate undoes the first n columns of a half-appended row.
+func (s *scratch) truncate(fields []abi.Field, n int) {
+	for c := 0; c < n; c++ {
+		cs := &s.cols[c]
+		cs.valid = cs.valid[:len(cs.valid)-1]
+		switch fields[c].Type.Fixed() {
+		case 8:
+			cs.fixed = cs.fixed[:len(cs.fixed)-8]
+		case 1:
+			cs.fixed = cs.fixed[:len(cs.fixed)-1]
+		default:
+			cs.strs = cs.strs[:len(cs.strs)-1]
+		}
+	}
+}
+
+// convert checks a JSON value against a declared type. Types are strict:
+// a string where a number was declared is the sender's bug, and failing the
+// message says so instead of guessing.
+func convert(t abi.Type, res gjson.Result) (uint64, []byte, error) {
+	switch t {
+	case abi.TypeInt:
+		if res.Type == gjson.Number {
+			if v, err := strconv.ParseInt(res.Raw, 10, 64); err == nil {
+				return uint64(v), nil, nil
+			}
+			if v := res.Num; v == math.Trunc(v) && math.Abs(v) < 1<<63 {
+				return uint64(int64(v)), nil, nil
+			}
+		}
+		return 0, nil, wantGot("int", res)
+	case abi.TypeFloat:
+		if res.Type == gjson.Number {
+			return math.Float64bits(res.Num), nil, nil
+		}
+		return 0, nil, wantGot("number", res)
+	case abi.TypeBool:
+		switch res.Type {
+		case gjson.True:
+			return 1, nil, nil
+		case gjson.False:
+			return 0, nil, nil
+		}
+		return 0, nil, wantGot("bool", res)
+	case abi.TypeString:
+		if res.Type == gjson.String {
+			return 0, []byte(res.Str), nil
+		}
+		return 0, nil, wantGot("string", res)
+	case abi.TypeTime:
+		switch res.Type {
+		case gjson.String:
+			ts, err := parseTime(res.Str)
+			if err != nil {
+				return 0, nil, fmt.Errorf("want time (RFC 3339), got %s: %w", res.Raw, err)
+			}
+			return uint64(ts.UnixNano()), nil, nil
+		case gjson.Number:
+			sec, frac := math.Modf(res.Num)
+			return uint64(time.Unix(int64(sec), int64(frac*1e9)).UnixNano()), nil, nil
+		}
+		return 0, nil, wantGot("time (RFC 3339 string or epoch seconds)", res)
+	}
+	return 0, nil, fmt.Errorf("unsupported type %s", t)
+}
+
+func wantGot(want string, res gjson.Result) error {
+	raw := res.Raw
+	if len(raw) > 64 {
+		raw = raw[:61] + "..."
+	}
+	return fmt.Errorf("want %s, got %s", want, raw)
+}
+
+// parseTime accepts RFC 3339 and, since Python's isoformat() omits the zone
+// for naive datetimes (as the seed's events do), the same without one,
+// read as UTC.
+func parseTime(s string) (time.Time, error) {
+	ts, err := time.Parse(time.RFC3339Nano, s)
+	if err == nil {
+		return ts, nil
+	}
+	if ts, err2 := time.Parse("2006-01-02T15:04:05.999999999", s); err2 == nil {
+		return ts, nil
+	}
+	return time.Time{}, err
+}
+
+func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte) (service.MessageBatch, error) {
+	s := &i.scratch
+	rows := len(s.rows)
+	r := abi.NewReader(out)
+	r.U32()
+	if n := int(r.U32()); n != rows {
+		i.broken = true
+		return nil, fmt.Errorf("malformed result: %d rows for %d sent", n, rows)
+	}
+	actions := r.Raw(rows)
+	r.Align8()
+	outCols := make([]abi.Column, len(i.desc.Out))
+	for c, f := range i.desc.Out {
+		outCols[c] = abi.ReadColumn(r, f.Type, rows)
+	}
+	reasons := map[int]string{}
+	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
+		row := int(r.U32())
+		reason := string(r.Bytes())
+		if row >= rows && r.Err() == nil {
+			i.broken = true
+			return nil, fmt.Errorf("malformed result: failure for row %d of %d", row, rows)
+		}
+		reasons[row] = reason
+	}
+	var metas [][3]string
+	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
+		row := int(r.U32())
+		k, v := string(r.Bytes()), string(r.Bytes())
+		if row >= rows && r.Err() == nil {
+			i.broken = true
+			return nil, fmt.Errorf("malformed result: metadata for row %d of %d", row, rows)
+		}
+		metas = append(metas, [3]string{strconv.Itoa(row), k, v})
+	}
+	if err := r.Err(); err != nil {
+		i.broken = true
+		return nil, fmt.Errorf("malformed result: %w", err)
+	}
+	for row, a := range actions {
+		switch abi.Action(a) {
+		case abi.ActionKeep, abi.ActionDrop, abi.ActionFail:
+		default:
+			i.broken = true
+			return nil, fmt.Errorf("malformed result: row %d: action %d is not allowed in columns mode", row, a)
+		}
+	}
+
+	for _, m := range metas {
+		row, _ := strconv.Atoi(m[0])
+		batch[s.rows[row]].MetaSetMut(m[1], m[2])
+	}
+	drop := make([]bool, len(batch))
+	for row, idx := range s.rows {
+		msg := batch[idx]
+		switch abi.Action(actions[row]) {
+		case abi.ActionDrop:
+			drop[idx] = true
+			continue
+		case abi.ActionFail:
+			msg.SetError(errors.New(i.name + ": " + reasons[row]))
+			continue
+		}
+		if len(outCols) == 0 {
+			continue
+		}
+		doc, err := msg.AsBytes()
+		if err != nil {
+			msg.SetError(fmt.Errorf("%s: read body: %w", i.name, err))
+			continue
+		}
+		merged, err := i.merge(doc, outCols, row)
+		if err != nil {
+			msg.SetError(fmt.Errorf("%s: %w", i.name, err))
+			continue
+		}
+		if merged != nil {
+			msg.SetBytes(merged)
+		}
+	}
+	result := batch[:0:0]
+	for idx, msg := range batch {
+		if !drop[idx] {
+			result = append(result, msg)
+		}
+	}
+	return result, nil
+}
+
+// merge writes row's valid output values into a copy of doc. It returns nil
+// when the row set nothing.
+func (i *Instance) merge(doc []byte, cols []abi.Column, row int) ([]byte, error) {
+	var merged []byte
+	for c, f := range i.desc.Out {
+		col := cols[c]
+		if col.Valid[row] == 0 {
+			continue
+		}
+		raw := i.scratch.raw[:0]
+		switch f.Type {
+		case abi.TypeInt:
+			raw = strconv.AppendInt(raw, int64(binary.LittleEndian.Uint64(col.Fixed[row*8:])), 10)
+		case abi.TypeFloat:
+			v := math.Float64frombits(binary.LittleEndian.Uint64(col.Fixed[row*8:]))
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("output field %q: %v cannot be written as JSON", f.Name, v)
+			}
+			raw = strconv.AppendFloat(raw, v, 'g', -1, 64)
+		case abi.TypeBool:
+			raw = strconv.AppendBool(raw, col.Fixed[row] != 0)
+		case abi.TypeTime:
+			ts := time.Unix(0, int64(binary.LittleEndian.Uint64(col.Fixed[row*8:]))).UTC()
+			raw = append(raw, '"')
+			raw = ts.AppendFormat(raw, time.RFC3339Nano)
+			raw = append(raw, '"')
+		case abi.TypeString:
+			str, ok := col.Str(row)
+			if !ok {
+				i.broken = true
+				return nil, fmt.Errorf("malformed result: output field %q row %d: bad string offsets", f.Name, row)
+			}
+			q, err := json.Marshal(string(str))
+			if err != nil {
+				return nil, fmt.Errorf("output field %q: %w", f.Name, err)
+			}
+			raw = append(raw, q...)
+		}
+		i.scratch.raw = raw
+		if merged == nil {
+			merged = doc
+		}
+		var err error
+		if merged, err = sjson.SetRawBytes(merged, f.Name, raw); err != nil {
+			return nil, fmt.Errorf("output field %q: %w", f.Name, err)
+		}
+	}
+	return merged, nil
+}

@@ -1,0 +1,381 @@
+package wasm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// Processor config fields.
+const (
+	fPath      = "path"
+	fBuiltin   = "builtin"
+	fConfig    = "config"
+	fMemory    = "memory_limit"
+	fTimeout   = "timeout"
+	fInterrupt = "interrupt_on_timeout"
+	fClock     = "clock"
+	fEnv       = "env"
+	fMounts    = "mounts"
+)
+
+// ConfigSpec is the `wasm` processor's spec: fields, defaults and docs.
+func ConfigSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Stable().
+		Categories("Mapping", "Utility").
+		Summary("Runs each batch through a sandboxed WebAssembly plugin that speaks the Sluice plugin ABI v1.").
+		Description(`
+The module is compiled once per process (and cached on disk under the agent's data dir), and each pipeline thread gets its own instance. The plugin is called once per batch, never per message.
+
+A plugin declares at load whether it wants message bytes (simple mode) or typed columns of the fields it reads (fast mode: the host parses each message once, natively, and merges the fields the plugin writes back into the JSON).
+
+The plugin runs in a sandbox: no files, environment variables, real clock or network unless granted below, a memory cap, and a deadline per call. A trap, panic, timeout, memory exhaustion or malformed result fails that batch's messages with the plugin's reason, so ` + "`catch`, `try` and `fallback`" + ` handle them, and the instance is replaced. After three consecutive failures new instances are started with exponential back-off (100ms doubling to 5s).`).
+		Fields(
+			service.NewStringField(fPath).
+				Description("Path of the .wasm module, relative to the agent's working directory. Exactly one of `path` and `builtin` is set.").
+				Example("examples/wasm/transform/transform.wasm").
+				Optional(),
+			service.NewStringField(fBuiltin).
+				Description("Name of a plugin embedded in the agent binary.").
+				Example("transform").
+				Optional(),
+			service.NewAnyField(fConfig).
+				Description("The plugin's own configuration, handed to its init as JSON. The plugin validates it; errors are reported at load and by `agent lint`.").
+				Optional(),
+			service.NewStringField(fMemory).
+				Description("Cap on each instance's linear memory (B, KiB, MiB or GiB). A plugin that grows past it fails the batch and is replaced.").
+				Default("64MiB"),
+			service.NewDurationField(fTimeout).
+				Description("Deadline for one call into the plugin (one batch).").
+				Default("1s"),
+			service.NewBoolField(fInterrupt).
+				Description("Stop a call at its deadline. This makes wazero insert a check into every loop of the guest, measured at 3-10x slower on loop-heavy code (wazero issue #2466). Set false only for trusted plugins: a call that overruns is then only logged, and a plugin that never returns blocks its pipeline thread.").
+				Default(true).
+				Advanced(),
+			service.NewBoolField(fClock).
+				Description("Give the plugin the real wall and monotonic clocks. Without it the plugin sees a fixed time, which keeps it deterministic when input is replayed; compute time features from event timestamps instead.").
+				Default(false).
+				Advanced(),
+			service.NewStringListField(fEnv).
+				Description("Host environment variables passed to the plugin, by name. No others are visible.").
+				Default([]any{}).
+				Advanced(),
+			service.NewObjectListField(fMounts,
+				service.NewStringField("host").Description("Host directory."),
+				service.NewStringField("guest").Description("Path the plugin sees it at."),
+				service.NewBoolField("read_only").Description("Mount read-only.").Default(true),
+			).
+				Description("Host directories the plugin may open. None by default.").
+				Default([]any{}).
+				Advanced(),
+		).
+		LintRule(`root = if (this.path | "") == "" && (this.builtin | "") == "" { "one of path or builtin must be set: the processor has no plugin to run" } else if (this.path | "") != "" && (this.builtin | "") != "" { "path and builtin are both set: only one plugin can run, set one of them" }`).
+		Example("Seed transform step", "Derive hour_of_day, day_of_week and is_weekend from each event's timestamp.", `
+pipeline:
+  processors:
+    - wasm:
+        path: examples/wasm/transform/transform.wasm
+`)
+}
+
+// Register adds the `wasm` processor to env, backed by eng.
+func Register(env *service.Environment, eng *Engine) error {
+	return env.RegisterBatchProcessor("wasm", ConfigSpec(), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchProcessor, error) {
+		return NewProcessor(context.Background(), eng, conf, slog.New(&benthosHandler{l: res.Logger()}))
+	})
+}
+
+// Processor is the `wasm` Benthos batch processor. Benthos shares one
+// processor between a pipeline's threads, so it keeps a pool of instances:
+// at most one per concurrent caller, which is one per thread.
+type Processor struct {
+	mod    *Module
+	icfg   InstanceConfig
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	idle     []*Instance
+	failures int
+	retryAt  time.Time
+}
+
+// Settings are the parsed fields of a `wasm` processor config.
+type Settings struct {
+	Name      string
+	Bin       []byte
+	Load      LoadOptions
+	Instance  InstanceConfig
+	ConfigRaw []byte
+}
+
+// ParseSettings reads a parsed `wasm` config, resolving the module bytes.
+func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
+	var s Settings
+	path, _ := conf.FieldString(fPath)
+	builtin, _ := conf.FieldString(fBuiltin)
+	switch {
+	case path != "" && builtin != "":
+		return s, errors.New("path and builtin are both set: set one of them")
+	case path != "":
+		bin, err := os.ReadFile(path)
+		if err != nil {
+			return s, fmt.Errorf("read plugin: %w", err)
+		}
+		s.Name, s.Bin = path, bin
+	case builtin != "":
+		bin, ok := eng.Builtin(builtin)
+		if !ok {
+			return s, fmt.Errorf("no builtin plugin named %q", builtin)
+		}
+		s.Name, s.Bin = "builtin:"+builtin, bin
+	default:
+		return s, errors.New("one of path or builtin must be set")
+	}
+	memStr, err := conf.FieldString(fMemory)
+	if err != nil {
+		return s, err
+	}
+	memBytes, err := ParseBytes(memStr)
+	if err != nil {
+		return s, fmt.Errorf("%s: %w", fMemory, err)
+	}
+	if s.Load.MemoryLimitPages, err = pagesFor(memBytes); err != nil {
+		return s, fmt.Errorf("%s: %w", fMemory, err)
+	}
+	if s.Load.Interrupt, err = conf.FieldBool(fInterrupt); err != nil {
+		return s, err
+	}
+	if s.Instance.Timeout, err = conf.FieldDuration(fTimeout); err != nil {
+		return s, err
+	}
+	if s.Instance.Timeout <= 0 {
+		return s, fmt.Errorf("%s must be positive, got %s", fTimeout, s.Instance.Timeout)
+	}
+	if s.Instance.Grants.Clock, err = conf.FieldBool(fClock); err != nil {
+		return s, err
+	}
+	if s.Instance.Grants.Env, err = conf.FieldStringList(fEnv); err != nil {
+		return s, err
+	}
+	mounts, err := conf.FieldObjectList(fMounts)
+	if err != nil {
+		return s, err
+	}
+	for i, m := range mounts {
+		var mt Mount
+		if mt.Host, err = m.FieldString("host"); err != nil {
+			return s, fmt.Errorf("%s[%d]: %w", fMounts, i, err)
+		}
+		if st, err := os.Stat(mt.Host); err != nil || !st.IsDir() {
+			return s, fmt.Errorf("%s[%d]: host %q is not a directory", fMounts, i, mt.Host)
+		}
+		if mt.Guest, err = m.FieldString("guest"); err != nil {
+			return s, fmt.Errorf("%s[%d]: %w", fMounts, i, err)
+		}
+		if mt.ReadOnly, err = m.FieldBool("read_only"); err != nil {
+			return s, fmt.Errorf("%s[%d]: %w", fMounts, i, err)
+		}
+		s.Instance.Grants.Mounts = append(s.Instance.Grants.Mounts, mt)
+	}
+	if conf.Contains(fConfig) {
+		v, err := conf.FieldAny(fConfig)
+		if err != nil {
+			return s, err
+		}
+		if s.Instance.Config, err = json.Marshal(v); err != nil {
+			return s, fmt.Errorf("%s: %w", fConfig, err)
+		}
+	}
+	s.Instance.LookupEnv = os.LookupEnv
+	return s, nil
+}
+
+// NewProcessor loads the plugin and starts one instance, so a missing
+// module, a wrong ABI version or a config the plugin rejects fails the
+// pipeline at build time rather than on the first batch.
+func NewProcessor(ctx context.Context, eng *Engine, conf *service.ParsedConfig, logger *slog.Logger) (*Processor, error) {
+	s, err := ParseSettings(eng, conf)
+	if err != nil {
+		return nil, err
+	}
+	mod, err := eng.Load(ctx, s.Name, s.Bin, s.Load)
+	if err != nil {
+		return nil, err
+	}
+	s.Instance.Logger = logger.With("plugin", s.Name)
+	inst, err := mod.Instantiate(ctx, s.Instance)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", s.Name, err)
+	}
+	return &Processor{mod: mod, icfg: s.Instance, logger: s.Instance.Logger, idle: []*Instance{inst}}, nil
+}
+
+// Failure back-off: the first failures replace the instance at once so a
+// single poison batch costs nothing; a plugin that keeps failing is retried
+// ever more slowly instead of spinning.
+const (
+	backoffAfter = 3
+	backoffMin   = 100 * time.Millisecond
+	backoffMax   = 5 * time.Second
+)
+
+// ProcessBatch implements service.BatchProcessor.
+func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	inst, err := p.acquire(ctx)
+	if err != nil {
+		return []service.MessageBatch{failAll(batch, err)}, nil
+	}
+	out, err := inst.ProcessBatch(ctx, batch)
+	p.release(ctx, inst, err)
+	if err != nil {
+		p.logger.Error("plugin failed a batch", "messages", len(batch), "error", err)
+		return []service.MessageBatch{failAll(batch, fmt.Errorf("plugin %s: %w", p.mod.Name(), err))}, nil
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return []service.MessageBatch{out}, nil
+}
+
+func failAll(batch service.MessageBatch, err error) service.MessageBatch {
+	for _, m := range batch {
+		m.SetError(err)
+	}
+	return batch
+}
+
+func (p *Processor) acquire(ctx context.Context) (*Instance, error) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		inst := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return inst, nil
+	}
+	wait := time.Until(p.retryAt)
+	p.mu.Unlock()
+	if wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	inst, err := p.mod.Instantiate(ctx, p.icfg)
+	if err != nil {
+		p.recordFailure()
+		return nil, fmt.Errorf("plugin %s: start instance: %w", p.mod.Name(), err)
+	}
+	return inst, nil
+}
+
+func (p *Processor) release(ctx context.Context, inst *Instance, err error) {
+	if err == nil || !inst.Broken() {
+		p.mu.Lock()
+		p.idle = append(p.idle, inst)
+		if err == nil {
+			p.failures, p.retryAt = 0, time.Time{}
+		}
+		p.mu.Unlock()
+		if err != nil {
+			p.recordFailure()
+		}
+		return
+	}
+	_ = inst.Close(ctx)
+	p.recordFailure()
+}
+
+func (p *Processor) recordFailure() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failures++
+	if p.failures >= backoffAfter {
+		d := backoffMin << min(p.failures-backoffAfter, 10)
+		p.retryAt = time.Now().Add(min(d, backoffMax))
+	}
+}
+
+// Close implements service.BatchProcessor.
+func (p *Processor) Close(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, inst := range p.idle {
+		errs = append(errs, inst.Close(ctx))
+	}
+	p.idle = nil
+	return errors.Join(errs...)
+}
+
+// ParseBytes reads a size such as "64MiB", "512KiB", "1GiB" or "65536".
+func ParseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size such as 64MiB", s)
+	}
+	return n * mult, nil
+}
+
+// benthosHandler lets instance code log through slog while the lines land
+// in the pipeline's Benthos logger, with its labels.
+type benthosHandler struct {
+	l     *service.Logger
+	attrs []any
+}
+
+func (h *benthosHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *benthosHandler) Handle(_ context.Context, r slog.Record) error {
+	kv := append([]any(nil), h.attrs...)
+	r.Attrs(func(a slog.Attr) bool {
+		kv = append(kv, a.Key, a.Value.String())
+		return true
+	})
+	l := h.l
+	if len(kv) > 0 {
+		l = l.With(kv...)
+	}
+	switch {
+	case r.Level >= slog.LevelError:
+		l.Error(r.Message)
+	case r.Level >= slog.LevelWarn:
+		l.Warn(r.Message)
+	case r.Level >= slog.LevelInfo:
+		l.Info(r.Message)
+	default:
+		l.Debug(r.Message)
+	}
+	return nil
+}
+
+func (h *benthosHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	n := &benthosHandler{l: h.l, attrs: append([]any(nil), h.attrs...)}
+	for _, a := range attrs {
+		n.attrs = append(n.attrs, a.Key, a.Value.String())
+	}
+	return n
+}
+
+func (h *benthosHandler) WithGroup(string) slog.Handler { return h }

@@ -1,0 +1,34 @@
+// Package wasmbuild compiles Go plugin packages to WebAssembly the one way
+// Sluice builds them everywhere (tests, the committed builtins, CI's
+// reproducibility check), so the flags cannot drift apart.
+package wasmbuild
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// Flags are the go build flags for a plugin: a wasip1 reactor (c-shared)
+// with paths and build IDs stripped, so the same source and Go version give
+// the same bytes on any machine.
+var Flags = []string{"-buildmode=c-shared", "-trimpath", "-ldflags=-buildid="}
+
+// Build compiles the Go package at pkgDir into the .wasm file out.
+func Build(ctx context.Context, pkgDir, out string) error {
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return fmt.Errorf("build %s: %w", pkgDir, err)
+	}
+	args := append([]string{"build"}, Flags...)
+	args = append(args, "-o", abs, ".")
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = pkgDir
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: %w\n%s", pkgDir, err, msg)
+	}
+	return nil
+}

@@ -1,0 +1,238 @@
+// Package abi is the wire format of Sluice's plugin ABI, version 1: the names
+// a module exports and imports, the codes that cross, and the little-endian
+// encoding of every buffer. It is shared by the host (the agent) and the Go
+// guest SDK so both sides speak exactly the bytes ABI.md describes; it has no
+// dependencies and builds for every GOOS, wasip1 included.
+package abi
+
+import (
+	"encoding/binary"
+	"strconv"
+)
+
+// Version is the ABI version this package speaks. It is also spelled into
+// every export and import name, so a module built for another version is
+// recognised before it is instantiated.
+const Version = 1
+
+// Names of the exports a plugin provides and the host module it imports from.
+const (
+	ExportAlloc   = "sluice_v1_alloc"
+	ExportInit    = "sluice_v1_init"
+	ExportProcess = "sluice_v1_process"
+	ImportModule  = "sluice_v1"
+	ImportLog     = "log"
+)
+
+// Status is the first word of every buffer a plugin returns.
+type Status uint32
+
+const (
+	// StatusOK means the call succeeded and its body follows.
+	StatusOK Status = 0
+	// StatusError fails the call (at init: the plugin is not loaded; at
+	// process: every message of the batch fails) and keeps the instance.
+	StatusError Status = 1
+	// StatusFatal fails the call like StatusError and tells the host the
+	// instance is no longer sound (a recovered panic): it is replaced.
+	StatusFatal Status = 2
+)
+
+// Mode is how a plugin wants batches to cross.
+type Mode uint8
+
+const (
+	// ModeBytes passes each message's body and metadata; the plugin returns
+	// a result per message.
+	ModeBytes Mode = 0
+	// ModeColumns passes typed columns of the fields the plugin declared,
+	// parsed by the host, and takes typed columns back.
+	ModeColumns Mode = 1
+)
+
+// Type is the type of a declared field in columns mode.
+type Type uint8
+
+const (
+	TypeInt    Type = 1 // int64
+	TypeFloat  Type = 2 // float64
+	TypeBool   Type = 3 // one byte, 0 or 1
+	TypeString Type = 4 // UTF-8 bytes
+	TypeTime   Type = 5 // int64 nanoseconds since the Unix epoch, UTC
+)
+
+func (t Type) String() string {
+	switch t {
+	case TypeInt:
+		return "int"
+	case TypeFloat:
+		return "float"
+	case TypeBool:
+		return "bool"
+	case TypeString:
+		return "string"
+	case TypeTime:
+		return "time"
+	}
+	return "type(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Fixed reports the width in bytes of one value of a fixed-width type, or 0
+// for strings.
+func (t Type) Fixed() int {
+	switch t {
+	case TypeInt, TypeFloat, TypeTime:
+		return 8
+	case TypeBool:
+		return 1
+	}
+	return 0
+}
+
+// Action is what happens to one message.
+type Action uint8
+
+const (
+	ActionKeep    Action = 0 // pass on (with any output fields merged)
+	ActionDrop    Action = 1 // remove from the batch
+	ActionReplace Action = 2 // bytes mode only: replace the body
+	ActionFail    Action = 3 // mark the message errored with a reason
+)
+
+// FieldRequired marks an input field the host must find in every message;
+// a message without it fails on the host and never reaches the plugin.
+const FieldRequired uint8 = 1
+
+// Field is one declared column.
+type Field struct {
+	Name     string
+	Type     Type
+	Required bool
+}
+
+// Descriptor is what a plugin's init returns: how it wants batches.
+type Descriptor struct {
+	Mode Mode
+	In   []Field
+	Out  []Field
+}
+
+// AppendDescriptor encodes d after an OK status.
+func AppendDescriptor(w *Writer, d Descriptor) {
+	w.U8(uint8(d.Mode))
+	w.U8(0)
+	w.U16(0)
+	for _, fields := range [][]Field{d.In, d.Out} {
+		w.U32(uint32(len(fields)))
+		for _, f := range fields {
+			w.U8(uint8(f.Type))
+			var flags uint8
+			if f.Required {
+				flags |= FieldRequired
+			}
+			w.U8(flags)
+			w.U16(uint16(len(f.Name)))
+			w.Raw([]byte(f.Name))
+		}
+	}
+}
+
+// ReadDescriptor decodes a descriptor; r is positioned after the status.
+func ReadDescriptor(r *Reader) (Descriptor, error) {
+	var d Descriptor
+	d.Mode = Mode(r.U8())
+	r.U8()
+	r.U16()
+	for i, dst := range []*[]Field{&d.In, &d.Out} {
+		n := r.U32()
+		if r.Err() != nil {
+			break
+		}
+		if n > 1<<16 {
+			return d, malformed("descriptor declares " + strconv.Itoa(int(n)) + " fields")
+		}
+		for j := uint32(0); j < n && r.Err() == nil; j++ {
+			t := Type(r.U8())
+			flags := r.U8()
+			name := string(r.Raw(int(r.U16())))
+			if t < TypeInt || t > TypeTime {
+				return d, malformed("descriptor " + [2]string{"input", "output"}[i] + " field " + strconv.Quote(name) + ": unknown type " + strconv.Itoa(int(t)))
+			}
+			*dst = append(*dst, Field{Name: name, Type: t, Required: flags&FieldRequired != 0})
+		}
+	}
+	if err := r.Err(); err != nil {
+		return d, err
+	}
+	if d.Mode != ModeBytes && d.Mode != ModeColumns {
+		return d, malformed("descriptor: unknown mode " + strconv.Itoa(int(d.Mode)))
+	}
+	return d, nil
+}
+
+// AppendColumn lays out one column in the shared column format: validity
+// (one byte per row, 1 = present), padded to 8; then for fixed-width types
+// the values, padded to 8; for strings, rows+1 u32 offsets into the data
+// that follows, padded to 8, and the data, padded to 8. fixed holds rows
+// values of t.Fixed() bytes each (ignored for strings); strs holds the
+// strings (ignored otherwise).
+func AppendColumn(w *Writer, t Type, valid []byte, fixed []byte, strs [][]byte) {
+	w.Raw(valid)
+	w.Align8()
+	if t != TypeString {
+		w.Raw(fixed)
+		w.Align8()
+		return
+	}
+	var off uint32
+	w.U32(0)
+	for _, s := range strs {
+		off += uint32(len(s))
+		w.U32(off)
+	}
+	w.Align8()
+	for _, s := range strs {
+		w.Raw(s)
+	}
+	w.Align8()
+}
+
+// Column is a decoded column; its slices alias the buffer it was read from.
+type Column struct {
+	Type  Type
+	Valid []byte // one byte per row, 1 = present
+	Fixed []byte // rows × Type.Fixed() bytes, little-endian, 8-aligned if the buffer is
+	Offs  []byte // strings: rows+1 little-endian u32 offsets into Data
+	Data  []byte // strings: the concatenated bytes
+}
+
+// ReadColumn decodes one column of rows rows written by AppendColumn.
+func ReadColumn(r *Reader, t Type, rows int) Column {
+	c := Column{Type: t, Valid: r.Raw(rows)}
+	r.Align8()
+	if t != TypeString {
+		c.Fixed = r.Raw(rows * t.Fixed())
+		r.Align8()
+		return c
+	}
+	c.Offs = r.Raw((rows + 1) * 4)
+	r.Align8()
+	if r.Err() != nil {
+		return c
+	}
+	end := binary.LittleEndian.Uint32(c.Offs[rows*4:])
+	c.Data = r.Raw(int(end))
+	r.Align8()
+	return c
+}
+
+// Str returns row i of a string column, aliasing the buffer. It reports
+// false if the offsets are out of order or out of range.
+func (c Column) Str(i int) ([]byte, bool) {
+	lo := binary.LittleEndian.Uint32(c.Offs[i*4:])
+	hi := binary.LittleEndian.Uint32(c.Offs[i*4+4:])
+	if lo > hi || int(hi) > len(c.Data) {
+		return nil, false
+	}
+	return c.Data[lo:hi:hi], true
+}

@@ -1,0 +1,346 @@
+package sdk
+
+import (
+	"encoding/binary"
+	"math"
+	"time"
+	"unsafe"
+
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+)
+
+// Batch is one fast-mode batch: the declared input columns, parsed by the
+// host, and the output columns the handler fills. It is reused for every
+// batch: do not keep it, or slices from it, past the handler call.
+type Batch struct {
+	rows    int
+	in      []abi.Column
+	out     []outColumn
+	actions []byte
+	fails   []rowText
+	metas   []rowMeta
+}
+
+type outColumn struct {
+	valid []byte
+	fixed []uint64 // int, float (as bits), time; bool uses the low byte
+	strs  [][]byte
+}
+
+type rowText struct {
+	row    int
+	reason string
+}
+
+type rowMeta struct {
+	row        int
+	key, value string
+}
+
+// Len is the number of rows (messages) in the batch.
+func (b *Batch) Len() int { return b.rows }
+
+// Drop removes row i's message from the batch.
+func (b *Batch) Drop(i int) { b.actions[i] = uint8(abi.ActionDrop) }
+
+// Fail marks row i's message errored with reason; it keeps its original
+// bytes and goes down the pipeline's error path.
+func (b *Batch) Fail(i int, reason string) {
+	b.actions[i] = uint8(abi.ActionFail)
+	b.fails = append(b.fails, rowText{i, reason})
+}
+
+// SetMeta sets a metadata key on row i's message.
+func (b *Batch) SetMeta(i int, key, value string) {
+	b.metas = append(b.metas, rowMeta{i, key, value})
+}
+
+// FieldOption changes how a field is declared.
+type FieldOption func(*abi.Field)
+
+// Required makes the host fail, before the plugin sees it, any message that
+// lacks the field; the handler may then assume every row is valid.
+func Required(f *abi.Field) { f.Required = true }
+
+func declare(fields *[]abi.Field, name string, t abi.Type, opts []FieldOption) int {
+	f := abi.Field{Name: name, Type: t}
+	for _, o := range opts {
+		o(&f)
+	}
+	*fields = append(*fields, f)
+	return len(*fields) - 1
+}
+
+// In is the common part of input field handles.
+type In struct{ idx int }
+
+// Valid reports whether row i has the field (present and not null).
+func (h In) Valid(b *Batch, i int) bool { return b.in[h.idx].Valid[i] != 0 }
+
+// InInt reads an integer field. JSON numbers with a fraction, and values
+// outside int64, fail the message on the host.
+type InInt struct{ In }
+
+// InFloat reads a number field.
+type InFloat struct{ In }
+
+// InBool reads a boolean field.
+type InBool struct{ In }
+
+// InString reads a string field.
+type InString struct{ In }
+
+// InTime reads a timestamp field: an RFC 3339 string, or a number of
+// seconds since the Unix epoch. It arrives as nanoseconds since the epoch.
+type InTime struct{ In }
+
+// ReadInt declares an integer input field at a dotted path such as
+// "event_data.product_id".
+func ReadInt(path string, opts ...FieldOption) InInt {
+	return InInt{In{declare(&inFields, path, abi.TypeInt, opts)}}
+}
+
+// ReadFloat declares a number input field.
+func ReadFloat(path string, opts ...FieldOption) InFloat {
+	return InFloat{In{declare(&inFields, path, abi.TypeFloat, opts)}}
+}
+
+// ReadBool declares a boolean input field.
+func ReadBool(path string, opts ...FieldOption) InBool {
+	return InBool{In{declare(&inFields, path, abi.TypeBool, opts)}}
+}
+
+// ReadString declares a string input field.
+func ReadString(path string, opts ...FieldOption) InString {
+	return InString{In{declare(&inFields, path, abi.TypeString, opts)}}
+}
+
+// ReadTime declares a timestamp input field.
+func ReadTime(path string, opts ...FieldOption) InTime {
+	return InTime{In{declare(&inFields, path, abi.TypeTime, opts)}}
+}
+
+// Values returns the whole column; entries of invalid rows are zero.
+func (h InInt) Values(b *Batch) []int64 { return int64s(b.in[h.idx].Fixed, b.rows) }
+
+// Get returns row i's value and whether it is present.
+func (h InInt) Get(b *Batch, i int) (int64, bool) {
+	return int64(binary.LittleEndian.Uint64(b.in[h.idx].Fixed[i*8:])), h.Valid(b, i)
+}
+
+// Values returns the whole column; entries of invalid rows are zero.
+func (h InFloat) Values(b *Batch) []float64 {
+	return unsafe.Slice((*float64)(unsafe.Pointer(unsafe.SliceData(b.in[h.idx].Fixed))), b.rows)
+}
+
+// Get returns row i's value and whether it is present.
+func (h InFloat) Get(b *Batch, i int) (float64, bool) {
+	return math.Float64frombits(binary.LittleEndian.Uint64(b.in[h.idx].Fixed[i*8:])), h.Valid(b, i)
+}
+
+// Get returns row i's value and whether it is present.
+func (h InBool) Get(b *Batch, i int) (bool, bool) {
+	return b.in[h.idx].Fixed[i] != 0, h.Valid(b, i)
+}
+
+// Get returns row i's bytes, aliasing the host's buffer, and whether they
+// are present.
+func (h InString) Get(b *Batch, i int) ([]byte, bool) {
+	s, ok := b.in[h.idx].Str(i)
+	return s, ok && h.Valid(b, i)
+}
+
+// Values returns the whole column as nanoseconds since the Unix epoch.
+func (h InTime) Values(b *Batch) []int64 { return int64s(b.in[h.idx].Fixed, b.rows) }
+
+// Nanos returns row i as nanoseconds since the Unix epoch.
+func (h InTime) Nanos(b *Batch, i int) (int64, bool) {
+	return int64(binary.LittleEndian.Uint64(b.in[h.idx].Fixed[i*8:])), h.Valid(b, i)
+}
+
+// Get returns row i as a UTC time.
+func (h InTime) Get(b *Batch, i int) (time.Time, bool) {
+	n, ok := h.Nanos(b, i)
+	return time.Unix(0, n).UTC(), ok
+}
+
+// int64s views a column in place: columns are 8-aligned in the request
+// buffer (ABI.md), and both wasm and the hosts Sluice runs on are
+// little-endian.
+func int64s(b []byte, rows int) []int64 {
+	if rows == 0 {
+		return nil
+	}
+	return unsafe.Slice((*int64)(unsafe.Pointer(unsafe.SliceData(b))), rows)
+}
+
+// Out is the common part of output field handles. A row left unset leaves
+// the message's field as it was.
+type Out struct{ idx int }
+
+// OutInt writes an integer field.
+type OutInt struct{ Out }
+
+// OutFloat writes a number field. NaN and infinities fail the message on the
+// host, since JSON cannot carry them.
+type OutFloat struct{ Out }
+
+// OutBool writes a boolean field.
+type OutBool struct{ Out }
+
+// OutString writes a string field.
+type OutString struct{ Out }
+
+// OutTime writes a timestamp field, as an RFC 3339 string in UTC.
+type OutTime struct{ Out }
+
+// WriteInt declares an integer output field at a dotted path.
+func WriteInt(path string) OutInt { return OutInt{Out{declare(&outFields, path, abi.TypeInt, nil)}} }
+
+// WriteFloat declares a number output field.
+func WriteFloat(path string) OutFloat {
+	return OutFloat{Out{declare(&outFields, path, abi.TypeFloat, nil)}}
+}
+
+// WriteBool declares a boolean output field.
+func WriteBool(path string) OutBool {
+	return OutBool{Out{declare(&outFields, path, abi.TypeBool, nil)}}
+}
+
+// WriteString declares a string output field.
+func WriteString(path string) OutString {
+	return OutString{Out{declare(&outFields, path, abi.TypeString, nil)}}
+}
+
+// WriteTime declares a timestamp output field.
+func WriteTime(path string) OutTime {
+	return OutTime{Out{declare(&outFields, path, abi.TypeTime, nil)}}
+}
+
+func (h OutInt) Set(b *Batch, i int, v int64) { b.setFixed(h.idx, i, uint64(v)) }
+func (h OutFloat) Set(b *Batch, i int, v float64) {
+	b.setFixed(h.idx, i, math.Float64bits(v))
+}
+func (h OutTime) Set(b *Batch, i int, t time.Time) { b.setFixed(h.idx, i, uint64(t.UnixNano())) }
+
+// SetNanos sets row i from nanoseconds since the Unix epoch.
+func (h OutTime) SetNanos(b *Batch, i int, n int64) { b.setFixed(h.idx, i, uint64(n)) }
+
+func (h OutBool) Set(b *Batch, i int, v bool) {
+	var u uint64
+	if v {
+		u = 1
+	}
+	b.setFixed(h.idx, i, u)
+}
+
+// Set sets row i; v is copied into the response when the handler returns,
+// so it may alias input bytes.
+func (h OutString) Set(b *Batch, i int, v []byte) {
+	c := &b.out[h.idx]
+	c.valid[i] = 1
+	c.strs[i] = v
+}
+
+func (b *Batch) setFixed(col, i int, v uint64) {
+	c := &b.out[col]
+	c.valid[i] = 1
+	c.fixed[i] = v
+}
+
+func processColumns(req []byte) []byte {
+	r := abi.NewReader(req)
+	rows := int(r.U32())
+	r.U32()
+	b := &batch
+	b.rows = rows
+	b.in = b.in[:0]
+	for _, f := range inFields {
+		b.in = append(b.in, abi.ReadColumn(r, f.Type, rows))
+	}
+	if r.Err() != nil {
+		return errorResponse(abi.StatusError, errMalformed.Error()+": "+r.Err().Error())
+	}
+	b.actions = resize(b.actions, rows)
+	b.fails, b.metas = b.fails[:0], b.metas[:0]
+	if len(b.out) != len(outFields) {
+		b.out = make([]outColumn, len(outFields))
+	}
+	for j, f := range outFields {
+		c := &b.out[j]
+		c.valid = resize(c.valid, rows)
+		if f.Type == abi.TypeString {
+			c.strs = resizeStrs(c.strs, rows)
+		} else {
+			c.fixed = resizeU64(c.fixed, rows)
+		}
+	}
+	if err := batchHandle(b); err != nil {
+		return errorResponse(abi.StatusError, err.Error())
+	}
+	resp.U32(uint32(abi.StatusOK))
+	resp.U32(uint32(rows))
+	resp.Raw(b.actions)
+	resp.Align8()
+	for j, f := range outFields {
+		c := &b.out[j]
+		var fixed []byte
+		switch f.Type.Fixed() {
+		case 8:
+			fixed = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(c.fixed))), rows*8)
+		case 1:
+			fixed = boolBytes(c.fixed, rows)
+		}
+		abi.AppendColumn(&resp, f.Type, c.valid, fixed, c.strs)
+	}
+	resp.U32(uint32(len(b.fails)))
+	for _, f := range b.fails {
+		resp.U32(uint32(f.row))
+		resp.String(f.reason)
+	}
+	resp.U32(uint32(len(b.metas)))
+	for _, m := range b.metas {
+		resp.U32(uint32(m.row))
+		resp.String(m.key)
+		resp.String(m.value)
+	}
+	return resp.Buf
+}
+
+var boolScratch []byte
+
+func boolBytes(v []uint64, rows int) []byte {
+	boolScratch = resize(boolScratch, rows)
+	for i := 0; i < rows; i++ {
+		boolScratch[i] = byte(v[i])
+	}
+	return boolScratch
+}
+
+// resize returns a zeroed slice of n bytes, reusing b's storage.
+func resize(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	b = b[:n]
+	clear(b)
+	return b
+}
+
+func resizeU64(b []uint64, n int) []uint64 {
+	if cap(b) < n {
+		return make([]uint64, n)
+	}
+	b = b[:n]
+	clear(b)
+	return b
+}
+
+func resizeStrs(b [][]byte, n int) [][]byte {
+	if cap(b) < n {
+		return make([][]byte, n)
+	}
+	b = b[:n]
+	clear(b)
+	return b
+}

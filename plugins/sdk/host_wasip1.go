@@ -1,0 +1,56 @@
+//go:build wasip1
+
+package sdk
+
+import "unsafe"
+
+// alloc holds the buffer the host writes requests into; keeping it in a
+// package variable keeps it alive (and unmoved) across calls.
+var alloc []byte
+
+//go:wasmexport sluice_v1_alloc
+func sluiceAlloc(size uint32) unsafe.Pointer {
+	if int(size) > cap(alloc) {
+		// Allocating as []uint64 guarantees the 8-byte alignment that lets
+		// columns be viewed in place.
+		words := make([]uint64, (int(size)+7)/8)
+		alloc = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), len(words)*8)
+	}
+	return unsafe.Pointer(unsafe.SliceData(alloc))
+}
+
+//go:wasmexport sluice_v1_init
+func sluiceInit(ptr unsafe.Pointer, size uint32) uint64 {
+	return pack(Init(view(ptr, size)))
+}
+
+//go:wasmexport sluice_v1_process
+func sluiceProcess(ptr unsafe.Pointer, size uint32) uint64 {
+	return pack(Process(view(ptr, size)))
+}
+
+func view(ptr unsafe.Pointer, size uint32) []byte {
+	if size == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(ptr), size)
+}
+
+// pack returns a guest buffer as (pointer << 32) | length, the way every
+// export of ABI v1 answers.
+func pack(b []byte) uint64 {
+	if len(b) == 0 {
+		return 0
+	}
+	return uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))<<32 | uint64(len(b))
+}
+
+//go:wasmimport sluice_v1 log
+func hostLogImport(level int32, ptr unsafe.Pointer, size uint32)
+
+func hostLog(level Level, msg string) {
+	if msg == "" {
+		return
+	}
+	hostLogImport(int32(level), unsafe.Pointer(unsafe.StringData(msg)), uint32(len(msg)))
+}
