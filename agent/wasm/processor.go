@@ -39,7 +39,7 @@ The module is compiled once per process (and cached on disk under the agent's da
 
 A plugin declares at load whether it wants message bytes (simple mode) or typed columns of the fields it reads (fast mode: the host parses each message once, natively, and merges the fields the plugin writes back into the JSON).
 
-The plugin runs in a sandbox: no files, environment variables, real clock or network unless granted below, a memory cap, and a deadline per call. A trap, panic, timeout, memory exhaustion or malformed result fails that batch's messages with the plugin's reason, so ` + "`catch`, `try` and `fallback`" + ` handle them, and the instance is replaced. After three consecutive failures new instances are started with exponential back-off (100ms doubling to 5s).`).
+The plugin runs in a sandbox: no files, environment variables, real clock or network unless granted below, a memory cap, and a deadline per call. A trap, panic, timeout, memory exhaustion or malformed result fails that batch's messages with the plugin's reason, so `+"`catch`, `try` and `fallback`"+` handle them, and the instance is replaced. After three consecutive failures new instances are started with exponential back-off (100ms doubling to 5s).`).
 		Fields(
 			service.NewStringField(fPath).
 				Description("Path of the .wasm module, relative to the agent's working directory. Exactly one of `path` and `builtin` is set.").

@@ -1,0 +1,149 @@
+// Package agent is Sluice's runtime: it builds the one service.Environment
+// every pipeline runs on (Benthos' components plus Sluice's own: the `wasm`
+// processor and the `sample_events` input), resolves the pipelines the
+// config names, runs them under the supervisor, and lints them.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"   // stdin, stdout, files, HTTP
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // mapping, generate, catch, switch, ...
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/config"
+	"github.com/sluice-dev/sluice/agent/sampleinput"
+	"github.com/sluice-dev/sluice/agent/supervisor"
+	"github.com/sluice-dev/sluice/agent/wasm"
+	"github.com/sluice-dev/sluice/pipelines"
+	"github.com/sluice-dev/sluice/plugins/builtin"
+)
+
+// BuiltinPrefix names a pipeline embedded in the binary, as in builtin:demo.
+const BuiltinPrefix = "builtin:"
+
+// Agent holds what every pipeline shares.
+type Agent struct {
+	cfg    config.Config
+	logger *slog.Logger
+	env    *service.Environment
+	engine *wasm.Engine
+}
+
+// New prepares the agent: the data dir, the Wasm engine with its on-disk
+// compilation cache, and the environment with Sluice's components.
+func New(cfg config.Config, logger *slog.Logger) (*Agent, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir %q: %w", cfg.DataDir, err)
+	}
+	eng, err := wasm.NewEngine(wasm.EngineConfig{
+		CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
+		Builtins: builtin.Lookup,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// A fresh environment holding the globally registered Benthos
+	// components; Sluice's own are added to it alone, never to the global.
+	env := service.NewEnvironment()
+	if err := wasm.Register(env, eng); err != nil {
+		return nil, fmt.Errorf("register wasm processor: %w", err)
+	}
+	if err := sampleinput.Register(env); err != nil {
+		return nil, fmt.Errorf("register sample_events input: %w", err)
+	}
+	return &Agent{cfg: cfg, logger: logger, env: env, engine: eng}, nil
+}
+
+// Environment is the environment pipelines run on.
+func (a *Agent) Environment() *service.Environment { return a.env }
+
+// Close releases the Wasm engine; call it after every pipeline has stopped.
+func (a *Agent) Close(ctx context.Context) error { return a.engine.Close(ctx) }
+
+// Run runs every configured pipeline until each finishes or ctx is
+// cancelled, then drains them within the shutdown timeout. A pipeline that
+// fails does not stop the others; the error names every one that failed.
+func (a *Agent) Run(ctx context.Context) error {
+	pls, err := a.Pipelines()
+	if err != nil {
+		return err
+	}
+	report := supervisor.Run(ctx, pls, supervisor.Options{
+		Env:             a.env,
+		Logger:          a.logger,
+		ShutdownTimeout: a.cfg.ShutdownTimeout,
+	})
+	return report.Err()
+}
+
+// Pipelines resolves the configured sources: files, directories (every
+// .yaml and .yml in them, sorted) and builtin:NAME.
+func (a *Agent) Pipelines() ([]supervisor.Pipeline, error) {
+	var out []supervisor.Pipeline
+	var errs []error
+	for _, src := range a.cfg.Pipelines {
+		pls, err := Resolve(src)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, pls...)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no pipelines found in %s", strings.Join(a.cfg.Pipelines, ", "))
+	}
+	return out, nil
+}
+
+// Resolve reads one pipeline source.
+func Resolve(src string) ([]supervisor.Pipeline, error) {
+	if name, ok := strings.CutPrefix(src, BuiltinPrefix); ok {
+		y, ok := pipelines.Lookup(name)
+		if !ok {
+			return nil, fmt.Errorf("pipeline %q: no builtin pipeline named %q", src, name)
+		}
+		return []supervisor.Pipeline{{Name: name, Source: src, YAML: y}}, nil
+	}
+	st, err := os.Stat(src)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline %q: %w", src, err)
+	}
+	files := []string{src}
+	if st.IsDir() {
+		files = nil
+		entries, err := os.ReadDir(src)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline dir %q: %w", src, err)
+		}
+		for _, e := range entries {
+			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+				files = append(files, filepath.Join(src, e.Name()))
+			}
+		}
+		sort.Strings(files)
+		if len(files) == 0 {
+			return nil, fmt.Errorf("pipeline dir %q: no .yaml or .yml files", src)
+		}
+	}
+	out := make([]supervisor.Pipeline, 0, len(files))
+	for _, f := range files {
+		y, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline %q: %w", f, err)
+		}
+		name := strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))
+		out = append(out, supervisor.Pipeline{Name: name, Source: f, YAML: y})
+	}
+	return out, nil
+}

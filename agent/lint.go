@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-dev/sluice/agent/wasm"
+)
+
+// Problem is one thing wrong with a pipeline, where it is.
+type Problem struct {
+	Source string
+	Line   int
+	Msg    string
+}
+
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", p.Source, p.Line, p.Msg)
+	}
+	return fmt.Sprintf("%s: %s", p.Source, p.Msg)
+}
+
+// Lint checks pipeline sources (files, directories or builtin:NAME) and
+// returns every problem, sorted by source and line. Beyond Benthos' own
+// lint, each `wasm` processor's plugin is loaded and initialised with its
+// config, so a missing module, a wrong ABI version or a config the plugin
+// rejects is caught before the pipeline runs.
+func (a *Agent) Lint(ctx context.Context, sources []string) []Problem {
+	var probs []Problem
+	linter := a.env.FullConfigSchema("", "").NewStreamConfigLinter()
+	for _, src := range sources {
+		pls, err := Resolve(src)
+		if err != nil {
+			probs = append(probs, Problem{Source: src, Msg: err.Error()})
+			continue
+		}
+		for _, pl := range pls {
+			lints, err := linter.LintYAML(pl.YAML)
+			if err != nil {
+				probs = append(probs, Problem{Source: pl.Source, Msg: err.Error()})
+				continue
+			}
+			for _, l := range lints {
+				probs = append(probs, Problem{Source: pl.Source, Line: l.Line, Msg: l.What})
+			}
+			probs = append(probs, a.lintPlugins(ctx, pl.Source, pl.YAML)...)
+		}
+	}
+	sort.SliceStable(probs, func(i, j int) bool {
+		if probs[i].Source != probs[j].Source {
+			return probs[i].Source < probs[j].Source
+		}
+		return probs[i].Line < probs[j].Line
+	})
+	return probs
+}
+
+// lintPlugins loads every `wasm` processor config found in the document.
+func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Problem {
+	var root yaml.Node
+	if err := yaml.Unmarshal(doc, &root); err != nil {
+		return nil // Benthos' lint has reported it
+	}
+	var probs []Problem
+	walkWasm(&root, func(n *yaml.Node) {
+		line := n.Line
+		if cfg := mapValue(n, "config"); cfg != nil {
+			line = cfg.Line
+		}
+		text, err := yaml.Marshal(n)
+		if err != nil {
+			probs = append(probs, Problem{Source: source, Line: n.Line, Msg: err.Error()})
+			return
+		}
+		conf, err := wasm.ConfigSpec().ParseYAML(string(text), a.env)
+		if err != nil {
+			probs = append(probs, Problem{Source: source, Line: n.Line, Msg: "wasm: " + err.Error()})
+			return
+		}
+		p, err := wasm.NewProcessor(ctx, a.engine, conf, slog.New(slog.DiscardHandler))
+		if err != nil {
+			probs = append(probs, Problem{Source: source, Line: line, Msg: "wasm: " + err.Error()})
+			return
+		}
+		_ = p.Close(ctx)
+	})
+	return probs
+}
+
+// walkWasm calls fn with the value of every `wasm:` key whose value is a
+// mapping: a wasm processor wherever it sits (pipeline, input or output
+// processors, branches, catch, resources).
+func walkWasm(n *yaml.Node, fn func(*yaml.Node)) {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, c := range n.Content {
+			walkWasm(c, fn)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Value == "wasm" && v.Kind == yaml.MappingNode {
+				fn(v)
+				continue
+			}
+			walkWasm(v, fn)
+		}
+	}
+}
+
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+

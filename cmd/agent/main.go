@@ -1,0 +1,157 @@
+// Command agent is the Sluice agent: it runs YAML pipelines whose ML steps
+// are sandboxed Wasm plugins.
+//
+//	agent [run]            run the configured pipelines (the default)
+//	agent lint [FILE...]   check pipeline files, or the config and every pipeline it names
+//	agent config           print the effective configuration and where each value came from
+//	agent version          print the version
+//
+// With no config file, no flags and no SLUICE_* variables it runs the
+// embedded demo pipeline over embedded sample events and exits.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/sluice-dev/sluice/agent"
+	"github.com/sluice-dev/sluice/agent/config"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+)
+
+const usage = `usage: agent [run|lint|config|version] [flags] [FILE...]
+
+  run       run the configured pipelines (default)
+  lint      check the named pipeline files, or else the agent config and
+            every pipeline it names; exits 1 if there is any problem
+  config    print the effective configuration and where each value came from
+  version   print the version
+
+flags:
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Environ())
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) int {
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	config.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cmd, rest := "run", fs.Args()
+	if len(rest) > 0 {
+		cmd, rest = rest[0], rest[1:]
+	}
+	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, version())
+		return 0
+	case "run", "config":
+		if len(rest) > 0 {
+			fmt.Fprintf(stderr, "agent %s takes no arguments, got %q\n", cmd, rest)
+			return 2
+		}
+	case "lint":
+	default:
+		fmt.Fprintf(stderr, "agent: unknown command %q\n", cmd)
+		fs.Usage()
+		return 2
+	}
+
+	loaded, err := config.Load(fs, environ)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	cfg := loaded.Config
+	if cmd == "config" {
+		if err := loaded.Print(stdout); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		return 0
+	}
+	logger := newLogger(stderr, cfg)
+	a, err := agent.New(cfg, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer a.Close(context.Background())
+
+	if cmd == "lint" {
+		sources := rest
+		if len(sources) == 0 {
+			sources = cfg.Pipelines
+		}
+		probs := a.Lint(ctx, sources)
+		for _, p := range probs {
+			fmt.Fprintln(stdout, p)
+		}
+		if len(probs) > 0 {
+			fmt.Fprintf(stderr, "%d problem(s)\n", len(probs))
+			return 1
+		}
+		return 0
+	}
+
+	if err := a.Run(ctx); err != nil {
+		logger.Error("agent finished with failures", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, cfg config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// version reports the module version and VCS revision the binary was built
+// from, with the versions of the engines a plugin author cares about.
+func version() string {
+	v, rev, deps := "(devel)", "", map[string]string{}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				rev = " " + s.Value[:12]
+			}
+		}
+		for _, d := range bi.Deps {
+			deps[d.Path] = d.Version
+		}
+		v += rev + " " + bi.GoVersion
+	}
+	return fmt.Sprintf("sluice agent %s plugin-abi v%d benthos %s wazero %s", v, abi.Version,
+		deps["github.com/redpanda-data/benthos/v4"], deps["github.com/tetratelabs/wazero"])
+}

@@ -1,0 +1,11 @@
+package wasmbuild
+
+// Builtins maps each plugin embedded in the agent to the directory of its
+// Go source, relative to the module root. Its .wasm lands in
+// plugins/builtin/wasm/<name>.wasm.
+func Builtins() map[string]string {
+	return map[string]string{
+		// The seed's transform step; its source doubles as the example users copy.
+		"transform": "examples/wasm/transform",
+	}
+}
