@@ -68,9 +68,11 @@ func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Pr
 	}
 	var probs []Problem
 	walkWasm(&root, func(n *yaml.Node) {
+		// A config the plugin rejects is blamed on the `config:` key, not on
+		// the first line inside its block, which may be a valid field.
 		line := n.Line
-		if cfg := mapValue(n, "config"); cfg != nil {
-			line = cfg.Line
+		if k := mapKey(n, "config"); k != nil {
+			line = k.Line
 		}
 		text, err := yaml.Marshal(n)
 		if err != nil {
@@ -113,12 +115,12 @@ func walkWasm(n *yaml.Node, fn func(*yaml.Node)) {
 	}
 }
 
-func mapValue(n *yaml.Node, key string) *yaml.Node {
+// mapKey returns the key node of key in the mapping n, or nil.
+func mapKey(n *yaml.Node, key string) *yaml.Node {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == key {
-			return n.Content[i+1]
+			return n.Content[i]
 		}
 	}
 	return nil
 }
-

@@ -12,7 +12,6 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
-	"github.com/tidwall/sjson"
 
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
@@ -24,7 +23,7 @@ type scratch struct {
 	rows  []int // request row -> batch index
 	cols  []colScratch
 	raw   []byte
-	valid []bool
+	merge [2][]byte
 }
 
 type colScratch struct {
@@ -80,49 +79,62 @@ func (i *Instance) processBytes(ctx context.Context, batch service.MessageBatch)
 		i.broken = true
 		return nil, fmt.Errorf("malformed result: %d results for %d messages", n, len(batch))
 	}
-	result := batch[:0:0]
-	for idx, msg := range batch {
-		act := abi.Action(r.U8())
-		var body, reason []byte
-		switch act {
+	// Decode every result before touching a message, so that a malformed
+	// result fails a batch whose messages still have their original bytes.
+	type msgResult struct {
+		act          abi.Action
+		body, reason []byte
+		metas        [][2]string
+	}
+	results := make([]msgResult, len(batch))
+	for idx := range results {
+		res := &results[idx]
+		res.act = abi.Action(r.U8())
+		switch res.act {
 		case abi.ActionKeep, abi.ActionDrop:
 		case abi.ActionReplace:
-			body = r.Bytes()
+			res.body = r.Bytes()
 		case abi.ActionFail:
-			reason = r.Bytes()
+			res.reason = r.Bytes()
 		default:
 			if r.Err() == nil {
 				i.broken = true
-				return nil, fmt.Errorf("malformed result: message %d: unknown action %d", idx, act)
+				return nil, fmt.Errorf("malformed result: message %d: unknown action %d", idx, res.act)
 			}
 		}
 		nMeta := r.U32()
 		if nMeta > uint32(r.Remaining()/8) {
-			break // reported below as truncated
+			// Each pair takes at least 8 bytes: a count that cannot fit is
+			// garbage.
+			i.broken = true
+			return nil, fmt.Errorf("malformed result: message %d: %d metadata pairs in %d remaining bytes", idx, nMeta, r.Remaining())
 		}
-		metas := make([][2]string, 0, nMeta)
 		for ; nMeta > 0; nMeta-- {
-			metas = append(metas, [2]string{string(r.Bytes()), string(r.Bytes())})
+			res.metas = append(res.metas, [2]string{string(r.Bytes()), string(r.Bytes())})
 		}
 		if r.Err() != nil {
 			break
 		}
-		switch act {
-		case abi.ActionDrop:
-			continue
-		case abi.ActionReplace:
-			msg.SetBytes(append([]byte(nil), body...))
-		case abi.ActionFail:
-			msg.SetError(errors.New(i.name + ": " + string(reason)))
-		}
-		for _, kv := range metas {
-			msg.MetaSetMut(kv[0], kv[1])
-		}
-		result = append(result, msg)
 	}
 	if err := r.Err(); err != nil {
 		i.broken = true
 		return nil, fmt.Errorf("malformed result: %w", err)
+	}
+	result := batch[:0:0]
+	for idx, msg := range batch {
+		res := &results[idx]
+		switch res.act {
+		case abi.ActionDrop:
+			continue
+		case abi.ActionReplace:
+			msg.SetBytes(append([]byte(nil), res.body...))
+		case abi.ActionFail:
+			msg.SetError(errors.New(i.name + ": " + string(res.reason)))
+		}
+		for _, kv := range res.metas {
+			msg.MetaSetMut(kv[0], kv[1])
+		}
+		result = append(result, msg)
 	}
 	return result, nil
 }
@@ -173,7 +185,7 @@ func (i *Instance) processColumns(ctx context.Context, batch service.MessageBatc
 // scratch. On error nothing is appended, so the message can be left out.
 func (s *scratch) appendRow(fields []abi.Field, doc []byte) error {
 	for c, f := range fields {
-		res := gjson.GetBytes(doc, f.Name)
+		res := getPath(doc, f.Name)
 		if !res.Exists() || res.Type == gjson.Null {
 			if f.Required {
 				s.truncate(fields, c)
@@ -265,14 +277,29 @@ func convert(t abi.Type, res gjson.Result) (uint64, []byte, error) {
 			if err != nil {
 				return 0, nil, fmt.Errorf("want time (RFC 3339), got %s: %w", res.Raw, err)
 			}
-			return uint64(ts.UnixNano()), nil, nil
+			return timeNanos(ts, res)
 		case gjson.Number:
 			sec, frac := math.Modf(res.Num)
-			return uint64(time.Unix(int64(sec), int64(frac*1e9)).UnixNano()), nil, nil
+			if math.Abs(sec) > 1e11 { // far outside int64 nanoseconds; int64(sec) could overflow
+				return 0, nil, wantGot("time within 1677-09-21..2262-04-11", res)
+			}
+			return timeNanos(time.Unix(int64(sec), int64(frac*1e9)), res)
 		}
 		return 0, nil, wantGot("time (RFC 3339 string or epoch seconds)", res)
 	}
 	return 0, nil, fmt.Errorf("unsupported type %s", t)
+}
+
+// The instants a time column can carry: int64 nanoseconds since the epoch.
+var minTime, maxTime = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
+
+// timeNanos refuses instants outside the int64-nanosecond range, for which
+// UnixNano is undefined (it wraps silently: year 9999 would become 1816).
+func timeNanos(ts time.Time, res gjson.Result) (uint64, []byte, error) {
+	if ts.Before(minTime) || ts.After(maxTime) {
+		return 0, nil, wantGot("time within 1677-09-21..2262-04-11", res)
+	}
+	return uint64(ts.UnixNano()), nil, nil
 }
 
 func wantGot(want string, res gjson.Result) error {
@@ -344,6 +371,20 @@ func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte) (service
 			return nil, fmt.Errorf("malformed result: row %d: action %d is not allowed in columns mode", row, a)
 		}
 	}
+	// Check string offsets before merging anything, so bad ones fail the
+	// whole call (and replace the instance) like any other malformed result,
+	// instead of failing single messages of a half-applied batch.
+	for c, f := range i.desc.Out {
+		if f.Type != abi.TypeString {
+			continue
+		}
+		for row := 0; row < rows; row++ {
+			if _, ok := outCols[c].Str(row); !ok && outCols[c].Valid[row] != 0 {
+				i.broken = true
+				return nil, fmt.Errorf("malformed result: output field %q row %d: bad string offsets", f.Name, row)
+			}
+		}
+	}
 
 	for _, m := range metas {
 		row, _ := strconv.Atoi(m[0])
@@ -389,13 +430,14 @@ func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte) (service
 // merge writes row's valid output values into a copy of doc. It returns nil
 // when the row set nothing.
 func (i *Instance) merge(doc []byte, cols []abi.Column, row int) ([]byte, error) {
-	var merged []byte
+	sc := &i.scratch
+	cur, changed, flip := doc, false, 0
 	for c, f := range i.desc.Out {
 		col := cols[c]
 		if col.Valid[row] == 0 {
 			continue
 		}
-		raw := i.scratch.raw[:0]
+		raw := sc.raw[:0]
 		switch f.Type {
 		case abi.TypeInt:
 			raw = strconv.AppendInt(raw, int64(binary.LittleEndian.Uint64(col.Fixed[row*8:])), 10)
@@ -424,14 +466,18 @@ func (i *Instance) merge(doc []byte, cols []abi.Column, row int) ([]byte, error)
 			}
 			raw = append(raw, q...)
 		}
-		i.scratch.raw = raw
-		if merged == nil {
-			merged = doc
-		}
-		var err error
-		if merged, err = sjson.SetRawBytes(merged, f.Name, raw); err != nil {
+		sc.raw = raw
+		// Alternate between two scratch buffers so a row with several
+		// fields allocates nothing until the final copy.
+		next, err := setPath(sc.merge[flip][:0], cur, f.Name, raw)
+		if err != nil {
 			return nil, fmt.Errorf("output field %q: %w", f.Name, err)
 		}
+		sc.merge[flip] = next
+		cur, changed, flip = next, true, flip^1
 	}
-	return merged, nil
+	if !changed {
+		return nil, nil
+	}
+	return append([]byte(nil), cur...), nil
 }

@@ -134,6 +134,12 @@ func (m *Module) Instantiate(ctx context.Context, cfg InstanceConfig) (*Instance
 		_ = inst.Close(ctx)
 		return nil, fmt.Errorf("init: malformed descriptor: %w", err)
 	}
+	for _, f := range append(append([]abi.Field(nil), desc.In...), desc.Out...) {
+		if err := checkPath(f.Name); err != nil {
+			_ = inst.Close(ctx)
+			return nil, fmt.Errorf("init: declared field: %w", err)
+		}
+	}
 	inst.desc = desc
 	return inst, nil
 }

@@ -33,6 +33,13 @@ func TestMain(m *testing.M) {
 		}
 		plugins[e.Name()] = out
 	}
+	// The example users copy is measured and tested beside the test plugins.
+	example := filepath.Join(dir, "transform.wasm")
+	if err := wasmbuild.Build(context.Background(), "../../examples/wasm/transform", example); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	plugins["transform"] = example
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)

@@ -155,6 +155,9 @@ func ReadDescriptor(r *Reader) (Descriptor, error) {
 			t := Type(r.U8())
 			flags := r.U8()
 			name := string(r.Raw(int(r.U16())))
+			if r.Err() != nil {
+				break // a truncated entry reads as type 0: report the truncation
+			}
 			if t < TypeInt || t > TypeTime {
 				return d, malformed("descriptor " + [2]string{"input", "output"}[i] + " field " + strconv.Quote(name) + ": unknown type " + strconv.Itoa(int(t)))
 			}

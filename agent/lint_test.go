@@ -1,0 +1,344 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sluice-dev/sluice/agent/config"
+	"github.com/sluice-dev/sluice/internal/wasmbuild"
+)
+
+// newTestAgent returns an agent whose state lives in a temporary directory.
+func newTestAgent(t *testing.T) *Agent {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	a, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	return a
+}
+
+// buildEcho compiles the echo test plugin, which rejects config fields it
+// does not know, unlike the transform plugin, which takes no config at all.
+func buildEcho(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "echo.wasm")
+	if err := wasmbuild.Build(t.Context(), "wasm/testdata/plugins/echo", out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// lineOf returns the 1-based number of the one line of doc containing
+// marker.
+func lineOf(t *testing.T, doc, marker string) int {
+	t.Helper()
+	n := 0
+	for i, l := range strings.Split(doc, "\n") {
+		if strings.Contains(l, marker) {
+			if n != 0 {
+				t.Fatalf("marker %q is on lines %d and %d", marker, n, i+1)
+			}
+			n = i + 1
+		}
+	}
+	if n == 0 {
+		t.Fatalf("marker %q not in document:\n%s", marker, doc)
+	}
+	return n
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func formatProblems(probs []Problem) string {
+	var b strings.Builder
+	for _, p := range probs {
+		fmt.Fprintf(&b, "\n  %s", p)
+	}
+	if b.Len() == 0 {
+		return " none"
+	}
+	return b.String()
+}
+
+// wantProblem is a problem expected on the line of doc holding marker, with
+// a message containing msg.
+type wantProblem struct {
+	marker, msg string
+}
+
+func TestLintPipelines(t *testing.T) {
+	echo := buildEcho(t)
+	a := newTestAgent(t)
+	missing := filepath.Join(t.TempDir(), "missing.wasm")
+
+	// Each pipeline goes between input and output below; in it {echo}
+	// stands for the echo plugin and {missing} for a path with no file.
+	paths := strings.NewReplacer("{echo}", strconv.Quote(echo), "{missing}", strconv.Quote(missing))
+	const input = "input:\n  generate:\n    count: 1\n    mapping: 'root.timestamp = \"2025-01-01T00:00:00Z\"'\n"
+	const output = "output:\n  drop: {}\n"
+	tests := []struct {
+		name     string
+		pipeline string
+		want     []wantProblem
+	}{
+		{
+			name: "clean",
+			pipeline: `pipeline:
+  processors:
+    - wasm:
+        builtin: transform
+    - wasm:
+        path: {echo}
+        config:
+          tag: checked
+    - catch:
+        - wasm:
+            path: {echo}
+    - branch:
+        request_map: root = this
+        processors:
+          - wasm:
+              builtin: transform
+        result_map: root.hour = this.hour_of_day
+`,
+		},
+		{
+			name: "unknown processor",
+			pipeline: `pipeline:
+  processors:
+    - wasm:
+        builtin: transform
+    - not_a_processor: {}
+`,
+			want: []wantProblem{{"not_a_processor", "not_a_processor"}},
+		},
+		{
+			name: "typo in a field",
+			pipeline: `pipeline:
+  processors:
+    - mapping: root = this
+      mapping_typo: root = this
+`,
+			want: []wantProblem{{"mapping_typo", "mapping_typo"}},
+		},
+		{
+			name: "plugin file missing",
+			pipeline: `pipeline:
+  processors:
+    - wasm:
+        path: {missing}
+`,
+			want: []wantProblem{{"path:", "missing.wasm"}},
+		},
+		{
+			name: "unknown builtin plugin",
+			pipeline: `pipeline:
+  processors:
+    - wasm:
+        builtin: no_such_builtin
+`,
+			want: []wantProblem{{"builtin:", `no builtin plugin named "no_such_builtin"`}},
+		},
+		{
+			name: "config field the plugin does not know",
+			pipeline: `pipeline:
+  processors:
+    - wasm:
+        path: {echo}
+        config:
+          tag: fine
+          colour: blue
+`,
+			want: []wantProblem{{"config:", `unknown field "colour"`}},
+		},
+		{
+			name: "config the plugin refuses",
+			pipeline: `pipeline:
+  processors:
+    - wasm:
+        path: {echo}
+        config: {reject: true}
+`,
+			want: []wantProblem{{"config:", "reject is set: refusing to load"}},
+		},
+		{
+			name: "wasm inside catch",
+			pipeline: `pipeline:
+  processors:
+    - wasm:
+        builtin: transform
+    - catch:
+        - mapping: root = this
+        - wasm:
+            path: {missing}
+`,
+			want: []wantProblem{{"path:", "missing.wasm"}},
+		},
+		{
+			name: "wasm inside branch",
+			pipeline: `pipeline:
+  processors:
+    - branch:
+        request_map: root = this
+        processors:
+          - wasm:
+              path: {echo}
+              config:
+                colour: blue
+        result_map: root.tag = meta("tag")
+`,
+			want: []wantProblem{{"config:", `unknown field "colour"`}},
+		},
+		{
+			name: "wasm in a processor resource",
+			pipeline: `pipeline:
+  processors:
+    - resource: enrich
+processor_resources:
+  - label: enrich
+    wasm:
+      builtin: no_such_resource_plugin
+`,
+			want: []wantProblem{{"no_such_resource_plugin", "no_such_resource_plugin"}},
+		},
+		{
+			name: "every problem, in line order",
+			pipeline: `pipeline:
+  processors:
+    - wasm:
+        path: {missing}
+    - not_a_processor: {}
+    - switch:
+        - check: this.user_id == 1
+          processors:
+            - wasm:
+                path: {echo}
+                config:
+                  colour: blue
+    - mapping: root = this
+      mapping_typo: root = this
+`,
+			want: []wantProblem{
+				{"missing.wasm", "missing.wasm"},
+				{"not_a_processor", "not_a_processor"},
+				{"config:", `unknown field "colour"`},
+				{"mapping_typo", "mapping_typo"},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := input + paths.Replace(tc.pipeline) + output
+			src := filepath.Join(t.TempDir(), "pipeline.yaml")
+			writeFile(t, src, doc)
+
+			probs := a.Lint(t.Context(), []string{src})
+			if len(probs) != len(tc.want) {
+				t.Errorf("want %d problems, got%s\nin:\n%s", len(tc.want), formatProblems(probs), doc)
+			}
+			for i, w := range tc.want {
+				line := lineOf(t, doc, w.marker)
+				ok := slices.ContainsFunc(probs, func(p Problem) bool {
+					return p.Source == src && p.Line == line && strings.Contains(p.Msg, w.msg)
+				})
+				if !ok {
+					t.Errorf("no problem at %s:%d containing %q; got%s", filepath.Base(src), line, w.msg, formatProblems(probs))
+				}
+				if i < len(probs) && probs[i].Line != line {
+					t.Errorf("problem %d is at line %d, want line %d: problems are sorted by line", i, probs[i].Line, line)
+				}
+			}
+		})
+	}
+}
+
+// TestLintWasmInInputProcessors: a wasm processor is checked wherever it
+// sits, here among the input's own processors.
+func TestLintWasmInInputProcessors(t *testing.T) {
+	a := newTestAgent(t)
+	doc := `input:
+  generate:
+    count: 1
+    mapping: root = {}
+  processors:
+    - wasm:
+        builtin: not_embedded
+output:
+  drop: {}
+`
+	src := filepath.Join(t.TempDir(), "in.yaml")
+	writeFile(t, src, doc)
+	probs := a.Lint(t.Context(), []string{src})
+	want := Problem{Source: src, Line: lineOf(t, doc, "not_embedded")}
+	if len(probs) != 1 || probs[0].Source != want.Source || probs[0].Line != want.Line ||
+		!strings.Contains(probs[0].Msg, "not_embedded") {
+		t.Errorf("want one problem at %s:%d naming not_embedded, got%s", src, want.Line, formatProblems(probs))
+	}
+}
+
+// TestLintSources: the sources lint takes, as the config names them.
+func TestLintSources(t *testing.T) {
+	a := newTestAgent(t)
+	dir := t.TempDir()
+	clean := "input:\n  generate:\n    count: 1\n    mapping: root = {}\npipeline:\n  processors:\n    - wasm:\n        builtin: transform\noutput:\n  drop: {}\n"
+	broken := strings.Replace(clean, "    - wasm:", "    - not_a_processor: {}\n    - wasm:", 1)
+	writeFile(t, filepath.Join(dir, "pipelines", "a_clean.yaml"), clean)
+	writeFile(t, filepath.Join(dir, "pipelines", "b_broken.yml"), broken)
+	writeFile(t, filepath.Join(dir, "pipelines", "notes.txt"), "not a pipeline: {")
+	writeFile(t, filepath.Join(dir, "clean.yaml"), clean)
+
+	t.Run("clean file and builtin", func(t *testing.T) {
+		if probs := a.Lint(t.Context(), []string{filepath.Join(dir, "clean.yaml"), "builtin:demo"}); len(probs) != 0 {
+			t.Errorf("want no problems, got%s", formatProblems(probs))
+		}
+	})
+	t.Run("directory", func(t *testing.T) {
+		probs := a.Lint(t.Context(), []string{filepath.Join(dir, "pipelines")})
+		want := Problem{Source: filepath.Join(dir, "pipelines", "b_broken.yml"), Line: lineOf(t, broken, "not_a_processor")}
+		if len(probs) != 1 || probs[0].Source != want.Source || probs[0].Line != want.Line {
+			t.Errorf("want one problem at %s:%d, got%s", want.Source, want.Line, formatProblems(probs))
+		}
+	})
+	t.Run("missing file", func(t *testing.T) {
+		src := filepath.Join(dir, "nope.yaml")
+		probs := a.Lint(t.Context(), []string{src})
+		if len(probs) != 1 || probs[0].Source != src || !strings.Contains(probs[0].Msg, "no such file") {
+			t.Errorf("want one problem saying %s does not exist, got%s", src, formatProblems(probs))
+		}
+	})
+	t.Run("unknown builtin pipeline", func(t *testing.T) {
+		probs := a.Lint(t.Context(), []string{"builtin:nope"})
+		if len(probs) != 1 || probs[0].Source != "builtin:nope" || !strings.Contains(probs[0].Msg, `no builtin pipeline named "nope"`) {
+			t.Errorf("want one problem naming builtin:nope, got%s", formatProblems(probs))
+		}
+	})
+	t.Run("every source is checked", func(t *testing.T) {
+		probs := a.Lint(t.Context(), []string{"builtin:nope", filepath.Join(dir, "pipelines"), filepath.Join(dir, "clean.yaml")})
+		var srcs []string
+		for _, p := range probs {
+			srcs = append(srcs, p.Source)
+		}
+		if want := []string{filepath.Join(dir, "pipelines", "b_broken.yml"), "builtin:nope"}; !slices.Equal(srcs, want) {
+			t.Errorf("problems from %q, want %q (sorted by source)%s", srcs, want, formatProblems(probs))
+		}
+	})
+}
