@@ -15,10 +15,7 @@ import (
 
 // sampleEvents are the embedded sample: the seed's event shape, ~120 bytes.
 func sampleEvents(b *testing.B) [][]byte {
-	var evs [][]byte
-	for _, l := range splitLines(pipelines.SampleEvents()) {
-		evs = append(evs, l)
-	}
+	evs := splitLines(pipelines.SampleEvents())
 	if len(evs) == 0 {
 		b.Fatal("no sample events")
 	}
