@@ -67,7 +67,17 @@ func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Pr
 		return nil // Benthos' lint has reported it
 	}
 	var probs []Problem
+	if len(root.Content) == 1 {
+		if http := mapValue(root.Content[0], "http"); http != nil {
+			if en := mapValue(http, "enabled"); en != nil && en.Value == "true" {
+				probs = append(probs, Problem{Source: source, Line: en.Line, Msg: "http.enabled is true: the per-stream HTTP server is not supported when several pipelines share one agent; remove it"})
+			}
+		}
+	}
 	walkWasm(&root, func(n *yaml.Node) {
+		if mapKey(n, "path") == nil && mapKey(n, "builtin") == nil {
+			return // Benthos' lint rule has reported the missing plugin
+		}
 		// A config the plugin rejects is blamed on the `config:` key, not on
 		// the first line inside its block, which may be a valid field.
 		line := n.Line
@@ -120,6 +130,18 @@ func mapKey(n *yaml.Node, key string) *yaml.Node {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == key {
 			return n.Content[i]
+		}
+	}
+	return nil
+}
+
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
 		}
 	}
 	return nil

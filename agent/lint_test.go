@@ -171,6 +171,32 @@ func TestLintPipelines(t *testing.T) {
 			want: []wantProblem{{"config:", `unknown field "colour"`}},
 		},
 		{
+			name: "config given to a plugin that takes none",
+			pipeline: `pipeline:
+  processors:
+    - wasm:
+        builtin: transform
+        config: {hour_offset: 2}
+`,
+			want: []wantProblem{{"config:", "takes no config"}},
+		},
+		{
+			name: "no plugin named, reported once",
+			pipeline: `pipeline:
+  processors:
+    - wasm:
+        timeout: 2s
+`,
+			want: []wantProblem{{"timeout: 2s", "one of path or builtin must be set"}},
+		},
+		{
+			name: "per-stream http server",
+			pipeline: `http:
+  enabled: true
+`,
+			want: []wantProblem{{"enabled: true", "http.enabled is true"}},
+		},
+		{
 			name: "config the plugin refuses",
 			pipeline: `pipeline:
   processors:

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
@@ -118,6 +119,10 @@ func Init(cfg []byte) (out []byte) {
 		if err := onConfig(Config{raw: cfg}); err != nil {
 			return errorResponse(abi.StatusError, err.Error())
 		}
+	} else if hasConfig(cfg) {
+		// A plugin that reads no config would silently ignore a typo'd
+		// one; refusing it keeps "unknown keys are errors" true everywhere.
+		return errorResponse(abi.StatusError, "this plugin takes no config, but the processor's config block is set: remove it")
 	}
 	d := abi.Descriptor{Mode: abi.ModeBytes}
 	switch {
@@ -133,6 +138,11 @@ func Init(cfg []byte) (out []byte) {
 	resp.U32(uint32(abi.StatusOK))
 	abi.AppendDescriptor(&resp, d)
 	return resp.Buf
+}
+
+func hasConfig(cfg []byte) bool {
+	s := strings.TrimSpace(string(cfg))
+	return s != "" && s != "null" && s != "{}"
 }
 
 // Process runs the handler on one request buffer and returns the response
