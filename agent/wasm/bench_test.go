@@ -120,8 +120,8 @@ func BenchmarkTransform(b *testing.B) {
 		{"bloblang", blobProc{exec}},
 		{"wasm-columns", mustProcessor(b, eng, "path: "+plugins["transform"])},
 		{"wasm-columns-nointerrupt", mustProcessor(b, eng, "path: "+plugins["transform"]+"\ninterrupt_on_timeout: false")},
-		{"wasm-bytes", mustProcessor(b, eng, "path: "+plugins["transformjson"])},
-		{"wasm-bytes-nointerrupt", mustProcessor(b, eng, "path: "+plugins["transformjson"]+"\ninterrupt_on_timeout: false")},
+		{"wasm-bytes", mustProcessor(b, eng, "path: "+plugins["transformjson"]+"\ntimeout: 30s")},
+		{"wasm-bytes-nointerrupt", mustProcessor(b, eng, "path: "+plugins["transformjson"]+"\ntimeout: 30s\ninterrupt_on_timeout: false")},
 	}
 	for _, size := range []int{1, 64, 1024} {
 		for _, pc := range procs {
