@@ -384,3 +384,29 @@ func TestCompilationCacheOnDisk(t *testing.T) {
 		t.Errorf("restart compiled again: %d cache files, had %d", got, first)
 	}
 }
+
+// TestGoGuestCollectsGarbage runs a Go plugin that allocates per message
+// through many small batches and then large ones: memory freed in earlier
+// calls must be reusable, or the plugin hits its memory cap. (A wasip1 Go
+// reactor only runs its GC workers while an export executes; the SDK yields
+// to them at every call. Without that yield this plugin ran out of its 64MiB
+// at about the 190th large batch.)
+func TestGoGuestCollectsGarbage(t *testing.T) {
+	eng := newEngine(t, "")
+	p := mustProcessor(t, eng, "path: "+plugins["transformjson"]+"\ntimeout: 60s\ninterrupt_on_timeout: false\nmemory_limit: 64MiB")
+	ev := `{"user_id":1,"event_type":"page_view","event_data":{"page":"/products/334"},"timestamp":"2025-01-01T05:28:42.268Z"}`
+	big := make([]string, 1024)
+	for i := range big {
+		big[i] = ev
+	}
+	for i := 0; i < 300; i++ {
+		if err := run(t, p, batchOf(ev))[0].GetError(); err != nil {
+			t.Fatalf("small batch %d: %v", i, err)
+		}
+	}
+	for i := 0; i < 200; i++ {
+		if err := run(t, p, batchOf(big...))[0].GetError(); err != nil {
+			t.Fatalf("large batch %d after many small ones: %v", i, err)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
@@ -149,6 +150,12 @@ func hasConfig(cfg []byte) bool {
 // buffer, which stays valid until the next call. The exported
 // sluice_v1_process calls it; plugin tests may call it directly.
 func Process(req []byte) (out []byte) {
+	// Let the runtime's other goroutines run before the batch: in a wasip1
+	// reactor they run only while an export is executing, and the garbage
+	// collector's mark workers are among them. Without this, a plugin called
+	// with many small batches can leave a GC cycle unfinished for good and
+	// grow until it hits the memory cap.
+	runtime.Gosched()
 	resp.Reset()
 	defer recoverInto(&out)
 	switch {

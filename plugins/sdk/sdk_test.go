@@ -389,6 +389,18 @@ func TestInitErrors(t *testing.T) {
 		HandleMessage(func(*Message) error { return nil })
 		sameBytes(t, "error-response", Init([]byte(`{}`)), mustDoc(t, docHex(t), "error-response"))
 	})
+	t.Run("config without OnConfig", func(t *testing.T) {
+		for _, cfg := range []string{``, `null`, ` {} `} {
+			fresh(t)
+			HandleMessage(func(*Message) error { return nil })
+			if d := descriptorOf(t, Init([]byte(cfg))); d.Mode != abi.ModeBytes {
+				t.Errorf("config %q: mode %d", cfg, d.Mode)
+			}
+		}
+		fresh(t)
+		HandleMessage(func(*Message) error { return nil })
+		wantError(t, Init([]byte(`{"tag":"x"}`)), abi.StatusError, "this plugin takes no config")
+	})
 	t.Run("OnConfig panic is fatal", func(t *testing.T) {
 		fresh(t)
 		OnConfig(func(Config) error { panic("config exploded") })
@@ -592,9 +604,8 @@ func TestPanicIsFatal(t *testing.T) {
 			if string(m.Body()) == "boom" {
 				panic("boom")
 			}
-			if string(m.Body()) == "nil map" {
-				var m map[string]int
-				m["x"] = 1
+			if string(m.Body()) == "error value" {
+				panic(errors.New("an error value"))
 			}
 			return nil
 		})
@@ -603,7 +614,7 @@ func TestPanicIsFatal(t *testing.T) {
 		if !strings.Contains(msg, "goroutine ") || !strings.Contains(msg, "sdk_test.go") {
 			t.Errorf("no stack in %q", msg)
 		}
-		wantError(t, Process(bytesRequest(inMsg{body: "nil map"})), abi.StatusFatal, "panic: assignment to entry in nil map")
+		wantError(t, Process(bytesRequest(inMsg{body: "error value"})), abi.StatusFatal, "panic: an error value\n")
 		// What a recovered panic leaves behind is not the host's problem:
 		// the SDK still answers the next call.
 		decodeBytes(t, Process(bytesRequest(inMsg{body: "ok"})), 1)
