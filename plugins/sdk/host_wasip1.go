@@ -1,5 +1,7 @@
 //go:build wasip1
 
+//lint:file-ignore U1000 the host calls these through go:wasmexport, which staticcheck cannot see
+
 package sdk
 
 import "unsafe"

@@ -1,3 +1,7 @@
+//go:build !wasip1
+
+// The test drives the compiled plugin from the host, through the agent.
+
 package main
 
 import (
