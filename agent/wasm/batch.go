@@ -446,7 +446,7 @@ func (i *Instance) merge(doc []byte, cols []abi.Column, row int) ([]byte, error)
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				return nil, fmt.Errorf("output field %q: %v cannot be written as JSON", f.Name, v)
 			}
-			raw = strconv.AppendFloat(raw, v, 'g', -1, 64)
+			raw = appendJSONFloat(raw, v)
 		case abi.TypeBool:
 			raw = strconv.AppendBool(raw, col.Fixed[row] != 0)
 		case abi.TypeTime:
@@ -480,4 +480,19 @@ func (i *Instance) merge(doc []byte, cols []abi.Column, row int) ([]byte, error)
 		return nil, nil
 	}
 	return append([]byte(nil), cur...), nil
+}
+
+// appendJSONFloat formats v as encoding/json does, plain decimals between
+// 1e-6 and 1e21 and exponents outside, so a number written by a plugin reads
+// the same as one written by any Go service.
+func appendJSONFloat(dst []byte, v float64) []byte {
+	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
+		dst = strconv.AppendFloat(dst, v, 'e', -1, 64)
+		// encoding/json writes 1e-07, not 1e-7: keep two exponent digits.
+		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst = append(dst[:n-2], dst[n-1])
+		}
+		return dst
+	}
+	return strconv.AppendFloat(dst, v, 'f', -1, 64)
 }

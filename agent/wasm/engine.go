@@ -212,7 +212,11 @@ func checkABI(c wazero.CompiledModule) error {
 				found = append(found, m[1])
 			}
 		}
-		sort.Strings(found)
+		sort.Slice(found, func(a, b int) bool {
+			x, _ := strconv.Atoi(found[a])
+			y, _ := strconv.Atoi(found[b])
+			return x < y
+		})
 		if len(found) > 0 {
 			return fmt.Errorf("%w: the module was built for ABI v%s but this agent speaks v%d; rebuild it with a plugins/sdk that speaks v%d", ErrABIVersion, found[0], abi.Version, abi.Version)
 		}

@@ -180,19 +180,29 @@ func (i *Instance) call(ctx context.Context, fn api.Function, req []byte) ([]byt
 	start := time.Now()
 	i.stderr.Reset()
 	n := uint32(len(req))
-	if n > i.reqCap || i.reqPtr == 0 {
+	if n > i.reqCap { // an empty request (no config) needs no buffer: it is passed as (0, 0)
 		i.stack[0] = uint64(n)
 		if err := i.alloc.CallWithStack(callCtx, i.stack[:]); err != nil {
 			i.broken = true
 			return nil, i.explain(callCtx, "alloc", err)
 		}
-		i.reqPtr, i.reqCap = api.DecodeU32(i.stack[0]), n
+		ptr := api.DecodeU32(i.stack[0])
+		if ptr == 0 || ptr%8 != 0 {
+			// Columns are read in place, so the buffer must be 8-aligned;
+			// 0 is how a guest that cannot allocate says so.
+			i.broken = true
+			return nil, fmt.Errorf("malformed result: alloc(%d) returned address %d, want a non-zero multiple of 8", n, ptr)
+		}
+		i.reqPtr, i.reqCap = ptr, n
 	}
-	if !i.mem.Write(i.reqPtr, req) {
+	ptr := i.reqPtr
+	if n == 0 {
+		ptr = 0
+	} else if !i.mem.Write(i.reqPtr, req) {
 		i.broken = true
 		return nil, fmt.Errorf("malformed result: alloc returned %d, which cannot hold %d bytes in %d bytes of memory", i.reqPtr, n, i.mem.Size())
 	}
-	i.stack[0], i.stack[1] = uint64(i.reqPtr), uint64(n)
+	i.stack[0], i.stack[1] = uint64(ptr), uint64(n)
 	if err := fn.CallWithStack(callCtx, i.stack[:]); err != nil {
 		i.broken = true
 		return nil, i.explain(callCtx, fn.Definition().Name(), err)
@@ -205,7 +215,11 @@ func (i *Instance) call(ctx context.Context, fn api.Function, req []byte) ([]byt
 	packed := i.stack[0]
 	ptr, size := uint32(packed>>32), uint32(packed)
 	out, ok := i.mem.Read(ptr, size)
-	if !ok || size < 4 {
+	if ok && size < 4 {
+		i.broken = true
+		return nil, fmt.Errorf("malformed result: %s returned %d bytes, shorter than the 4-byte status", fn.Definition().Name(), size)
+	}
+	if !ok {
 		i.broken = true
 		return nil, fmt.Errorf("malformed result: %s returned buffer [%d, +%d) outside its %d bytes of memory", fn.Definition().Name(), ptr, size, i.mem.Size())
 	}
