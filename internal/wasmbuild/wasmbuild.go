@@ -12,9 +12,10 @@ import (
 )
 
 // Flags are the go build flags for a plugin: a wasip1 reactor (c-shared)
-// with paths and build IDs stripped, so the same source and Go version give
+// with paths, VCS stamps and build IDs stripped, so the same source and Go
+// version give
 // the same bytes on any machine.
-var Flags = []string{"-buildmode=c-shared", "-trimpath", "-ldflags=-buildid="}
+var Flags = []string{"-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-ldflags=-buildid="}
 
 // Build compiles the Go package at pkgDir into the .wasm file out.
 func Build(ctx context.Context, pkgDir, out string) error {
