@@ -13,8 +13,7 @@ import (
 
 // Flags are the go build flags for a plugin: a wasip1 reactor (c-shared)
 // with paths, VCS stamps and build IDs stripped, so the same source and Go
-// version give
-// the same bytes on any machine.
+// version give the same bytes on any machine and at any commit.
 var Flags = []string{"-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-ldflags=-buildid="}
 
 // Build compiles the Go package at pkgDir into the .wasm file out.
