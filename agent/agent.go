@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-dev/sluice/agent/wasm"
 	"github.com/sluice-dev/sluice/pipelines"
 	"github.com/sluice-dev/sluice/plugins/builtin"
+	"github.com/sluice-dev/sluice/state"
 )
 
 // BuiltinPrefix names a pipeline embedded in the binary, as in builtin:demo.
@@ -35,38 +36,82 @@ type Agent struct {
 	logger *slog.Logger
 	env    *service.Environment
 	engine *wasm.Engine
+	store  *state.Store
+	// tmpState is a throwaway state dir, for lint, which must not take the
+	// lock of a data dir a running agent holds.
+	tmpState string
+}
+
+// Options change how New prepares the agent.
+type Options struct {
+	// ScratchState opens an empty state store in a temporary directory
+	// instead of the one under the data dir: for lint, which loads stateful
+	// plugins but must not contend with a running agent for its state.
+	ScratchState bool
 }
 
 // New prepares the agent: the data dir, the Wasm engine with its on-disk
 // compilation cache, and the environment with Sluice's components.
-func New(cfg config.Config, logger *slog.Logger) (*Agent, error) {
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (*Agent, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir %q: %w", cfg.DataDir, err)
 	}
+	a := &Agent{cfg: cfg, logger: logger}
+	stateDir := filepath.Join(cfg.DataDir, "state")
+	if opts.ScratchState {
+		dir, err := os.MkdirTemp("", "sluice-lint-state-")
+		if err != nil {
+			return nil, fmt.Errorf("create scratch state dir: %w", err)
+		}
+		a.tmpState, stateDir = dir, dir
+	}
+	st, err := state.Open(ctx, state.Options{Dir: stateDir, SyncWrites: true, Logger: logger})
+	if err != nil {
+		a.removeScratch()
+		return nil, err
+	}
+	a.store = st
 	eng, err := wasm.NewEngine(wasm.EngineConfig{
 		CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
 		Builtins: builtin.Lookup,
+		State:    st,
 	})
 	if err != nil {
+		_ = st.Close()
+		a.removeScratch()
 		return nil, err
 	}
 	// A fresh environment holding the globally registered Benthos
 	// components; Sluice's own are added to it alone, never to the global.
 	env := service.NewEnvironment()
+	a.env, a.engine = env, eng
 	if err := wasm.Register(env, eng); err != nil {
+		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register wasm processor: %w", err)
 	}
 	if err := sampleinput.Register(env); err != nil {
+		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register sample_events input: %w", err)
 	}
-	return &Agent{cfg: cfg, logger: logger, env: env, engine: eng}, nil
+	return a, nil
+}
+
+func (a *Agent) removeScratch() {
+	if a.tmpState != "" {
+		_ = os.RemoveAll(a.tmpState)
+	}
 }
 
 // Environment is the environment pipelines run on.
 func (a *Agent) Environment() *service.Environment { return a.env }
 
-// Close releases the Wasm engine; call it after every pipeline has stopped.
-func (a *Agent) Close(ctx context.Context) error { return a.engine.Close(ctx) }
+// Close releases the Wasm engine and the state store; call it after every
+// pipeline has stopped.
+func (a *Agent) Close(ctx context.Context) error {
+	err := errors.Join(a.engine.Close(ctx), a.store.Close())
+	a.removeScratch()
+	return err
+}
 
 // Run runs every configured pipeline until each finishes or ctx is
 // cancelled, then drains them within the shutdown timeout. A pipeline that

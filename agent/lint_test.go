@@ -20,7 +20,7 @@ func newTestAgent(t *testing.T) *Agent {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
-	a, err := New(cfg, slog.New(slog.DiscardHandler))
+	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler), Options{ScratchState: true})
 	if err != nil {
 		t.Fatal(err)
 	}

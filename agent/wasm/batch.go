@@ -41,8 +41,11 @@ func (i *Instance) ProcessBatch(ctx context.Context, batch service.MessageBatch)
 	if len(batch) == 0 {
 		return batch, nil
 	}
+	if i.desc.Stateful {
+		return nil, errors.New("the plugin is stateful: configure the processor with key and state")
+	}
 	if i.desc.Mode == abi.ModeColumns {
-		return i.processColumns(ctx, batch)
+		return i.processColumns(ctx, batch, nil)
 	}
 	return i.processBytes(ctx, batch)
 }
@@ -139,7 +142,7 @@ func (i *Instance) processBytes(ctx context.Context, batch service.MessageBatch)
 	return result, nil
 }
 
-func (i *Instance) processColumns(ctx context.Context, batch service.MessageBatch) (service.MessageBatch, error) {
+func (i *Instance) processColumns(ctx context.Context, batch service.MessageBatch, kin *KeyedInput) (service.MessageBatch, error) {
 	s := &i.scratch
 	in := i.desc.In
 	if len(s.cols) < len(in) {
@@ -151,6 +154,9 @@ func (i *Instance) processColumns(ctx context.Context, batch service.MessageBatc
 	}
 	s.rows = s.rows[:0]
 	for idx, msg := range batch {
+		if kin != nil && kin.KeyIdx[idx] < 0 {
+			continue // its key could not be read: failed already
+		}
 		doc, err := msg.AsBytes()
 		if err != nil {
 			msg.SetError(fmt.Errorf("%s: read body: %w", i.name, err))
@@ -174,11 +180,14 @@ func (i *Instance) processColumns(ctx context.Context, batch service.MessageBatc
 		cs := &s.cols[c]
 		abi.AppendColumn(w, f.Type, cs.valid, cs.fixed, cs.strs)
 	}
+	if i.desc.Stateful {
+		kin.appendSection(w, s.rows)
+	}
 	out, err := i.call(ctx, i.process, w.Buf)
 	if err != nil {
 		return nil, err
 	}
-	return i.mergeColumns(batch, out)
+	return i.mergeColumns(batch, out, kin)
 }
 
 // appendRow parses the declared fields of one message into the column
@@ -324,7 +333,7 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, err
 }
 
-func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte) (service.MessageBatch, error) {
+func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *KeyedInput) (service.MessageBatch, error) {
 	s := &i.scratch
 	rows := len(s.rows)
 	r := abi.NewReader(out)
@@ -338,6 +347,12 @@ func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte) (service
 	outCols := make([]abi.Column, len(i.desc.Out))
 	for c, f := range i.desc.Out {
 		outCols[c] = abi.ReadColumn(r, f.Type, rows)
+	}
+	if i.desc.Stateful {
+		if err := kin.readSection(r); err != nil {
+			i.broken = true
+			return nil, err
+		}
 	}
 	reasons := map[int]string{}
 	for n := r.U32(); n > 0 && r.Err() == nil; n-- {

@@ -24,6 +24,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+	"github.com/sluice-dev/sluice/state"
 )
 
 // ErrABIVersion means a module was built for another version of the plugin
@@ -42,6 +43,9 @@ type EngineConfig struct {
 	// Builtins resolves `builtin:` plugin names to module bytes; nil means
 	// there are none.
 	Builtins func(name string) ([]byte, bool)
+	// State is the agent's state store, for stateful steps; nil means
+	// stateful plugins cannot be loaded.
+	State *state.Store
 }
 
 // Engine compiles plugin modules once per process and hands out instances.

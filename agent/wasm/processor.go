@@ -26,6 +26,9 @@ const (
 	fClock     = "clock"
 	fEnv       = "env"
 	fMounts    = "mounts"
+	fKey       = "key"
+	fState     = "state"
+	fOffsets   = "offsets"
 )
 
 // ConfigSpec is the `wasm` processor's spec: fields, defaults and docs.
@@ -78,6 +81,26 @@ The plugin runs in a sandbox: no files, environment variables, real clock or net
 				Description("Host directories the plugin may open. None by default.").
 				Default([]any{}).
 				Advanced(),
+			service.NewStringField(fKey).
+				Description("For a stateful plugin: the entity each message's state belongs to, as a field path (`user_id`, `event_data.session`) or an interpolation (`${! meta(\"user\") }`). Required when the plugin keeps state.").
+				Example("user_id").
+				Optional(),
+			service.NewObjectField(fState,
+				service.NewStringField("namespace").Description("The step's own namespace in the agent's state store: letters, digits, _ and -. Two steps share state only by naming the same namespace."),
+				service.NewDurationField("ttl").Description("Forget an entity idle longer than this; 0 keeps it forever.").Default("0s"),
+				service.NewStringEnumField("ttl_clock", "event", "wall").Description("Measure the TTL in event time (from `event_time`, so a replay forgets the same entities) or in wall time.").Default("event"),
+				service.NewStringField("event_time").Description("Field path of the event's timestamp, for an event-time TTL.").Default(""),
+			).
+				Description("Where a stateful plugin's per-key state lives. The states of a batch are loaded in one read before the call and committed in one transaction, with the batch's offsets, before the batch goes on.").
+				Optional(),
+			service.NewObjectField(fOffsets,
+				service.NewInterpolatedStringField("source").Description("The input the message came from.").Example(`${! meta("kafka_topic") }`),
+				service.NewInterpolatedStringField("partition").Description("Its partition.").Example(`${! meta("kafka_partition") }`),
+				service.NewInterpolatedStringField("offset").Description("Its offset or sequence number, increasing within a partition.").Example(`${! meta("kafka_offset") }`),
+			).
+				Description("Effectively-once state: the last offset applied per source and partition is committed with the state, and a redelivered message (offset not above it) is recognised: the plugin still computes its output but its state updates are not applied again.").
+				Advanced().
+				Optional(),
 		).
 		LintRule(`root = if (this.path | "") == "" && (this.builtin | "") == "" { "one of path or builtin must be set: the processor has no plugin to run" } else if (this.path | "") != "" && (this.builtin | "") != "" { "path and builtin are both set: only one plugin can run, set one of them" }`).
 		Example("Seed transform step", "Derive hour_of_day, day_of_week and is_weekend from each event's timestamp.", `
@@ -99,9 +122,14 @@ func Register(env *service.Environment, eng *Engine) error {
 // processor between a pipeline's threads, so it keeps a pool of instances:
 // at most one per concurrent caller, which is one per thread.
 type Processor struct {
-	mod    *Module
-	icfg   InstanceConfig
-	logger *slog.Logger
+	keyed *keyedStep
+	// keyedMu runs a stateful step one batch at a time: two threads with
+	// the same key in flight would each load the old state and one update
+	// would be lost.
+	keyedMu sync.Mutex
+	mod     *Module
+	icfg    InstanceConfig
+	logger  *slog.Logger
 
 	mu       sync.Mutex
 	idle     []*Instance
@@ -111,6 +139,7 @@ type Processor struct {
 
 // Settings are the parsed fields of a `wasm` processor config.
 type Settings struct {
+	keyed     *keyedStep
 	Name      string
 	Bin       []byte
 	Load      LoadOptions
@@ -197,7 +226,81 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 		}
 	}
 	s.Instance.LookupEnv = os.LookupEnv
+	if s.keyed, err = parseKeyed(eng, conf); err != nil {
+		return s, err
+	}
 	return s, nil
+}
+
+func parseKeyed(eng *Engine, conf *service.ParsedConfig) (*keyedStep, error) {
+	hasKey, hasState := conf.Contains(fKey), conf.Contains(fState)
+	switch {
+	case !hasKey && !hasState:
+		if conf.Contains(fOffsets) {
+			return nil, errors.New("offsets is set without key and state: offsets only apply to stateful steps")
+		}
+		return nil, nil
+	case hasKey != hasState:
+		return nil, errors.New("key and state go together: a stateful step needs both")
+	}
+	if eng.cfg.State == nil {
+		return nil, errors.New("this agent has no state store (the engine was built without one)")
+	}
+	k := &keyedStep{store: eng.cfg.State}
+	keyStr, err := conf.FieldString(fKey)
+	if err != nil {
+		return nil, err
+	}
+	if strings.Contains(keyStr, "${!") {
+		if k.key.interp, err = service.NewInterpolatedString(keyStr); err != nil {
+			return nil, fmt.Errorf("%s: %w", fKey, err)
+		}
+	} else {
+		if err := checkPath(keyStr); err != nil {
+			return nil, fmt.Errorf("%s: %w", fKey, err)
+		}
+		k.key.path = keyStr
+	}
+	sc := conf.Namespace(fState)
+	if k.ns.Name, err = sc.FieldString("namespace"); err != nil {
+		return nil, err
+	}
+	if !validNamespace(k.ns.Name) {
+		return nil, fmt.Errorf("state.namespace %q: use lowercase letters, digits, _ and -", k.ns.Name)
+	}
+	if k.ns.TTL, err = sc.FieldDuration("ttl"); err != nil {
+		return nil, err
+	}
+	clock, err := sc.FieldString("ttl_clock")
+	if err != nil {
+		return nil, err
+	}
+	if k.eventTime, err = sc.FieldString("event_time"); err != nil {
+		return nil, err
+	}
+	k.ns.EventTime = clock == "event" && k.ns.TTL > 0
+	if k.ns.EventTime && k.eventTime == "" {
+		return nil, errors.New("state: an event-time ttl needs event_time, the field holding each event's timestamp (or set ttl_clock: wall)")
+	}
+	if k.eventTime != "" {
+		if err := checkPath(k.eventTime); err != nil {
+			return nil, fmt.Errorf("state.event_time: %w", err)
+		}
+	}
+	if conf.Contains(fOffsets) {
+		oc := conf.Namespace(fOffsets)
+		k.offsets = &offsetReaders{}
+		if k.offsets.source, err = oc.FieldInterpolatedString("source"); err != nil {
+			return nil, err
+		}
+		if k.offsets.partition, err = oc.FieldInterpolatedString("partition"); err != nil {
+			return nil, err
+		}
+		if k.offsets.offset, err = oc.FieldInterpolatedString("offset"); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
 }
 
 // NewProcessor loads the plugin and starts one instance, so a missing
@@ -217,7 +320,15 @@ func NewProcessor(ctx context.Context, eng *Engine, conf *service.ParsedConfig, 
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", s.Name, err)
 	}
-	return &Processor{mod: mod, icfg: s.Instance, logger: s.Instance.Logger, idle: []*Instance{inst}}, nil
+	switch stateful := inst.Descriptor().Stateful; {
+	case stateful && s.keyed == nil:
+		_ = inst.Close(ctx)
+		return nil, fmt.Errorf("plugin %s keeps per-key state: configure key and state.namespace", s.Name)
+	case !stateful && s.keyed != nil:
+		_ = inst.Close(ctx)
+		return nil, fmt.Errorf("plugin %s keeps no state (it never calls sdk.UseState): remove key and state", s.Name)
+	}
+	return &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, idle: []*Instance{inst}}, nil
 }
 
 // Failure back-off: the first failures replace the instance at once so a
@@ -231,6 +342,9 @@ const (
 
 // ProcessBatch implements service.BatchProcessor.
 func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	if p.keyed != nil {
+		return p.processKeyed(ctx, batch)
+	}
 	inst, err := p.acquire(ctx)
 	if err != nil {
 		return []service.MessageBatch{failAll(batch, err)}, nil
@@ -240,6 +354,35 @@ func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 	if err != nil {
 		p.logger.Error("plugin failed a batch", "messages", len(batch), "error", err)
 		return []service.MessageBatch{failAll(batch, fmt.Errorf("plugin %s: %w", p.mod.Name(), err))}, nil
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return []service.MessageBatch{out}, nil
+}
+
+func (p *Processor) processKeyed(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	p.keyedMu.Lock()
+	defer p.keyedMu.Unlock()
+	kin, eventTimes, maxOffset, err := p.keyed.prepare(batch)
+	if err != nil {
+		return []service.MessageBatch{failAll(batch, fmt.Errorf("plugin %s: load state: %w", p.mod.Name(), err))}, nil
+	}
+	inst, err := p.acquire(ctx)
+	if err != nil {
+		return []service.MessageBatch{failAll(batch, err)}, nil
+	}
+	out, err := inst.ProcessKeyed(ctx, batch, kin)
+	p.release(ctx, inst, err)
+	if err != nil {
+		p.logger.Error("plugin failed a batch", "messages", len(batch), "error", err)
+		return []service.MessageBatch{failAll(batch, fmt.Errorf("plugin %s: %w", p.mod.Name(), err))}, nil
+	}
+	if err := p.keyed.commit(ctx, batch, kin, eventTimes, maxOffset); err != nil {
+		// Nothing of this batch's state is stored: fail it so it is not
+		// passed on as if it had been counted.
+		p.logger.Error("state commit failed", "error", err)
+		return []service.MessageBatch{failAll(out, err)}, nil
 	}
 	if len(out) == 0 {
 		return nil, nil
@@ -379,3 +522,15 @@ func (h *benthosHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 }
 
 func (h *benthosHandler) WithGroup(string) slog.Handler { return h }
+
+func validNamespace(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

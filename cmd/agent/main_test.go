@@ -31,6 +31,7 @@ var (
 	agentBin      string // the agent binary
 	transformWasm string // examples/wasm/transform
 	echoWasm      string // agent/wasm/testdata/plugins/echo: rejects unknown config fields
+	counterWasm   string // agent/wasm/testdata/plugins/counter: keyed per-user counts
 )
 
 // runTimeout bounds every run of the binary so that a hang fails the test
@@ -51,6 +52,7 @@ func testMain(m *testing.M) int {
 	agentBin = filepath.Join(dir, "agent")
 	transformWasm = filepath.Join(dir, "transform.wasm")
 	echoWasm = filepath.Join(dir, "echo.wasm")
+	counterWasm = filepath.Join(dir, "counter.wasm")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -64,6 +66,7 @@ func testMain(m *testing.M) int {
 		},
 		func() error { return wasmbuild.Build(ctx, "../../examples/wasm/transform", transformWasm) },
 		func() error { return wasmbuild.Build(ctx, "../../agent/wasm/testdata/plugins/echo", echoWasm) },
+		func() error { return wasmbuild.Build(ctx, "../../agent/wasm/testdata/plugins/counter", counterWasm) },
 	}
 	errs := make([]error, len(builds))
 	var wg sync.WaitGroup

@@ -19,6 +19,7 @@ type Batch struct {
 	actions []byte
 	fails   []rowText
 	metas   []rowMeta
+	keyed
 }
 
 type outColumn struct {
@@ -258,8 +259,14 @@ func processColumns(req []byte) []byte {
 	for _, f := range inFields {
 		b.in = append(b.in, abi.ReadColumn(r, f.Type, rows))
 	}
+	if stateful {
+		b.readState(r, rows)
+	}
 	if r.Err() != nil {
 		return errorResponse(abi.StatusError, errMalformed.Error()+": "+r.Err().Error())
+	}
+	if b.badKey {
+		return errorResponse(abi.StatusError, errMalformed.Error()+": a row's key index is out of range")
 	}
 	b.actions = resize(b.actions, rows)
 	b.fails, b.metas = b.fails[:0], b.metas[:0]
@@ -292,6 +299,9 @@ func processColumns(req []byte) []byte {
 			fixed = boolBytes(c.fixed, rows)
 		}
 		abi.AppendColumn(&resp, f.Type, c.valid, fixed, c.strs)
+	}
+	if stateful {
+		b.appendState(&resp)
 	}
 	resp.U32(uint32(len(b.fails)))
 	for _, f := range b.fails {

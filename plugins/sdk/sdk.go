@@ -36,6 +36,7 @@ var (
 	msgHandler  func(*Message) error
 	batchHandle func(*Batch) error
 	inFields    []abi.Field
+	stateful    bool
 	outFields   []abi.Field
 	registered  string
 
@@ -128,8 +129,11 @@ func Init(cfg []byte) (out []byte) {
 	d := abi.Descriptor{Mode: abi.ModeBytes}
 	switch {
 	case batchHandle != nil:
-		d.Mode, d.In, d.Out = abi.ModeColumns, inFields, outFields
+		d.Mode, d.In, d.Out, d.Stateful = abi.ModeColumns, inFields, outFields, stateful
 	case msgHandler != nil:
+		if stateful {
+			return errorResponse(abi.StatusError, "state is declared but the handler is HandleMessage: state needs HandleBatch")
+		}
 		if len(inFields)+len(outFields) > 0 {
 			return errorResponse(abi.StatusError, "fields are declared but the handler is HandleMessage: declared fields need HandleBatch")
 		}

@@ -32,6 +32,7 @@ func reset() {
 	message = Message{}
 	batch = Batch{}
 	boolScratch = nil
+	stateful = false
 }
 
 func fresh(t *testing.T) {

@@ -113,14 +113,36 @@ type Field struct {
 // Descriptor is what a plugin's init returns: how it wants batches.
 type Descriptor struct {
 	Mode Mode
-	In   []Field
-	Out  []Field
+	// Stateful means the plugin takes and returns per-key state (columns
+	// mode only): the request and response carry a state section.
+	Stateful bool
+	In       []Field
+	Out      []Field
 }
+
+// DescriptorStateful is bit 0 of the descriptor's flags byte.
+const DescriptorStateful uint8 = 1
+
+// State validity codes in a response's state column.
+const (
+	StateUnchanged uint8 = 0
+	StateSet       uint8 = 1
+	StateDelete    uint8 = 2
+)
+
+// RowReplayed is bit 0 of a row's flags in a stateful request: the message
+// was already applied to state before (a redelivery after a crash), so the
+// plugin computes its output but its state updates are not kept.
+const RowReplayed uint8 = 1
 
 // AppendDescriptor encodes d after an OK status.
 func AppendDescriptor(w *Writer, d Descriptor) {
 	w.U8(uint8(d.Mode))
-	w.U8(0)
+	var flags uint8
+	if d.Stateful {
+		flags |= DescriptorStateful
+	}
+	w.U8(flags)
 	w.U16(0)
 	for _, fields := range [][]Field{d.In, d.Out} {
 		w.U32(uint32(len(fields)))
@@ -141,7 +163,7 @@ func AppendDescriptor(w *Writer, d Descriptor) {
 func ReadDescriptor(r *Reader) (Descriptor, error) {
 	var d Descriptor
 	d.Mode = Mode(r.U8())
-	r.U8()
+	d.Stateful = r.U8()&DescriptorStateful != 0
 	r.U16()
 	for i, dst := range []*[]Field{&d.In, &d.Out} {
 		n := r.U32()
@@ -169,6 +191,9 @@ func ReadDescriptor(r *Reader) (Descriptor, error) {
 	}
 	if d.Mode != ModeBytes && d.Mode != ModeColumns {
 		return d, malformed("descriptor: unknown mode " + strconv.Itoa(int(d.Mode)))
+	}
+	if d.Stateful && d.Mode != ModeColumns {
+		return d, malformed("descriptor: state needs columns mode")
 	}
 	return d, nil
 }

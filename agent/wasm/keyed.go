@@ -1,0 +1,296 @@
+package wasm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+	"github.com/sluice-dev/sluice/state"
+)
+
+// KeyedInput is the state side of one batch through a stateful plugin:
+// each message's key, the distinct keys' current states, and, after the
+// call, what the plugin did to each key.
+type KeyedInput struct {
+	// KeyIdx is, per message of the batch, the index of its key in Keys,
+	// or -1 if the message failed before reaching the plugin.
+	KeyIdx []int
+	// Replayed marks messages already applied to state (redeliveries).
+	Replayed []bool
+	Keys     [][]byte
+	State    [][]byte // current state per key; nil = none
+
+	// Filled by the call: per key, abi.StateUnchanged, StateSet or
+	// StateDelete, and the new value (copied out of guest memory).
+	Act    []byte
+	Values [][]byte
+
+	scratch []byte
+}
+
+// appendSection writes the request's state section for the rows sent.
+func (k *KeyedInput) appendSection(w *abi.Writer, rows []int) {
+	w.U32(uint32(len(k.Keys)))
+	w.U32(0)
+	for _, idx := range rows {
+		w.U32(uint32(k.KeyIdx[idx]))
+	}
+	w.Align8()
+	for _, idx := range rows {
+		var f uint8
+		if k.Replayed[idx] {
+			f |= abi.RowReplayed
+		}
+		w.U8(f)
+	}
+	w.Align8()
+	all := k.scratch[:0]
+	for range k.Keys {
+		all = append(all, 1)
+	}
+	k.scratch = all
+	abi.AppendColumn(w, abi.TypeString, all, nil, k.Keys)
+	valid := make([]byte, len(k.State))
+	for j, v := range k.State {
+		if v != nil {
+			valid[j] = 1
+		}
+	}
+	abi.AppendColumn(w, abi.TypeString, valid, nil, k.State)
+}
+
+// readSection decodes the response's state section, copying values out of
+// guest memory.
+func (k *KeyedInput) readSection(r *abi.Reader) error {
+	n := int(r.U32())
+	r.U32()
+	if r.Err() == nil && n != len(k.Keys) {
+		return fmt.Errorf("malformed result: state for %d keys, %d sent", n, len(k.Keys))
+	}
+	col := abi.ReadColumn(r, abi.TypeString, n)
+	if err := r.Err(); err != nil {
+		return fmt.Errorf("malformed result: state section: %w", err)
+	}
+	k.Act = append(k.Act[:0], col.Valid...)
+	k.Values = make([][]byte, n)
+	for j, a := range k.Act {
+		switch a {
+		case abi.StateUnchanged, abi.StateDelete:
+		case abi.StateSet:
+			v, ok := col.Str(j)
+			if !ok {
+				return fmt.Errorf("malformed result: state of key %d: bad string offsets", j)
+			}
+			k.Values[j] = append([]byte{}, v...)
+		default:
+			return fmt.Errorf("malformed result: state of key %d: unknown code %d", j, a)
+		}
+	}
+	return nil
+}
+
+// ProcessKeyed runs one batch through a stateful plugin. kin carries the
+// keys and their states in, and the plugin's state changes out.
+func (i *Instance) ProcessKeyed(ctx context.Context, batch service.MessageBatch, kin *KeyedInput) (service.MessageBatch, error) {
+	if !i.desc.Stateful {
+		return nil, errors.New("the processor has key/state config but the plugin is not stateful (it never calls sdk.UseState)")
+	}
+	if len(batch) == 0 {
+		return batch, nil
+	}
+	return i.processColumns(ctx, batch, kin)
+}
+
+// keyedStep is a processor's state configuration, resolved.
+type keyedStep struct {
+	store     *state.Store
+	ns        state.Namespace
+	key       keyReader
+	eventTime string // field path; "" if the namespace is wall-clock
+	offsets   *offsetReaders
+}
+
+type keyReader struct {
+	path   string
+	interp *service.InterpolatedString
+}
+
+func (k keyReader) read(msg *service.Message) ([]byte, error) {
+	if k.interp != nil {
+		s, err := k.interp.TryString(msg)
+		if err != nil {
+			return nil, fmt.Errorf("key: %w", err)
+		}
+		if s == "" {
+			return nil, errors.New("key is empty")
+		}
+		return []byte(s), nil
+	}
+	doc, err := msg.AsBytes()
+	if err != nil {
+		return nil, err
+	}
+	res := getPath(doc, k.path)
+	if !res.Exists() || res.Type == 0 { // gjson.Null
+		return nil, fmt.Errorf("key field %q is missing", k.path)
+	}
+	if res.IsObject() || res.IsArray() {
+		return nil, fmt.Errorf("key field %q is %s, want a string or number", k.path, kind(res))
+	}
+	return []byte(res.String()), nil
+}
+
+type offsetReaders struct {
+	source, partition, offset *service.InterpolatedString
+}
+
+type partitionKey struct{ source, partition string }
+
+// prepare reads every message's key, event time and offset, loads the
+// distinct keys' states in one read, and marks redeliveries. Messages whose
+// key cannot be read fail here and are not sent.
+func (k *keyedStep) prepare(batch service.MessageBatch) (*KeyedInput, []int64, map[partitionKey]int64, error) {
+	kin := &KeyedInput{KeyIdx: make([]int, len(batch)), Replayed: make([]bool, len(batch))}
+	index := map[string]int{}
+	eventTimes := make([]int64, len(batch))
+	firstEvent := []int64{}
+	applied := map[partitionKey]int64{}
+	known := map[partitionKey]bool{}
+	maxOffset := map[partitionKey]int64{}
+	for idx, msg := range batch {
+		kin.KeyIdx[idx] = -1
+		key, err := k.key.read(msg)
+		if err != nil {
+			msg.SetError(err)
+			continue
+		}
+		if k.eventTime != "" {
+			doc, err := msg.AsBytes()
+			if err != nil {
+				msg.SetError(err)
+				continue
+			}
+			res := getPath(doc, k.eventTime)
+			u, _, err := convert(abi.TypeTime, res)
+			if err != nil || !res.Exists() {
+				msg.SetError(fmt.Errorf("event_time field %q: %v", k.eventTime, errOr(err, "missing")))
+				continue
+			}
+			eventTimes[idx] = int64(u)
+		}
+		if k.offsets != nil {
+			pk, off, err := k.offsets.read(msg)
+			if err != nil {
+				msg.SetError(err)
+				continue
+			}
+			if !known[pk] {
+				a, ok, err := k.store.Applied(pk.source, pk.partition)
+				if err != nil {
+					return nil, nil, nil, err
+				}
+				known[pk] = true
+				if ok {
+					applied[pk] = a
+				} else {
+					applied[pk] = math.MinInt64
+				}
+			}
+			if off <= applied[pk] {
+				kin.Replayed[idx] = true
+			} else if cur, ok := maxOffset[pk]; !ok || off > cur {
+				maxOffset[pk] = off
+			}
+		}
+		j, ok := index[string(key)]
+		if !ok {
+			j = len(kin.Keys)
+			index[string(key)] = j
+			kin.Keys = append(kin.Keys, key)
+			firstEvent = append(firstEvent, eventTimes[idx])
+		}
+		kin.KeyIdx[idx] = j
+	}
+	entries, err := k.store.Load(k.ns, kin.Keys, 0)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	kin.State = make([][]byte, len(kin.Keys))
+	for j, e := range entries {
+		// Event-time TTL: the entity is forgotten if it was idle longer
+		// than the TTL before its first event in this batch.
+		if k.ns.EventTime && k.ns.TTL > 0 && e.Value != nil && e.LastEvent < firstEvent[j]-k.ns.TTL.Nanoseconds() {
+			continue
+		}
+		kin.State[j] = e.Value
+	}
+	return kin, eventTimes, maxOffset, nil
+}
+
+func errOr(err error, s string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return s
+}
+
+func (o *offsetReaders) read(msg *service.Message) (partitionKey, int64, error) {
+	src, err := o.source.TryString(msg)
+	if err != nil {
+		return partitionKey{}, 0, fmt.Errorf("offsets.source: %w", err)
+	}
+	part, err := o.partition.TryString(msg)
+	if err != nil {
+		return partitionKey{}, 0, fmt.Errorf("offsets.partition: %w", err)
+	}
+	offStr, err := o.offset.TryString(msg)
+	if err != nil {
+		return partitionKey{}, 0, fmt.Errorf("offsets.offset: %w", err)
+	}
+	off, err := strconv.ParseInt(offStr, 10, 64)
+	if err != nil {
+		return partitionKey{}, 0, fmt.Errorf("offsets.offset: %q is not an integer", offStr)
+	}
+	return partitionKey{src, part}, off, nil
+}
+
+// commit writes the plugin's state changes and the batch's offsets in one
+// transaction. It runs before the batch goes on, so before it is acked.
+func (k *keyedStep) commit(ctx context.Context, batch service.MessageBatch, kin *KeyedInput, eventTimes []int64, maxOffset map[partitionKey]int64) error {
+	lastEvent := make([]int64, len(kin.Keys))
+	for idx, j := range kin.KeyIdx {
+		if j >= 0 && !kin.Replayed[idx] && eventTimes[idx] > lastEvent[j] {
+			lastEvent[j] = eventTimes[idx]
+		}
+	}
+	var writes []state.Write
+	for j, a := range kin.Act {
+		switch a {
+		case abi.StateSet:
+			le := lastEvent[j]
+			if le == 0 && !k.ns.EventTime {
+				le = time.Now().UnixNano()
+			}
+			writes = append(writes, state.Write{Key: kin.Keys[j], Value: kin.Values[j], LastEvent: le})
+		case abi.StateDelete:
+			writes = append(writes, state.Write{Key: kin.Keys[j], Delete: true})
+		}
+	}
+	offsets := make([]state.Offset, 0, len(maxOffset))
+	for pk, off := range maxOffset {
+		offsets = append(offsets, state.Offset{Source: pk.source, Partition: pk.partition, Offset: off})
+	}
+	if len(writes) == 0 && len(offsets) == 0 {
+		return nil
+	}
+	if err := k.store.Commit(ctx, k.ns, writes, offsets); err != nil {
+		return fmt.Errorf("commit state of namespace %q: %w", k.ns.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,190 @@
+package wasm_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/tidwall/gjson"
+
+	"github.com/sluice-dev/sluice/agent/wasm"
+	"github.com/sluice-dev/sluice/state"
+)
+
+func openStore(t testing.TB, dir string) *state.Store {
+	t.Helper()
+	st, err := state.Open(context.Background(), state.Options{Dir: dir, SyncWrites: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func keyedEngine(t testing.TB, st *state.Store) *wasm.Engine {
+	t.Helper()
+	eng, err := wasm.NewEngine(wasm.EngineConfig{State: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	return eng
+}
+
+// counts runs a batch and returns each output's event_count (or -1 if the
+// message failed) and replayed flag.
+func counts(t testing.TB, p *wasm.Processor, bodies ...string) ([]int64, []bool) {
+	t.Helper()
+	out := run(t, p, batchOf(bodies...))
+	c := make([]int64, len(out))
+	r := make([]bool, len(out))
+	for i, m := range out {
+		if m.GetError() != nil {
+			c[i] = -1
+			continue
+		}
+		b, _ := m.AsBytes()
+		c[i] = gjson.GetBytes(b, "event_count").Int()
+		r[i] = gjson.GetBytes(b, "replayed").Bool()
+	}
+	return c, r
+}
+
+func ev(user string, ts string, seq int) string {
+	return fmt.Sprintf(`{"user_id":%q,"timestamp":%q,"seq":%d,"event_data":{"amount":1.5}}`, user, ts, seq)
+}
+
+func TestKeyedSameUserInOneBatch(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	p := mustProcessor(t, keyedEngine(t, st), fmt.Sprintf("path: %s\nkey: user_id\nstate: {namespace: tallies}\n", plugins["counter"]))
+	got, _ := counts(t, p, ev("a", "2025-01-01T00:00:00Z", 1), ev("b", "2025-01-01T00:00:01Z", 2), ev("a", "2025-01-01T00:00:02Z", 3), ev("a", "2025-01-01T00:00:03Z", 4))
+	if fmt.Sprint(got) != "[1 1 2 3]" {
+		t.Errorf("counts %v, want [1 1 2 3]: later rows of a key must see earlier rows' updates", got)
+	}
+	got, _ = counts(t, p, ev("a", "2025-01-01T00:01:00Z", 5), ev("b", "2025-01-01T00:01:00Z", 6))
+	if fmt.Sprint(got) != "[4 2]" {
+		t.Errorf("next batch counts %v, want [4 2]: state must carry across batches", got)
+	}
+	e, ok, err := st.Get("tallies", "a")
+	if err != nil || !ok || len(e.Value) == 0 {
+		t.Fatalf("state of a not stored: %v %v %v", e, ok, err)
+	}
+}
+
+func TestKeyedStateSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	conf := fmt.Sprintf("path: %s\nkey: user_id\nstate: {namespace: tallies}\n", plugins["counter"])
+	st := openStore(t, dir)
+	p := mustProcessor(t, keyedEngine(t, st), conf)
+	counts(t, p, ev("a", "2025-01-01T00:00:00Z", 1), ev("a", "2025-01-01T00:00:01Z", 2))
+	_ = p.Close(context.Background())
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = openStore(t, dir)
+	defer st.Close()
+	p = mustProcessor(t, keyedEngine(t, st), conf)
+	if got, _ := counts(t, p, ev("a", "2025-01-01T00:00:02Z", 3)); got[0] != 3 {
+		t.Errorf("after reopening the store: count %d, want 3", got[0])
+	}
+}
+
+func TestKeyedEventTimeTTL(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	p := mustProcessor(t, keyedEngine(t, st), fmt.Sprintf(`
+path: %s
+key: user_id
+state: {namespace: sessions, ttl: 1h, ttl_clock: event, event_time: timestamp}
+`, plugins["counter"]))
+	for _, step := range []struct {
+		ts   string
+		want int64
+	}{
+		{"2025-01-01T00:00:00Z", 1},
+		{"2025-01-01T00:30:00Z", 2}, // 30 min idle: remembered
+		{"2025-01-01T01:29:59Z", 3}, // just under an hour since the last event
+		{"2025-01-01T03:00:00Z", 1}, // idle 1.5h in event time: forgotten
+	} {
+		if got, _ := counts(t, p, ev("u", step.ts, 0)); got[0] != step.want {
+			t.Errorf("event at %s: count %d, want %d", step.ts, got[0], step.want)
+		}
+	}
+}
+
+// TestKeyedRedeliveryNotCountedTwice replays a batch, as an at-least-once
+// input does after a crash: the replayed events still get their output, but
+// nothing is counted twice.
+func TestKeyedRedeliveryNotCountedTwice(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	p := mustProcessor(t, keyedEngine(t, st), fmt.Sprintf(`
+path: %s
+key: user_id
+state: {namespace: tallies}
+offsets:
+  source: events.jsonl
+  partition: "0"
+  offset: '${! json("seq") }'
+`, plugins["counter"]))
+	first := []string{ev("a", "2025-01-01T00:00:00Z", 1), ev("a", "2025-01-01T00:00:01Z", 2), ev("b", "2025-01-01T00:00:02Z", 3)}
+	if got, _ := counts(t, p, first...); fmt.Sprint(got) != "[1 2 1]" {
+		t.Fatalf("first delivery: %v", got)
+	}
+	// Redelivered, with one new event behind it.
+	again := append(append([]string{}, first...), ev("a", "2025-01-01T00:00:03Z", 4))
+	got, replayed := counts(t, p, again...)
+	if fmt.Sprint(got) != "[2 2 1 3]" || fmt.Sprint(replayed) != "[true true true false]" {
+		t.Errorf("redelivery: counts %v replayed %v, want [2 2 1 3] [true true true false]", got, replayed)
+	}
+	if off, ok, err := st.Applied("events.jsonl", "0"); err != nil || !ok || off != 4 {
+		t.Errorf("applied offset %d %v %v, want 4", off, ok, err)
+	}
+}
+
+func TestKeyedNamespacesAreIsolated(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	eng := keyedEngine(t, st)
+	a := mustProcessor(t, eng, fmt.Sprintf("path: %s\nkey: user_id\nstate: {namespace: step_a}\n", plugins["counter"]))
+	b := mustProcessor(t, eng, fmt.Sprintf("path: %s\nkey: user_id\nstate: {namespace: step_b}\n", plugins["counter"]))
+	counts(t, a, ev("u", "2025-01-01T00:00:00Z", 0), ev("u", "2025-01-01T00:00:01Z", 0))
+	if got, _ := counts(t, b, ev("u", "2025-01-01T00:00:02Z", 0)); got[0] != 1 {
+		t.Errorf("namespace step_b saw step_a's state: count %d, want 1", got[0])
+	}
+}
+
+func TestKeyedConfigErrors(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	eng := keyedEngine(t, st)
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"stateful plugin without key", "path: " + plugins["counter"], "keeps per-key state: configure key"},
+		{"key on a stateless plugin", "path: " + plugins["columns"] + "\nkey: n\nstate: {namespace: x}", "keeps no state"},
+		{"key without state", "path: " + plugins["counter"] + "\nkey: user_id", "key and state go together"},
+		{"event ttl without event_time", "path: " + plugins["counter"] + "\nkey: user_id\nstate: {namespace: x, ttl: 1h}", "needs event_time"},
+		{"bad namespace", "path: " + plugins["counter"] + "\nkey: user_id\nstate: {namespace: 'a/b'}", "namespace"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := newProcessor(t, eng, tc.yaml)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestKeyedMissingKeyFailsOnlyThatMessage(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	p := mustProcessor(t, keyedEngine(t, st), fmt.Sprintf("path: %s\nkey: user_id\nstate: {namespace: tallies}\n", plugins["counter"]))
+	out := run(t, p, service.MessageBatch{service.NewMessage([]byte(`{"no_user":1}`)), service.NewMessage([]byte(ev("a", "2025-01-01T00:00:00Z", 1)))})
+	if err := out[0].GetError(); err == nil || !strings.Contains(err.Error(), `key field "user_id" is missing`) {
+		t.Errorf("message without a key: error %v", err)
+	}
+	if err := out[1].GetError(); err != nil {
+		t.Errorf("the other message failed too: %v", err)
+	}
+}
