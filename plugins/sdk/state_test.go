@@ -1,0 +1,134 @@
+package sdk
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+)
+
+// statefulRequest is a columns request with no input fields and a state
+// section, built as the host builds it: rowKeys index keys; states[j] nil
+// means key j has no state.
+func statefulRequest(rowKeys []uint32, replayed []bool, keys []string, states [][]byte) []byte {
+	var w abi.Writer
+	w.U32(uint32(len(rowKeys)))
+	w.U32(0)
+	w.U32(uint32(len(keys)))
+	w.U32(0)
+	for _, k := range rowKeys {
+		w.U32(k)
+	}
+	w.Align8()
+	for _, r := range replayed {
+		if r {
+			w.U8(abi.RowReplayed)
+		} else {
+			w.U8(0)
+		}
+	}
+	w.Align8()
+	all, kb := make([]byte, len(keys)), make([][]byte, len(keys))
+	valid := make([]byte, len(keys))
+	for j, k := range keys {
+		all[j], kb[j] = 1, []byte(k)
+		if states[j] != nil {
+			valid[j] = 1
+		}
+	}
+	abi.AppendColumn(&w, abi.TypeString, all, nil, kb)
+	abi.AppendColumn(&w, abi.TypeString, valid, nil, states)
+	return aligned(w.Buf)
+}
+
+type counterState struct {
+	N   int64
+	Sum float64
+}
+
+func TestStructStateInOrderAcrossRows(t *testing.T) {
+	fresh(t)
+	st := UseStructState[counterState]()
+	out := WriteInt("n")
+	HandleBatch(func(b *Batch) error {
+		for i := 0; i < b.Len(); i++ {
+			s, _ := st.Get(b, i)
+			s.N++
+			s.Sum += 0.5
+			st.Set(b, i, s)
+			out.Set(b, i, s.N)
+		}
+		return nil
+	})
+	if d := descriptorOf(t, Init(nil)); !d.Stateful {
+		t.Fatal("descriptor does not say stateful")
+	}
+	prior := counterState{N: 10}
+	priorBytes := make([]byte, 16)
+	binary.LittleEndian.PutUint64(priorBytes, uint64(prior.N))
+	// Rows: a, b, a (replayed), a. Key a starts at 10, b has no state.
+	req := statefulRequest([]uint32{0, 1, 0, 0}, []bool{false, false, true, false}, []string{"a", "b"}, [][]byte{priorBytes, nil})
+	resp := Process(req)
+	r := okReader(t, resp)
+	rows := int(r.U32())
+	r.Raw(rows)
+	r.Align8()
+	n := abi.ReadColumn(r, abi.TypeInt, rows)
+	var got []int64
+	for i := 0; i < rows; i++ {
+		got = append(got, int64(binary.LittleEndian.Uint64(n.Fixed[i*8:])))
+	}
+	// The replayed row sees state but does not change it.
+	if want := []int64{11, 1, 12, 12}; !equalInts(got, want) {
+		t.Errorf("outputs %v, want %v", got, want)
+	}
+	if k := r.U32(); k != 2 {
+		t.Fatalf("state section for %d keys, want 2", k)
+	}
+	r.U32()
+	col := abi.ReadColumn(r, abi.TypeString, 2)
+	if col.Valid[0] != abi.StateSet || col.Valid[1] != abi.StateSet {
+		t.Fatalf("state codes %v, want both set", col.Valid)
+	}
+	a, _ := col.Str(0)
+	if v := int64(binary.LittleEndian.Uint64(a)); v != 12 {
+		t.Errorf("stored count of a = %d, want 12", v)
+	}
+}
+
+func TestStateNeedsBatchHandler(t *testing.T) {
+	fresh(t)
+	UseState()
+	HandleMessage(func(*Message) error { return nil })
+	wantError(t, Init(nil), abi.StatusError, "state needs HandleBatch")
+}
+
+func TestStructStateRefusesPointers(t *testing.T) {
+	fresh(t)
+	defer func() {
+		if r := recover(); r == nil {
+			t.Fatal("UseStructState accepted a struct with a string field")
+		}
+	}()
+	UseStructState[struct{ Name string }]()
+}
+
+func TestStateKeyIndexOutOfRange(t *testing.T) {
+	fresh(t)
+	UseState()
+	HandleBatch(func(*Batch) error { return nil })
+	Init(nil)
+	wantError(t, Process(statefulRequest([]uint32{5}, []bool{false}, []string{"a"}, [][]byte{nil})), abi.StatusError, "out of range")
+}
+
+func equalInts(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
