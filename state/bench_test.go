@@ -187,7 +187,9 @@ func BenchmarkLoad(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			b.StopTimer()
-			s.purgeCache()
+			if err := s.coldRead(); err != nil {
+				b.Fatal(err)
+			}
 			keys := w.next()
 			b.StartTimer()
 			if _, err := s.Load(benchNS, keys, 0); err != nil {

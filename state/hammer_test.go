@@ -15,22 +15,34 @@ import (
 // while readers Load random keys of everyone. Every counter must end exact,
 // through the cache and from disk.
 func TestHammer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hammer")
+	}
+	// A tiny cache evicts all the time, which is when a Load's read of
+	// Badger can race with a commit's value leaving memory.
+	for _, cacheKeys := range []int{0, 7} {
+		t.Run(fmt.Sprintf("cache=%d", cacheKeys), func(t *testing.T) { hammer(t, cacheKeys) })
+	}
+}
+
+func hammer(t *testing.T, cacheKeys int) {
 	const (
 		writers = 6
 		readers = 3
 		keysPer = 40
 		rounds  = 60
 	)
-	if testing.Short() {
-		t.Skip("hammer")
-	}
 	dir := t.TempDir()
-	s := openAt(t, dir)
+	s, err := Open(context.Background(), Options{Dir: dir, SyncWrites: true, CacheKeys: cacheKeys, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
 	ns := Namespace{Name: "hammer"}
 	key := func(w, i int) []byte { return fmt.Appendf(nil, "w%d-k%d", w, i) }
 
 	var wg sync.WaitGroup
-	errs := make(chan error, writers+readers)
+	errs := make(chan error, writers+readers+1)
 	stop := make(chan struct{})
 	for w := range writers {
 		wg.Add(1)
@@ -67,6 +79,23 @@ func TestHammer(t *testing.T) {
 		}()
 	}
 	var rg sync.WaitGroup
+	// Checkpoints race with everything, far more often than the
+	// background loop would run them.
+	rg.Add(1)
+	go func() {
+		defer rg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := s.checkpoint(); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
 	for rd := range readers {
 		rg.Add(1)
 		go func() {
@@ -86,7 +115,7 @@ func TestHammer(t *testing.T) {
 					errs <- err
 					return
 				}
-				if rng.IntN(20) == 0 {
+				if cacheKeys == 0 && rng.IntN(20) == 0 {
 					s.purgeCache() // force misses racing with commits
 				}
 			}
@@ -114,12 +143,15 @@ func TestHammer(t *testing.T) {
 		}
 	}
 	check(s, "cached")
-	s.purgeCache()
-	check(s, "from disk")
-	if err := s.Close(); err != nil {
+	// Leave some of the log for replay, as a crash would.
+	commit(t, s, ns, []Write{{Key: []byte("extra"), Value: []byte("x")}})
+	if err := s.close(false); err != nil {
 		t.Fatal(err)
 	}
-	check(openAt(t, dir), "reopened")
+	s = openAt(t, dir)
+	check(s, "replayed")
+	cold(t, s)
+	check(s, "from disk")
 }
 
 // TestHammerSameKeys has goroutines commit to the same keys at once, with
@@ -134,14 +166,33 @@ func TestHammerSameKeys(t *testing.T) {
 	if testing.Short() {
 		t.Skip("hammer")
 	}
-	s := openTemp(t)
+	dir := t.TempDir()
+	s := openAt(t, dir)
 	ns := Namespace{Name: "shared"}
 	keys := make([][]byte, nkeys)
 	for i := range keys {
 		keys[i] = fmt.Appendf(nil, "k%d", i)
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, writers)
+	errs := make(chan error, writers+1)
+	stop := make(chan struct{})
+	var cg sync.WaitGroup
+	cg.Add(1)
+	go func() {
+		defer cg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := s.checkpoint(); err != nil {
+				errs <- err
+				return
+			}
+			s.purgeCache()
+		}
+	}()
 	for w := range writers {
 		wg.Add(1)
 		go func() {
@@ -171,6 +222,8 @@ func TestHammerSameKeys(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	close(stop)
+	cg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
@@ -185,7 +238,25 @@ func TestHammerSameKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		if ok != (cachedView[i].Value != nil) || !bytes.Equal(disk.Value, cachedView[i].Value) {
-			t.Errorf("key %s: cache %q, disk %q (present %v)", k, cachedView[i].Value, disk.Value, ok)
+			t.Errorf("key %s: Load %q, Get %q (present %v)", k, cachedView[i].Value, disk.Value, ok)
+		}
+	}
+	// And the disk, replayed after a crash, agrees with what Load said.
+	if err := s.close(false); err != nil {
+		t.Fatal(err)
+	}
+	s = openAt(t, dir)
+	cold(t, s)
+	replayed := load(t, s, ns, 0, func() []string {
+		out := make([]string, len(keys))
+		for i, k := range keys {
+			out[i] = string(k)
+		}
+		return out
+	}()...)
+	for i, k := range keys {
+		if !bytes.Equal(replayed[i].Value, cachedView[i].Value) || (replayed[i].Value == nil) != (cachedView[i].Value == nil) {
+			t.Errorf("key %s: before the crash %q, replayed %q", k, cachedView[i].Value, replayed[i].Value)
 		}
 	}
 }

@@ -12,6 +12,7 @@ const (
 	kindMeta   = 'm'
 	kindState  = 's'
 	kindOffset = 'o'
+	kindLog    = 'l'
 
 	// sep ends a namespace name or a source name. Neither may contain it,
 	// so whatever bytes follow (an entity key, a partition) are unambiguous.
@@ -27,6 +28,17 @@ const (
 	maxBadgerKey = 65000
 	// maxNamespace bounds a namespace name; names are identifiers, not data.
 	maxNamespace = 64
+
+	// recordFormat is the first byte of every log record.
+	recordFormat = 1
+	// maxChunk bounds one log chunk, well under Badger's 1 MiB value
+	// threshold, so records stay in the LSM tree (where their deletion frees
+	// the space at compaction) rather than the value log (which needs GC).
+	maxChunk = 512 << 10
+	// logKeyLen is 'l', seq (8 bytes) and chunk index (4 bytes).
+	logKeyLen = 1 + 8 + 4
+	// opDelete flags a deletion in a log record.
+	opDelete = 1
 )
 
 // metaFormatKey holds the store's FormatVersion.
@@ -117,8 +129,7 @@ func offsetKey(source, partition string) []byte {
 }
 
 // encodeValue lays a state value out as header + plugin bytes, in a new
-// slice. The plugin bytes stay addressable as the returned slice's tail,
-// which is what the cache keeps (no second copy).
+// slice.
 func encodeValue(val []byte, lastEvent int64) []byte {
 	b := make([]byte, valueHeader+len(val))
 	b[0] = valueFormat
@@ -158,4 +169,177 @@ func decodeFormat(v []byte) (uint32, error) {
 		return 0, fmt.Errorf("format version value is %d bytes, want 4", len(v))
 	}
 	return binary.BigEndian.Uint32(v), nil
+}
+
+// logKey is the Badger key of chunk idx of log record seq. Big-endian
+// numbers make Badger's order the replay order.
+func logKey(seq uint64, idx uint32) []byte {
+	k := make([]byte, logKeyLen)
+	k[0] = kindLog
+	binary.BigEndian.PutUint64(k[1:9], seq)
+	binary.BigEndian.PutUint32(k[9:], idx)
+	return k
+}
+
+func parseLogKey(k []byte) (seq uint64, idx uint32, err error) {
+	if len(k) != logKeyLen || k[0] != kindLog {
+		return 0, 0, fmt.Errorf("malformed log key %x", k)
+	}
+	return binary.BigEndian.Uint64(k[1:9]), binary.BigEndian.Uint32(k[9:]), nil
+}
+
+// appendRecord encodes one commit's writes as a log record:
+//
+//	record = format(1) uvarint(len ns) ns expiresAt(u64) uvarint(count) op*
+//	op     = flags(1) uvarint(len key) key [ lastEvent(i64) uvarint(len value) value ]
+//
+// the bracketed part only when flags has no opDelete. expiresAt is the
+// commit's wall-clock expiry (unix seconds, 0 = never), shared by its writes.
+func appendRecord(dst []byte, ns string, writes []Write, expiresAt uint64) []byte {
+	dst = append(dst, recordFormat)
+	dst = binary.AppendUvarint(dst, uint64(len(ns)))
+	dst = append(dst, ns...)
+	dst = binary.BigEndian.AppendUint64(dst, expiresAt)
+	dst = binary.AppendUvarint(dst, uint64(len(writes)))
+	for _, w := range writes {
+		if w.Delete {
+			dst = append(dst, opDelete)
+			dst = binary.AppendUvarint(dst, uint64(len(w.Key)))
+			dst = append(dst, w.Key...)
+			continue
+		}
+		dst = append(dst, 0)
+		dst = binary.AppendUvarint(dst, uint64(len(w.Key)))
+		dst = append(dst, w.Key...)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(w.LastEvent))
+		dst = binary.AppendUvarint(dst, uint64(len(w.Value)))
+		dst = append(dst, w.Value...)
+	}
+	return dst
+}
+
+// recordSize is the exact encoded size of appendRecord's output.
+func recordSize(ns string, writes []Write) int {
+	n := 1 + uvarintLen(uint64(len(ns))) + len(ns) + 8 + uvarintLen(uint64(len(writes)))
+	for _, w := range writes {
+		n += 1 + uvarintLen(uint64(len(w.Key))) + len(w.Key)
+		if !w.Delete {
+			n += 8 + uvarintLen(uint64(len(w.Value))) + len(w.Value)
+		}
+	}
+	return n
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// recordOp is one decoded write of a log record.
+type recordOp struct {
+	key      []byte // entity key, aliases the record
+	c        cached // val aliases the record
+	deleteOp bool
+}
+
+// decodeRecord parses a log record. Keys and values alias rec.
+func decodeRecord(rec []byte) (ns string, ops []recordOp, err error) {
+	r := recReader{b: rec}
+	if f := r.byte(); f != recordFormat {
+		return "", nil, fmt.Errorf("log record has format %d, this agent reads format %d", f, recordFormat)
+	}
+	ns = string(r.bytes())
+	expiresAt := r.u64()
+	n := r.uvarint()
+	if r.err == nil && n > uint64(len(rec)) {
+		r.err = errors.New("op count exceeds the record")
+	}
+	if r.err != nil {
+		return "", nil, fmt.Errorf("malformed log record: %w", r.err)
+	}
+	ops = make([]recordOp, 0, n)
+	for range n {
+		var op recordOp
+		flags := r.byte()
+		op.key = r.bytes()
+		if flags&opDelete != 0 {
+			op.deleteOp = true
+		} else {
+			op.c.lastEvent = int64(r.u64())
+			op.c.expiresAt = expiresAt
+			op.c.val = r.bytes()
+			op.c.present = true
+		}
+		if r.err != nil {
+			return "", nil, fmt.Errorf("malformed log record: %w", r.err)
+		}
+		ops = append(ops, op)
+	}
+	if len(r.b) != 0 {
+		return "", nil, fmt.Errorf("malformed log record: %d trailing bytes", len(r.b))
+	}
+	return ns, ops, nil
+}
+
+// recReader reads a record, remembering the first error.
+type recReader struct {
+	b   []byte
+	err error
+}
+
+var errShort = errors.New("record is truncated")
+
+func (r *recReader) byte() byte {
+	if r.err != nil || len(r.b) < 1 {
+		r.err = cmpErr(r.err, errShort)
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *recReader) u64() uint64 {
+	if r.err != nil || len(r.b) < 8 {
+		r.err = cmpErr(r.err, errShort)
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *recReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errShort
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recReader) bytes() []byte {
+	n := r.uvarint()
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.err = cmpErr(r.err, errShort)
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func cmpErr(first, next error) error {
+	if first != nil {
+		return first
+	}
+	return next
 }

@@ -34,6 +34,15 @@ func openTemp(t testing.TB) *Store {
 	return openAt(t, t.TempDir())
 }
 
+// cold checkpoints and empties the cache: the next reads come from
+// Badger's state keys alone.
+func cold(t testing.TB, s *Store) {
+	t.Helper()
+	if err := s.coldRead(); err != nil {
+		t.Fatalf("checkpoint: %v", err)
+	}
+}
+
 func commit(t testing.TB, s *Store, ns Namespace, writes []Write, offsets ...Offset) {
 	t.Helper()
 	if err := s.Commit(context.Background(), ns, writes, offsets); err != nil {
@@ -92,12 +101,12 @@ func TestRoundTrip(t *testing.T) {
 	}
 	commit(t, s, ns, writes)
 
-	for _, cold := range []bool{false, true} {
-		if cold {
-			s.purgeCache()
+	for _, fromDisk := range []bool{false, true} {
+		if fromDisk {
+			cold(t, s)
 		}
 		for _, c := range cases {
-			t.Run(fmt.Sprintf("%s/cold=%v", c.name, cold), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/fromDisk=%v", c.name, fromDisk), func(t *testing.T) {
 				e := load(t, s, ns, 0, c.key)[0]
 				if e.Value == nil {
 					t.Fatalf("Load: absent, want %q", c.value)
@@ -138,12 +147,12 @@ func TestLoadAbsentAndOrder(t *testing.T) {
 	})
 	keys := []string{"b", "a", "c", "a", "b", "zz", "c", "a"}
 	want := []string{"<absent>", "A", "C", "A", "<absent>", "<absent>", "C", "A"}
-	for _, cold := range []bool{true, false, false} { // cold, then partly and fully cached
-		if cold {
-			s.purgeCache()
+	for _, fromDisk := range []bool{true, false, false} { // cold, then partly and fully cached
+		if fromDisk {
+			cold(t, s)
 		}
 		if got := values(load(t, s, ns, 0, keys...)); !slices.Equal(got, want) {
-			t.Errorf("cold=%v: Load(%q) = %q, want %q", cold, keys, got, want)
+			t.Errorf("fromDisk=%v: Load(%q) = %q, want %q", fromDisk, keys, got, want)
 		}
 	}
 	if got := load(t, s, ns, 0); len(got) != 0 {
@@ -167,7 +176,7 @@ func TestWritesOfOneKeyApplyInOrder(t *testing.T) {
 	if got := values(load(t, s, ns, 0, "k", "d")); !slices.Equal(got, want) {
 		t.Errorf("cached: %q, want %q", got, want)
 	}
-	s.purgeCache()
+	cold(t, s)
 	if got := values(load(t, s, ns, 0, "k", "d")); !slices.Equal(got, want) {
 		t.Errorf("from disk: %q, want %q", got, want)
 	}
@@ -276,11 +285,11 @@ func TestEventTimeTTL(t *testing.T) {
 		{"ttl 0 is forever", Namespace{Name: "sessions", EventTime: true}, now, []string{"old", "new", "edge"}},
 		{"wall-clock namespace ignores now", Namespace{Name: "sessions"}, now, []string{"old", "new", "edge"}},
 	}
-	for _, cold := range []bool{false, true} {
+	for _, fromDisk := range []bool{false, true} {
 		for _, c := range cases {
-			t.Run(fmt.Sprintf("%s/cold=%v", c.name, cold), func(t *testing.T) {
-				if cold {
-					s.purgeCache()
+			t.Run(fmt.Sprintf("%s/fromDisk=%v", c.name, fromDisk), func(t *testing.T) {
+				if fromDisk {
+					cold(t, s)
 				}
 				if got := values(load(t, s, c.ns, c.now, "idle", "active", "edge")); !slices.Equal(got, c.want) {
 					t.Errorf("Load = %q, want %q", got, c.want)
@@ -319,7 +328,7 @@ func TestWallClockTTL(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	s.purgeCache()
+	cold(t, s)
 	if got := values(load(t, s, ns, 0, "k")); got[0] != "<absent>" {
 		t.Errorf("expired key read from disk: %q", got[0])
 	}
@@ -350,9 +359,9 @@ func TestNamespaceIsolation(t *testing.T) {
 	for _, p := range pairs {
 		commit(t, s, Namespace{Name: p.ns}, []Write{{Key: []byte(p.key), Value: []byte(p.ns + "|" + p.key)}})
 	}
-	for _, cold := range []bool{false, true} {
-		if cold {
-			s.purgeCache()
+	for _, fromDisk := range []bool{false, true} {
+		if fromDisk {
+			cold(t, s)
 		}
 		for _, owner := range pairs {
 			for _, reader := range []string{"user", "user_x", "use", "u"} {
@@ -364,7 +373,7 @@ func TestNamespaceIsolation(t *testing.T) {
 					}
 				}
 				if !bytes.Equal(got, want) {
-					t.Errorf("cold=%v: Load(ns %q, key %q) = %q, want %q", cold, reader, owner.key, got, want)
+					t.Errorf("fromDisk=%v: Load(ns %q, key %q) = %q, want %q", fromDisk, reader, owner.key, got, want)
 				}
 			}
 		}
@@ -507,6 +516,32 @@ func rawGet(t *testing.T, dir string, key []byte) []byte {
 	return out
 }
 
+// rawCount counts the live Badger keys with a prefix, store closed.
+func rawCount(t *testing.T, dir string, prefix []byte) int {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	n := 0
+	err = db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func TestErrLocked(t *testing.T) {
 	dir := t.TempDir()
 	openAt(t, dir)
@@ -588,8 +623,15 @@ func TestCacheEviction(t *testing.T) {
 		writes = append(writes, Write{Key: []byte(k), Value: []byte(k)})
 	}
 	commit(t, s, ns, writes)
-	if n := s.Stats().KeysCached; n != 10 {
-		t.Errorf("KeysCached = %d, want the bound, 10", n)
+	// Committed keys are pinned until a checkpoint writes them out.
+	if st := s.Stats(); st.KeysCached != 100 || st.DirtyKeys != 100 {
+		t.Errorf("before checkpoint: KeysCached %d, DirtyKeys %d; want 100, 100", st.KeysCached, st.DirtyKeys)
+	}
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.KeysCached != 10 || st.DirtyKeys != 0 {
+		t.Errorf("after checkpoint: KeysCached %d, DirtyKeys %d; want the bound 10, 0", st.KeysCached, st.DirtyKeys)
 	}
 	if got := values(load(t, s, ns, 0, keys...)); !slices.Equal(got, keys) {
 		t.Errorf("Load of evicted keys = %q", got)
@@ -665,7 +707,16 @@ func TestScanPagination(t *testing.T) {
 }
 
 func TestBackupRestore(t *testing.T) {
+	// The backup holds the commit log when taken before a checkpoint:
+	// Restore must replay it.
+	for _, checkpointed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("checkpointed=%v", checkpointed), func(t *testing.T) { backupRestore(t, checkpointed) })
+	}
+}
+
+func backupRestore(t *testing.T, checkpointed bool) {
 	src := openTemp(t)
+	src.holdCheckpoints.Store(true)
 	nss := []Namespace{{Name: "a"}, {Name: "a_b", TTL: time.Hour}, {Name: "events", TTL: time.Minute, EventTime: true}}
 	rng := rand.New(rand.NewPCG(1, 2))
 	type ref struct{ ns, key string }
@@ -687,6 +738,12 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if checkpointed {
+		cold(t, src)
+	}
+	if got := src.Stats().LogRecords; (got == 0) != checkpointed {
+		t.Fatalf("%d log records before the backup", got)
+	}
 	var buf bytes.Buffer
 	if err := src.Backup(&buf); err != nil {
 		t.Fatal(err)
@@ -765,38 +822,73 @@ func (l *logTap) Handle(_ context.Context, r slog.Record) error {
 func (l *logTap) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *logTap) WithGroup(string) slog.Handler      { return l }
 
-func TestCommitTooBigIsSplit(t *testing.T) {
-	tap := &logTap{}
-	s, err := Open(context.Background(), Options{Dir: t.TempDir(), Logger: slog.New(tap)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ns := Namespace{Name: "big"}
-	// Badger's limit is 15% of the 64 MiB memtable; values under its 1 MiB
-	// value threshold count in full: 14 x 900 KiB does not fit.
+func TestCommitTooBigIsSplitAndStaysAtomic(t *testing.T) {
+	// Badger's limit is 15% of the 64 MiB memtable: 14 x 900 KiB does not fit.
 	var writes []Write
 	for i := range 14 {
 		writes = append(writes, Write{Key: fmt.Appendf(nil, "k%d", i), Value: bytes.Repeat([]byte{byte(i)}, 900<<10)})
 	}
-	commit(t, s, ns, writes, Offset{Source: "s", Partition: "p", Offset: 1})
-	if got := s.Stats().SplitCommits; got != 1 {
-		t.Errorf("SplitCommits = %d, want 1", got)
-	}
-	if off, ok, _ := s.Applied("s", "p"); !ok || off != 1 {
-		t.Errorf("Applied = %d, %v; want 1", off, ok)
-	}
-	s.purgeCache()
-	for i, e := range load(t, s, ns, 0, "k0", "k13") {
-		if len(e.Value) != 900<<10 {
-			t.Errorf("entry %d: %d bytes", i, len(e.Value))
+	ns := Namespace{Name: "big"}
+	off := Offset{Source: "s", Partition: "p", Offset: 1}
+
+	t.Run("lands whole", func(t *testing.T) {
+		tap := &logTap{}
+		s, err := Open(context.Background(), Options{Dir: t.TempDir(), Logger: slog.New(tap)})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	tap.mu.Lock()
-	defer tap.mu.Unlock()
-	if !slices.ContainsFunc(tap.msgs, func(m string) bool { return strings.HasPrefix(m, "WARN") && strings.Contains(m, "split") }) {
-		t.Errorf("no warning about the split commit in %q", tap.msgs)
-	}
+		defer s.Close()
+		commit(t, s, ns, writes, off)
+		if got := s.Stats().SplitCommits; got != 1 {
+			t.Errorf("SplitCommits = %d, want 1", got)
+		}
+		if o, ok, _ := s.Applied("s", "p"); !ok || o != 1 {
+			t.Errorf("Applied = %d, %v; want 1", o, ok)
+		}
+		cold(t, s)
+		for i, e := range load(t, s, ns, 0, "k0", "k13") {
+			if len(e.Value) != 900<<10 {
+				t.Errorf("entry %d: %d bytes", i, len(e.Value))
+			}
+		}
+		tap.mu.Lock()
+		defer tap.mu.Unlock()
+		if !slices.ContainsFunc(tap.msgs, func(m string) bool { return strings.Contains(m, "still atomic") }) {
+			t.Errorf("the split was not logged: %q", tap.msgs)
+		}
+	})
+	t.Run("crash before the header", func(t *testing.T) {
+		dir := t.TempDir()
+		s := openAt(t, dir)
+		s.fault = func(stage string) error {
+			if stage == "header" {
+				return errors.New("injected crash")
+			}
+			return nil
+		}
+		if err := s.Commit(context.Background(), ns, writes, []Offset{off}); err == nil {
+			t.Fatal("Commit with a fault succeeded")
+		}
+		if err := s.close(false); err != nil {
+			t.Fatal(err)
+		}
+		if n := rawCount(t, dir, []byte{kindLog}); n == 0 {
+			t.Fatal("the fault left no chunks behind; the test does not test anything")
+		}
+		s = openAt(t, dir)
+		if _, ok, _ := s.Applied("s", "p"); ok {
+			t.Error("offsets of a commit whose header never landed are there")
+		}
+		if got := values(load(t, s, ns, 0, "k0", "k13")); !slices.Equal(got, []string{"<absent>", "<absent>"}) {
+			t.Errorf("values of a commit whose header never landed: %q", got)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n := rawCount(t, dir, []byte{kindLog}); n != 0 {
+			t.Errorf("%d orphan chunks left after Open", n)
+		}
+	})
 }
 
 func TestValueLogGCRuns(t *testing.T) {
@@ -817,5 +909,33 @@ func TestValueLogGCRuns(t *testing.T) {
 		if strings.Contains(m, "gc") {
 			t.Errorf("unexpected gc log: %s", m)
 		}
+	}
+}
+
+// TestLoadManyCold reads a batch big enough to be spread over several
+// read transactions.
+func TestLoadManyCold(t *testing.T) {
+	s := openTemp(t)
+	ns := Namespace{Name: "n"}
+	var writes []Write
+	for i := range 3000 {
+		writes = append(writes, Write{Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, "v%d", i)})
+	}
+	commit(t, s, ns, writes)
+	cold(t, s)
+	var keys, want []string
+	for i := range 2000 {
+		j := (i * 7919) % 4000 // some absent, some repeated
+		keys = append(keys, fmt.Sprintf("k%d", j))
+		if j < 3000 {
+			want = append(want, fmt.Sprintf("v%d", j))
+		} else {
+			want = append(want, "<absent>")
+		}
+	}
+	keys = append(keys, keys[:500]...)
+	want = append(want, want[:500]...)
+	if got := values(load(t, s, ns, 0, keys...)); !slices.Equal(got, want) {
+		t.Errorf("Load of %d cold keys differs from what was committed", len(keys))
 	}
 }

@@ -32,6 +32,20 @@ const (
 	gcDiscardRatio = 0.5
 	// minWallTTL: Badger keeps expiry in whole seconds.
 	minWallTTL = time.Second
+
+	// Checkpoints materialise dirty keys and delete the log records they
+	// came from. They run every checkpointInterval, and sooner when the
+	// dirty keys or the undeleted log pass the soft limits. Past the hard
+	// limits Commit checkpoints inline before writing, which bounds memory
+	// (dirty keys are pinned) and replay time after a crash.
+	checkpointInterval = time.Second
+	softDirtyKeys      = 32 << 10
+	softLogBytes       = 32 << 20
+	hardDirtyKeys      = 4 * softDirtyKeys
+	hardLogBytes       = 4 * softLogBytes
+
+	// maxPooledRecord: larger record buffers are left to the GC.
+	maxPooledRecord = 4 << 20
 )
 
 // Options configure a Store. The zero value of every field but Dir is a
@@ -44,22 +58,26 @@ type Options struct {
 	// (Badger's SyncWrites). Callers pass true by default: without it a
 	// power loss or kernel crash can lose commits whose batches were already
 	// acknowledged upstream, breaking "nothing is lost". The cost is one
-	// fsync per commit (Badger shares it between concurrent commits), which
-	// is why the processor commits once per batch and not per message.
-	// A process crash (kill -9) loses nothing either way.
+	// fsync per commit (Badger shares it between concurrent commits): on
+	// the reference 2-core VM a one-write commit takes ~0.3-0.5 ms with it,
+	// a 1024 x 128-byte commit ~3 ms. That is why the processor commits once
+	// per batch, never per message. A process crash (kill -9) loses nothing
+	// either way: the data is in the page cache.
 	SyncWrites bool
 	// GCInterval is the period of value-log garbage collection; 0 means 10m.
 	// Each tick rewrites value-log files that are at least half garbage until
-	// none is left. Values below 1 MiB live in the LSM tree, not the value
-	// log, so for typical state this is cheap.
+	// none is left. Values and log chunks below 1 MiB live in the LSM tree,
+	// not the value log, so for typical state this finds little to do.
 	GCInterval time.Duration
 	// CacheKeys bounds the in-memory cache of hot keys' current values;
-	// 0 means 100_000. The bound is in keys, so memory is roughly
-	// CacheKeys * (value size + ~150 bytes). Commit updates the cache, so it
-	// never serves a value older than the last returned Commit.
+	// 0 means 100_000. Keys committed but not yet checkpointed (about a
+	// second's worth, at most ~128 Ki keys; see FORMAT.md) are held in
+	// memory on top of it. Memory is roughly (CacheKeys + dirty keys) *
+	// (value size + ~150 bytes). Commit updates memory, so it never serves a
+	// stale value.
 	CacheKeys int
 	// Logger receives Badger's own warnings and errors (its info and debug
-	// output is dropped) and the store's warnings. nil means slog.Default().
+	// output is dropped) and the store's. nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -92,7 +110,7 @@ func (o Options) validate() (Options, error) {
 }
 
 // Namespace is one step's state: keys are entity keys (e.g. user_id) within
-// it. Steps never share a namespace unless configured to.
+// it.
 type Namespace struct {
 	// Name is [a-z0-9_-]{1,64}.
 	Name string
@@ -103,8 +121,8 @@ type Namespace struct {
 	// LastEvent is older than TTL before the batch's event time as absent,
 	// so a replay gives the same answer as the live run. Such entities stay
 	// on disk until overwritten or deleted. Otherwise TTL is wall time:
-	// Badger expires the entry TTL after the commit (whole seconds, so TTL
-	// must be 0 or at least 1s) and compaction reclaims it.
+	// the entry expires TTL after its commit (whole seconds, so TTL must be
+	// 0 or at least 1s) and Badger's compaction reclaims it.
 	EventTime bool
 }
 
@@ -131,7 +149,10 @@ type Write struct {
 }
 
 // Offset is the position of the last message of a batch applied, per input
-// source and partition. Source must not contain a NUL byte.
+// source and partition. Source must not contain a NUL byte. Commit writes it
+// as given (it may go down, e.g. after a consumer-group reset); commits
+// carrying the same source and partition must not run concurrently, or
+// whichever Badger finishes last wins.
 type Offset struct {
 	Source, Partition string
 	Offset            int64
@@ -139,19 +160,28 @@ type Offset struct {
 
 // Stats is a snapshot of the store's counters for metrics.
 type Stats struct {
-	KeysCached  int
-	CacheHits   uint64
-	CacheMisses uint64
+	// KeysCached is every key in memory, DirtyKeys those of them committed
+	// but not yet checkpointed.
+	KeysCached, DirtyKeys int
+	// CacheHits and CacheMisses count keys passed to Load found in memory
+	// or read from Badger.
+	CacheHits, CacheMisses uint64
 	// LSMBytes and VlogBytes are Badger's on-disk sizes; Badger refreshes
 	// them about once a minute.
 	LSMBytes, VlogBytes int64
 	// Commits counts Commit and Delete calls that wrote something; Writes
 	// the keyed writes they carried.
 	Commits, Writes uint64
-	// SplitCommits counts commits Badger refused as too big for one
-	// transaction, which were therefore written in several (not atomic).
+	// SplitCommits counts commits too big for one Badger transaction,
+	// written in several; they stay atomic (FORMAT.md, "Log records").
 	SplitCommits      uint64
 	LastCommitLatency time.Duration
+	// LogRecords and LogBytes are the commits not yet checkpointed.
+	LogRecords int
+	LogBytes   int64
+	// Checkpoints counts checkpoints that wrote something.
+	Checkpoints           uint64
+	LastCheckpointLatency time.Duration
 	// GCRewrites counts value-log files rewritten by GC.
 	GCRewrites uint64
 }
@@ -159,29 +189,51 @@ type Stats struct {
 // Store is the state of every namespace of one agent, in one Badger
 // database. All methods are safe for concurrent use.
 type Store struct {
-	db    *badger.DB
-	dir   string
-	log   *slog.Logger
-	cache *cache
+	db  *badger.DB
+	dir string
+	log *slog.Logger
+	mem *memState
 
-	// opMu is held shared by every operation and exclusively by Close and
-	// Restore (Badger's Load must not run beside other transactions).
+	// opMu is held shared by every operation and the background loops, and
+	// exclusively by Close and Restore (Badger's Load must not run beside
+	// other transactions).
 	opMu   sync.RWMutex
 	closed bool
+	// ckMu serialises checkpoints.
+	ckMu sync.Mutex
+	// failed is the first commit error. From then on commits and
+	// checkpoints stop: the failed commit may or may not have reached the
+	// disk, and only a replay at the next Open, in log order, can tell.
+	failed atomic.Pointer[error]
 
+	kick      chan struct{} // asks for a checkpoint now
 	done      chan struct{}
-	gcDone    sync.WaitGroup
+	loops     sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
 
-	commits, writes, splits, gcRewrites atomic.Uint64
-	lastCommit                          atomic.Int64
+	// recBufs recycles log record buffers (*[]byte): at 1024 writes a
+	// record is ~150 KB, and a fresh one per commit costs zeroing and GC.
+	recBufs sync.Pool
+
+	// holdCheckpoints, set by tests, stops the background checkpoints so
+	// that the log stays as commits left it.
+	holdCheckpoints atomic.Bool
+	// fault, when set by a test, is called before ("before") and after
+	// ("after") the transaction of a log record, and before the header
+	// transaction of a split one ("header"); an error it returns fails the
+	// commit as if Badger had.
+	fault func(stage string) error
+
+	commits, writes, splits, gcRewrites, checkpoints atomic.Uint64
+	lastCommit, lastCheckpoint                       atomic.Int64
 }
 
-// Open opens (or creates) the store in opts.Dir. ctx bounds the opening
-// only; the store lives until Close. A dir held by another process fails
-// with ErrLocked; a dir written with another FormatVersion fails with an
-// error naming both versions.
+// Open opens (or creates) the store in opts.Dir, replaying the log records
+// of commits not yet checkpointed. ctx bounds the opening only; the store
+// lives until Close. A dir held by another process fails with ErrLocked; a
+// dir written with another FormatVersion fails with an error naming both
+// versions.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	opts, err := opts.validate()
 	if err != nil {
@@ -198,8 +250,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	bopts := badger.DefaultOptions(dir).
 		WithSyncWrites(opts.SyncWrites).
 		WithLogger(badgerLogger{log: log.With("source", "badger")}).
-		// The store never reads inside a write transaction (Load happens
-		// before the plugin runs, Commit only writes), so Badger's conflict
+		// The store never reads inside a write transaction (Load runs
+		// before the plugin, Commit only writes), so Badger's conflict
 		// tracking would cost per-key bookkeeping and never fire.
 		WithDetectConflicts(false).
 		// One version per key: the store has no use for history, and
@@ -223,14 +275,21 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		db:    db,
-		dir:   dir,
-		log:   log,
-		cache: newCache(opts.CacheKeys),
-		done:  make(chan struct{}),
+		db:   db,
+		dir:  dir,
+		log:  log,
+		mem:  newMemState(opts.CacheKeys),
+		kick: make(chan struct{}, 1),
+		done: make(chan struct{}),
 	}
-	s.gcDone.Add(1)
+	s.recBufs.New = func() any { return new([]byte) }
+	if err := s.recoverLogs(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open state dir %q: %w", dir, err)
+	}
+	s.loops.Add(2)
 	go s.gcLoop(opts.GCInterval)
+	go s.checkpointLoop()
 	return s, nil
 }
 
@@ -290,17 +349,33 @@ func isEmpty(db *badger.DB) (bool, error) {
 	return empty, err
 }
 
-// Close stops value-log GC and closes Badger, flushing its memtables. Later
-// calls return the first call's result; other methods then fail.
+// Close stops the background work, checkpoints (so the next Open has no
+// log to replay) and closes Badger. Later calls return the first call's
+// result; other methods then fail.
 func (s *Store) Close() error {
+	return s.close(true)
+}
+
+// close is Close; without checkpoint it leaves the log for the next Open
+// to replay, as a crash would (tests use that).
+func (s *Store) close(checkpoint bool) error {
 	s.closeOnce.Do(func() {
 		close(s.done)
-		s.gcDone.Wait()
+		s.loops.Wait()
 		s.opMu.Lock()
 		defer s.opMu.Unlock()
 		s.closed = true
+		var errs []error
+		if checkpoint && s.failed.Load() == nil {
+			if err := s.checkpoint(); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := s.db.Close(); err != nil {
-			s.closeErr = fmt.Errorf("close state dir %q: %w", s.dir, err)
+			errs = append(errs, err)
+		}
+		if len(errs) > 0 {
+			s.closeErr = fmt.Errorf("close state dir %q: %w", s.dir, errors.Join(errs...))
 		}
 	})
 	return s.closeErr
@@ -318,7 +393,7 @@ func (s *Store) acquire() (release func(), err error) {
 
 // gcLoop runs value-log GC every interval until Close.
 func (s *Store) gcLoop(interval time.Duration) {
-	defer s.gcDone.Done()
+	defer s.loops.Done()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -358,284 +433,31 @@ func (s *Store) runGC() {
 	}
 }
 
-// Load returns the current entry of each key of namespace ns, in the order
-// of keys (duplicates allowed). Cached keys cost no I/O; the rest are read in
-// one Badger read transaction. For an EventTime namespace with a TTL, an
-// entry whose LastEvent < now-TTL is returned absent; now is the batch's
-// event time in unix nanos, and now == 0 skips that check (the caller
-// applies the TTL itself, e.g. per message). now is ignored otherwise.
-// Returned values are shared: the caller must not modify them.
-func (s *Store) Load(ns Namespace, keys [][]byte, now int64) ([]Entry, error) {
-	if err := ns.validate(); err != nil {
-		return nil, fmt.Errorf("state load: %w", err)
-	}
-	for i, k := range keys {
-		if err := validateKey(ns.Name, k); err != nil {
-			return nil, fmt.Errorf("state load ns[%s] key[%d]: %w", ns.Name, i, err)
+// checkpointLoop checkpoints every checkpointInterval and when kicked.
+func (s *Store) checkpointLoop() {
+	defer s.loops.Done()
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		case <-s.kick:
 		}
-	}
-	release, err := s.acquire()
-	if err != nil {
-		return nil, fmt.Errorf("state load ns[%s]: %w", ns.Name, err)
-	}
-	defer release()
-
-	prefix := nsPrefix(ns.Name)
-	got := make([]cached, len(keys))
-	found := make([]bool, len(keys))
-	token, misses := s.cache.lookup(prefix, keys, got, found)
-	if misses > 0 {
-		if err := s.readMisses(token, prefix, keys, got, found, misses); err != nil {
-			return nil, fmt.Errorf("state load ns[%s]: %w", ns.Name, err)
-		}
-	}
-
-	nowSec := uint64(time.Now().Unix())
-	var oldest int64
-	checkEvent := ns.EventTime && ns.TTL > 0 && now != 0
-	if checkEvent {
-		oldest = now - int64(ns.TTL)
-	}
-	out := make([]Entry, len(keys))
-	for i, c := range got {
-		if !c.live(nowSec) || (checkEvent && c.lastEvent < oldest) {
+		if s.holdCheckpoints.Load() {
 			continue
 		}
-		out[i] = Entry{Value: c.val, LastEvent: c.lastEvent}
-	}
-	return out, nil
-}
-
-// readMisses reads the keys not found in the cache in one read transaction,
-// fills got, and offers what it read to the cache.
-func (s *Store) readMisses(token uint64, prefix []byte, keys [][]byte, got []cached, found []bool, misses int) (err error) {
-	// Distinct missing keys, each read once however often it repeats.
-	uniq := make([]string, 0, misses)
-	vals := make([]cached, 0, misses)
-	at := make(map[string]int, misses)
-	pos := make([]int, len(keys)) // index into uniq, for misses
-	scratch := make([]byte, 0, 128)
-	for i, k := range keys {
-		if found[i] {
-			continue
-		}
-		scratch = append(append(scratch[:0], prefix...), k...)
-		j, ok := at[string(scratch)]
-		if !ok {
-			j = len(uniq)
-			ks := string(scratch)
-			at[ks] = j
-			uniq = append(uniq, ks)
-		}
-		pos[i] = j
-	}
-	vals = vals[:len(uniq)]
-	defer func() {
+		release, err := s.acquire()
 		if err != nil {
-			s.cache.endLoad(token, nil, nil)
 			return
 		}
-		s.cache.endLoad(token, uniq, vals)
-	}()
-	err = s.db.View(func(txn *badger.Txn) error {
-		for j, k := range uniq {
-			item, err := txn.Get([]byte(k))
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				continue // vals[j] is the zero value: absent
-			}
-			if err != nil {
-				return fmt.Errorf("read key %q: %w", k[len(prefix):], err)
-			}
-			var c cached
-			err = item.Value(func(v []byte) error {
-				val, le, err := decodeValue(v)
-				if err != nil {
-					return err
-				}
-				// Badger's slice is only valid inside the transaction.
-				c = cached{val: append(make([]byte, 0, len(val)), val...), lastEvent: le, expiresAt: item.ExpiresAt(), present: true}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("read key %q: %w", k[len(prefix):], err)
-			}
-			vals[j] = c
+		if err := s.checkpoint(); err != nil {
+			// The log keeps every commit safe; the next tick retries.
+			s.log.Warn("state checkpoint failed", "err", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		release()
 	}
-	for i := range keys {
-		if !found[i] {
-			got[i] = vals[pos[i]]
-		}
-	}
-	return nil
-}
-
-// Commit writes every write of namespace ns and the offsets in one Badger
-// transaction, then updates the cache. With SyncWrites it returns only once
-// the transaction is durable. Writes of one key apply in order (the last
-// wins). ctx is checked before the commit starts; a commit under way is not
-// abandoned, so the caller never has to guess whether it landed.
-//
-// Atomicity: if Badger refuses the batch as too big for one transaction
-// (ErrTxnTooBig: more than ~15% of a 64 MiB memtable, far above 1024
-// writes of a few KB), Commit writes it in several transactions, offsets in
-// the last, and logs a warning: a crash between them re-applies the earlier
-// parts on redelivery. Stats.SplitCommits counts such commits.
-func (s *Store) Commit(ctx context.Context, ns Namespace, writes []Write, offsets []Offset) error {
-	if err := ns.validate(); err != nil {
-		return fmt.Errorf("state commit: %w", err)
-	}
-	for i, w := range writes {
-		if err := validateKey(ns.Name, w.Key); err != nil {
-			return fmt.Errorf("state commit ns[%s] write[%d]: %w", ns.Name, i, err)
-		}
-	}
-	for i, o := range offsets {
-		if err := validateSource(o.Source, o.Partition); err != nil {
-			return fmt.Errorf("state commit ns[%s] offset[%d]: %w", ns.Name, i, err)
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("state commit ns[%s]: %w", ns.Name, err)
-	}
-	var expiresAt uint64
-	if !ns.EventTime && ns.TTL > 0 {
-		expiresAt = uint64(time.Now().Add(ns.TTL).Unix())
-	}
-	return s.commit(ns.Name, expiresAt, writes, offsets)
-}
-
-// commit is Commit after validation; Delete uses it too so that erasure
-// goes through the same cache protocol.
-func (s *Store) commit(ns string, expiresAt uint64, writes []Write, offsets []Offset) error {
-	if len(writes) == 0 && len(offsets) == 0 {
-		return nil
-	}
-	release, err := s.acquire()
-	if err != nil {
-		return fmt.Errorf("state commit ns[%s]: %w", ns, err)
-	}
-	defer release()
-	start := time.Now()
-
-	// One allocation for every Badger key and entry of the batch: Badger
-	// only holds them until the commit returns. Values are allocated one by
-	// one because the cache keeps them.
-	keyBytes := 0
-	for _, w := range writes {
-		keyBytes += len(w.Key)
-	}
-	keyBuf := make([]byte, 0, keyBytes+len(writes)*(len(ns)+2))
-	entries := make([]badger.Entry, len(writes)+len(offsets))
-	ckeys := make([]string, len(writes))
-	cvals := make([]cached, len(writes))
-	for i, w := range writes {
-		n := len(keyBuf)
-		keyBuf = appendStateKey(keyBuf, ns, w.Key)
-		k := keyBuf[n:len(keyBuf):len(keyBuf)]
-		ckeys[i] = string(k)
-		e := &entries[i]
-		e.Key = k
-		if w.Delete {
-			continue
-		}
-		e.Value = encodeValue(w.Value, w.LastEvent)
-		e.ExpiresAt = expiresAt
-		cvals[i] = cached{val: e.Value[valueHeader:], lastEvent: w.LastEvent, expiresAt: expiresAt, present: true}
-	}
-	for i, o := range offsets {
-		e := &entries[len(writes)+i]
-		e.Key = offsetKey(o.Source, o.Partition)
-		e.Value = encodeOffset(o.Offset)
-	}
-
-	s.cache.beginCommit(ckeys)
-	parts, err := s.writeTxns(writes, entries)
-	s.cache.endCommit(ckeys, cvals, err == nil)
-	if parts > 1 {
-		s.splits.Add(1)
-		s.log.Warn("state commit was too big for one transaction and was split: a crash between the parts re-applies the earlier ones on redelivery",
-			"namespace", ns, "writes", len(writes), "transactions", parts)
-	}
-	if err != nil {
-		return fmt.Errorf("state commit ns[%s] (%d writes, %d offsets): %w", ns, len(writes), len(offsets), err)
-	}
-	s.commits.Add(1)
-	s.writes.Add(uint64(len(writes)))
-	s.lastCommit.Store(int64(time.Since(start)))
-	return nil
-}
-
-// writeTxns writes entries (the first len(writes) of them are writes, the
-// rest offsets) in one transaction, or in as few as Badger accepts. It
-// returns how many transactions it committed.
-func (s *Store) writeTxns(writes []Write, entries []badger.Entry) (int, error) {
-	txn := s.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	parts := 0
-	add := func(i int) error {
-		if i < len(writes) && writes[i].Delete {
-			return txn.Delete(entries[i].Key)
-		}
-		return txn.SetEntry(&entries[i])
-	}
-	for i := range entries {
-		err := add(i)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err := txn.Commit(); err != nil {
-				return parts, err
-			}
-			parts++
-			txn = s.db.NewTransaction(true)
-			err = add(i)
-			if errors.Is(err, badger.ErrTxnTooBig) {
-				return parts, fmt.Errorf("key %q: entry alone is too big for a transaction: %w", entries[i].Key, err)
-			}
-		}
-		if err != nil {
-			return parts, err
-		}
-	}
-	if err := txn.Commit(); err != nil {
-		return parts, err
-	}
-	return parts + 1, nil
-}
-
-// Applied reports the last offset committed for a source and partition (ok
-// false if none was). The processor skips the state updates of messages at
-// or below it: they were applied before a crash or redelivery.
-func (s *Store) Applied(source, partition string) (offset int64, ok bool, err error) {
-	if err := validateSource(source, partition); err != nil {
-		return 0, false, fmt.Errorf("state applied: %w", err)
-	}
-	release, err := s.acquire()
-	if err != nil {
-		return 0, false, fmt.Errorf("state applied source[%s] partition[%s]: %w", source, partition, err)
-	}
-	defer release()
-	err = s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(offsetKey(source, partition))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			offset, err = decodeOffset(v)
-			ok = err == nil
-			return err
-		})
-	})
-	if err != nil {
-		return 0, false, fmt.Errorf("state applied source[%s] partition[%s]: %w", source, partition, err)
-	}
-	return offset, ok, nil
 }
 
 // badgerLogger routes Badger's log to slog at warn and above. Badger's info

@@ -44,8 +44,8 @@ func (r *ring) pushFront(n *node) {
 }
 func unlink(n *node) { n.prev.next, n.next.prev = n.next, n.prev }
 
-// logRef is a log record that exists (or may: its commit failed) in Badger
-// until a checkpoint deletes it.
+// logRef is a log record of a commit applied to memory, which exists in
+// Badger until a checkpoint deletes it.
 type logRef struct {
 	seq    uint64
 	chunks int
@@ -89,6 +89,10 @@ type memState struct {
 	applied  uint64   // every seq <= applied has been applied (or failed)
 	logs     []logRef // records not yet deleted, in seq order
 	logBytes int64
+	// failed is set by the first failed commit; snapshot then returns
+	// nothing. Set under mu in seq order, so no checkpoint can take a later
+	// commit's values while the failed one's record may still be replayed.
+	failed bool
 }
 
 const minPrune = 4096
@@ -190,11 +194,12 @@ func (c *memState) reserve() uint64 {
 	return seq
 }
 
-// finish waits for seq's turn, then applies a commit's writes to memory as
-// dirty (keys and vals in write order: the last write of a key wins) if ok,
-// and records its log record for deletion either way: a failed commit's
-// record may still have reached the disk. It returns the dirty key count
-// and the bytes of undeleted log, for the checkpoint policy.
+// finish waits for seq's turn, then, if the commit succeeded, applies its
+// writes to memory as dirty (keys and vals in write order: the last write
+// of a key wins) and records its log record for deletion by a checkpoint.
+// A failed commit's record is not recorded: it may have reached the disk,
+// and the next Open must replay it. It returns the dirty key count and the
+// bytes of undeleted log, for the checkpoint policy.
 func (c *memState) finish(seq uint64, keys []string, vals []cached, ok bool, ref logRef) (dirty int, logBytes int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -202,37 +207,53 @@ func (c *memState) finish(seq uint64, keys []string, vals []cached, ok bool, ref
 		c.turn.Wait()
 	}
 	if ok {
-		c.gen++
-		track := len(c.loads) > 0
-		for i, k := range keys {
-			n := c.m[k]
-			switch {
-			case n == nil:
-				n = &node{key: k}
-				c.m[k] = n
-				c.dirty.pushFront(n)
-				c.nDirt++
-			case n.dirty == 0:
-				unlink(n)
-				c.dirty.pushFront(n)
-				c.nDirt++
-			}
-			n.c, n.dirty = vals[i], seq
-			if track {
-				c.touched[k] = c.gen
-			}
-		}
-		if track && len(c.touched) > c.pruneAt {
-			c.pruneLocked()
-		}
-	}
-	if ref.chunks > 0 {
-		c.logs = append(c.logs, ref)
-		c.logBytes += ref.bytes
+		c.applyLocked(seq, keys, vals, ref)
+	} else {
+		c.failed = true
 	}
 	c.applied = seq
 	c.turn.Broadcast()
 	return c.nDirt, c.logBytes
+}
+
+// replay applies a log record found at Open or after Restore, when nothing
+// else runs.
+func (c *memState) replay(seq uint64, keys []string, vals []cached, ref logRef) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.applyLocked(seq, keys, vals, ref)
+	if seq >= c.nextSeq {
+		c.nextSeq = seq + 1
+		c.applied = seq
+	}
+}
+
+func (c *memState) applyLocked(seq uint64, keys []string, vals []cached, ref logRef) {
+	c.gen++
+	track := len(c.loads) > 0
+	for i, k := range keys {
+		n := c.m[k]
+		switch {
+		case n == nil:
+			n = &node{key: k}
+			c.m[k] = n
+			c.dirty.pushFront(n)
+			c.nDirt++
+		case n.dirty == 0:
+			unlink(n)
+			c.dirty.pushFront(n)
+			c.nDirt++
+		}
+		n.c, n.dirty = vals[i], seq
+		if track {
+			c.touched[k] = c.gen
+		}
+	}
+	if track && len(c.touched) > c.pruneAt {
+		c.pruneLocked()
+	}
+	c.logs = append(c.logs, ref)
+	c.logBytes += ref.bytes
 }
 
 // pruneLocked forgets touched keys older than every Load in flight: those
@@ -263,6 +284,9 @@ type ckItem struct {
 func (c *memState) snapshot() ([]ckItem, []logRef) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.failed {
+		return nil, nil
+	}
 	items := make([]ckItem, 0, c.nDirt)
 	for n := c.dirty.front(); n != c.dirty.end(); n = n.next {
 		items = append(items, ckItem{key: n.key, c: n.c, seq: n.dirty})
@@ -299,13 +323,13 @@ func (c *memState) logsDeleted(n int) {
 }
 
 // dirtyIn returns the dirty keys whose Badger key starts with prefix and
-// sorts after from, for Scan to overlay on Badger.
+// sorts at or after from, for Scan to overlay on Badger.
 func (c *memState) dirtyIn(prefix string, from string) map[string]cached {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := map[string]cached{}
 	for n := c.dirty.front(); n != c.dirty.end(); n = n.next {
-		if len(n.key) >= len(prefix) && n.key[:len(prefix)] == prefix && n.key > from {
+		if len(n.key) >= len(prefix) && n.key[:len(prefix)] == prefix && n.key >= from {
 			out[n.key] = n.c
 		}
 	}
@@ -323,6 +347,7 @@ func (c *memState) reset() {
 	c.lru.init()
 	c.dirty.init()
 	c.nDirt = 0
+	c.logs, c.logBytes = nil, 0
 }
 
 // dropClean empties the LRU of clean keys (tests and benchmarks use it to
