@@ -35,6 +35,11 @@ const usage = `usage: agent [run|lint|config|version] [flags] [FILE...]
             every pipeline it names; exits 1 if there is any problem
   config    print the effective configuration and where each value came from
   version   print the version
+  state get NAMESPACE KEY          print one key's state (JSON)
+  state list NAMESPACE [PREFIX [AFTER]]  list keys, 100 a page; "next" is the AFTER of the next page
+  state stats                      print the state store's counters
+  state backup FILE                write a full backup of the state store
+  state restore FILE               load a backup (into a fresh data dir)
 
 flags:
 `
@@ -73,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 			fmt.Fprintf(stderr, "agent %s takes no arguments, got %q\n", cmd, rest)
 			return 2
 		}
-	case "lint":
+	case "lint", "state":
 	default:
 		fmt.Fprintf(stderr, "agent: unknown command %q\n", cmd)
 		fs.Usage()
@@ -101,6 +106,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	}
 	defer a.Close(context.Background())
 
+	if cmd == "state" {
+		return stateCmd(a, rest, stdout, stderr)
+	}
+
 	if cmd == "lint" {
 		sources := rest
 		if len(sources) == 0 {
@@ -119,6 +128,44 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 
 	if err := a.Run(ctx); err != nil {
 		logger.Error("agent finished with failures", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func stateCmd(a *agent.Agent, args []string, stdout, stderr io.Writer) int {
+	want := map[string][2]int{"get": {2, 2}, "list": {1, 3}, "stats": {0, 0}, "backup": {1, 1}, "restore": {1, 1}}
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "agent state: want one of get, list, stats, backup, restore")
+		return 2
+	}
+	n, ok := want[args[0]]
+	if !ok || len(args)-1 < n[0] || len(args)-1 > n[1] {
+		fmt.Fprintf(stderr, "agent state: bad arguments %q (see agent --help)\n", args)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "get":
+		err = a.StateGet(stdout, args[1], args[2])
+	case "list":
+		prefix, after := "", ""
+		if len(args) > 2 {
+			prefix = args[2]
+		}
+		if len(args) > 3 {
+			after = args[3]
+		}
+		err = a.StateList(stdout, args[1], prefix, after, 100)
+	case "stats":
+		err = a.StateStats(stdout)
+	case "backup":
+		err = a.StateBackup(args[1])
+	case "restore":
+		err = a.StateRestore(args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	return 0
