@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent/config"
 	"github.com/sluice-dev/sluice/agent/sampleinput"
+	"github.com/sluice-dev/sluice/agent/statecache"
 	"github.com/sluice-dev/sluice/agent/supervisor"
 	"github.com/sluice-dev/sluice/agent/wasm"
 	"github.com/sluice-dev/sluice/pipelines"
@@ -88,6 +89,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if err := wasm.Register(env, eng); err != nil {
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register wasm processor: %w", err)
+	}
+	if err := statecache.Register(env, st); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("register sluice_state cache: %w", err)
 	}
 	if err := sampleinput.Register(env); err != nil {
 		_ = a.Close(ctx)

@@ -343,3 +343,7 @@ func cmpErr(first, next error) error {
 	}
 	return next
 }
+
+// Validate reports whether the namespace's name and TTL are acceptable, so
+// components configuring one can fail at config time.
+func (ns Namespace) Validate() error { return ns.validate() }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/state"
 )
 
 // Processor config fields.
@@ -265,8 +267,8 @@ func parseKeyed(eng *Engine, conf *service.ParsedConfig) (*keyedStep, error) {
 	if k.ns.Name, err = sc.FieldString("namespace"); err != nil {
 		return nil, err
 	}
-	if !validNamespace(k.ns.Name) {
-		return nil, fmt.Errorf("state.namespace %q: use lowercase letters, digits, _ and -", k.ns.Name)
+	if err := (state.Namespace{Name: k.ns.Name}).Validate(); err != nil {
+		return nil, fmt.Errorf("state.namespace: %w", err)
 	}
 	if k.ns.TTL, err = sc.FieldDuration("ttl"); err != nil {
 		return nil, err
@@ -522,15 +524,3 @@ func (h *benthosHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 }
 
 func (h *benthosHandler) WithGroup(string) slog.Handler { return h }
-
-func validNamespace(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
