@@ -9,16 +9,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	_ "github.com/redpanda-data/benthos/v4/public/components/io"   // stdin, stdout, files, HTTP
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // mapping, generate, catch, switch, ...
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/agent/config"
+	"github.com/sluice-dev/sluice/agent/httpapi"
 	"github.com/sluice-dev/sluice/agent/sampleinput"
 	"github.com/sluice-dev/sluice/agent/statecache"
 	"github.com/sluice-dev/sluice/agent/supervisor"
@@ -126,6 +131,28 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var ready atomic.Bool
+	if a.cfg.HTTPAddress != "" {
+		ln, err := net.Listen("tcp", a.cfg.HTTPAddress)
+		if err != nil {
+			return fmt.Errorf("start HTTP server on %s (set http_address, or empty to turn it off): %w", a.cfg.HTTPAddress, err)
+		}
+		srv := &http.Server{Handler: httpapi.New(a.store, a.cfg.HTTPToken, ready.Load), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.logger.Error("HTTP server stopped", "error", err)
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		a.logger.Info("HTTP server listening", "address", ln.Addr().String(), "state_api", a.cfg.HTTPToken != "")
+	}
+	// Ready once the pipelines are handed to the supervisor: each is built
+	// and started right away, and a failing one is reported on its own.
+	ready.Store(true)
 	report := supervisor.Run(ctx, pls, supervisor.Options{
 		Env:             a.env,
 		Logger:          a.logger,

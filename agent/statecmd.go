@@ -1,45 +1,25 @@
 package agent
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"time"
 
+	"github.com/sluice-dev/sluice/agent/httpapi"
 	"github.com/sluice-dev/sluice/state"
 )
 
 // State is the agent's state store.
 func (a *Agent) State() *state.Store { return a.store }
 
-// StateEntry is how `agent state get` prints one key: the plugin's bytes are
-// its own format, so they are shown as base64, beside what the agent knows.
-type StateEntry struct {
-	Namespace string `json:"namespace"`
-	Key       string `json:"key"`
-	Found     bool   `json:"found"`
-	LastEvent string `json:"last_event,omitempty"`
-	Bytes     int    `json:"bytes"`
-	Value     string `json:"value_base64,omitempty"`
-}
-
-// StateGet writes one key's state as JSON.
+// StateGet writes one key's state as JSON, in the HTTP API's shape.
 func (a *Agent) StateGet(w io.Writer, ns, key string) error {
 	e, ok, err := a.store.Get(ns, key)
 	if err != nil {
 		return fmt.Errorf("state get %s/%s: %w", ns, key, err)
 	}
-	out := StateEntry{Namespace: ns, Key: key, Found: ok}
-	if ok {
-		out.Bytes = len(e.Value)
-		out.Value = base64.StdEncoding.EncodeToString(e.Value)
-		if e.LastEvent != 0 {
-			out.LastEvent = time.Unix(0, e.LastEvent).UTC().Format(time.RFC3339Nano)
-		}
-	}
-	return writeJSON(w, out)
+	return writeJSON(w, httpapi.View(ns, key, e, ok))
 }
 
 // StateList writes one page of a namespace's keys as JSON.
@@ -51,11 +31,7 @@ func (a *Agent) StateList(w io.Writer, ns, prefix, after string, limit int) erro
 	if keys == nil {
 		keys = []string{}
 	}
-	return writeJSON(w, struct {
-		Namespace string   `json:"namespace"`
-		Keys      []string `json:"keys"`
-		Next      string   `json:"next,omitempty"`
-	}{ns, keys, next})
+	return writeJSON(w, httpapi.Page{Namespace: ns, Keys: keys, Next: next})
 }
 
 // StateStats writes the store's counters as JSON.

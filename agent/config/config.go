@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,8 @@ type Config struct {
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 	LogLevel        string        `koanf:"log_level"`
 	LogFormat       string        `koanf:"log_format"`
+	HTTPAddress     string        `koanf:"http_address"`
+	HTTPToken       string        `koanf:"http_token"`
 }
 
 // Default returns the built-in configuration, the bottom layer of Load.
@@ -29,6 +32,7 @@ func Default() Config {
 		ShutdownTimeout: 10 * time.Second,
 		LogLevel:        "info",
 		LogFormat:       "text",
+		HTTPAddress:     "127.0.0.1:4195",
 	}
 }
 
@@ -124,6 +128,39 @@ func keySpecs() []keySpec {
 				return checkEnum(c.LogFormat, "log format", logFormats())
 			},
 		},
+		{
+			key:    "http_address",
+			flag:   "http-address",
+			usage:  "address of the agent's HTTP server (health, state lookup); empty disables it",
+			format: func(c Config) string { return formatString(c.HTTPAddress) },
+			check: func(c Config) []string {
+				if c.HTTPAddress == "" {
+					return nil
+				}
+				if _, _, err := net.SplitHostPort(c.HTTPAddress); err != nil {
+					return []string{fmt.Sprintf("%q is not host:port: %v", c.HTTPAddress, err)}
+				}
+				return nil
+			},
+		},
+		{
+			key:   "http_token",
+			flag:  "http-token",
+			usage: "bearer token every HTTP endpoint but /healthz and /readyz requires; empty turns those endpoints off",
+			// The token is a secret: say whether it is set, never what it is.
+			format: func(c Config) string {
+				if c.HTTPToken == "" {
+					return `""`
+				}
+				return "(set, hidden)"
+			},
+			check: func(c Config) []string {
+				if c.HTTPToken != "" && len(c.HTTPToken) < 16 {
+					return []string{"is shorter than 16 characters: too easy to guess"}
+				}
+				return nil
+			},
+		},
 	}
 }
 
@@ -174,6 +211,10 @@ func RegisterFlags(fs *pflag.FlagSet) {
 			fs.String(s.flag, d.LogLevel, usage)
 		case "log_format":
 			fs.String(s.flag, d.LogFormat, usage)
+		case "http_address":
+			fs.String(s.flag, d.HTTPAddress, usage)
+		case "http_token":
+			fs.String(s.flag, d.HTTPToken, usage)
 		default:
 			panic("config: no flag type for key " + s.key)
 		}

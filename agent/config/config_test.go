@@ -179,6 +179,7 @@ func TestLayersMergePerKey(t *testing.T) {
 		ShutdownTimeout: 90 * time.Second,
 		LogLevel:        "debug",
 		LogFormat:       "json",
+		HTTPAddress:     "127.0.0.1:4195",
 	}
 	if !reflect.DeepEqual(l.Config, want) {
 		t.Errorf("Config = %+v, want %+v", l.Config, want)
@@ -189,6 +190,8 @@ func TestLayersMergePerKey(t *testing.T) {
 		{"shutdown_timeout", "1m30s", "env SLUICE_SHUTDOWN_TIMEOUT"},
 		{"log_level", "debug", "env SLUICE_LOG_LEVEL"},
 		{"log_format", "json", "flag --log-format"},
+		{"http_address", "127.0.0.1:4195", "default"},
+		{"http_token", `""`, "default"},
 	}
 	if got := l.Sources(); !reflect.DeepEqual(got, wantSources) {
 		t.Errorf("Sources() = %+v\nwant %+v", got, wantSources)
@@ -496,8 +499,41 @@ pipelines        = ["a.yaml", "b.yaml"]  (env SLUICE_PIPELINES)
 shutdown_timeout = 10s                   (default)
 log_level        = debug                 (flag --log-level)
 log_format       = text                  (default)
+http_address     = 127.0.0.1:4195        (default)
+http_token       = ""                    (default)
 `
 	if b.String() != want {
 		t.Errorf("Print wrote:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+func TestHTTPSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want string // a problem to report, or "" for none
+	}{
+		{"token from env", []string{"SLUICE_HTTP_TOKEN=0123456789abcdef"}, ""},
+		{"short token", []string{"SLUICE_HTTP_TOKEN=short"}, "shorter than 16"},
+		{"server off", []string{"SLUICE_HTTP_ADDRESS="}, ""},
+		{"bad address", []string{"SLUICE_HTTP_ADDRESS=localhost"}, "not host:port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := load(t, tc.env)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range l.Sources() {
+					if s.Key == "http_token" && strings.Contains(s.Value, "0123456789abcdef") {
+						t.Errorf("Sources shows the token: %q", s.Value)
+					}
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -114,5 +118,78 @@ output:
 	res := runAgent(t, dir, env, "state", "stats")
 	if res.code == 0 || !strings.Contains(res.stderr, "in use by another agent") || !strings.Contains(res.stderr, filepath.Join(dir, "data")) {
 		t.Errorf("second agent on a held data dir: exit %d, stderr %q; want a refusal naming the dir", res.code, res.stderr)
+	}
+}
+
+// TestHTTPServer runs the agent with its HTTP server on a free loopback port
+// and checks what an operator and an orchestrator would: health and
+// readiness without a token, the state API only with it.
+func TestHTTPServer(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	writeFile(t, filepath.Join(dir, "counted.yaml"), fmt.Sprintf(`
+input:
+  generate: { interval: 20ms, mapping: 'root = {"user_id": "u" + (counter() %% 3).string()}' }
+pipeline:
+  processors:
+    - wasm:
+        path: %s
+        key: user_id
+        state: { namespace: tallies }
+output:
+  drop: {}
+`, counterWasm))
+	const token = "test-token-0123456789"
+	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS="+addr, "SLUICE_HTTP_TOKEN="+token)
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	cmd, _, _ := command(ctx, dir, env, "--pipeline", "counted.yaml")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+
+	get := func(path, tok string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var code int
+	for deadline := time.Now().Add(runTimeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if code, _ = get("/readyz", ""); code == 200 {
+			break
+		}
+	}
+	if code != 200 {
+		t.Fatalf("/readyz never answered 200 (last %d)", code)
+	}
+	if code, _ := get("/healthz", ""); code != 200 {
+		t.Errorf("/healthz: %d", code)
+	}
+	if code, _ := get("/v1/state/tallies/u1", ""); code != 401 {
+		t.Errorf("state lookup without the token: %d, want 401", code)
+	}
+	// The pipeline counts while we look: poll until u1 has state.
+	var body string
+	for deadline := time.Now().Add(runTimeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if code, body = get("/v1/state/tallies/u1", token); code == 200 {
+			break
+		}
+	}
+	if code != 200 || !strings.Contains(body, `"found": true`) {
+		t.Errorf("state lookup with the token: %d %s", code, body)
 	}
 }

@@ -1,0 +1,127 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sluice-dev/sluice/agent/httpapi"
+	"github.com/sluice-dev/sluice/state"
+)
+
+const token = "0123456789abcdef-test"
+
+func setup(t *testing.T, tok string) (*httptest.Server, *state.Store) {
+	t.Helper()
+	st, err := state.Open(context.Background(), state.Options{Dir: t.TempDir(), SyncWrites: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	var writes []state.Write
+	for i := 0; i < 5; i++ {
+		writes = append(writes, state.Write{Key: []byte(fmt.Sprintf("user-%d", i)), Value: []byte{byte(i), 0xff}, LastEvent: 1735689600_000000000})
+	}
+	if err := st.Commit(context.Background(), state.Namespace{Name: "tallies"}, writes, nil); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(httpapi.New(st, tok, func() bool { return true }))
+	t.Cleanup(srv.Close)
+	return srv, st
+}
+
+func do(t *testing.T, method, url, tok string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAuth(t *testing.T) {
+	srv, _ := setup(t, token)
+	for _, tc := range []struct {
+		name, method, path, tok string
+		want                    int
+	}{
+		{"health needs no token", "GET", "/healthz", "", 200},
+		{"ready needs no token", "GET", "/readyz", "", 200},
+		{"lookup without token", "GET", "/v1/state/tallies/user-1", "", 401},
+		{"lookup with a wrong token", "GET", "/v1/state/tallies/user-1", "nope-nope-nope-nope", 401},
+		{"list without token", "GET", "/v1/state/tallies", "", 401},
+		{"delete without token", "DELETE", "/v1/state/tallies/user-1", "", 401},
+		{"lookup with the token", "GET", "/v1/state/tallies/user-1", token, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, body := do(t, tc.method, srv.URL+tc.path, tc.tok); got != tc.want {
+				t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, got, body, tc.want)
+			}
+		})
+	}
+}
+
+func TestStateAPIOffWithoutToken(t *testing.T) {
+	srv, _ := setup(t, "")
+	if got, body := do(t, "GET", srv.URL+"/v1/state/tallies/user-1", "anything"); got != 403 || !strings.Contains(body, "http_token") {
+		t.Errorf("with no token configured: %d %q, want 403 naming http_token", got, body)
+	}
+}
+
+func TestLookupListDelete(t *testing.T) {
+	srv, _ := setup(t, token)
+	code, body := do(t, "GET", srv.URL+"/v1/state/tallies/user-3", token)
+	var v httpapi.EntryView
+	if err := json.Unmarshal([]byte(body), &v); err != nil || code != 200 {
+		t.Fatalf("lookup: %d %s", code, body)
+	}
+	if !v.Found || v.Bytes != 2 || v.Value != "A/8=" || v.LastEvent != "2025-01-01T00:00:00Z" {
+		t.Errorf("lookup of user-3 = %+v", v)
+	}
+	if code, _ := do(t, "GET", srv.URL+"/v1/state/tallies/nobody", token); code != 404 {
+		t.Errorf("lookup of a missing key: %d, want 404", code)
+	}
+
+	// Pages of two, following next until it is empty.
+	var all []string
+	after := ""
+	for i := 0; i < 10; i++ {
+		code, body := do(t, "GET", srv.URL+"/v1/state/tallies?limit=2&after="+after, token)
+		var p httpapi.Page
+		if err := json.Unmarshal([]byte(body), &p); err != nil || code != 200 {
+			t.Fatalf("list: %d %s", code, body)
+		}
+		if len(p.Keys) > 2 {
+			t.Fatalf("page of %d keys, limit 2", len(p.Keys))
+		}
+		all = append(all, p.Keys...)
+		if p.Next == "" {
+			break
+		}
+		after = p.Next
+	}
+	if strings.Join(all, ",") != "user-0,user-1,user-2,user-3,user-4" {
+		t.Errorf("listed %v", all)
+	}
+	if code, _ := do(t, "GET", srv.URL+"/v1/state/tallies?limit=0", token); code != 400 {
+		t.Errorf("limit=0: %d, want 400", code)
+	}
+
+	if code, body := do(t, "DELETE", srv.URL+"/v1/state/tallies/user-3", token); code != 204 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	if code, _ := do(t, "GET", srv.URL+"/v1/state/tallies/user-3", token); code != 404 {
+		t.Errorf("lookup after delete: %d, want 404 (erased)", code)
+	}
+}
