@@ -10,6 +10,10 @@
 //     natively, and the handler works on typed columns for the whole batch, so
 //     the plugin never parses JSON.
 //
+// A fast-mode plugin may also keep per-key state (UseState, or the typed
+// UseStructState): the host loads each key's state for the batch and
+// commits what the plugin stores, with the batch, before acknowledging it.
+//
 // OnConfig receives the processor's `config:` block once at load, and Log
 // writes through the agent's logger. The wire format underneath is specified
 // in ABI.md and implemented in package abi.
