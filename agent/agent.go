@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent/config"
 	"github.com/sluice-dev/sluice/agent/httpapi"
+	"github.com/sluice-dev/sluice/agent/metrics"
 	"github.com/sluice-dev/sluice/agent/sampleinput"
 	"github.com/sluice-dev/sluice/agent/statecache"
 	"github.com/sluice-dev/sluice/agent/supervisor"
@@ -43,6 +44,7 @@ type Agent struct {
 	env    *service.Environment
 	engine *wasm.Engine
 	store  *state.Store
+	reg    *metrics.Registry
 	// tmpState is a throwaway state dir, for lint, which must not take the
 	// lock of a data dir a running agent holds.
 	tmpState string
@@ -91,6 +93,12 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	// components; Sluice's own are added to it alone, never to the global.
 	env := service.NewEnvironment()
 	a.env, a.engine = env, eng
+	a.reg = metrics.New()
+	a.reg.RegisterState(st)
+	if err := a.reg.Register(env); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("register metrics exporter: %w", err)
+	}
 	if err := wasm.Register(env, eng); err != nil {
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register wasm processor: %w", err)
@@ -137,7 +145,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("start HTTP server on %s (set http_address, or empty to turn it off): %w", a.cfg.HTTPAddress, err)
 		}
-		srv := &http.Server{Handler: httpapi.New(a.store, a.cfg.HTTPToken, ready.Load), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: httpapi.New(a.store, a.cfg.HTTPToken, ready.Load, a.reg.Handler()), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.logger.Error("HTTP server stopped", "error", err)
@@ -157,6 +165,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		Env:             a.env,
 		Logger:          a.logger,
 		ShutdownTimeout: a.cfg.ShutdownTimeout,
+		Metrics: func(p supervisor.Pipeline) string {
+			return fmt.Sprintf("%s: {pipeline: %q}", metrics.ExporterName, p.Name)
+		},
 	})
 	return report.Err()
 }

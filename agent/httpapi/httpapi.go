@@ -7,8 +7,9 @@
 //	GET    /v1/state/{namespace}/{key}        one key's state (JSON)
 //	GET    /v1/state/{namespace}?prefix=&after=&limit=   a page of keys
 //	DELETE /v1/state/{namespace}/{key}        erase one key
+//	GET    /metrics                           Prometheus: every pipeline's Benthos metrics and the state store's
 //
-// Every /v1 endpoint needs `Authorization: Bearer <token>`; with no token
+// Every endpoint but /healthz and /readyz needs `Authorization: Bearer <token>`; with no token
 // configured they are off (403), so state is never served unauthenticated.
 package httpapi
 
@@ -62,8 +63,8 @@ const (
 )
 
 // New returns the server's handler. ready reports whether the agent's
-// pipelines are up.
-func New(st *state.Store, token string, ready func() bool) http.Handler {
+// pipelines are up; metrics serves /metrics.
+func New(st *state.Store, token string, ready func() bool, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -78,7 +79,7 @@ func New(st *state.Store, token string, ready func() bool) http.Handler {
 	auth := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if token == "" {
-				http.Error(w, "the state API is off: set http_token (SLUICE_HTTP_TOKEN) to enable it", http.StatusForbidden)
+				http.Error(w, "this endpoint is off: set http_token (SLUICE_HTTP_TOKEN) to enable it", http.StatusForbidden)
 				return
 			}
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -90,6 +91,7 @@ func New(st *state.Store, token string, ready func() bool) http.Handler {
 			h(w, r)
 		}
 	}
+	mux.HandleFunc("GET /metrics", auth(metrics.ServeHTTP))
 	mux.HandleFunc("GET /v1/state/{namespace}/{key}", auth(func(w http.ResponseWriter, r *http.Request) {
 		ns, key := r.PathValue("namespace"), r.PathValue("key")
 		e, found, err := st.Get(ns, key)

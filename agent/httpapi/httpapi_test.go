@@ -30,7 +30,8 @@ func setup(t *testing.T, tok string) (*httptest.Server, *state.Store) {
 	if err := st.Commit(context.Background(), state.Namespace{Name: "tallies"}, writes, nil); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.New(st, tok, func() bool { return true }))
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("sluice_up 1\n")) })
+	srv := httptest.NewServer(httpapi.New(st, tok, func() bool { return true }, metrics))
 	t.Cleanup(srv.Close)
 	return srv, st
 }
@@ -63,6 +64,8 @@ func TestAuth(t *testing.T) {
 		{"list without token", "GET", "/v1/state/tallies", "", 401},
 		{"delete without token", "DELETE", "/v1/state/tallies/user-1", "", 401},
 		{"lookup with the token", "GET", "/v1/state/tallies/user-1", token, 200},
+		{"metrics without token", "GET", "/metrics", "", 401},
+		{"metrics with the token", "GET", "/metrics", token, 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got, body := do(t, tc.method, srv.URL+tc.path, tc.tok); got != tc.want {

@@ -62,6 +62,10 @@ type Options struct {
 	// ShutdownTimeout bounds how long each stream may take to drain once ctx
 	// is cancelled. If not positive, DefaultShutdownTimeout is used.
 	ShutdownTimeout time.Duration
+	// Metrics, if set, returns the metrics section for a pipeline's stream,
+	// replacing whatever the pipeline's YAML says: the agent exports every
+	// pipeline's metrics through one registry, labelled by pipeline.
+	Metrics func(p Pipeline) string
 }
 
 // Result is what happened to one pipeline.
@@ -142,7 +146,7 @@ func Run(ctx context.Context, pipelines []Pipeline, opts Options) Report {
 }
 
 func runOne(ctx context.Context, p Pipeline, opts Options, log *slog.Logger) error {
-	strm, err := build(p, opts.Env, log)
+	strm, err := build(p, opts.Env, log, opts.Metrics)
 	if err != nil {
 		return fmt.Errorf("pipeline %q (%s): build: %w", p.Name, p.Source, err)
 	}
@@ -219,7 +223,7 @@ func stop(strm *service.Stream, runDone <-chan struct{}, timeout time.Duration) 
 	}
 }
 
-func build(p Pipeline, env *service.Environment, log *slog.Logger) (*service.Stream, error) {
+func build(p Pipeline, env *service.Environment, log *slog.Logger, metrics func(Pipeline) string) (*service.Stream, error) {
 	if env == nil {
 		return nil, errors.New("no service.Environment given in Options.Env")
 	}
@@ -229,6 +233,11 @@ func build(p Pipeline, env *service.Environment, log *slog.Logger) (*service.Str
 	}
 	if err := checkHTTPDisabled(b); err != nil {
 		return nil, err
+	}
+	if metrics != nil {
+		if err := b.SetMetricsYAML(metrics(p)); err != nil {
+			return nil, fmt.Errorf("pipeline %q (%s): metrics: %w", p.Name, p.Source, err)
+		}
 	}
 	b.SetLogger(log)
 	return b.Build()

@@ -192,4 +192,13 @@ output:
 	if code != 200 || !strings.Contains(body, `"found": true`) {
 		t.Errorf("state lookup with the token: %d %s", code, body)
 	}
+	if code, _ := get("/metrics", ""); code != 401 {
+		t.Errorf("/metrics without the token: %d, want 401", code)
+	}
+	code, body = get("/metrics", token)
+	for _, want := range []string{`input_received{`, `pipeline="counted"`, "sluice_state_commits_total", "sluice_state_cache_hit_ratio"} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/metrics (%d) has no %q", code, want)
+		}
+	}
 }

@@ -1,0 +1,253 @@
+// Package metrics exposes the agent's metrics in Prometheus format: every
+// pipeline's standard Benthos metrics (through the `sluice_prometheus`
+// metrics exporter, labelled with the pipeline's name) and the state
+// store's, all in one registry owned by the agent and served on its HTTP
+// server at /metrics.
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/state"
+)
+
+// ExporterName is the Benthos metrics exporter the supervisor sets on
+// every pipeline.
+const ExporterName = "sluice_prometheus"
+
+// Registry is the agent's metrics. Benthos asks for the same metric name
+// from every stream; the vectors are created once and shared, each stream
+// writing under its own `pipeline` label.
+type Registry struct {
+	reg *prometheus.Registry
+
+	mu       sync.Mutex
+	counters map[string]*prometheus.CounterVec
+	gauges   map[string]*prometheus.GaugeVec
+	timers   map[string]*prometheus.HistogramVec
+	labels   map[string][]string
+}
+
+// New returns a registry with Go runtime and process collectors.
+func New() *Registry {
+	r := &Registry{
+		reg:      prometheus.NewRegistry(),
+		counters: map[string]*prometheus.CounterVec{},
+		gauges:   map[string]*prometheus.GaugeVec{},
+		timers:   map[string]*prometheus.HistogramVec{},
+		labels:   map[string][]string{},
+	}
+	r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (r *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{})
+}
+
+// Register adds the `sluice_prometheus` exporter to env.
+func (r *Registry) Register(env *service.Environment) error {
+	spec := service.NewConfigSpec().
+		Summary("Exports a pipeline's metrics to the agent's Prometheus registry, served at /metrics. The agent sets it on every pipeline.").
+		Fields(service.NewStringField("pipeline").Description("The pipeline's name, used as the `pipeline` label."))
+	return env.RegisterMetricsExporter(ExporterName, spec, func(conf *service.ParsedConfig, _ *service.Logger) (service.MetricsExporter, error) {
+		name, err := conf.FieldString("pipeline")
+		if err != nil {
+			return nil, err
+		}
+		return &exporter{r: r, pipeline: name}, nil
+	})
+}
+
+// promName turns a Benthos metric name (input_received, or a dotted
+// legacy one) into a valid Prometheus name.
+func promName(name string) string {
+	return strings.Map(func(c rune) rune {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == ':' {
+			return c
+		}
+		return '_'
+	}, name)
+}
+
+// vecLabels checks that a name is always asked for with the same labels:
+// Prometheus refuses one name with two label sets.
+func (r *Registry) vecLabels(name string, keys []string) ([]string, error) {
+	all := append([]string{"pipeline"}, keys...)
+	if prev, ok := r.labels[name]; ok {
+		if strings.Join(prev, ",") != strings.Join(all, ",") {
+			return nil, fmt.Errorf("metric %s asked for with labels %v, already has %v", name, all, prev)
+		}
+		return prev, nil
+	}
+	r.labels[name] = all
+	return all, nil
+}
+
+func (r *Registry) counter(name string, keys []string) *prometheus.CounterVec {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name = promName(name)
+	if v, ok := r.counters[name]; ok {
+		return v
+	}
+	labels, err := r.vecLabels(name, keys)
+	if err != nil {
+		return nil
+	}
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "Benthos counter " + name}, labels)
+	if err := r.reg.Register(v); err != nil {
+		return nil
+	}
+	r.counters[name] = v
+	return v
+}
+
+func (r *Registry) gauge(name string, keys []string) *prometheus.GaugeVec {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name = promName(name)
+	if v, ok := r.gauges[name]; ok {
+		return v
+	}
+	labels, err := r.vecLabels(name, keys)
+	if err != nil {
+		return nil
+	}
+	v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "Benthos gauge " + name}, labels)
+	if err := r.reg.Register(v); err != nil {
+		return nil
+	}
+	r.gauges[name] = v
+	return v
+}
+
+func (r *Registry) timer(name string, keys []string) *prometheus.HistogramVec {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name = promName(name) + "_seconds"
+	if v, ok := r.timers[name]; ok {
+		return v
+	}
+	labels, err := r.vecLabels(name, keys)
+	if err != nil {
+		return nil
+	}
+	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: "Benthos timing " + name, Buckets: prometheus.ExponentialBuckets(0.00005, 4, 12)}, labels)
+	if err := r.reg.Register(v); err != nil {
+		return nil
+	}
+	r.timers[name] = v
+	return v
+}
+
+type exporter struct {
+	r        *Registry
+	pipeline string
+}
+
+// noop stands in for a metric Prometheus would refuse (a name reused with
+// other labels): the pipeline runs on, that metric is not exported.
+type noop struct{}
+
+func (noop) Incr(int64)   {}
+func (noop) Timing(int64) {}
+func (noop) Set(int64)    {}
+
+func (e *exporter) values(vals []string) []string { return append([]string{e.pipeline}, vals...) }
+
+func (e *exporter) NewCounterCtor(name string, keys ...string) service.MetricsExporterCounterCtor {
+	v := e.r.counter(name, keys)
+	return func(vals ...string) service.MetricsExporterCounter {
+		if v == nil {
+			return noop{}
+		}
+		return counter{v.WithLabelValues(e.values(vals)...)}
+	}
+}
+
+func (e *exporter) NewTimerCtor(name string, keys ...string) service.MetricsExporterTimerCtor {
+	v := e.r.timer(name, keys)
+	return func(vals ...string) service.MetricsExporterTimer {
+		if v == nil {
+			return noop{}
+		}
+		return timer{v.WithLabelValues(e.values(vals)...)}
+	}
+}
+
+func (e *exporter) NewGaugeCtor(name string, keys ...string) service.MetricsExporterGaugeCtor {
+	v := e.r.gauge(name, keys)
+	return func(vals ...string) service.MetricsExporterGauge {
+		if v == nil {
+			return noop{}
+		}
+		return gauge{v.WithLabelValues(e.values(vals)...)}
+	}
+}
+
+func (e *exporter) Close(context.Context) error { return nil }
+
+type counter struct{ c prometheus.Counter }
+
+func (c counter) Incr(n int64) { c.c.Add(float64(n)) }
+
+type timer struct{ o prometheus.Observer }
+
+func (t timer) Timing(ns int64) { t.o.Observe(float64(ns) / 1e9) }
+
+type gauge struct{ g prometheus.Gauge }
+
+func (g gauge) Set(v int64) { g.g.Set(float64(v)) }
+
+// RegisterState exports the state store's counters, read at scrape time.
+func (r *Registry) RegisterState(st *state.Store) {
+	type stat struct {
+		name, help string
+		kind       prometheus.ValueType
+		get        func(state.Stats) float64
+	}
+	stats := []stat{
+		{"sluice_state_keys_cached", "Keys held in memory.", prometheus.GaugeValue, func(s state.Stats) float64 { return float64(s.KeysCached) }},
+		{"sluice_state_keys_dirty", "Keys committed but not yet checkpointed.", prometheus.GaugeValue, func(s state.Stats) float64 { return float64(s.DirtyKeys) }},
+		{"sluice_state_cache_hits_total", "Keys loaded from memory.", prometheus.CounterValue, func(s state.Stats) float64 { return float64(s.CacheHits) }},
+		{"sluice_state_cache_misses_total", "Keys read from Badger.", prometheus.CounterValue, func(s state.Stats) float64 { return float64(s.CacheMisses) }},
+		{"sluice_state_cache_hit_ratio", "Hits over hits and misses since start.", prometheus.GaugeValue, func(s state.Stats) float64 {
+			if t := s.CacheHits + s.CacheMisses; t > 0 {
+				return float64(s.CacheHits) / float64(t)
+			}
+			return 0
+		}},
+		{"sluice_state_commits_total", "Commits that wrote something.", prometheus.CounterValue, func(s state.Stats) float64 { return float64(s.Commits) }},
+		{"sluice_state_writes_total", "Keyed writes committed.", prometheus.CounterValue, func(s state.Stats) float64 { return float64(s.Writes) }},
+		{"sluice_state_last_commit_latency_seconds", "Latency of the last commit, fsync included.", prometheus.GaugeValue, func(s state.Stats) float64 { return s.LastCommitLatency.Seconds() }},
+		{"sluice_state_lsm_bytes", "Badger LSM size on disk (refreshed about once a minute).", prometheus.GaugeValue, func(s state.Stats) float64 { return float64(s.LSMBytes) }},
+		{"sluice_state_vlog_bytes", "Badger value log size on disk (refreshed about once a minute).", prometheus.GaugeValue, func(s state.Stats) float64 { return float64(s.VlogBytes) }},
+	}
+	for _, s := range stats {
+		get := s.get
+		desc := prometheus.NewDesc(s.name, s.help, nil, nil)
+		r.reg.MustRegister(&funcCollector{desc: desc, kind: s.kind, get: func() float64 { return get(st.Stats()) }})
+	}
+}
+
+type funcCollector struct {
+	desc *prometheus.Desc
+	kind prometheus.ValueType
+	get  func() float64
+}
+
+func (c *funcCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *funcCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.desc, c.kind, c.get())
+}

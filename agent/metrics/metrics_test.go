@@ -1,0 +1,43 @@
+package metrics
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func scrape(t *testing.T, r *Registry) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	b, _ := io.ReadAll(rec.Body)
+	return string(b)
+}
+
+func TestPipelinesShareMetricsUnderTheirLabel(t *testing.T) {
+	r := New()
+	a, b := &exporter{r: r, pipeline: "a"}, &exporter{r: r, pipeline: "b"}
+	a.NewCounterCtor("input_received", "path")("root.input").Incr(3)
+	b.NewCounterCtor("input_received", "path")("root.input").Incr(5)
+	a.NewTimerCtor("processor_latency_ns", "path")("root.pipeline").Timing(2_000_000)
+	a.NewGaugeCtor("output.connection.up")().Set(1)
+	// The same name with other labels would make Prometheus refuse the
+	// registry; it is dropped instead, without failing the pipeline.
+	a.NewCounterCtor("input_received", "other")("x").Incr(1)
+
+	out := scrape(t, r)
+	for _, want := range []string{
+		`input_received{path="root.input",pipeline="a"} 3`,
+		`input_received{path="root.input",pipeline="b"} 5`,
+		`processor_latency_ns_seconds_count{path="root.pipeline",pipeline="a"} 1`,
+		`output_connection_up{pipeline="a"} 1`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrape has no %q", want)
+		}
+	}
+	if strings.Contains(out, `other="x"`) {
+		t.Error("a metric re-declared with other labels was exported")
+	}
+}
