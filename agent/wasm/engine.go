@@ -175,6 +175,14 @@ func (e *Engine) runtime(ctx context.Context, k runtimeKey) (wazero.Runtime, err
 		WithGoModuleFunction(api.GoModuleFunc(hostLog), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, nil).
 		WithParameterNames("level", "ptr", "len").
 		Export(abi.ImportLog).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hostStateGet), i32s(6), []api.ValueType{api.ValueTypeI64}).
+		WithParameterNames("ns_ptr", "ns_len", "key_ptr", "key_len", "buf_ptr", "buf_cap").
+		Export(abi.ImportStateGet).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hostStateScan), i32s(9), []api.ValueType{api.ValueTypeI64}).
+		WithParameterNames("ns_ptr", "ns_len", "prefix_ptr", "prefix_len", "after_ptr", "after_len", "limit", "buf_ptr", "buf_cap").
+		Export(abi.ImportStateScan).
 		Instantiate(ctx)
 	if err != nil {
 		_ = rt.Close(ctx)
@@ -184,16 +192,32 @@ func (e *Engine) runtime(ctx context.Context, k runtimeKey) (wazero.Runtime, err
 	return rt, nil
 }
 
-// callInfoKey carries the calling instance's logger into host functions,
-// which wazero gives only the call's context and the guest module.
+// callInfoKey carries the calling instance's logger and state access into
+// host functions, which wazero gives only the call's context and the guest
+// module.
 type callInfoKey struct{}
+
+type callInfo struct {
+	logger   *slog.Logger
+	store    *state.Store
+	readable map[string]bool
+}
+
+func i32s(n int) []api.ValueType {
+	t := make([]api.ValueType, n)
+	for i := range t {
+		t[i] = api.ValueTypeI32
+	}
+	return t
+}
 
 func hostLog(ctx context.Context, mod api.Module, stack []uint64) {
 	level, ptr, n := int32(api.DecodeI32(stack[0])), api.DecodeU32(stack[1]), api.DecodeU32(stack[2])
-	logger, _ := ctx.Value(callInfoKey{}).(*slog.Logger)
-	if logger == nil {
+	info, _ := ctx.Value(callInfoKey{}).(*callInfo)
+	if info == nil {
 		return
 	}
+	logger := info.logger
 	msg, ok := mod.Memory().Read(ptr, n)
 	if !ok {
 		logger.Warn("plugin log call out of memory range", "ptr", ptr, "len", n)
@@ -248,13 +272,13 @@ func checkABI(c wazero.CompiledModule) error {
 		mod, name, _ := def.Import()
 		switch {
 		case mod == wasi_snapshot_preview1.ModuleName:
-		case mod == abi.ImportModule && name == abi.ImportLog:
+		case mod == abi.ImportModule && (name == abi.ImportLog || name == abi.ImportStateGet || name == abi.ImportStateScan):
 		case mod == abi.ImportModule:
 			return fmt.Errorf("%w: it imports %s.%s, which ABI v%d does not have (is the SDK newer than the agent?)", ErrNotPlugin, mod, name, abi.Version)
 		case strings.HasPrefix(mod, "sluice_v"):
 			return fmt.Errorf("%w: the module imports from %s but this agent provides %s; rebuild it with a plugins/sdk that speaks v%d", ErrABIVersion, mod, abi.ImportModule, abi.Version)
 		default:
-			return fmt.Errorf("%w: it imports %s.%s, which this agent does not provide (ABI v%d offers %s.%s and WASI preview 1)", ErrNotPlugin, mod, name, abi.Version, abi.ImportModule, abi.ImportLog)
+			return fmt.Errorf("%w: it imports %s.%s, which this agent does not provide (ABI v%d offers %s.{%s,%s,%s} and WASI preview 1)", ErrNotPlugin, mod, name, abi.Version, abi.ImportModule, abi.ImportLog, abi.ImportStateGet, abi.ImportStateScan)
 		}
 	}
 	return nil

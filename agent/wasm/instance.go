@@ -15,6 +15,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+	"github.com/sluice-dev/sluice/state"
 )
 
 // Grants are what a plugin may reach outside its sandbox. The zero value
@@ -47,6 +48,10 @@ type InstanceConfig struct {
 	// Timeout bounds each call into the guest.
 	Timeout time.Duration
 	Logger  *slog.Logger
+	// Store and ReadState give the plugin's state_get and state_scan
+	// imports read access to these namespaces of the store, and no others.
+	Store     *state.Store
+	ReadState []string
 }
 
 // ErrTimeout means a call ran past its deadline.
@@ -69,6 +74,7 @@ type Instance struct {
 	reqPtr, reqCap uint32
 	broken         bool
 	scratch        scratch
+	info           callInfo
 	stack          [2]uint64
 }
 
@@ -111,6 +117,10 @@ func (m *Module) Instantiate(ctx context.Context, cfg InstanceConfig) (*Instance
 	}
 
 	inst := &Instance{cfg: cfg, interrupt: m.opts.Interrupt, name: m.name, stderr: stderr}
+	inst.info = callInfo{logger: cfg.Logger, store: cfg.Store, readable: map[string]bool{}}
+	for _, ns := range cfg.ReadState {
+		inst.info.readable[ns] = true
+	}
 	callCtx, cancel := inst.callContext(ctx)
 	defer cancel()
 	mod, err := m.rt.InstantiateModule(callCtx, m.compiled, mc)
@@ -167,7 +177,7 @@ type PluginError struct {
 func (e *PluginError) Error() string { return e.Msg }
 
 func (i *Instance) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx = context.WithValue(ctx, callInfoKey{}, i.cfg.Logger)
+	ctx = context.WithValue(ctx, callInfoKey{}, &i.info)
 	return context.WithTimeout(ctx, i.cfg.Timeout)
 }
 

@@ -188,3 +188,39 @@ func TestKeyedMissingKeyFailsOnlyThatMessage(t *testing.T) {
 		t.Errorf("the other message failed too: %v", err)
 	}
 }
+
+// TestReadStateGrants reads state at random from a plugin: granted
+// namespaces are readable, others are refused with a reason.
+func TestReadStateGrants(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	ctx := context.Background()
+	big := strings.Repeat("x", 1000) // larger than the SDK's first buffer
+	for _, ns := range []string{"profiles", "secrets"} {
+		if err := st.Commit(ctx, state.Namespace{Name: ns}, []state.Write{
+			{Key: []byte("u1"), Value: []byte(ns + "-of-u1")},
+			{Key: []byte("u2"), Value: []byte(big)},
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := mustProcessor(t, keyedEngine(t, st), fmt.Sprintf("path: %s\nread_state: [profiles]\n", plugins["reader"]))
+	out := run(t, p, batchOf("get profiles u1", "get profiles nobody", "get profiles u2", "scan profiles u", "get secrets u1", "scan secrets u"))
+	want := []struct{ body, err string }{
+		{"profiles-of-u1", ""},
+		{"missing", ""},
+		{big, ""},
+		{"u1,u2", ""},
+		{"get secrets u1", "not granted"},
+		{"scan secrets u", "not granted"},
+	}
+	for i, w := range want {
+		gotErr := ""
+		if err := out[i].GetError(); err != nil {
+			gotErr = err.Error()
+		}
+		if got := body(t, out[i]); got != w.body || (w.err == "") != (gotErr == "") || !strings.Contains(gotErr, w.err) {
+			t.Errorf("message %d: body %.40q error %q; want %.40q, error containing %q", i, got, gotErr, w.body, w.err)
+		}
+	}
+}

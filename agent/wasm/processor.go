@@ -31,6 +31,7 @@ const (
 	fKey       = "key"
 	fState     = "state"
 	fOffsets   = "offsets"
+	fReadState = "read_state"
 )
 
 // ConfigSpec is the `wasm` processor's spec: fields, defaults and docs.
@@ -95,6 +96,11 @@ The plugin runs in a sandbox: no files, environment variables, real clock or net
 			).
 				Description("Where a stateful plugin's per-key state lives. The states of a batch are loaded in one read before the call and committed in one transaction, with the batch's offsets, before the batch goes on.").
 				Optional(),
+			service.NewStringListField(fReadState).
+				Description("State namespaces the plugin may read at random through the state_get and state_scan host functions (a stateful step may always read its own). Reading any other namespace is refused.").
+				Example([]any{"user_profiles"}).
+				Default([]any{}).
+				Advanced(),
 			service.NewObjectField(fOffsets,
 				service.NewInterpolatedStringField("source").Description("The input the message came from.").Example(`${! meta("kafka_topic") }`),
 				service.NewInterpolatedStringField("partition").Description("Its partition.").Example(`${! meta("kafka_partition") }`),
@@ -231,6 +237,21 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 	if s.keyed, err = parseKeyed(eng, conf); err != nil {
 		return s, err
 	}
+	if s.Instance.ReadState, err = conf.FieldStringList(fReadState); err != nil {
+		return s, err
+	}
+	for _, ns := range s.Instance.ReadState {
+		if err := (state.Namespace{Name: ns}).Validate(); err != nil {
+			return s, fmt.Errorf("%s: %w", fReadState, err)
+		}
+	}
+	if len(s.Instance.ReadState) > 0 && eng.cfg.State == nil {
+		return s, fmt.Errorf("%s: this agent has no state store", fReadState)
+	}
+	if s.keyed != nil {
+		s.Instance.ReadState = append(s.Instance.ReadState, s.keyed.ns.Name)
+	}
+	s.Instance.Store = eng.cfg.State
 	return s, nil
 }
 

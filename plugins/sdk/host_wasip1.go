@@ -56,3 +56,19 @@ func hostLog(level Level, msg string) {
 	}
 	hostLogImport(int32(level), unsafe.Pointer(unsafe.StringData(msg)), uint32(len(msg)))
 }
+
+//go:wasmimport sluice_v1 state_get
+func stateGetImport(nsPtr unsafe.Pointer, nsLen uint32, keyPtr unsafe.Pointer, keyLen uint32, bufPtr unsafe.Pointer, bufCap uint32) int64
+
+//go:wasmimport sluice_v1 state_scan
+func stateScanImport(nsPtr unsafe.Pointer, nsLen uint32, prefixPtr unsafe.Pointer, prefixLen uint32, afterPtr unsafe.Pointer, afterLen uint32, limit uint32, bufPtr unsafe.Pointer, bufCap uint32) int64
+
+func strPtr(s string) unsafe.Pointer { return unsafe.Pointer(unsafe.StringData(s)) }
+
+func hostStateGet(ns, key string, buf []byte) int64 {
+	return stateGetImport(strPtr(ns), uint32(len(ns)), strPtr(key), uint32(len(key)), unsafe.Pointer(unsafe.SliceData(buf)), uint32(len(buf)))
+}
+
+func hostStateScan(ns, prefix, after string, limit int, buf []byte) int64 {
+	return stateScanImport(strPtr(ns), uint32(len(ns)), strPtr(prefix), uint32(len(prefix)), strPtr(after), uint32(len(after)), uint32(limit), unsafe.Pointer(unsafe.SliceData(buf)), uint32(len(buf)))
+}

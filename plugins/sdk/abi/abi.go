@@ -17,11 +17,20 @@ const Version = 1
 
 // Names of the exports a plugin provides and the host module it imports from.
 const (
-	ExportAlloc   = "sluice_v1_alloc"
-	ExportInit    = "sluice_v1_init"
-	ExportProcess = "sluice_v1_process"
-	ImportModule  = "sluice_v1"
-	ImportLog     = "log"
+	ExportAlloc     = "sluice_v1_alloc"
+	ExportInit      = "sluice_v1_init"
+	ExportProcess   = "sluice_v1_process"
+	ImportModule    = "sluice_v1"
+	ImportLog       = "log"
+	ImportStateGet  = "state_get"
+	ImportStateScan = "state_scan"
+)
+
+// Results of the state_get and state_scan imports below zero.
+const (
+	StateNotFound   = -1 // state_get: the key has no state
+	StateNotGranted = -2 // the namespace is not readable by this step
+	StateFailed     = -3 // the lookup failed; the host logged why
 )
 
 // Status is the first word of every buffer a plugin returns.
