@@ -68,20 +68,22 @@ func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Pr
 	}
 	var probs []Problem
 	if len(root.Content) == 1 {
-		if http := mapValue(root.Content[0], "http"); http != nil {
-			if en := mapValue(http, "enabled"); en != nil && en.Value == "true" {
+		if _, http := mapEntry(root.Content[0], "http"); http != nil {
+			if _, en := mapEntry(http, "enabled"); en != nil && en.Value == "true" {
 				probs = append(probs, Problem{Source: source, Line: en.Line, Msg: "http.enabled is true: the per-stream HTTP server is not supported when several pipelines share one agent; remove it"})
 			}
 		}
 	}
 	walkWasm(&root, func(n *yaml.Node) {
-		if mapKey(n, "path") == nil && mapKey(n, "builtin") == nil {
+		path, _ := mapEntry(n, "path")
+		builtin, _ := mapEntry(n, "builtin")
+		if path == nil && builtin == nil {
 			return // Benthos' lint rule has reported the missing plugin
 		}
 		// A config the plugin rejects is blamed on the `config:` key, not on
 		// the first line inside its block, which may be a valid field.
 		line := n.Line
-		if k := mapKey(n, "config"); k != nil {
+		if k, _ := mapEntry(n, "config"); k != nil {
 			line = k.Line
 		}
 		text, err := yaml.Marshal(n)
@@ -125,24 +127,16 @@ func walkWasm(n *yaml.Node, fn func(*yaml.Node)) {
 	}
 }
 
-// mapKey returns the key node of key in the mapping n, or nil.
-func mapKey(n *yaml.Node, key string) *yaml.Node {
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i]
-		}
-	}
-	return nil
-}
-
-func mapValue(n *yaml.Node, key string) *yaml.Node {
+// mapEntry returns the key and value nodes of key in the mapping n, or
+// nils if n is not a mapping or lacks the key.
+func mapEntry(n *yaml.Node, key string) (k, v *yaml.Node) {
 	if n.Kind != yaml.MappingNode {
-		return nil
+		return nil, nil
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == key {
-			return n.Content[i+1]
+			return n.Content[i], n.Content[i+1]
 		}
 	}
-	return nil
+	return nil, nil
 }

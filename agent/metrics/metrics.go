@@ -94,61 +94,45 @@ func (r *Registry) vecLabels(name string, keys []string) ([]string, error) {
 	return all, nil
 }
 
-func (r *Registry) counter(name string, keys []string) *prometheus.CounterVec {
+// vec returns the vector called name from vecs, creating and registering
+// it with mk on first use. It returns the zero V (nil) for a name
+// Prometheus would refuse (reused with other labels), whose metric then
+// goes unexported.
+func vec[V prometheus.Collector](r *Registry, vecs map[string]V, name string, keys []string, mk func(name string, labels []string) V) V {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	name = promName(name)
-	if v, ok := r.counters[name]; ok {
+	if v, ok := vecs[name]; ok {
 		return v
 	}
+	var zero V
 	labels, err := r.vecLabels(name, keys)
 	if err != nil {
-		return nil
+		return zero
 	}
-	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "Benthos counter " + name}, labels)
+	v := mk(name, labels)
 	if err := r.reg.Register(v); err != nil {
-		return nil
+		return zero
 	}
-	r.counters[name] = v
+	vecs[name] = v
 	return v
+}
+
+func (r *Registry) counter(name string, keys []string) *prometheus.CounterVec {
+	return vec(r, r.counters, promName(name), keys, func(n string, l []string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: n, Help: "Benthos counter " + n}, l)
+	})
 }
 
 func (r *Registry) gauge(name string, keys []string) *prometheus.GaugeVec {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	name = promName(name)
-	if v, ok := r.gauges[name]; ok {
-		return v
-	}
-	labels, err := r.vecLabels(name, keys)
-	if err != nil {
-		return nil
-	}
-	v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "Benthos gauge " + name}, labels)
-	if err := r.reg.Register(v); err != nil {
-		return nil
-	}
-	r.gauges[name] = v
-	return v
+	return vec(r, r.gauges, promName(name), keys, func(n string, l []string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: n, Help: "Benthos gauge " + n}, l)
+	})
 }
 
 func (r *Registry) timer(name string, keys []string) *prometheus.HistogramVec {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	name = promName(name) + "_seconds"
-	if v, ok := r.timers[name]; ok {
-		return v
-	}
-	labels, err := r.vecLabels(name, keys)
-	if err != nil {
-		return nil
-	}
-	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: "Benthos timing " + name, Buckets: prometheus.ExponentialBuckets(0.00005, 4, 12)}, labels)
-	if err := r.reg.Register(v); err != nil {
-		return nil
-	}
-	r.timers[name] = v
-	return v
+	return vec(r, r.timers, promName(name)+"_seconds", keys, func(n string, l []string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: n, Help: "Benthos timing " + n, Buckets: prometheus.ExponentialBuckets(0.00005, 4, 12)}, l)
+	})
 }
 
 type exporter struct {

@@ -364,7 +364,11 @@ func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *Key
 		}
 		reasons[row] = reason
 	}
-	var metas [][3]string
+	type rowMeta struct {
+		row        int
+		key, value string
+	}
+	var metas []rowMeta
 	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
 		row := int(r.U32())
 		k, v := string(r.Bytes()), string(r.Bytes())
@@ -372,7 +376,7 @@ func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *Key
 			i.broken = true
 			return nil, fmt.Errorf("malformed result: metadata for row %d of %d", row, rows)
 		}
-		metas = append(metas, [3]string{strconv.Itoa(row), k, v})
+		metas = append(metas, rowMeta{row, k, v})
 	}
 	if err := r.Err(); err != nil {
 		i.broken = true
@@ -402,8 +406,7 @@ func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *Key
 	}
 
 	for _, m := range metas {
-		row, _ := strconv.Atoi(m[0])
-		batch[s.rows[row]].MetaSetMut(m[1], m[2])
+		batch[s.rows[m.row]].MetaSetMut(m.key, m.value)
 	}
 	drop := make([]bool, len(batch))
 	for row, idx := range s.rows {

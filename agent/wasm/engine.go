@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -261,7 +262,7 @@ func checkABI(c wazero.CompiledModule) error {
 			return fmt.Errorf("%w: missing export %s", ErrNotPlugin, name)
 		}
 		w := want[name]
-		if !sameTypes(def.ParamTypes(), w.params) || !sameTypes(def.ResultTypes(), w.results) {
+		if !slices.Equal(def.ParamTypes(), w.params) || !slices.Equal(def.ResultTypes(), w.results) {
 			return fmt.Errorf("%w: export %s has signature %s, want %s", ErrNotPlugin, name, signature(def.ParamTypes(), def.ResultTypes()), signature(w.params, w.results))
 		}
 	}
@@ -282,18 +283,6 @@ func checkABI(c wazero.CompiledModule) error {
 		}
 	}
 	return nil
-}
-
-func sameTypes(a, b []api.ValueType) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func signature(params, results []api.ValueType) string {

@@ -365,52 +365,57 @@ const (
 
 // ProcessBatch implements service.BatchProcessor.
 func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
-	if p.keyed != nil {
-		return p.processKeyed(ctx, batch)
+	if p.keyed == nil {
+		out, _ := p.run(ctx, batch, nil)
+		return result(out), nil
 	}
-	inst, err := p.acquire(ctx)
-	if err != nil {
-		return []service.MessageBatch{failAll(batch, err)}, nil
-	}
-	out, err := inst.ProcessBatch(ctx, batch)
-	p.release(ctx, inst, err)
-	if err != nil {
-		p.logger.Error("plugin failed a batch", "messages", len(batch), "error", err)
-		return []service.MessageBatch{failAll(batch, fmt.Errorf("plugin %s: %w", p.mod.Name(), err))}, nil
-	}
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return []service.MessageBatch{out}, nil
-}
-
-func (p *Processor) processKeyed(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	p.keyedMu.Lock()
 	defer p.keyedMu.Unlock()
 	kin, eventTimes, maxOffset, err := p.keyed.prepare(batch)
 	if err != nil {
-		return []service.MessageBatch{failAll(batch, fmt.Errorf("plugin %s: load state: %w", p.mod.Name(), err))}, nil
+		return result(failAll(batch, fmt.Errorf("plugin %s: load state: %w", p.mod.Name(), err))), nil
 	}
-	inst, err := p.acquire(ctx)
-	if err != nil {
-		return []service.MessageBatch{failAll(batch, err)}, nil
-	}
-	out, err := inst.ProcessKeyed(ctx, batch, kin)
-	p.release(ctx, inst, err)
-	if err != nil {
-		p.logger.Error("plugin failed a batch", "messages", len(batch), "error", err)
-		return []service.MessageBatch{failAll(batch, fmt.Errorf("plugin %s: %w", p.mod.Name(), err))}, nil
+	out, ok := p.run(ctx, batch, kin)
+	if !ok {
+		return result(out), nil
 	}
 	if err := p.keyed.commit(ctx, batch, kin, eventTimes, maxOffset); err != nil {
 		// Nothing of this batch's state is stored: fail it so it is not
 		// passed on as if it had been counted.
 		p.logger.Error("state commit failed", "error", err)
-		return []service.MessageBatch{failAll(out, err)}, nil
+		return result(failAll(out, err)), nil
 	}
+	return result(out), nil
+}
+
+// run calls the plugin on batch with an instance from the pool. If the call
+// fails, every message of the batch is failed with the reason and ok is
+// false.
+func (p *Processor) run(ctx context.Context, batch service.MessageBatch, kin *KeyedInput) (out service.MessageBatch, ok bool) {
+	inst, err := p.acquire(ctx)
+	if err != nil {
+		return failAll(batch, err), false
+	}
+	if kin != nil {
+		out, err = inst.ProcessKeyed(ctx, batch, kin)
+	} else {
+		out, err = inst.ProcessBatch(ctx, batch)
+	}
+	p.release(ctx, inst, err)
+	if err != nil {
+		p.logger.Error("plugin failed a batch", "messages", len(batch), "error", err)
+		return failAll(batch, fmt.Errorf("plugin %s: %w", p.mod.Name(), err)), false
+	}
+	return out, true
+}
+
+// result is what ProcessBatch hands Benthos: no batch when every message
+// was dropped.
+func result(out service.MessageBatch) []service.MessageBatch {
 	if len(out) == 0 {
-		return nil, nil
+		return nil
 	}
-	return []service.MessageBatch{out}, nil
+	return []service.MessageBatch{out}
 }
 
 func failAll(batch service.MessageBatch, err error) service.MessageBatch {

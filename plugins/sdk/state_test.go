@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"encoding/binary"
+	"slices"
 	"testing"
 
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
@@ -79,7 +80,7 @@ func TestStructStateInOrderAcrossRows(t *testing.T) {
 		got = append(got, int64(binary.LittleEndian.Uint64(n.Fixed[i*8:])))
 	}
 	// The replayed row sees state but does not change it.
-	if want := []int64{11, 1, 12, 12}; !equalInts(got, want) {
+	if want := []int64{11, 1, 12, 12}; !slices.Equal(got, want) {
 		t.Errorf("outputs %v, want %v", got, want)
 	}
 	if k := r.U32(); k != 2 {
@@ -119,16 +120,4 @@ func TestStateKeyIndexOutOfRange(t *testing.T) {
 	HandleBatch(func(*Batch) error { return nil })
 	Init(nil)
 	wantError(t, Process(statefulRequest([]uint32{5}, []bool{false}, []string{"a"}, [][]byte{nil})), abi.StatusError, "out of range")
-}
-
-func equalInts(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
