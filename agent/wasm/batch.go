@@ -194,6 +194,19 @@ func (i *Instance) processColumns(ctx context.Context, batch service.MessageBatc
 // scratch. On error nothing is appended, so the message can be left out.
 func (s *scratch) appendRow(fields []abi.Field, doc []byte) error {
 	for c, f := range fields {
+		if f.Type == abi.TypeValue {
+			kind, text, ok := valueOf(doc, f.Name)
+			if f.Required && kind <= abi.KindNull {
+				s.truncate(fields, c)
+				return fmt.Errorf("required field %q is missing", f.Name)
+			}
+			if !ok {
+				s.truncate(fields, c)
+				return fmt.Errorf("field %q: not valid JSON", f.Name)
+			}
+			s.appendValue(c, f.Type, true, uint64(kind), text)
+			continue
+		}
 		res := getPath(doc, f.Name)
 		if !res.Exists() || res.Type == gjson.Null {
 			if f.Required {
@@ -215,7 +228,9 @@ func (s *scratch) appendRow(fields []abi.Field, doc []byte) error {
 
 func (s *scratch) appendValue(c int, t abi.Type, ok bool, u uint64, str []byte) {
 	cs := &s.cols[c]
-	if ok {
+	if t == abi.TypeValue {
+		cs.valid = append(cs.valid, byte(u)) // the value's kind
+	} else if ok {
 		cs.valid = append(cs.valid, 1)
 	} else {
 		cs.valid = append(cs.valid, 0)
@@ -244,6 +259,46 @@ func (s *scratch) truncate(fields []abi.Field, n int) {
 			cs.strs = cs.strs[:len(cs.strs)-1]
 		}
 	}
+}
+
+// valueOf reads a value-typed field: its kind and text (§8.5 of ABI.md).
+// Strings are unescaped; numbers, objects and arrays keep their JSON text,
+// which is checked, since the plugin is promised JSON it need not validate.
+func valueOf(doc []byte, path string) (abi.Kind, []byte, bool) {
+	var res gjson.Result
+	if path == abi.BodyPath {
+		if !gjson.ValidBytes(doc) {
+			return abi.KindAbsent, nil, false
+		}
+		res = gjson.ParseBytes(doc)
+	} else {
+		res = getPath(doc, path)
+	}
+	switch res.Type {
+	case gjson.Null:
+		if !res.Exists() {
+			return abi.KindAbsent, nil, true
+		}
+		if res.Raw != "null" {
+			return abi.KindAbsent, nil, false
+		}
+		return abi.KindNull, nil, true
+	case gjson.False:
+		return abi.KindFalse, nil, true
+	case gjson.True:
+		return abi.KindTrue, nil, true
+	case gjson.Number:
+		return abi.KindNumber, []byte(res.Raw), true
+	case gjson.String:
+		return abi.KindString, []byte(res.Str), true
+	}
+	if path != abi.BodyPath && !gjson.Valid(res.Raw) {
+		return abi.KindAbsent, nil, false
+	}
+	if res.IsArray() {
+		return abi.KindArray, []byte(res.Raw), true
+	}
+	return abi.KindObject, []byte(res.Raw), true
 }
 
 // convert checks a JSON value against a declared type. Types are strict:

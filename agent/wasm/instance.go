@@ -145,6 +145,9 @@ func (m *Module) Instantiate(ctx context.Context, cfg InstanceConfig) (*Instance
 		return nil, fmt.Errorf("init: malformed descriptor: %w", err)
 	}
 	for _, f := range append(append([]abi.Field(nil), desc.In...), desc.Out...) {
+		if f.Type == abi.TypeValue && f.Name == abi.BodyPath {
+			continue
+		}
 		if err := checkPath(f.Name); err != nil {
 			_ = inst.Close(ctx)
 			return nil, fmt.Errorf("init: declared field: %w", err)

@@ -68,7 +68,51 @@ const (
 	TypeBool   Type = 3 // one byte, 0 or 1
 	TypeString Type = 4 // UTF-8 bytes
 	TypeTime   Type = 5 // int64 nanoseconds since the Unix epoch, UTC
+	// TypeValue is any JSON value, input only: the validity byte carries its
+	// Kind and the data its text, laid out as a string column. It lets a
+	// plugin see what a message holds (a validator must tell a missing
+	// field from a null, a string from a number) without a strict type
+	// failing the message first, and still without parsing JSON itself.
+	TypeValue Type = 6
 )
+
+// Kind is what a TypeValue row holds, carried in its validity byte.
+type Kind uint8
+
+const (
+	KindAbsent Kind = 0 // no such field: the data is empty
+	KindNull   Kind = 1 // JSON null: empty
+	KindFalse  Kind = 2 // false: empty
+	KindTrue   Kind = 3 // true: empty
+	KindNumber Kind = 4 // the number's JSON text, e.g. 1e3
+	KindString Kind = 5 // the string, unescaped to UTF-8
+	KindObject Kind = 6 // the object's JSON text
+	KindArray  Kind = 7 // the array's JSON text
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindAbsent:
+		return "absent"
+	case KindNull:
+		return "null"
+	case KindFalse, KindTrue:
+		return "bool"
+	case KindNumber:
+		return "number"
+	case KindString:
+		return "string"
+	case KindObject:
+		return "object"
+	case KindArray:
+		return "array"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// BodyPath is the field name that, for a TypeValue input, stands for the
+// whole message body rather than a key in it.
+const BodyPath = "."
 
 func (t Type) String() string {
 	switch t {
@@ -82,12 +126,14 @@ func (t Type) String() string {
 		return "string"
 	case TypeTime:
 		return "time"
+	case TypeValue:
+		return "value"
 	}
 	return "type(" + strconv.Itoa(int(t)) + ")"
 }
 
 // Fixed reports the width in bytes of one value of a fixed-width type, or 0
-// for strings.
+// for strings and values, which share the variable-width layout.
 func (t Type) Fixed() int {
 	switch t {
 	case TypeInt, TypeFloat, TypeTime:
@@ -189,8 +235,11 @@ func ReadDescriptor(r *Reader) (Descriptor, error) {
 			if r.Err() != nil {
 				break // a truncated entry reads as type 0: report the truncation
 			}
-			if t < TypeInt || t > TypeTime {
+			if t < TypeInt || t > TypeValue {
 				return d, malformed("descriptor " + [2]string{"input", "output"}[i] + " field " + strconv.Quote(name) + ": unknown type " + strconv.Itoa(int(t)))
+			}
+			if t == TypeValue && i == 1 {
+				return d, malformed("descriptor output field " + strconv.Quote(name) + ": type value is for inputs only")
 			}
 			*dst = append(*dst, Field{Name: name, Type: t, Required: flags&FieldRequired != 0})
 		}
@@ -216,7 +265,7 @@ func ReadDescriptor(r *Reader) (Descriptor, error) {
 func AppendColumn(w *Writer, t Type, valid []byte, fixed []byte, strs [][]byte) {
 	w.Raw(valid)
 	w.Align8()
-	if t != TypeString {
+	if t.Fixed() != 0 {
 		w.Raw(fixed)
 		w.Align8()
 		return
@@ -247,7 +296,7 @@ type Column struct {
 func ReadColumn(r *Reader, t Type, rows int) Column {
 	c := Column{Type: t, Valid: r.Raw(rows)}
 	r.Align8()
-	if t != TypeString {
+	if t.Fixed() != 0 {
 		c.Fixed = r.Raw(rows * t.Fixed())
 		r.Align8()
 		return c

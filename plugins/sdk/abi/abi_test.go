@@ -340,7 +340,8 @@ func TestReadDescriptorRefusals(t *testing.T) {
 		{"mode 2", "02000000 00000000 00000000", "unknown mode 2"},
 		{"mode 255", "ff000000 00000000 00000000", "unknown mode 255"},
 		{"input type 0", "01000000 01000000" + field(0, "x") + "00000000", `descriptor input field "x": unknown type 0`},
-		{"input type 6", "01000000 01000000" + field(6, "x") + "00000000", `input field "x": unknown type 6`},
+		{"input type 7", "01000000 01000000" + field(7, "x") + "00000000", `input field "x": unknown type 7`},
+		{"output type 6 (value)", "01000000 00000000 01000000" + field(6, "y"), `descriptor output field "y": type value is for inputs only`},
 		{"output type 255", "01000000 00000000 01000000" + field(255, "y"), `descriptor output field "y": unknown type 255`},
 		{"too many inputs", "01000000 01000100", "declares 65537 fields"},
 		{"too many outputs", "01000000 00000000 ffffffff", "declares 4294967295 fields"},
@@ -647,6 +648,7 @@ func TestTypes(t *testing.T) {
 		{abi.TypeBool, "bool", 1},
 		{abi.TypeString, "string", 0},
 		{abi.TypeTime, "time", 8},
+		{abi.TypeValue, "value", 0},
 		{0, "type(0)", 0},
 		{9, "type(9)", 0},
 	} {
@@ -659,7 +661,9 @@ func TestTypes(t *testing.T) {
 		int(abi.StatusOK): 0, int(abi.StatusError): 1, int(abi.StatusFatal): 2,
 		int(abi.ModeBytes) + 10: 10, int(abi.ModeColumns) + 10: 11,
 		int(abi.ActionKeep) + 20: 20, int(abi.ActionDrop) + 20: 21, int(abi.ActionReplace) + 20: 22, int(abi.ActionFail) + 20: 23,
-		int(abi.TypeInt) + 30: 31, int(abi.TypeFloat) + 30: 32, int(abi.TypeBool) + 30: 33, int(abi.TypeString) + 30: 34, int(abi.TypeTime) + 30: 35,
+		int(abi.TypeInt) + 30: 31, int(abi.TypeFloat) + 30: 32, int(abi.TypeBool) + 30: 33, int(abi.TypeString) + 30: 34, int(abi.TypeTime) + 30: 35, int(abi.TypeValue) + 30: 36,
+		int(abi.KindAbsent) + 60: 60, int(abi.KindNull) + 60: 61, int(abi.KindFalse) + 60: 62, int(abi.KindTrue) + 60: 63,
+		int(abi.KindNumber) + 60: 64, int(abi.KindString) + 60: 65, int(abi.KindObject) + 60: 66, int(abi.KindArray) + 60: 67,
 		int(abi.FieldRequired) + 40: 41, abi.Version + 50: 51,
 	} {
 		if got != want {
