@@ -81,8 +81,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	a.store = st
 	eng, err := wasm.NewEngine(wasm.EngineConfig{
 		CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
-		Builtins: builtin.Lookup,
-		State:    st,
+		Builtins:     builtin.Lookup,
+		BuiltinFiles: pipelines.File,
+		State:        st,
 	})
 	if err != nil {
 		_ = st.Close()

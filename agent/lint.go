@@ -2,9 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"sort"
+	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -98,7 +102,14 @@ func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Pr
 		}
 		p, err := wasm.NewProcessor(ctx, a.engine, conf, slog.New(slog.DiscardHandler))
 		if err != nil {
-			probs = append(probs, Problem{Source: source, Line: line, Msg: "wasm: " + err.Error()})
+			src, ln := source, line
+			if file, l, ok := a.blame(n, err); ok {
+				ln = l
+				if file != "" {
+					src = file
+				}
+			}
+			probs = append(probs, Problem{Source: src, Line: ln, Msg: "wasm: " + err.Error()})
 			return
 		}
 		_ = p.Close(ctx)
@@ -139,4 +150,75 @@ func mapEntry(n *yaml.Node, key string) (k, v *yaml.Node) {
 		}
 	}
 	return nil, nil
+}
+
+// configPath matches a config path at the start of a plugin's error, such
+// as `expectations[3].kwargs.min_value`, which plugins put first so that
+// lint can point at the line.
+var configPath = regexp.MustCompile(`^[A-Za-z_][\w-]*(\[\d+\])*(\.[A-Za-z_][\w-]*(\[\d+\])*)*$`)
+
+// blame finds where in the pipeline (file ""), or in the config file it
+// names, the config path that a plugin's error starts with is written; ok
+// is false when the error names no path it can find.
+func (a *Agent) blame(proc *yaml.Node, err error) (file string, line int, ok bool) {
+	var pe *wasm.PluginError
+	if !errors.As(err, &pe) {
+		return "", 0, false
+	}
+	path, _, cut := strings.Cut(strings.TrimPrefix(pe.Msg, "config: "), ": ")
+	if !cut || !configPath.MatchString(path) {
+		return "", 0, false
+	}
+	if _, inline := mapEntry(proc, "config"); inline != nil {
+		if n := locate(inline, path); n != nil {
+			return "", n.Line, true
+		}
+	}
+	_, fn := mapEntry(proc, "config_file")
+	if fn == nil || fn.Value == "" {
+		return "", 0, false
+	}
+	b, rerr := a.engine.ReadConfigFile(fn.Value)
+	if rerr != nil {
+		return "", 0, false
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(b, &root) != nil || len(root.Content) != 1 {
+		return "", 0, false
+	}
+	if n := locate(root.Content[0], path); n != nil {
+		return fn.Value, n.Line, true
+	}
+	return "", 0, false
+}
+
+// locate walks a path of keys and [index]es from n and returns the node
+// it names, or nil if the first key is not there. When a later step is
+// missing it returns the deepest node found, which is still the right
+// neighbourhood for a human.
+func locate(n *yaml.Node, path string) *yaml.Node {
+	var found *yaml.Node
+	for _, seg := range strings.Split(path, ".") {
+		key, rest, _ := strings.Cut(seg, "[")
+		k, v := mapEntry(n, key)
+		if v == nil {
+			return found
+		}
+		// A mapping's error is about its key; a scalar's is about its value.
+		found, n = k, v
+		if v.Kind != yaml.MappingNode && v.Kind != yaml.SequenceNode {
+			found = v
+		}
+		for rest != "" {
+			idx, tail, _ := strings.Cut(rest, "]")
+			rest = strings.TrimPrefix(tail, "[")
+			i, err := strconv.Atoi(idx)
+			if err != nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+				return found
+			}
+			n = n.Content[i]
+			found = n
+		}
+	}
+	return found
 }

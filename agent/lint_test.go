@@ -207,6 +207,20 @@ func TestLintPipelines(t *testing.T) {
 			want: []wantProblem{{"config:", "reject is set: refusing to load"}},
 		},
 		{
+			name: "a config error's path points at its line",
+			pipeline: `pipeline:
+  processors:
+    - wasm:
+        path: {echo}
+        config:
+          tag: x
+          rules:
+            - name: fine
+            - name: bad
+`,
+			want: []wantProblem{{"name: bad", `rules[1].name: "bad" is not allowed`}},
+		},
+		{
 			name: "wasm inside catch",
 			pipeline: `pipeline:
   processors:
@@ -294,6 +308,49 @@ processor_resources:
 				}
 			}
 		})
+	}
+}
+
+// TestLintConfigFile: a plugin config error in a `config_file` is reported
+// at its line in that file, where the user has to fix it; a missing file is
+// reported at the pipeline's processor.
+func TestLintConfigFile(t *testing.T) {
+	echo := buildEcho(t)
+	a := newTestAgent(t)
+	dir := t.TempDir()
+	suite := "tag: shared\nrules:\n  - name: ok\n  - name: ok2\n  - name: bad\n"
+	suitePath := filepath.Join(dir, "suite.yaml")
+	writeFile(t, suitePath, suite)
+	pipeline := fmt.Sprintf(`input:
+  generate: {count: 1, mapping: 'root = {}'}
+pipeline:
+  processors:
+    - wasm:
+        path: %q
+        config_file: %q
+    - wasm:
+        path: %q
+        config_file: %q
+output:
+  drop: {}
+`, echo, suitePath, echo, filepath.Join(dir, "nope.yaml"))
+	src := filepath.Join(dir, "pipeline.yaml")
+	writeFile(t, src, pipeline)
+
+	probs := a.Lint(t.Context(), []string{src})
+	if len(probs) != 2 {
+		t.Fatalf("want 2 problems, got%s", formatProblems(probs))
+	}
+	wantSuite := Problem{Source: suitePath, Line: lineOf(t, suite, "name: bad")}
+	if !slices.ContainsFunc(probs, func(p Problem) bool {
+		return p.Source == wantSuite.Source && p.Line == wantSuite.Line && strings.Contains(p.Msg, `rules[2].name: "bad" is not allowed`)
+	}) {
+		t.Errorf("no problem at %s:%d; got%s", suitePath, wantSuite.Line, formatProblems(probs))
+	}
+	if !slices.ContainsFunc(probs, func(p Problem) bool {
+		return p.Source == src && strings.Contains(p.Msg, "nope.yaml")
+	}) {
+		t.Errorf("no problem in the pipeline for the missing config file; got%s", formatProblems(probs))
 	}
 }
 

@@ -6,6 +6,7 @@ package pipelines
 
 import (
 	"embed"
+	"io/fs"
 	"strings"
 )
 
@@ -28,4 +29,14 @@ func Lookup(name string) ([]byte, bool) {
 func SampleEvents() []byte {
 	b, _ := files.ReadFile("sample/events.jsonl")
 	return b
+}
+
+// File returns an embedded file by its path in this directory, such as
+// suites/user_events.yaml, for `config_file: builtin:suites/user_events.yaml`.
+func File(name string) ([]byte, bool) {
+	if !fs.ValidPath(name) {
+		return nil, false
+	}
+	b, err := files.ReadFile(name)
+	return b, err == nil
 }

@@ -44,6 +44,9 @@ type EngineConfig struct {
 	// Builtins resolves `builtin:` plugin names to module bytes; nil means
 	// there are none.
 	Builtins func(name string) ([]byte, bool)
+	// BuiltinFiles resolves `config_file: builtin:NAME` to the bytes of a
+	// config file shipped in the agent; nil means there are none.
+	BuiltinFiles func(name string) ([]byte, bool)
 	// State is the agent's state store, for stateful steps; nil means
 	// stateful plugins cannot be loaded.
 	State *state.Store

@@ -2,7 +2,6 @@ package wasm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,19 +18,20 @@ import (
 
 // Processor config fields.
 const (
-	fPath      = "path"
-	fBuiltin   = "builtin"
-	fConfig    = "config"
-	fMemory    = "memory_limit"
-	fTimeout   = "timeout"
-	fInterrupt = "interrupt_on_timeout"
-	fClock     = "clock"
-	fEnv       = "env"
-	fMounts    = "mounts"
-	fKey       = "key"
-	fState     = "state"
-	fOffsets   = "offsets"
-	fReadState = "read_state"
+	fPath       = "path"
+	fBuiltin    = "builtin"
+	fConfig     = "config"
+	fConfigFile = "config_file"
+	fMemory     = "memory_limit"
+	fTimeout    = "timeout"
+	fInterrupt  = "interrupt_on_timeout"
+	fClock      = "clock"
+	fEnv        = "env"
+	fMounts     = "mounts"
+	fKey        = "key"
+	fState      = "state"
+	fOffsets    = "offsets"
+	fReadState  = "read_state"
 )
 
 // ConfigSpec is the `wasm` processor's spec: fields, defaults and docs.
@@ -57,6 +57,10 @@ The plugin runs in a sandbox: no files, environment variables, real clock or net
 				Optional(),
 			service.NewAnyField(fConfig).
 				Description("The plugin's own configuration, handed to its init as JSON. The plugin validates it; errors are reported at load and by `agent lint`.").
+				Optional(),
+			service.NewStringField(fConfigFile).
+				Description("A YAML or JSON file holding the plugin's configuration, such as an expectation suite shared by several pipelines; `builtin:NAME` names one shipped in the agent (`builtin:suites/user_events.yaml`). Keys of `config` override the file's top-level keys. Read by the agent, not the plugin, so it needs no mount. `agent lint` reports the plugin's config errors at their line in this file.").
+				Example("pipelines/suites/user_events.yaml").
 				Optional(),
 			service.NewStringField(fMemory).
 				Description("Cap on each instance's linear memory (B, KiB, MiB or GiB). A plugin that grows past it fails the batch and is replaced.").
@@ -224,14 +228,8 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 		}
 		s.Instance.Grants.Mounts = append(s.Instance.Grants.Mounts, mt)
 	}
-	if conf.Contains(fConfig) {
-		v, err := conf.FieldAny(fConfig)
-		if err != nil {
-			return s, err
-		}
-		if s.Instance.Config, err = json.Marshal(v); err != nil {
-			return s, fmt.Errorf("%s: %w", fConfig, err)
-		}
+	if s.Instance.Config, err = pluginConfig(eng, conf); err != nil {
+		return s, err
 	}
 	s.Instance.LookupEnv = os.LookupEnv
 	if s.keyed, err = parseKeyed(eng, conf); err != nil {

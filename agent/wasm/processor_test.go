@@ -410,3 +410,57 @@ func TestGoGuestCollectsGarbage(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigFile: a plugin's config can come from a file, on disk or
+// shipped in the agent, with the inline config's keys on top of it.
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "echo.yaml")
+	if err := os.WriteFile(file, []byte("tag: from-file\nrules: [{name: ok}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	notMap := filepath.Join(dir, "list.yaml")
+	if err := os.WriteFile(notMap, []byte("- 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := wasm.NewEngine(wasm.EngineConfig{BuiltinFiles: func(name string) ([]byte, bool) {
+		if name == "suites/echo.yaml" {
+			return []byte(`{"tag": "shipped"}`), true
+		}
+		return nil, false
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	echo := strconv.Quote(plugins["echo"])
+	cases := []struct {
+		name, yaml, tag, err string
+	}{
+		{"file", "config_file: " + strconv.Quote(file), "from-file", ""},
+		{"inline overrides", "config_file: " + strconv.Quote(file) + "\nconfig: {tag: inline}", "inline", ""},
+		{"builtin", "config_file: builtin:suites/echo.yaml", "shipped", ""},
+		{"missing builtin", "config_file: builtin:suites/none.yaml", "", `no builtin file "suites/none.yaml"`},
+		{"missing file", "config_file: " + strconv.Quote(filepath.Join(dir, "none.yaml")), "", "none.yaml: no such file"},
+		{"not a mapping", "config_file: " + strconv.Quote(notMap), "", "list.yaml"},
+		{"inline not a mapping", "config_file: " + strconv.Quote(file) + "\nconfig: [1]", "", "must be a mapping"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := newProcessor(t, eng, "path: "+echo+"\n"+c.yaml)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error %v, want it to contain %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := run(t, p, batchOf("hi"))
+			if tag, _ := out[0].MetaGet("tag"); tag != c.tag {
+				t.Errorf("tag %q, want %q", tag, c.tag)
+			}
+		})
+	}
+}

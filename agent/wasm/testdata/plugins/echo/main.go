@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 
 	"github.com/sluice-dev/sluice/plugins/sdk"
 )
@@ -12,6 +13,9 @@ import (
 var cfg struct {
 	Tag    string `json:"tag"`
 	Reject bool   `json:"reject"`
+	Rules  []struct {
+		Name string `json:"name"`
+	} `json:"rules"`
 }
 
 func init() {
@@ -21,6 +25,13 @@ func init() {
 		}
 		if cfg.Reject {
 			return errors.New("reject is set: refusing to load")
+		}
+		// Errors lead with the config path, as builtins do, so lint can
+		// point at the line.
+		for i, r := range cfg.Rules {
+			if r.Name == "bad" {
+				return fmt.Errorf("rules[%d].name: %q is not allowed", i, r.Name)
+			}
 		}
 		sdk.Log(sdk.LevelInfo, "echo loaded with tag "+cfg.Tag)
 		return nil
