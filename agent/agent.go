@@ -80,7 +80,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	}
 	a.store = st
 	eng, err := wasm.NewEngine(wasm.EngineConfig{
-		CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
+		CacheDir:     filepath.Join(cfg.DataDir, "wasm-cache"),
 		Builtins:     builtin.Lookup,
 		BuiltinFiles: pipelines.File,
 		State:        st,
