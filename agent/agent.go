@@ -146,7 +146,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("start HTTP server on %s (set http_address, or empty to turn it off): %w", a.cfg.HTTPAddress, err)
 		}
-		srv := &http.Server{Handler: httpapi.New(a.store, a.cfg.HTTPToken, ready.Load, a.reg.Handler()), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: httpapi.New(httpapi.Config{Store: a.store, Token: a.cfg.HTTPToken, Ready: ready.Load, Metrics: a.reg.Handler(), Views: a.stateView}), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.logger.Error("HTTP server stopped", "error", err)
@@ -235,4 +235,13 @@ func Resolve(src string) ([]supervisor.Pipeline, error) {
 		out = append(out, supervisor.Pipeline{Name: name, Source: f, YAML: y})
 	}
 	return out, nil
+}
+
+// stateView finds the state view of a namespace among the running steps.
+func (a *Agent) stateView(ns string) (httpapi.Viewer, bool) {
+	v, ok := a.engine.StateView(ns)
+	if !ok {
+		return nil, false
+	}
+	return httpapi.Viewer(v), true
 }

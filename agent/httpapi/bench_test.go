@@ -41,7 +41,7 @@ func BenchmarkLookupUnderWrites(b *testing.B) {
 		}
 	}
 	const token = "bench-token-0123456789"
-	srv := httptest.NewServer(httpapi.New(st, token, func() bool { return true }, http.NotFoundHandler()))
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Store: st, Token: token, Ready: func() bool { return true }, Metrics: http.NotFoundHandler()}))
 	defer srv.Close()
 
 	stop := make(chan struct{})

@@ -14,6 +14,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -26,14 +27,35 @@ import (
 )
 
 // EntryView is how one key's state is shown: the plugin's bytes are its own
-// format, so they travel as base64 beside what the agent knows of them.
+// format, so they travel as base64 beside what the agent knows of them,
+// and, when the plugin that owns the namespace can render them (a state
+// view, ABI.md §8.9), as that JSON.
 type EntryView struct {
-	Namespace string `json:"namespace"`
-	Key       string `json:"key"`
-	Found     bool   `json:"found"`
-	LastEvent string `json:"last_event,omitempty"`
-	Bytes     int    `json:"bytes"`
-	Value     string `json:"value_base64,omitempty"`
+	Namespace string          `json:"namespace"`
+	Key       string          `json:"key"`
+	Found     bool            `json:"found"`
+	LastEvent string          `json:"last_event,omitempty"`
+	Bytes     int             `json:"bytes"`
+	Value     json.RawMessage `json:"value,omitempty"`
+	ViewError string          `json:"view_error,omitempty"`
+	Raw       string          `json:"value_base64,omitempty"`
+}
+
+// Viewer renders one stored state as JSON.
+type Viewer func(ctx context.Context, key string, state []byte) ([]byte, error)
+
+// Config is what the server serves.
+type Config struct {
+	Store *state.Store
+	// Token guards the state and metrics endpoints; empty turns them off.
+	Token string
+	// Ready reports whether the agent's pipelines are up.
+	Ready func() bool
+	// Metrics serves /metrics.
+	Metrics http.Handler
+	// Views finds the state view of a namespace, if a running step offers
+	// one; nil means none does.
+	Views func(ns string) (Viewer, bool)
 }
 
 // View builds the EntryView of a Get result.
@@ -41,7 +63,7 @@ func View(ns, key string, e state.Entry, found bool) EntryView {
 	v := EntryView{Namespace: ns, Key: key, Found: found}
 	if found {
 		v.Bytes = len(e.Value)
-		v.Value = base64.StdEncoding.EncodeToString(e.Value)
+		v.Raw = base64.StdEncoding.EncodeToString(e.Value)
 		if e.LastEvent != 0 {
 			v.LastEvent = time.Unix(0, e.LastEvent).UTC().Format(time.RFC3339Nano)
 		}
@@ -62,9 +84,23 @@ const (
 	maxLimit     = 1000
 )
 
-// New returns the server's handler. ready reports whether the agent's
-// pipelines are up; metrics serves /metrics.
-func New(st *state.Store, token string, ready func() bool, metrics http.Handler) http.Handler {
+// Render fills in v.Value with the view's JSON, or v.ViewError with why it
+// could not; the raw bytes stay either way.
+func (v *EntryView) Render(ctx context.Context, view Viewer, state []byte) {
+	js, err := view(ctx, v.Key, state)
+	switch {
+	case err != nil:
+		v.ViewError = err.Error()
+	case !json.Valid(js):
+		v.ViewError = "the plugin's state view is not valid JSON"
+	default:
+		v.Value = js
+	}
+}
+
+// New returns the server's handler.
+func New(c Config) http.Handler {
+	st, token, ready, metrics := c.Store, c.Token, c.Ready, c.Metrics
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -103,7 +139,13 @@ func New(st *state.Store, token string, ready func() bool, metrics http.Handler)
 		if !found {
 			status = http.StatusNotFound
 		}
-		writeJSON(w, status, View(ns, key, e, found))
+		v := View(ns, key, e, found)
+		if found && c.Views != nil {
+			if view, ok := c.Views(ns); ok {
+				v.Render(r.Context(), view, e.Value)
+			}
+		}
+		writeJSON(w, status, v)
 	}))
 	mux.HandleFunc("GET /v1/state/{namespace}", auth(func(w http.ResponseWriter, r *http.Request) {
 		ns := r.PathValue("namespace")

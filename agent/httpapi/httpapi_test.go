@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,7 +32,20 @@ func setup(t *testing.T, tok string) (*httptest.Server, *state.Store) {
 		t.Fatal(err)
 	}
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("sluice_up 1\n")) })
-	srv := httptest.NewServer(httpapi.New(st, tok, func() bool { return true }, metrics))
+	// The "tallies" namespace has a view, as a plugin's would: it shows the
+	// first byte as a count, and fails for user-3 as a broken plugin might.
+	views := func(ns string) (httpapi.Viewer, bool) {
+		if ns != "tallies" {
+			return nil, false
+		}
+		return func(_ context.Context, key string, st []byte) ([]byte, error) {
+			if key == "user-3" {
+				return nil, errors.New("view exploded")
+			}
+			return fmt.Appendf(nil, `{"count":%d}`, st[0]), nil
+		}, true
+	}
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Store: st, Token: tok, Ready: func() bool { return true }, Metrics: metrics, Views: views}))
 	t.Cleanup(srv.Close)
 	return srv, st
 }
@@ -89,8 +103,20 @@ func TestLookupListDelete(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &v); err != nil || code != 200 {
 		t.Fatalf("lookup: %d %s", code, body)
 	}
-	if !v.Found || v.Bytes != 2 || v.Value != "A/8=" || v.LastEvent != "2025-01-01T00:00:00Z" {
+	if !v.Found || v.Bytes != 2 || v.Raw != "A/8=" || v.LastEvent != "2025-01-01T00:00:00Z" {
 		t.Errorf("lookup of user-3 = %+v", v)
+	}
+	if v.Value != nil || v.ViewError != "view exploded" {
+		t.Errorf("lookup of user-3 whose view fails: value %s, view_error %q; want no value and the view's error", v.Value, v.ViewError)
+	}
+	code, body = do(t, "GET", srv.URL+"/v1/state/tallies/user-2", token)
+	v = httpapi.EntryView{}
+	if err := json.Unmarshal([]byte(body), &v); err != nil || code != 200 {
+		t.Fatalf("lookup: %d %s", code, body)
+	}
+	var view struct{ Count *int }
+	if json.Unmarshal(v.Value, &view) != nil || view.Count == nil || *view.Count != 2 || v.Raw != "Av8=" || v.ViewError != "" {
+		t.Errorf("lookup of user-2 = %s, want the view's JSON beside the raw bytes", body)
 	}
 	if code, _ := do(t, "GET", srv.URL+"/v1/state/tallies/nobody", token); code != 404 {
 		t.Errorf("lookup of a missing key: %d, want 404", code)

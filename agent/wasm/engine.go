@@ -62,6 +62,8 @@ type Engine struct {
 	mu       sync.Mutex
 	runtimes map[runtimeKey]wazero.Runtime
 	modules  map[moduleKey]*Module
+
+	views stateViews
 }
 
 // runtimeKey groups modules by the runtime-wide settings wazero offers:

@@ -65,6 +65,7 @@ type Instance struct {
 	mem       api.Memory
 	alloc     api.Function
 	process   api.Function
+	view      api.Function // nil unless the descriptor offers a state view
 	desc      abi.Descriptor
 	cfg       InstanceConfig
 	interrupt bool
@@ -154,6 +155,12 @@ func (m *Module) Instantiate(ctx context.Context, cfg InstanceConfig) (*Instance
 		}
 	}
 	inst.desc = desc
+	if desc.StateView {
+		if inst.view = mod.ExportedFunction(abi.ExportStateView); inst.view == nil {
+			_ = inst.Close(ctx)
+			return nil, fmt.Errorf("init: the descriptor offers a state view but the module does not export %s", abi.ExportStateView)
+		}
+	}
 	return inst, nil
 }
 

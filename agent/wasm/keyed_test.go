@@ -2,6 +2,7 @@ package wasm_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -222,5 +223,42 @@ func TestReadStateGrants(t *testing.T) {
 		if got := body(t, out[i]); got != w.body || (w.err == "") != (gotErr == "") || !strings.Contains(gotErr, w.err) {
 			t.Errorf("message %d: body %.40q error %q; want %.40q, error containing %q", i, got, gotErr, w.body, w.err)
 		}
+	}
+}
+
+// TestStateView: a stateful plugin that offers a state view renders stored
+// states as JSON through the engine, for as long as its step runs.
+func TestStateView(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	eng := keyedEngine(t, st)
+	p := mustProcessor(t, eng, "path: "+plugins["counter"]+"\nkey: user_id\nstate: {namespace: tallies}")
+	counts(t, p, ev("u1", "2025-01-01T00:00:00Z", 1), ev("u1", "2025-01-01T00:01:00Z", 2))
+	e, ok, err := st.Get("tallies", "u1")
+	if err != nil || !ok {
+		t.Fatalf("u1 has no state: %v", err)
+	}
+	view, ok := eng.StateView("tallies")
+	if !ok {
+		t.Fatal("no state view for the step's namespace")
+	}
+	js, err := view(context.Background(), "u1", e.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tally struct{ Events, Amount float64 }
+	if err := json.Unmarshal(js, &tally); err != nil || tally.Events != 2 || tally.Amount != 3 {
+		t.Errorf("view of u1 = %s (%v), want 2 events and amount 3", js, err)
+	}
+	if _, err := view(context.Background(), "u1", []byte{1, 2, 3}); err == nil || !strings.Contains(err.Error(), "3 bytes, want 16") {
+		t.Errorf("view of a state of the wrong size: %v, want the size named", err)
+	}
+	if _, ok := eng.StateView("other"); ok {
+		t.Error("a namespace no step owns has a view")
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := eng.StateView("tallies"); ok {
+		t.Error("the view outlived its step")
 	}
 }

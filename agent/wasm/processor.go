@@ -135,6 +135,8 @@ func Register(env *service.Environment, eng *Engine) error {
 // at most one per concurrent caller, which is one per thread.
 type Processor struct {
 	keyed *keyedStep
+	// views is where the step offers its plugin's state view, if it has one.
+	views *stateViews
 	// keyedMu runs a stateful step one batch at a time: two threads with
 	// the same key in flight would each load the old state and one update
 	// would be lost.
@@ -349,7 +351,12 @@ func NewProcessor(ctx context.Context, eng *Engine, conf *service.ParsedConfig, 
 		_ = inst.Close(ctx)
 		return nil, fmt.Errorf("plugin %s keeps no state (it never calls sdk.UseState): remove key and state", s.Name)
 	}
-	return &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, idle: []*Instance{inst}}, nil
+	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, idle: []*Instance{inst}}
+	if inst.Descriptor().StateView {
+		p.views = &eng.views
+		p.views.add(s.keyed.ns.Name, p)
+	}
+	return p, nil
 }
 
 // Failure back-off: the first failures replace the instance at once so a
@@ -477,6 +484,9 @@ func (p *Processor) recordFailure() {
 
 // Close implements service.BatchProcessor.
 func (p *Processor) Close(ctx context.Context) error {
+	if p.views != nil {
+		p.views.remove(p.keyed.ns.Name, p)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error

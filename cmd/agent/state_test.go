@@ -192,6 +192,14 @@ output:
 	if code != 200 || !strings.Contains(body, `"found": true`) {
 		t.Errorf("state lookup with the token: %d %s", code, body)
 	}
+	// The counter plugin offers a state view: the lookup shows its tally as
+	// JSON, not only as bytes.
+	var entry struct {
+		Value struct{ Events *int64 }
+	}
+	if err := json.Unmarshal([]byte(body), &entry); err != nil || entry.Value.Events == nil || *entry.Value.Events < 1 {
+		t.Errorf("state lookup of u1 has no rendered tally: %s", body)
+	}
 	if code, _ := get("/metrics", ""); code != 401 {
 		t.Errorf("/metrics without the token: %d, want 401", code)
 	}

@@ -31,6 +31,11 @@ func sluiceProcess(ptr unsafe.Pointer, size uint32) uint64 {
 	return pack(Process(view(ptr, size)))
 }
 
+//go:wasmexport sluice_v1_state_view
+func sluiceStateView(ptr unsafe.Pointer, size uint32) uint64 {
+	return pack(StateView(view(ptr, size)))
+}
+
 func view(ptr unsafe.Pointer, size uint32) []byte {
 	if size == 0 {
 		return nil

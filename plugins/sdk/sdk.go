@@ -41,6 +41,8 @@ var (
 	batchHandle func(*Batch) error
 	inFields    []abi.Field
 	stateful    bool
+	stateView   func(dst, key, state []byte) ([]byte, error)
+	viewBuf     []byte
 	outFields   []abi.Field
 	registered  string
 
@@ -134,6 +136,7 @@ func Init(cfg []byte) (out []byte) {
 	switch {
 	case batchHandle != nil:
 		d.Mode, d.In, d.Out, d.Stateful = abi.ModeColumns, inFields, outFields, stateful
+		d.StateView = stateful && stateView != nil
 	case msgHandler != nil:
 		if stateful {
 			return errorResponse(abi.StatusError, "state is declared but the handler is HandleMessage: state needs HandleBatch")
@@ -173,6 +176,15 @@ func Process(req []byte) (out []byte) {
 		return processMessages(req)
 	}
 	return errorResponse(abi.StatusError, "no handler registered")
+}
+
+// StateView renders one stored state as JSON (ABI.md §8.9). The exported
+// sluice_v1_state_view calls it; plugin tests may call it directly.
+func StateView(req []byte) (out []byte) {
+	runtime.Gosched()
+	resp.Reset()
+	defer recoverInto(&out)
+	return stateViewCall(req)
 }
 
 // recoverInto turns a panic in plugin code into a fatal response, so the

@@ -32,7 +32,7 @@ func reset() {
 	message = Message{}
 	batch = Batch{}
 	boolScratch = nil
-	stateful = false
+	stateful, stateView = false, nil
 }
 
 func fresh(t *testing.T) {

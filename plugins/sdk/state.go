@@ -2,6 +2,8 @@ package sdk
 
 import (
 	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"reflect"
 	"strconv"
 	"unsafe"
@@ -125,6 +127,39 @@ func (State) Delete(b *Batch, i int) {
 	b.act[j] = abi.StateDelete
 }
 
+// View registers fn to render a stored state as JSON, so the agent's state
+// lookups (the HTTP API's /v1/state/NS/KEY) show a user's features rather
+// than opaque bytes. fn appends the JSON to dst and returns it; it must not
+// keep key or state. It runs between batches, on any of the step's
+// instances, with the plugin's config applied.
+func (s State) View(fn func(dst, key, state []byte) ([]byte, error)) State {
+	stateView = fn
+	return s
+}
+
+// stateViewCall runs the registered view on one request: the key and the
+// state as two length-prefixed strings.
+func stateViewCall(req []byte) []byte {
+	if stateView == nil {
+		return errorResponse(abi.StatusError, "this plugin has no state view")
+	}
+	r := abi.NewReader(req)
+	key := r.Bytes()
+	val := r.Bytes()
+	if r.Err() != nil {
+		return errorResponse(abi.StatusError, errMalformed.Error()+": "+r.Err().Error())
+	}
+	viewBuf = viewBuf[:0]
+	out, err := stateView(viewBuf, key, val)
+	if err != nil {
+		return errorResponse(abi.StatusError, err.Error())
+	}
+	viewBuf = out
+	resp.U32(uint32(abi.StatusOK))
+	resp.Bytes(out)
+	return resp.Buf
+}
+
 // StructState stores a fixed-size struct of plain values (integers, floats,
 // bools, arrays of them) as its in-memory bytes: no encoding work at all,
 // and a compact form on disk. Changing the struct changes the format; a
@@ -159,6 +194,21 @@ func plainType(t reflect.Type) string {
 		return ""
 	}
 	return t.Kind().String() + " cannot be stored by value (use fixed-size numbers, bools and arrays)"
+}
+
+// ViewJSON registers a state view that shows T as encoding/json does:
+// exported fields by name (or json tag).
+func (s StructState[T]) ViewJSON() StructState[T] {
+	s.State.View(func(dst, _, state []byte) ([]byte, error) {
+		var v T
+		if len(state) != int(unsafe.Sizeof(v)) {
+			return nil, errors.New("stored state is " + strconv.Itoa(len(state)) + " bytes, want " + strconv.Itoa(int(unsafe.Sizeof(v))))
+		}
+		v = *(*T)(unsafe.Pointer(unsafe.SliceData(state)))
+		b, err := json.Marshal(v)
+		return append(dst, b...), err
+	})
+	return s
 }
 
 // Get returns row i's state and whether the key had one.

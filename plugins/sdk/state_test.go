@@ -121,3 +121,32 @@ func TestStateKeyIndexOutOfRange(t *testing.T) {
 	Init(nil)
 	wantError(t, Process(statefulRequest([]uint32{5}, []bool{false}, []string{"a"}, [][]byte{nil})), abi.StatusError, "out of range")
 }
+
+func TestStateView(t *testing.T) {
+	for _, withView := range []bool{false, true} {
+		fresh(t)
+		st := UseStructState[counterState]()
+		if withView {
+			st.ViewJSON()
+		}
+		HandleBatch(func(*Batch) error { return nil })
+		if d := descriptorOf(t, Init(nil)); d.StateView != withView {
+			t.Fatalf("view registered %v: descriptor says state view %v", withView, d.StateView)
+		}
+		state := make([]byte, 16)
+		binary.LittleEndian.PutUint64(state, 7)
+		var w abi.Writer
+		w.String("a")
+		w.Bytes(state)
+		resp := StateView(w.Buf)
+		r := abi.NewReader(resp)
+		status := abi.Status(r.U32())
+		msg := string(r.Bytes())
+		switch {
+		case !withView && (status != abi.StatusError || msg != "this plugin has no state view"):
+			t.Errorf("without a view: status %d %q, want an error", status, msg)
+		case withView && (status != abi.StatusOK || msg != `{"N":7,"Sum":0}`):
+			t.Errorf("with a view: status %d %q, want {\"N\":7,\"Sum\":0}", status, msg)
+		}
+	}
+}

@@ -17,9 +17,13 @@ const Version = 1
 
 // Names of the exports a plugin provides and the host module it imports from.
 const (
-	ExportAlloc     = "sluice_v1_alloc"
-	ExportInit      = "sluice_v1_init"
-	ExportProcess   = "sluice_v1_process"
+	ExportAlloc   = "sluice_v1_alloc"
+	ExportInit    = "sluice_v1_init"
+	ExportProcess = "sluice_v1_process"
+	// ExportStateView renders one stored state as JSON for the agent's
+	// state lookups; only plugins whose descriptor sets DescriptorStateView
+	// are asked (§8.9 of ABI.md).
+	ExportStateView = "sluice_v1_state_view"
 	ImportModule    = "sluice_v1"
 	ImportLog       = "log"
 	ImportStateGet  = "state_get"
@@ -171,12 +175,17 @@ type Descriptor struct {
 	// Stateful means the plugin takes and returns per-key state (columns
 	// mode only): the request and response carry a state section.
 	Stateful bool
-	In       []Field
-	Out      []Field
+	// StateView means the plugin can render a stored state as JSON.
+	StateView bool
+	In        []Field
+	Out       []Field
 }
 
 // DescriptorStateful is bit 0 of the descriptor's flags byte.
 const DescriptorStateful uint8 = 1
+
+// DescriptorStateView is bit 1 of the descriptor's flags byte.
+const DescriptorStateView uint8 = 2
 
 // State validity codes in a response's state column.
 const (
@@ -196,6 +205,9 @@ func AppendDescriptor(w *Writer, d Descriptor) {
 	var flags uint8
 	if d.Stateful {
 		flags |= DescriptorStateful
+	}
+	if d.StateView {
+		flags |= DescriptorStateView
 	}
 	w.U8(flags)
 	w.U16(0)
@@ -218,7 +230,9 @@ func AppendDescriptor(w *Writer, d Descriptor) {
 func ReadDescriptor(r *Reader) (Descriptor, error) {
 	var d Descriptor
 	d.Mode = Mode(r.U8())
-	d.Stateful = r.U8()&DescriptorStateful != 0
+	dflags := r.U8()
+	d.Stateful = dflags&DescriptorStateful != 0
+	d.StateView = dflags&DescriptorStateView != 0
 	r.U16()
 	for i, dst := range []*[]Field{&d.In, &d.Out} {
 		n := r.U32()
@@ -249,6 +263,9 @@ func ReadDescriptor(r *Reader) (Descriptor, error) {
 	}
 	if d.Mode != ModeBytes && d.Mode != ModeColumns {
 		return d, malformed("descriptor: unknown mode " + strconv.Itoa(int(d.Mode)))
+	}
+	if d.StateView && !d.Stateful {
+		return d, malformed("descriptor: a state view needs state")
 	}
 	if d.Stateful && d.Mode != ModeColumns {
 		return d, malformed("descriptor: state needs columns mode")

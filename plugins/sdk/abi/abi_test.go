@@ -339,6 +339,7 @@ func TestReadDescriptorRefusals(t *testing.T) {
 	}{
 		{"mode 2", "02000000 00000000 00000000", "unknown mode 2"},
 		{"mode 255", "ff000000 00000000 00000000", "unknown mode 255"},
+		{"state view without state", "01020000 00000000 00000000", "a state view needs state"},
 		{"input type 0", "01000000 01000000" + field(0, "x") + "00000000", `descriptor input field "x": unknown type 0`},
 		{"input type 7", "01000000 01000000" + field(7, "x") + "00000000", `input field "x": unknown type 7`},
 		{"output type 6 (value)", "01000000 00000000 01000000" + field(6, "y"), `descriptor output field "y": type value is for inputs only`},

@@ -11,7 +11,7 @@ type tally struct {
 }
 
 var (
-	state  = sdk.UseStructState[tally]()
+	state  = sdk.UseStructState[tally]().ViewJSON()
 	amount = sdk.ReadFloat("event_data.amount")
 	count  = sdk.WriteInt("event_count")
 	total  = sdk.WriteFloat("total_value")
