@@ -155,7 +155,7 @@ type partitionKey struct{ source, partition string }
 // prepare reads every message's key, event time and offset, loads the
 // distinct keys' states in one read, and marks redeliveries. Messages whose
 // key cannot be read fail here and are not sent.
-func (k *keyedStep) prepare(batch service.MessageBatch) (*KeyedInput, []int64, map[partitionKey]int64, error) {
+func (k *keyedStep) prepare(batch service.MessageBatch, inflight *pending) (*KeyedInput, []int64, map[partitionKey]int64, error) {
 	kin := &KeyedInput{KeyIdx: make([]int, len(batch)), Replayed: make([]bool, len(batch))}
 	index := map[string]int{}
 	eventTimes := make([]int64, len(batch))
@@ -196,11 +196,13 @@ func (k *keyedStep) prepare(batch service.MessageBatch) (*KeyedInput, []int64, m
 					return nil, nil, nil, err
 				}
 				known[pk] = true
-				if ok {
-					applied[pk] = a
-				} else {
-					applied[pk] = math.MinInt64
+				if !ok {
+					a = math.MinInt64
 				}
+				if b, ok := inflight.applied(pk); ok && b > a {
+					a = b
+				}
+				applied[pk] = a
 			}
 			if off <= applied[pk] {
 				kin.Replayed[idx] = true
@@ -223,6 +225,9 @@ func (k *keyedStep) prepare(batch service.MessageBatch) (*KeyedInput, []int64, m
 	}
 	kin.State = make([][]byte, len(kin.Keys))
 	for j, e := range entries {
+		if v, ok := inflight.lookup(kin.Keys[j]); ok {
+			e = state.Entry{Value: v.value, LastEvent: v.lastEvent}
+		}
 		// Event-time TTL: the entity is forgotten if it was idle longer
 		// than the TTL before its first event in this batch.
 		if k.ns.EventTime && k.ns.TTL > 0 && e.Value != nil && e.LastEvent < firstEvent[j]-k.ns.TTL.Nanoseconds() {
@@ -260,15 +265,22 @@ func (o *offsetReaders) read(msg *service.Message) (partitionKey, int64, error) 
 	return partitionKey{src, part}, off, nil
 }
 
-// commit writes the plugin's state changes and the batch's offsets in one
-// transaction. It runs before the batch goes on, so before it is acked.
-func (k *keyedStep) commit(ctx context.Context, batch service.MessageBatch, kin *KeyedInput, eventTimes []int64, maxOffset map[partitionKey]int64) error {
-	lastEvent := make([]int64, len(kin.Keys))
-	for idx, j := range kin.KeyIdx {
-		if j >= 0 && !kin.Replayed[idx] && eventTimes[idx] > lastEvent[j] {
+// lastEvents returns, per key, the latest event time of the batch's
+// messages applied to it.
+func (k *KeyedInput) lastEvents(eventTimes []int64) []int64 {
+	lastEvent := make([]int64, len(k.Keys))
+	for idx, j := range k.KeyIdx {
+		if j >= 0 && !k.Replayed[idx] && eventTimes[idx] > lastEvent[j] {
 			lastEvent[j] = eventTimes[idx]
 		}
 	}
+	return lastEvent
+}
+
+// commit writes the plugin's state changes and the batch's offsets in one
+// transaction. It runs before the batch goes on, so before it is acked.
+func (k *keyedStep) commit(ctx context.Context, kin *KeyedInput, eventTimes []int64, maxOffset map[partitionKey]int64) error {
+	lastEvent := kin.lastEvents(eventTimes)
 	var writes []state.Write
 	for j, a := range kin.Act {
 		switch a {

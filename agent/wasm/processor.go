@@ -137,10 +137,13 @@ type Processor struct {
 	keyed *keyedStep
 	// views is where the step offers its plugin's state view, if it has one.
 	views *stateViews
-	// keyedMu runs a stateful step one batch at a time: two threads with
-	// the same key in flight would each load the old state and one update
-	// would be lost.
+	// keyedMu runs a stateful step's load and call one batch at a time:
+	// two threads with the same key in flight would each load the old
+	// state and one update would be lost.
 	keyedMu sync.Mutex
+	// last is the step's latest batch, whose commit may still be in
+	// flight; guarded by keyedMu.
+	last *pending
 	mod     *Module
 	icfg    InstanceConfig
 	logger  *slog.Logger
@@ -374,17 +377,32 @@ func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		out, _ := p.run(ctx, batch, nil)
 		return result(out), nil
 	}
+	// Load, call and record run one batch at a time; the commit runs
+	// outside the lock, so the next batch computes while this one's commit
+	// waits for the disk (see pending).
 	p.keyedMu.Lock()
-	defer p.keyedMu.Unlock()
-	kin, eventTimes, maxOffset, err := p.keyed.prepare(batch)
+	prev := inFlight(p.last)
+	kin, eventTimes, maxOffset, err := p.keyed.prepare(batch, prev)
 	if err != nil {
+		p.keyedMu.Unlock()
 		return result(failAll(batch, fmt.Errorf("plugin %s: load state: %w", p.mod.Name(), err))), nil
 	}
 	out, ok := p.run(ctx, batch, kin)
 	if !ok {
+		p.keyedMu.Unlock()
 		return result(out), nil
 	}
-	if err := p.keyed.commit(ctx, batch, kin, eventTimes, maxOffset); err != nil {
+	cur := newPending(prev, kin, eventTimes, maxOffset)
+	p.last = cur
+	p.keyedMu.Unlock()
+
+	err = cur.waitPrev()
+	if err == nil {
+		err = p.keyed.commit(ctx, kin, eventTimes, maxOffset)
+	}
+	cur.err = err
+	close(cur.done)
+	if err != nil {
 		// Nothing of this batch's state is stored: fail it so it is not
 		// passed on as if it had been counted.
 		p.logger.Error("state commit failed", "error", err)
