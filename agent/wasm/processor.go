@@ -143,10 +143,10 @@ type Processor struct {
 	keyedMu sync.Mutex
 	// last is the step's latest batch, whose commit may still be in
 	// flight; guarded by keyedMu.
-	last *pending
-	mod     *Module
-	icfg    InstanceConfig
-	logger  *slog.Logger
+	last   *pending
+	mod    *Module
+	icfg   InstanceConfig
+	logger *slog.Logger
 
 	mu       sync.Mutex
 	idle     []*Instance
