@@ -571,6 +571,30 @@ func TestOptions(t *testing.T) {
 	if _, err := Open(ctx, Options{Dir: t.TempDir()}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Open with a canceled context = %v", err)
 	}
+	if _, err := Open(context.Background(), Options{Dir: t.TempDir(), InMemory: true}); err == nil || !strings.Contains(err.Error(), "in-memory") {
+		t.Errorf("Open in memory with a dir = %v, want it refused", err)
+	}
+}
+
+// TestInMemory: an in-memory store commits, loads and records offsets like
+// a durable one, for benchmarks that price durability on the same path.
+func TestInMemory(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ns := Namespace{Name: "n"}
+	if err := st.Commit(ctx, ns, []Write{{Key: []byte("k"), Value: []byte("v")}}, []Offset{{Source: "s", Partition: "0", Offset: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok, err := st.Get("n", "k"); err != nil || !ok || string(e.Value) != "v" {
+		t.Errorf("Get = %q %v %v", e.Value, ok, err)
+	}
+	if off, ok, err := st.Applied("s", "0"); err != nil || !ok || off != 7 {
+		t.Errorf("Applied = %d %v %v", off, ok, err)
+	}
 }
 
 func TestCacheNeverStale(t *testing.T) {

@@ -76,6 +76,11 @@ type Options struct {
 	// (value size + ~150 bytes). Commit updates memory, so it never serves a
 	// stale value.
 	CacheKeys int
+	// InMemory keeps everything in memory (Badger's in-memory mode), with
+	// Dir empty: nothing survives Close. It is for benchmarks and tests that
+	// compare the cost of durability with the same code path; the agent
+	// never uses it.
+	InMemory bool
 	// Logger receives Badger's own warnings and errors (its info and debug
 	// output is dropped) and the store's. nil means slog.Default().
 	Logger *slog.Logger
@@ -85,8 +90,11 @@ type Options struct {
 // defaults.
 func (o Options) validate() (Options, error) {
 	var errs []error
-	if o.Dir == "" {
+	switch {
+	case o.Dir == "" && !o.InMemory:
 		errs = append(errs, errors.New("dir is empty"))
+	case o.Dir != "" && o.InMemory:
+		errs = append(errs, fmt.Errorf("dir %q is set for an in-memory store", o.Dir))
 	}
 	if o.GCInterval < 0 {
 		errs = append(errs, fmt.Errorf("gc interval %s is negative", o.GCInterval))
@@ -243,8 +251,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("open state dir %q: %w", dir, err)
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("open state dir %q: %w", dir, err)
+	if !opts.InMemory {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("open state dir %q: %w", dir, err)
+		}
 	}
 	log := opts.Logger.With("component", "state", "dir", dir)
 	bopts := badger.DefaultOptions(dir).
@@ -256,7 +266,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		WithDetectConflicts(false).
 		// One version per key: the store has no use for history, and
 		// compaction can drop the rest.
-		WithNumVersionsToKeep(1)
+		WithNumVersionsToKeep(1).
+		WithInMemory(opts.InMemory)
 	db, err := badger.Open(bopts)
 	if err != nil {
 		// Badger formats its lock error with %+v, not %w, so its text is
@@ -287,9 +298,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open state dir %q: %w", dir, err)
 	}
-	s.loops.Add(2)
-	go s.gcLoop(opts.GCInterval)
+	s.loops.Add(1)
 	go s.checkpointLoop()
+	if !opts.InMemory { // Badger has no value log to collect in memory
+		s.loops.Add(1)
+		go s.gcLoop(opts.GCInterval)
+	}
 	return s, nil
 }
 
