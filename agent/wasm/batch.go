@@ -23,6 +23,7 @@ type scratch struct {
 	rows  []int // request row -> batch index
 	cols  []colScratch
 	raw   []byte
+	add   []byte
 	merge [2][]byte
 }
 
@@ -504,55 +505,104 @@ func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *Key
 // when the row set nothing.
 func (i *Instance) merge(doc []byte, cols []abi.Column, row int) ([]byte, error) {
 	sc := &i.scratch
+	rv := rowValues{inst: i, cols: cols, row: row}
 	cur, changed, flip := doc, false, 0
-	for c, f := range i.desc.Out {
-		col := cols[c]
-		if col.Valid[row] == 0 {
+	add := sc.add[:0]
+	for _, g := range i.plan.groups {
+		if g.root != nil && !getPath(cur, g.key).Exists() {
+			mark := len(add)
+			if mark > 0 {
+				add = append(add, ',')
+			}
+			var ok bool
+			var err error
+			if add, ok, err = g.root.render(add, &rv); err != nil {
+				return nil, err
+			}
+			if !ok {
+				add = add[:mark]
+			}
 			continue
 		}
-		raw := sc.raw[:0]
-		switch f.Type {
-		case abi.TypeInt:
-			raw = strconv.AppendInt(raw, int64(binary.LittleEndian.Uint64(col.Fixed[row*8:])), 10)
-		case abi.TypeFloat:
-			v := math.Float64frombits(binary.LittleEndian.Uint64(col.Fixed[row*8:]))
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("output field %q: %v cannot be written as JSON", f.Name, v)
+		for _, c := range g.fields {
+			if cols[c].Valid[row] == 0 {
+				continue
 			}
-			raw = appendJSONFloat(raw, v)
-		case abi.TypeBool:
-			raw = strconv.AppendBool(raw, col.Fixed[row] != 0)
-		case abi.TypeTime:
-			ts := time.Unix(0, int64(binary.LittleEndian.Uint64(col.Fixed[row*8:]))).UTC()
-			raw = append(raw, '"')
-			raw = ts.AppendFormat(raw, time.RFC3339Nano)
-			raw = append(raw, '"')
-		case abi.TypeString:
-			str, ok := col.Str(row)
-			if !ok {
-				i.broken = true
-				return nil, fmt.Errorf("malformed result: output field %q row %d: bad string offsets", f.Name, row)
-			}
-			q, err := json.Marshal(string(str))
+			raw, err := rv.appendValue(sc.raw[:0], c)
 			if err != nil {
-				return nil, fmt.Errorf("output field %q: %w", f.Name, err)
+				return nil, err
 			}
-			raw = append(raw, q...)
+			sc.raw = raw
+			// Alternate between two scratch buffers so a row with several
+			// fields allocates nothing until the final copy.
+			name := i.desc.Out[c].Name
+			next, err := setPath(sc.merge[flip][:0], cur, name, raw)
+			if err != nil {
+				return nil, fmt.Errorf("output field %q: %w", name, err)
+			}
+			sc.merge[flip] = next
+			cur, changed, flip = next, true, flip^1
 		}
-		sc.raw = raw
-		// Alternate between two scratch buffers so a row with several
-		// fields allocates nothing until the final copy.
-		next, err := setPath(sc.merge[flip][:0], cur, f.Name, raw)
-		if err != nil {
-			return nil, fmt.Errorf("output field %q: %w", f.Name, err)
+	}
+	sc.add = add
+	if len(add) > 0 {
+		end, empty := rootEnd(cur)
+		if end < 0 {
+			return nil, fmt.Errorf("output field %q: set %q: the message is not a JSON object", i.desc.Out[0].Name, i.desc.Out[0].Name)
 		}
+		next := append(sc.merge[flip][:0], cur[:end]...)
+		if !empty {
+			next = append(next, ',')
+		}
+		next = append(next, add...)
+		next = append(next, cur[end:]...)
 		sc.merge[flip] = next
-		cur, changed, flip = next, true, flip^1
+		cur, changed = next, true
 	}
 	if !changed {
 		return nil, nil
 	}
 	return append([]byte(nil), cur...), nil
+}
+
+// rowValues renders one row's output values as JSON.
+type rowValues struct {
+	inst *Instance
+	cols []abi.Column
+	row  int
+}
+
+func (rv *rowValues) appendValue(raw []byte, c int) ([]byte, error) {
+	f, col, row := rv.inst.desc.Out[c], rv.cols[c], rv.row
+	switch f.Type {
+	case abi.TypeInt:
+		raw = strconv.AppendInt(raw, int64(binary.LittleEndian.Uint64(col.Fixed[row*8:])), 10)
+	case abi.TypeFloat:
+		v := math.Float64frombits(binary.LittleEndian.Uint64(col.Fixed[row*8:]))
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("output field %q: %v cannot be written as JSON", f.Name, v)
+		}
+		raw = appendJSONFloat(raw, v)
+	case abi.TypeBool:
+		raw = strconv.AppendBool(raw, col.Fixed[row] != 0)
+	case abi.TypeTime:
+		ts := time.Unix(0, int64(binary.LittleEndian.Uint64(col.Fixed[row*8:]))).UTC()
+		raw = append(raw, '"')
+		raw = ts.AppendFormat(raw, time.RFC3339Nano)
+		raw = append(raw, '"')
+	case abi.TypeString:
+		str, ok := col.Str(row)
+		if !ok {
+			rv.inst.broken = true
+			return nil, fmt.Errorf("malformed result: output field %q row %d: bad string offsets", f.Name, row)
+		}
+		q, err := json.Marshal(string(str))
+		if err != nil {
+			return nil, fmt.Errorf("output field %q: %w", f.Name, err)
+		}
+		raw = append(raw, q...)
+	}
+	return raw, nil
 }
 
 // appendJSONFloat formats v as encoding/json does, plain decimals between

@@ -67,6 +67,7 @@ type Instance struct {
 	process   api.Function
 	view      api.Function // nil unless the descriptor offers a state view
 	desc      abi.Descriptor
+	plan      mergePlan
 	cfg       InstanceConfig
 	interrupt bool
 	name      string
@@ -155,6 +156,7 @@ func (m *Module) Instantiate(ctx context.Context, cfg InstanceConfig) (*Instance
 		}
 	}
 	inst.desc = desc
+	inst.plan = newMergePlan(desc.Out)
 	if desc.StateView {
 		if inst.view = mod.ExportedFunction(abi.ExportStateView); inst.view == nil {
 			_ = inst.Close(ctx)
