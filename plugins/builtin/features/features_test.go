@@ -23,6 +23,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/sluice-dev/sluice/agent/wasm"
+	"github.com/sluice-dev/sluice/internal/eventgen"
 	"github.com/sluice-dev/sluice/internal/wasmbuild"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/features"
 	statestore "github.com/sluice-dev/sluice/state"
@@ -166,55 +167,11 @@ func counts(t testing.TB, out service.MessageBatch, field string) []int64 {
 	return got
 }
 
-// ---- a Go gen_events.py ----
+// ---- generated events (internal/eventgen, a Go gen_events.py) ----
 
-type genEvent struct {
-	User   int
-	Type   string
-	Page   string
-	Amount float64
-	Prod   int64
-	Time   time.Time
-}
+type genEvent = eventgen.Event
 
-func (e genEvent) JSON() string {
-	data := fmt.Sprintf(`{"page":%q}`, e.Page)
-	if e.Type == "purchase" {
-		data = fmt.Sprintf(`{"amount":%s,"product_id":%d}`, strconv.FormatFloat(e.Amount, 'f', -1, 64), e.Prod)
-	}
-	return ev(e.User, e.Time.Format("2006-01-02T15:04:05.000Z"), e.Type, data)
-}
-
-// genEvents does what /work/shared/peers/gen_events.py does, with Go's
-// generator in place of Python's: n events over 14 days from 2025-01-01Z
-// with exponential gaps, types weighted 50/25/10/5/10, a page for most and
-// an amount and product for purchases, users uniform in 1..users, times
-// in milliseconds with a Z.
-func genEvents(n, users int, seed uint64) []genEvent {
-	rng := rand.New(rand.NewPCG(seed, 0))
-	types := []string{"page_view", "click", "add_to_cart", "purchase", "search"}
-	weights := []int{50, 25, 10, 5, 10}
-	t := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	step := float64(14*24*time.Hour) / float64(max(n, 1))
-	out := make([]genEvent, n)
-	for i := range out {
-		t = t.Add(time.Duration(rng.ExpFloat64() * step))
-		r, k := rng.IntN(100), 0
-		for ; r >= weights[k]; k++ {
-			r -= weights[k]
-		}
-		e := genEvent{Type: types[k], Page: fmt.Sprintf("/products/%d", 1+rng.IntN(500))}
-		if e.Type == "purchase" {
-			e.Page = ""
-			e.Amount = math.Round((5+rng.Float64()*495)*100) / 100
-			e.Prod = int64(1 + rng.IntN(500))
-		}
-		e.User = 1 + rng.IntN(users)
-		e.Time = t.Truncate(time.Millisecond)
-		out[i] = e
-	}
-	return out
-}
+func genEvents(n, users int, seed uint64) []genEvent { return eventgen.Generate(n, users, seed) }
 
 // disorder moves about one event in 8 back by up to 100 minutes, so some
 // arrive out of order and some too late, and renames one in 50 to a type
@@ -465,7 +422,7 @@ func TestParity(t *testing.T) {
 		end := min(start+sizes[k%len(sizes)], len(evs))
 		bodies := make([]string, 0, end-start)
 		for _, e := range evs[start:end] {
-			bodies = append(bodies, e.JSON())
+			bodies = append(bodies, string(e.AppendJSON(nil)))
 		}
 		out := h.run(bodies...)
 		for i, m := range out {
