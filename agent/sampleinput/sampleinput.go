@@ -7,6 +7,7 @@ package sampleinput
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -20,7 +21,11 @@ func ConfigSpec() *service.ConfigSpec {
 		Stable().
 		Categories("Utility").
 		Summary("Emits Sluice's embedded sample of user events (JSON lines in the seed's event shape), then ends.").
-		Fields(service.NewIntField("repeat").Description("How many times to emit the sample.").Default(1))
+		Description("Each message carries the metadata `sample_seq`: its position in the stream, from 1, increasing across repeats, so a keyed step can use it as an offset (`offsets: {source: sample, partition: \"0\", offset: '${! meta(\"sample_seq\") }'}`) and show effectively-once state.").
+		Fields(
+			service.NewStringEnumField("sample", "events", "realtime").Description("`events`: 24 valid events of 6 users. `realtime`: the same with five bad ones among them, for the real-time pipeline's dead letters.").Default("events"),
+			service.NewIntField("repeat").Description("How many times to emit the sample.").Default(1),
+		)
 }
 
 // Register adds the `sample_events` input to env.
@@ -30,8 +35,16 @@ func Register(env *service.Environment) error {
 		if err != nil {
 			return nil, err
 		}
+		name, err := conf.FieldString("sample")
+		if err != nil {
+			return nil, err
+		}
+		sample, ok := pipelines.Sample(name)
+		if !ok {
+			return nil, fmt.Errorf("no sample named %q", name)
+		}
 		var lines [][]byte
-		for _, l := range bytes.Split(pipelines.SampleEvents(), []byte("\n")) {
+		for _, l := range bytes.Split(sample, []byte("\n")) {
 			if len(bytes.TrimSpace(l)) > 0 {
 				lines = append(lines, l)
 			}
@@ -59,6 +72,7 @@ func (in *input) Read(context.Context) (*service.Message, service.AckFunc, error
 	in.next++
 	in.left--
 	msg := service.NewMessage(append([]byte(nil), line...))
+	msg.MetaSetMut("sample_seq", in.next)
 	return msg, func(context.Context, error) error { return nil }, nil
 }
 

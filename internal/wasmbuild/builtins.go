@@ -7,5 +7,9 @@ func Builtins() map[string]string {
 	return map[string]string{
 		// The seed's transform step; its source doubles as the example users copy.
 		"transform": "examples/wasm/transform",
+		// The seed's ML steps, each a worked example of the SDK.
+		"features": "plugins/builtin/features",
+		"score":    "plugins/builtin/score",
+		"validate": "plugins/builtin/validate",
 	}
 }

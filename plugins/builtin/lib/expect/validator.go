@@ -1,0 +1,579 @@
+package expect
+
+import (
+	"strconv"
+)
+
+// Value is what a record holds at one column: its kind and its text (a
+// string's unescaped bytes, a number's or object's JSON text; nothing for
+// missing, null and booleans). Text may alias the caller's buffer; the
+// Validator copies what it keeps.
+type Value struct {
+	Kind Kind
+	Text []byte
+}
+
+// Row is one record as the suite sees it. The caller fills it and may
+// reuse it once the record is finished.
+type Row struct {
+	// Values holds one value per Suite.Columns(), in that order.
+	Values []Value
+	// Keys are the record's top-level keys, in order; read only when
+	// Suite.NeedsKeys(). NotObject says the record is not a JSON object,
+	// which fails every table-level expectation.
+	Keys      [][]byte
+	NotObject bool
+	// Key is the record's entity key (the step's `key:`), State that key's
+	// current state and Replayed whether the record is a redelivery that
+	// was already applied to state; read by Finish, only when
+	// Suite.Stateful().
+	Key      []byte
+	State    []byte
+	Replayed bool
+}
+
+// Action is what to do with a record.
+type Action uint8
+
+const (
+	Keep Action = iota // pass it on (possibly flagged invalid)
+	Fail               // error it with Validator.AppendReason
+	Drop               // remove it
+)
+
+// Outcome is the verdict on one record.
+type Outcome struct {
+	Action Action
+	// Valid is false when the record broke an expectation without
+	// `mostly`: what the `sluice_valid` metadata says.
+	Valid bool
+	// Violations counts every expectation the record broke, `mostly` ones
+	// included; when non-zero, AppendViolations lists them.
+	Violations int
+	// SetState says State is the key's new state, to store for the
+	// record's key. It aliases the Validator's buffer until the next
+	// Finish.
+	SetState bool
+	State    []byte
+}
+
+// partialMax is how many unexpected values per expectation a batch report
+// lists, as GX's partial_unexpected_count default.
+const partialMax = 20
+
+// observeLimit bounds an observed value's rendering, so one huge string
+// cannot bloat a record's metadata.
+const observeLimit = 128
+
+// Validator checks records against a suite and keeps the batch's counts.
+// It is not safe for concurrent use; a plugin instance has one.
+//
+// A batch goes Begin, then Evaluate on its rows, then Finish on each row in
+// order. Evaluate runs each expectation over all the rows in one tight
+// loop rather than each row through every expectation: per (row,
+// expectation) that is a few instructions instead of a dispatch and calls,
+// which is what costs most in Wasm. Finish then checks uniqueness, which
+// needs each key's state as earlier rows left it, and decides the record's
+// outcome. Check does both for one row.
+type Validator struct {
+	s     *Suite
+	stats []stats
+	rows  int // rows evaluated since Begin
+	valid int
+	arena []byte // observed values kept for the batch report
+
+	// the rows of the last Evaluate
+	base  int      // batch index of its first row
+	words int      // mask words per row
+	masks []uint64 // per row, a bit per expectation it broke
+
+	// the last row finished
+	fails  []failure
+	obs    []byte // rendered observed values of fails
+	key    []byte // the row's key, kept when the key rule is broken
+	adds   []uniqueAdd
+	now    int64
+	hasNow bool
+	state  []byte
+	keep   []int // indexes of the entries a state rewrite keeps
+	scr    []byte
+	one    [1]Row
+
+	report Report
+}
+
+type failure struct {
+	e          *expectation
+	start, end int // observed value, JSON, in obs
+	absent     bool
+	keyRule    bool
+}
+
+type span struct{ row, start, end int }
+
+type stats struct {
+	elements, missing, unexpected int
+	partial                       []span
+	observed                      span
+	hasObserved                   bool
+}
+
+// NewValidator returns a Validator for the suite, ready for a batch.
+func (s *Suite) NewValidator() *Validator {
+	v := &Validator{s: s, stats: make([]stats, len(s.exps)), words: (len(s.exps) + 63) / 64}
+	for i := range v.stats {
+		v.stats[i].partial = make([]span, 0, partialMax)
+	}
+	return v
+}
+
+// Begin starts a batch: counts and report examples start from zero.
+func (v *Validator) Begin() {
+	for i := range v.stats {
+		st := &v.stats[i]
+		st.elements, st.missing, st.unexpected, st.hasObserved = 0, 0, 0, false
+		st.partial = st.partial[:0]
+	}
+	v.rows, v.valid = 0, 0
+	v.arena = v.arena[:0]
+}
+
+// Rows is the number of rows evaluated since Begin.
+func (v *Validator) Rows() int { return v.rows }
+
+// Check evaluates and finishes one row: Evaluate and Finish for a batch
+// of one.
+func (v *Validator) Check(row *Row) Outcome {
+	v.one[0] = *row
+	v.Evaluate(v.one[:])
+	return v.Finish(0, row)
+}
+
+// Evaluate runs every expectation but the uniqueness ones on rows, which
+// are the batch's next rows, and counts the results for the report. Each
+// row must then be passed to Finish, in order.
+func (v *Validator) Evaluate(rows []Row) {
+	v.base = v.rows
+	v.rows += len(rows)
+	n := len(rows) * v.words
+	if cap(v.masks) < n {
+		v.masks = make([]uint64, n)
+	}
+	v.masks = v.masks[:n]
+	clear(v.masks)
+	for _, e := range v.s.exps {
+		if e.op == opUnique || e.op == opCompoundUnique {
+			continue // Finish checks these, row by row
+		}
+		st := &v.stats[e.index]
+		st.elements += len(rows)
+		c := e.col
+		// The cheapest checks get a loop of their own; the rest go through
+		// evalValue per row.
+		switch {
+		case e.op == opNotNull:
+			for r := range rows {
+				if rows[r].Values[c].Kind <= KindNull {
+					v.unexpected(e, rows, r)
+				}
+			}
+		case e.op == opNull:
+			for r := range rows {
+				if rows[r].Values[c].Kind > KindNull {
+					v.unexpected(e, rows, r)
+				}
+			}
+		case e.op == opColumnExists && e.columnIndex < 0:
+			for r := range rows {
+				if rows[r].Values[c].Kind == KindAbsent {
+					v.unexpected(e, rows, r)
+				}
+			}
+		case e.table || e.op == opColumnExists:
+			for r := range rows {
+				fail := e.evalKeys(&rows[r]) == vFail
+				if e.table && e.present == nil && (v.base+r == 0 || fail && st.unexpected == 0) {
+					// GX reports the observed column list of a table
+					// expectation: the first row's, or the first failing one's.
+					start := len(v.arena)
+					v.arena = appendKeys(v.arena, &rows[r])
+					st.observed, st.hasObserved = span{v.base + r, start, len(v.arena)}, true
+				}
+				if fail {
+					v.unexpected(e, rows, r)
+				}
+			}
+		case e.op == opType && len(e.types) == 1 && e.types[0].class == tcInt && e.types[0].bits == 64 && !e.types[0].unsigned:
+			for r := range rows {
+				val := rows[r].Values[c]
+				if val.Kind <= KindNull {
+					st.missing++
+				} else if val.Kind != KindNumber || !int64Literal(val.Text) {
+					v.unexpected(e, rows, r)
+				}
+			}
+		case e.op == opType && len(e.types) == 1 && e.types[0].class == tcDatetime:
+			for r := range rows {
+				val := rows[r].Values[c]
+				if val.Kind <= KindNull {
+					st.missing++
+				} else if val.Kind != KindString {
+					v.unexpected(e, rows, r)
+				} else if _, ok := parseISO(val.Text); !ok {
+					v.unexpected(e, rows, r)
+				}
+			}
+		case e.op == opBetween && !e.timeBounds:
+			for r := range rows {
+				val := rows[r].Values[c]
+				if val.Kind <= KindNull {
+					st.missing++
+					continue
+				}
+				if val.Kind != KindNumber {
+					v.unexpected(e, rows, r)
+					continue
+				}
+				if f, ok := parseNumber(val.Text); !ok || !e.inBounds(f) {
+					v.unexpected(e, rows, r)
+				}
+			}
+		case (e.op == opInSet || e.op == opNotInSet) && e.strSet == nil:
+			in := e.op == opInSet
+			for r := range rows {
+				val := rows[r].Values[c]
+				if val.Kind <= KindNull {
+					st.missing++
+					continue
+				}
+				found := false
+				if val.Kind == KindString {
+					for _, m := range e.strList {
+						if string(val.Text) == m {
+							found = true
+							break
+						}
+					}
+				} else {
+					found = e.inSet(val)
+				}
+				if found != in {
+					v.unexpected(e, rows, r)
+				}
+			}
+		case e.op == opType && len(e.types) == 1 && e.types[0].class != tcInt && e.types[0].class != tcDatetime:
+			// A kind check: no text to look at.
+			want := kindsOf(e.types[0].class)
+			for r := range rows {
+				k := rows[r].Values[c].Kind
+				if k <= KindNull {
+					st.missing++
+				} else if want&(1<<k) == 0 {
+					v.unexpected(e, rows, r)
+				}
+			}
+		default:
+			for r := range rows {
+				val := rows[r].Values[c]
+				if e.ignoresMissing && val.Kind <= KindNull {
+					st.missing++
+				} else if e.evalValue(val) == vFail {
+					v.unexpected(e, rows, r)
+				}
+			}
+		}
+	}
+}
+
+// kindsOf is the set of kinds, as bits, that a kind-only type accepts.
+func kindsOf(c typeClass) uint16 {
+	switch c {
+	case tcFloat:
+		return 1 << KindNumber
+	case tcString:
+		return 1 << KindString
+	case tcBool:
+		return 1<<KindTrue | 1<<KindFalse
+	case tcDict:
+		return 1 << KindObject
+	case tcList:
+		return 1 << KindArray
+	case tcObject:
+		return 1<<KindString | 1<<KindObject | 1<<KindArray
+	}
+	return 0
+}
+
+// unexpected records that rows[r] broke e.
+func (v *Validator) unexpected(e *expectation, rows []Row, r int) {
+	v.masks[r*v.words+e.index/64] |= 1 << (e.index % 64)
+	st := &v.stats[e.index]
+	st.unexpected++
+	if len(st.partial) < partialMax {
+		start := len(v.arena)
+		v.arena, _ = appendObserved(v.arena, e, &rows[r])
+		st.partial = append(st.partial, span{v.base + r, start, len(v.arena)})
+	}
+}
+
+// Finish completes row r of the last Evaluate: it checks the uniqueness
+// expectations against row.State (the key's state as earlier rows left
+// it) and returns what to do with the record. AppendReason and
+// AppendViolations then describe it.
+func (v *Validator) Finish(r int, row *Row) Outcome {
+	s := v.s
+	v.fails, v.obs, v.adds = v.fails[:0], v.obs[:0], v.adds[:0]
+	hard, keyRule := false, false
+	mask := v.masks[r*v.words : (r+1)*v.words]
+	broken := false
+	for _, w := range mask {
+		broken = broken || w != 0
+	}
+	if broken {
+		for _, e := range s.exps {
+			if mask[e.index/64]&(1<<(e.index%64)) != 0 {
+				v.broke(e, row, false)
+				hard = hard || !e.soft
+			}
+		}
+	}
+	if len(s.unique) > 0 {
+		v.now, v.hasNow = 0, false
+		if s.timeCol >= 0 {
+			v.now, v.hasNow = eventTime(row.Values[s.timeCol])
+		}
+		for _, e := range s.unique {
+			st := &v.stats[e.index]
+			st.elements++
+			switch vd, broken := v.checkUnique(e, row); vd {
+			case vMissing:
+				st.missing++
+			case vFail:
+				st.unexpected++
+				if len(st.partial) < partialMax {
+					start := len(v.arena)
+					v.arena, _ = appendObserved(v.arena, e, row)
+					st.partial = append(st.partial, span{v.base + r, start, len(v.arena)})
+				}
+				v.broke(e, row, broken)
+				hard = hard || !e.soft || broken
+				keyRule = keyRule || broken
+			}
+		}
+		if len(v.fails) > 1 {
+			// Uniqueness was checked last; report in suite order.
+			sortFails(v.fails)
+		}
+	}
+	out := Outcome{Valid: !hard, Violations: len(v.fails)}
+	switch {
+	case keyRule:
+		// A wrongly keyed step cannot check uniqueness at all: that is a
+		// pipeline mistake to surface, whatever on_failure says.
+		out.Action = Fail
+	case hard && s.OnFailure == ModeFail:
+		out.Action = Fail
+	case hard && s.OnFailure == ModeDrop:
+		out.Action = Drop
+	}
+	if !hard {
+		v.valid++
+	}
+	// Only records that go on are remembered: a rejected record's corrected
+	// resend must not be taken for a duplicate of it.
+	if out.Action == Keep && len(v.adds) > 0 && !row.Replayed {
+		out.State, out.SetState = v.encodeState(row.State), true
+	}
+	return out
+}
+
+// broke adds e to the row's failures, with what the row holds.
+func (v *Validator) broke(e *expectation, row *Row, keyRule bool) {
+	f := failure{e: e, start: len(v.obs), keyRule: keyRule}
+	v.obs, f.absent = appendObserved(v.obs, e, row)
+	f.end = len(v.obs)
+	if keyRule {
+		v.key = append(v.key[:0], row.Key...)
+	}
+	v.fails = append(v.fails, f)
+}
+
+// sortFails orders a row's failures by expectation (an insertion sort:
+// there are a few, nearly in order).
+func sortFails(fs []failure) {
+	for i := 1; i < len(fs); i++ {
+		for j := i; j > 0 && fs[j].e.index < fs[j-1].e.index; j-- {
+			fs[j], fs[j-1] = fs[j-1], fs[j]
+		}
+	}
+}
+
+// appendObserved renders what the row holds for e, as JSON, for reasons,
+// metadata and reports; absent says the field is not in the record.
+func appendObserved(dst []byte, e *expectation, row *Row) (out []byte, absent bool) {
+	switch e.op {
+	case opColumnsSet:
+		if e.present != nil {
+			return appendMissing(dst, e, row), false
+		}
+		return appendKeys(dst, row), false
+	case opColumnsOrdered:
+		return appendKeys(dst, row), false
+	case opColumnCountEqual, opColumnCountBetween:
+		if row.NotObject {
+			return append(dst, `"<not a JSON object>"`...), false
+		}
+		return strconv.AppendInt(dst, int64(len(row.Keys)), 10), false
+	case opColumnExists:
+		if e.columnIndex >= 0 {
+			return appendKeys(dst, row), false
+		}
+		return append(dst, "null"...), true
+	case opCompoundUnique:
+		dst = append(dst, '[')
+		for i, c := range e.cols {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendValue(dst, row.Values[c], observeLimit)
+		}
+		return append(dst, ']'), false
+	}
+	val := row.Values[e.col]
+	return appendValue(dst, val, observeLimit), val.Kind == KindAbsent
+}
+
+// appendMissing writes {"missing":[...]}: the listed columns a record
+// lacks, for a column set checked without the record's key list.
+func appendMissing(dst []byte, e *expectation, row *Row) []byte {
+	dst = append(dst, `{"missing":[`...)
+	n := 0
+	for i, c := range e.present {
+		if row.Values[c].Kind != KindAbsent {
+			continue
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONStr(dst, e.list[i])
+		n++
+	}
+	return append(dst, "]}"...)
+}
+
+func appendKeys(dst []byte, row *Row) []byte {
+	if row.NotObject {
+		return append(dst, `"<not a JSON object>"`...)
+	}
+	dst = append(dst, '[')
+	for i, k := range row.Keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, k, observeLimit)
+	}
+	return append(dst, ']')
+}
+
+// AppendReason appends the one-line reason for the last row checked:
+// `suite: expectation(column) observed value; ...`, every broken
+// expectation in suite order.
+func (v *Validator) AppendReason(dst []byte) []byte {
+	dst = append(dst, v.s.Name...)
+	dst = append(dst, ": "...)
+	for i, f := range v.fails {
+		if i > 0 {
+			dst = append(dst, "; "...)
+		}
+		dst = appendTitle(dst, f.e)
+		if f.keyRule {
+			dst = append(dst, " cannot be checked: "...)
+			dst = v.appendKeyRule(dst, f.e)
+			continue
+		}
+		dst = append(dst, " observed "...)
+		if f.absent {
+			dst = append(dst, "missing"...)
+		} else {
+			dst = append(dst, v.obs[f.start:f.end]...)
+		}
+		if f.e.soft {
+			dst = append(dst, " (mostly "...)
+			dst = append(dst, f.e.mostlyText...)
+			dst = append(dst, ')')
+		}
+	}
+	return dst
+}
+
+func appendTitle(dst []byte, e *expectation) []byte {
+	dst = append(dst, e.name...)
+	switch {
+	case len(e.colNames) > 0:
+		dst = append(dst, '(')
+		for i, c := range e.colNames {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, c...)
+		}
+		dst = append(dst, ')')
+	case e.col >= 0:
+		dst = append(dst, '(')
+		dst = append(dst, e.colName...)
+		dst = append(dst, ')')
+	}
+	return dst
+}
+
+func (v *Validator) appendKeyRule(dst []byte, e *expectation) []byte {
+	dst = append(dst, "the step's key "...)
+	dst = appendJSONString(dst, v.key, observeLimit)
+	dst = append(dst, " is not the value of "...)
+	for i, c := range e.colNames {
+		switch {
+		case i == 0:
+		case i == len(e.colNames)-1:
+			dst = append(dst, " or "...)
+		default:
+			dst = append(dst, ", "...)
+		}
+		dst = append(dst, c...)
+	}
+	dst = append(dst, ": uniqueness is remembered per key, so key the step by "...)
+	if len(e.colNames) > 1 {
+		dst = append(dst, "one of them ("...)
+	} else {
+		dst = append(dst, "it ("...)
+	}
+	dst = append(dst, "key: "...)
+	dst = append(dst, e.colNames[0]...)
+	return append(dst, ')')
+}
+
+// AppendViolations appends, as a compact JSON array, every expectation the
+// last row broke: {"expectation", "column" (or "column_list"),
+// "observed_value"}, plus "mostly" for those judged per batch and "error"
+// where the expectation could not be checked.
+func (v *Validator) AppendViolations(dst []byte) []byte {
+	dst = append(dst, '[')
+	for i, f := range v.fails {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, f.e.jsonHead...)
+		dst = append(dst, `,"observed_value":`...)
+		dst = append(dst, v.obs[f.start:f.end]...)
+		if f.e.soft {
+			dst = append(dst, `,"mostly":`...)
+			dst = append(dst, f.e.mostlyText...)
+		}
+		if f.keyRule {
+			v.scr = v.appendKeyRule(v.scr[:0], f.e)
+			dst = append(dst, `,"error":`...)
+			dst = appendJSONString(dst, v.scr, 0)
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
+}

@@ -1,0 +1,153 @@
+// Command validate is the builtin `validate` plugin: it checks every record
+// of a stream against a Great Expectations suite (the processor's config,
+// see README.md) and fails, flags or drops the records that break it.
+//
+// It is also the SDK example of a plugin whose fields depend on its
+// config: OnConfig parses the suite and declares one value field per
+// column the suite names, so the host parses just those, natively, and
+// hands them over as (kind, text) without ever failing a record for a wrong
+// type; the suite reports that instead. Only a suite with uniqueness
+// expectations declares state, which the host then loads per key.
+//
+// Build:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -o validate.wasm .
+package main
+
+import (
+	"github.com/sluice-dev/sluice/plugins/builtin/lib/expect"
+	"github.com/sluice-dev/sluice/plugins/sdk"
+)
+
+var (
+	suite     *expect.Suite
+	validator *expect.Validator
+	columns   []sdk.InValue
+	body      sdk.InValue // the whole record, when the suite checks its keys
+	memory    sdk.State   // per-key memory, when the suite checks uniqueness
+
+	// Reused from batch to batch, so a steady stream allocates nothing
+	// but the reasons and metadata of failing records.
+	rows     []expect.Row
+	values   []expect.Value
+	keys     [][]byte
+	keyBytes []byte // keys are copied: ObjectKeys may reuse its buffer
+	text     []byte
+)
+
+func init() {
+	sdk.OnConfig(configure)
+	sdk.HandleBatch(handle)
+}
+
+func configure(c sdk.Config) error {
+	var err error
+	if suite, err = expect.Parse(c.Raw()); err != nil {
+		return err
+	}
+	for _, name := range suite.Columns() {
+		columns = append(columns, sdk.ReadValue(name))
+	}
+	if suite.NeedsKeys() {
+		body = sdk.ReadValue(sdk.Body)
+	}
+	if suite.Stateful() {
+		// Declared here, not in a package var: a suite without uniqueness
+		// keeps no state, and its step needs no key. The plugin cannot see
+		// the step's key, so it says which one it needs in case the host
+		// refuses an unkeyed step.
+		memory = sdk.UseState()
+		sdk.Log(sdk.LevelInfo, suite.KeyRule())
+	}
+	validator = suite.NewValidator()
+	return nil
+}
+
+func handle(b *sdk.Batch) error {
+	readRows(b)
+	validator.Begin()
+	// Every expectation over the whole batch first, then each record in
+	// order: uniqueness needs its key's state as the records before it
+	// left it.
+	validator.Evaluate(rows)
+	lastKept, lastFailed := -1, -1
+	for i := range rows {
+		if suite.Stateful() {
+			rows[i].Key, rows[i].State, rows[i].Replayed = memory.Key(b, i), memory.Get(b, i), b.Replayed(i)
+		}
+		out := validator.Finish(i, &rows[i])
+		if out.SetState {
+			memory.Set(b, i, out.State)
+		}
+		if out.Valid {
+			b.SetMeta(i, "sluice_valid", "true")
+		} else {
+			b.SetMeta(i, "sluice_valid", "false")
+		}
+		if out.Violations > 0 {
+			text = validator.AppendViolations(text[:0])
+			b.SetMeta(i, "sluice_validation", string(text))
+		}
+		switch out.Action {
+		case expect.Keep:
+			lastKept = i
+		case expect.Fail:
+			text = validator.AppendReason(text[:0])
+			b.Fail(i, string(text))
+			lastFailed = i
+		case expect.Drop:
+			b.Drop(i)
+		}
+	}
+	if suite.Reports() {
+		// The report rides on the last record that goes on normally, or
+		// else on the last failed one (which keeps its metadata too).
+		text = validator.Report().AppendJSON(text[:0])
+		carrier := lastKept
+		if carrier < 0 {
+			carrier = lastFailed
+		}
+		if carrier < 0 {
+			sdk.Log(sdk.LevelWarn, "every record of the batch was dropped; its quality report: "+string(text))
+		} else {
+			b.SetMeta(carrier, "sluice_quality_report", string(text))
+		}
+	}
+	return nil
+}
+
+// readRows points one Row per record at its values: the host's buffers are
+// aliased, and only the record's keys are copied.
+func readRows(b *sdk.Batch) {
+	n, cols := b.Len(), len(columns)
+	rows, values = resize(rows, n), resize(values, n*cols)
+	keys, keyBytes = keys[:0], keyBytes[:0]
+	for i := range rows {
+		r := &rows[i]
+		r.Values = values[i*cols : (i+1)*cols]
+		for c, col := range columns {
+			k, t := col.Get(b, i)
+			r.Values[c] = expect.Value{Kind: expect.Kind(k), Text: t}
+		}
+		if suite.NeedsKeys() {
+			start := len(keys)
+			_, raw := body.Get(b, i)
+			err := sdk.ObjectKeys(raw, func(k []byte) {
+				keyBytes = append(keyBytes, k...)
+				keys = append(keys, keyBytes[len(keyBytes)-len(k):])
+			})
+			// keys may have moved while growing; the rows before keep
+			// slices of its earlier array, which stay as they were.
+			r.Keys, r.NotObject = keys[start:len(keys):len(keys)], err != nil
+		}
+	}
+}
+
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+func main() {}
