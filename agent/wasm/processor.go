@@ -69,8 +69,8 @@ The plugin runs in a sandbox: no files, environment variables, real clock or net
 				Description("Deadline for one call into the plugin (one batch).").
 				Default("1s"),
 			service.NewBoolField(fInterrupt).
-				Description("Stop a call at its deadline. This makes wazero insert a check into every loop of the guest, measured at 3-10x slower on loop-heavy code (wazero issue #2466). Set false only for trusted plugins: a call that overruns is then only logged, and a plugin that never returns blocks its pipeline thread.").
-				Default(true).
+				Description("Stop a call at its deadline. This makes wazero insert a check into every loop of the guest, measured at 3-10x slower on loop-heavy code (wazero issue #2466). Without it a call that overruns is only logged, and a plugin that never returns blocks its pipeline thread. Default: true for a plugin loaded by `path`; false for a `builtin`, which ships inside the agent, tested and fuzzed like the rest of it.").
+				Optional().
 				Advanced(),
 			service.NewBoolField(fClock).
 				Description("Give the plugin the real wall and monotonic clocks. Without it the plugin sees a fixed time, which keeps it deterministic when input is replayed; compute time features from event timestamps instead.").
@@ -198,8 +198,11 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 	if s.Load.MemoryLimitPages, err = pagesFor(memBytes); err != nil {
 		return s, fmt.Errorf("%s: %w", fMemory, err)
 	}
-	if s.Load.Interrupt, err = conf.FieldBool(fInterrupt); err != nil {
-		return s, err
+	s.Load.Interrupt = builtin == ""
+	if conf.Contains(fInterrupt) {
+		if s.Load.Interrupt, err = conf.FieldBool(fInterrupt); err != nil {
+			return s, err
+		}
 	}
 	if s.Instance.Timeout, err = conf.FieldDuration(fTimeout); err != nil {
 		return s, err

@@ -464,3 +464,35 @@ func TestConfigFile(t *testing.T) {
 		})
 	}
 }
+
+// TestInterruptDefault: a plugin loaded by path gets loop interrupts
+// unless the pipeline turns them off; a builtin, trusted, does not unless
+// the pipeline turns them on.
+func TestInterruptDefault(t *testing.T) {
+	eng, err := wasm.NewEngine(wasm.EngineConfig{Builtins: func(string) ([]byte, bool) { return []byte("\x00asm"), true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	for _, c := range []struct {
+		yaml string
+		want bool
+	}{
+		{"path: " + plugins["echo"], true},
+		{"path: " + plugins["echo"] + "\ninterrupt_on_timeout: false", false},
+		{"builtin: x", false},
+		{"builtin: x\ninterrupt_on_timeout: true", true},
+	} {
+		conf, err := wasm.ConfigSpec().ParseYAML(c.yaml, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := wasm.ParseSettings(eng, conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Load.Interrupt != c.want {
+			t.Errorf("%q: interrupt %v, want %v", c.yaml, s.Load.Interrupt, c.want)
+		}
+	}
+}
