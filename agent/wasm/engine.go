@@ -189,6 +189,10 @@ func (e *Engine) runtime(ctx context.Context, k runtimeKey) (wazero.Runtime, err
 		WithGoModuleFunction(api.GoModuleFunc(hostStateScan), i32s(9), []api.ValueType{api.ValueTypeI64}).
 		WithParameterNames("ns_ptr", "ns_len", "prefix_ptr", "prefix_len", "after_ptr", "after_len", "limit", "buf_ptr", "buf_cap").
 		Export(abi.ImportStateScan).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hostMetric), append(i32s(5), api.ValueTypeI64), nil).
+		WithParameterNames("kind", "name_ptr", "name_len", "labels_ptr", "labels_len", "value").
+		Export(abi.ImportMetric).
 		Instantiate(ctx)
 	if err != nil {
 		_ = rt.Close(ctx)
@@ -207,6 +211,7 @@ type callInfo struct {
 	logger   *slog.Logger
 	store    *state.Store
 	readable map[string]bool
+	metrics  *pluginMetrics
 }
 
 func i32s(n int) []api.ValueType {
@@ -278,13 +283,13 @@ func checkABI(c wazero.CompiledModule) error {
 		mod, name, _ := def.Import()
 		switch {
 		case mod == wasi_snapshot_preview1.ModuleName:
-		case mod == abi.ImportModule && (name == abi.ImportLog || name == abi.ImportStateGet || name == abi.ImportStateScan):
+		case mod == abi.ImportModule && (name == abi.ImportLog || name == abi.ImportStateGet || name == abi.ImportStateScan || name == abi.ImportMetric):
 		case mod == abi.ImportModule:
 			return fmt.Errorf("%w: it imports %s.%s, which ABI v%d does not have (is the SDK newer than the agent?)", ErrNotPlugin, mod, name, abi.Version)
 		case strings.HasPrefix(mod, "sluice_v"):
 			return fmt.Errorf("%w: the module imports from %s but this agent provides %s; rebuild it with a plugins/sdk that speaks v%d", ErrABIVersion, mod, abi.ImportModule, abi.Version)
 		default:
-			return fmt.Errorf("%w: it imports %s.%s, which this agent does not provide (ABI v%d offers %s.{%s,%s,%s} and WASI preview 1)", ErrNotPlugin, mod, name, abi.Version, abi.ImportModule, abi.ImportLog, abi.ImportStateGet, abi.ImportStateScan)
+			return fmt.Errorf("%w: it imports %s.%s, which this agent does not provide (ABI v%d offers %s.{%s,%s,%s,%s} and WASI preview 1)", ErrNotPlugin, mod, name, abi.Version, abi.ImportModule, abi.ImportLog, abi.ImportStateGet, abi.ImportStateScan, abi.ImportMetric)
 		}
 	}
 	return nil

@@ -52,6 +52,8 @@ type InstanceConfig struct {
 	// imports read access to these namespaces of the store, and no others.
 	Store     *state.Store
 	ReadState []string
+	// metrics receives the plugin's metric calls; nil drops them.
+	metrics *pluginMetrics
 }
 
 // ErrTimeout means a call ran past its deadline.
@@ -119,7 +121,7 @@ func (m *Module) Instantiate(ctx context.Context, cfg InstanceConfig) (*Instance
 	}
 
 	inst := &Instance{cfg: cfg, interrupt: m.opts.Interrupt, name: m.name, stderr: stderr}
-	inst.info = callInfo{logger: cfg.Logger, store: cfg.Store, readable: map[string]bool{}}
+	inst.info = callInfo{logger: cfg.Logger, store: cfg.Store, readable: map[string]bool{}, metrics: cfg.metrics}
 	for _, ns := range cfg.ReadState {
 		inst.info.readable[ns] = true
 	}

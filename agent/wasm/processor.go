@@ -126,7 +126,7 @@ pipeline:
 // Register adds the `wasm` processor to env, backed by eng.
 func Register(env *service.Environment, eng *Engine) error {
 	return env.RegisterBatchProcessor("wasm", ConfigSpec(), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchProcessor, error) {
-		return NewProcessor(context.Background(), eng, conf, slog.New(&benthosHandler{l: res.Logger()}))
+		return NewProcessorWithMetrics(context.Background(), eng, conf, slog.New(&benthosHandler{l: res.Logger()}), res.Metrics())
 	})
 }
 
@@ -336,10 +336,17 @@ func parseKeyed(eng *Engine, conf *service.ParsedConfig) (*keyedStep, error) {
 // module, a wrong ABI version or a config the plugin rejects fails the
 // pipeline at build time rather than on the first batch.
 func NewProcessor(ctx context.Context, eng *Engine, conf *service.ParsedConfig, logger *slog.Logger) (*Processor, error) {
+	return NewProcessorWithMetrics(ctx, eng, conf, logger, nil)
+}
+
+// NewProcessorWithMetrics is NewProcessor with the pipeline's metrics, which
+// receive the plugin's own metrics (the metric import, ABI.md §8.10).
+func NewProcessorWithMetrics(ctx context.Context, eng *Engine, conf *service.ParsedConfig, logger *slog.Logger, metrics *service.Metrics) (*Processor, error) {
 	s, err := ParseSettings(eng, conf)
 	if err != nil {
 		return nil, err
 	}
+	s.Instance.metrics = newPluginMetrics(metrics)
 	mod, err := eng.Load(ctx, s.Name, s.Bin, s.Load)
 	if err != nil {
 		return nil, err

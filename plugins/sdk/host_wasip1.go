@@ -77,3 +77,10 @@ func hostStateGet(ns, key string, buf []byte) int64 {
 func hostStateScan(ns, prefix, after string, limit int, buf []byte) int64 {
 	return stateScanImport(strPtr(ns), uint32(len(ns)), strPtr(prefix), uint32(len(prefix)), strPtr(after), uint32(len(after)), uint32(limit), unsafe.Pointer(unsafe.SliceData(buf)), uint32(len(buf)))
 }
+
+//go:wasmimport sluice_v1 metric
+func metricImport(kind uint32, namePtr unsafe.Pointer, nameLen uint32, labelsPtr unsafe.Pointer, labelsLen uint32, value int64)
+
+func hostMetric(kind uint32, name string, labels []byte, v int64) {
+	metricImport(kind, strPtr(name), uint32(len(name)), unsafe.Pointer(unsafe.SliceData(labels)), uint32(len(labels)), v)
+}

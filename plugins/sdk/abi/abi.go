@@ -28,6 +28,7 @@ const (
 	ImportLog       = "log"
 	ImportStateGet  = "state_get"
 	ImportStateScan = "state_scan"
+	ImportMetric    = "metric"
 )
 
 // Results of the state_get and state_scan imports below zero.
