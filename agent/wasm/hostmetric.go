@@ -159,4 +159,3 @@ func decodeLabels(b []byte) ([]string, bool) {
 	}
 	return out, r.Err() == nil
 }
-
