@@ -146,14 +146,19 @@ input:
   generate:
     interval: 20ms
     mapping: |
-      root = {"user_id": 7, "event_type": if counter() % 2 == 0 { "purchase" } else { "click" },
+      let n = counter()
+      root = {"user_id": if $n % 5 == 0 { "x" } else { 7 }, "event_type": if $n % 2 == 0 { "purchase" } else { "click" },
               "event_data": {"amount": 10}, "timestamp": now()}
 pipeline:
   processors:
-    - wasm:
-        builtin: features
-        key: user_id
-        state: { namespace: user_features }
+    - try:
+        - wasm:
+            builtin: validate
+            config_file: builtin:suites/user_events.yaml
+        - wasm:
+            builtin: features
+            key: user_id
+            state: { namespace: user_features }
 output:
   drop: {}
 `)
@@ -191,8 +196,40 @@ output:
 			if total, _ := entry.Value["total_value"].(float64); total != purchases*10 || purchases < 1 {
 				t.Errorf("user 7's features: %d events, %v purchases, total_value %v; want 10 per purchase", int(n), purchases, total)
 			}
+			checkQualityMetrics(t, addr, token)
 			return
 		}
 	}
 	t.Fatalf("no features for user 7 with 4 events; last lookup: %s\nstderr:\n%s", body, stderr)
+}
+
+// checkQualityMetrics reads the validate plugin's data-quality counters
+// from /metrics: one event in five has a bad user_id, so some rows are
+// invalid and the valid ones are fewer than all.
+func checkQualityMetrics(t *testing.T, addr, token string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	value := func(name string) float64 {
+		m := regexp.MustCompile(`(?m)^` + name + `\{[^}]*suite="user_events"[^}]*\} (\S+)$`).FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("/metrics has no %s for suite user_events:\n%s", name, b)
+		}
+		v, _ := strconv.ParseFloat(string(m[1]), 64)
+		return v
+	}
+	rows, valid := value("sluice_quality_rows_total"), value("sluice_quality_rows_valid_total")
+	run, passed := value("sluice_quality_expectations_total"), value("sluice_quality_expectations_passed_total")
+	if rows < 4 || valid >= rows || valid < 1 || run < 1 || passed > run {
+		t.Errorf("quality counters: rows %v valid %v, expectations %v passed %v; want some rows invalid", rows, valid, run, passed)
+	}
+	if !strings.Contains(string(b), `pipeline="features"`) {
+		t.Errorf("quality counters are not labelled with the pipeline")
+	}
 }

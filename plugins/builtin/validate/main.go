@@ -60,11 +60,16 @@ func configure(c sdk.Config) error {
 		sdk.Log(sdk.LevelInfo, suite.KeyRule())
 	}
 	validator = suite.NewValidator()
+	validator.Begin()
 	return nil
 }
 
 func handle(b *sdk.Batch) error {
 	readRows(b)
+	if suite.Windowed() {
+		handleWindowed(b)
+		return nil
+	}
 	validator.Begin()
 	// Every expectation over the whole batch first, then each record in
 	// order: uniqueness needs its key's state as the records before it
@@ -72,37 +77,19 @@ func handle(b *sdk.Batch) error {
 	validator.Evaluate(rows)
 	lastKept, lastFailed := -1, -1
 	for i := range rows {
-		if suite.Stateful() {
-			rows[i].Key, rows[i].State, rows[i].Replayed = memory.Key(b, i), memory.Get(b, i), b.Replayed(i)
-		}
-		out := validator.Finish(i, &rows[i])
-		if out.SetState {
-			memory.Set(b, i, out.State)
-		}
-		if out.Valid {
-			b.SetMeta(i, "sluice_valid", "true")
-		} else {
-			b.SetMeta(i, "sluice_valid", "false")
-		}
-		if out.Violations > 0 {
-			text = validator.AppendViolations(text[:0])
-			b.SetMeta(i, "sluice_validation", string(text))
-		}
-		switch out.Action {
+		switch finish(b, i, i) {
 		case expect.Keep:
 			lastKept = i
 		case expect.Fail:
-			text = validator.AppendReason(text[:0])
-			b.Fail(i, string(text))
 			lastFailed = i
-		case expect.Drop:
-			b.Drop(i)
 		}
 	}
+	r := validator.Report()
+	emit(r)
 	if suite.Reports() {
 		// The report rides on the last record that goes on normally, or
 		// else on the last failed one (which keeps its metadata too).
-		text = validator.Report().AppendJSON(text[:0])
+		text = r.AppendJSON(text[:0])
 		carrier := lastKept
 		if carrier < 0 {
 			carrier = lastFailed
@@ -114,6 +101,83 @@ func handle(b *sdk.Batch) error {
 		}
 	}
 	return nil
+}
+
+// pending is a closed window's report still looking for a record to ride
+// on: the window's closing record was dropped, so it goes on the next one
+// that is not, in this batch or a later one.
+var pending string
+
+// handleWindowed runs the batch window by window: the rows of the current
+// window are evaluated together, and when the window closes its report
+// goes on the record that closed it (a time window: the first record of
+// the next one; a count window: its last record), or the first record
+// after that which is not dropped.
+func handleWindowed(b *sdk.Batch) {
+	for start := 0; start < len(rows); {
+		n, closes := validator.WindowSegment(rows[start:])
+		validator.Evaluate(rows[start : start+n])
+		last := expect.Drop
+		for j := 0; j < n; j++ {
+			i := start + j
+			last = finish(b, i, j)
+			if pending != "" && last != expect.Drop {
+				b.SetMeta(i, "sluice_quality_report", pending)
+				pending = ""
+			}
+		}
+		start += n
+		if !closes {
+			continue
+		}
+		r := validator.Report()
+		emit(r)
+		text = r.AppendJSON(text[:0])
+		report := string(text)
+		validator.Begin()
+		if suite.Window.Count > 0 && n > 0 && last != expect.Drop {
+			b.SetMeta(start-1, "sluice_quality_report", report)
+			continue
+		}
+		if pending != "" {
+			// Two windows closed with no record to carry the first.
+			sdk.Log(sdk.LevelWarn, "no record left to carry a window's quality report: "+pending)
+		}
+		pending = report
+	}
+}
+
+// finish completes record i, row j of the last Evaluate: its state,
+// metadata and outcome.
+func finish(b *sdk.Batch, i, j int) expect.Action {
+	if suite.Stateful() {
+		rows[i].Key, rows[i].State, rows[i].Replayed = memory.Key(b, i), memory.Get(b, i), b.Replayed(i)
+	}
+	out := validator.Finish(j, &rows[i])
+	if out.SetState {
+		memory.Set(b, i, out.State)
+	}
+	if out.Valid {
+		b.SetMeta(i, "sluice_valid", "true")
+	} else {
+		b.SetMeta(i, "sluice_valid", "false")
+	}
+	if out.Violations > 0 {
+		text = validator.AppendViolations(text[:0])
+		b.SetMeta(i, "sluice_validation", string(text))
+	}
+	switch out.Action {
+	case expect.Fail:
+		text = validator.AppendReason(text[:0])
+		b.Fail(i, string(text))
+	case expect.Drop:
+		b.Drop(i)
+	}
+	return out.Action
+}
+
+func emit(r *expect.Report) {
+	emitMetrics(r.Suite, r.Rows, r.ValidRows, r.Statistics.Evaluated, r.Statistics.Successful)
 }
 
 // readRows points one Row per record at its values: the host's buffers are

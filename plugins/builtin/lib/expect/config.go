@@ -66,6 +66,12 @@ type Suite struct {
 	unique    []*expectation
 	timeCol   int // index in columns of Horizon.TimeColumn, -1 if none
 	anyMostly bool
+
+	// Window is the suite's tumbling window (window:), zero when unset.
+	Window    Window
+	winCol    int            // index in columns of Window.TimeColumn, -1 if none
+	aggs      []*expectation // window-level expectations
+	reportSet bool           // report: written in the config
 }
 
 // Columns lists the record fields the suite reads, in the order a Row's
@@ -80,9 +86,16 @@ func (s *Suite) NeedsKeys() bool { return s.needsKeys }
 // need per-key state (Row.Key, Row.State) and a keyed step.
 func (s *Suite) Stateful() bool { return len(s.unique) > 0 }
 
+// Windowed reports whether the suite has a window: its report is built per
+// window (see Validator.WindowSegment) rather than per batch.
+func (s *Suite) Windowed() bool { return s.Window.Count > 0 || s.Window.Duration > 0 }
+
 // Reports reports whether a GX result is built for every batch: when
 // `report: batch` is set, or (by default) when an expectation has `mostly`.
 func (s *Suite) Reports() bool {
+	if s.Windowed() {
+		return false // a report per window instead
+	}
 	return s.report == reportBatch || (s.report == reportAuto && s.anyMostly)
 }
 
@@ -123,9 +136,9 @@ func Parse(raw []byte) (*Suite, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Suite{Name: "suite", colIndex: map[string]int{}, timeCol: -1}
+	s := &Suite{Name: "suite", colIndex: map[string]int{}, timeCol: -1, winCol: -1}
 	var exps json.RawMessage
-	var horizon *field
+	var horizon, window *field
 	for i := range top {
 		f := &top[i]
 		switch f.key {
@@ -151,6 +164,7 @@ func Parse(raw []byte) (*Suite, error) {
 			if err != nil {
 				return nil, err
 			}
+			s.reportSet = name != "auto"
 			switch name {
 			case "auto":
 				s.report = reportAuto
@@ -163,10 +177,12 @@ func Parse(raw []byte) (*Suite, error) {
 			}
 		case "horizon":
 			horizon = f
+		case "window":
+			window = f
 		case "expectations":
 			exps = f.raw
 		default:
-			return nil, fmt.Errorf("%s: unknown key (want suite, on_failure, report, horizon or expectations)", f.key)
+			return nil, fmt.Errorf("%s: unknown key (want suite, on_failure, report, horizon, window or expectations)", f.key)
 		}
 	}
 	if exps == nil {
@@ -197,8 +213,14 @@ func Parse(raw []byte) (*Suite, error) {
 			}
 			s.unique = append(s.unique, e)
 		}
+		if e.agg {
+			s.aggs = append(s.aggs, e)
+		}
 	}
 	if err := s.parseHorizon(horizon); err != nil {
+		return nil, err
+	}
+	if err := s.parseWindow(window); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -362,7 +384,7 @@ func (s *Suite) parseExpectation(path string, raw json.RawMessage) (*expectation
 			b.args[f.key] = f.raw
 		}
 	}
-	e := &expectation{name: name, op: sp.op, mostly: 1, col: -1, ignoresMissing: sp.mapExp && sp.op != opNotNull && sp.op != opNull}
+	e := &expectation{name: name, path: kwPath, op: sp.op, mostly: 1, col: -1, ignoresMissing: sp.mapExp && sp.op != opNotNull && sp.op != opNull}
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, kwargs); err == nil {
 		e.kwargs = compact.Bytes()

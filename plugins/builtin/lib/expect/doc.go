@@ -24,5 +24,9 @@
 // columns) hold per record, since each record is a row that names its own
 // keys. Uniqueness needs memory across records: it is checked against a
 // bounded per-key set of hashes that the caller keeps as the step's keyed
-// state (Row.State in, Outcome.State out).
+// state (Row.State in, Outcome.State out). Aggregates (GX's column
+// aggregate expectations and the table row count) are judged over tumbling
+// windows (Suite.Window, Validator.WindowSegment), whose state stays in the
+// Validator: a windowed suite gets one report per window instead of per
+// batch.
 package expect

@@ -33,12 +33,23 @@ const (
 	opJSON
 	opUnique
 	opCompoundUnique
+	// window-level (aggregate) expectations: judged over a window, never
+	// on a record
+	opRowCount
+	opMean
+	opMin
+	opMax
+	opStdev
+	opUniqueProportion
+	opNonNullProportion
 )
 
 // expectation is one compiled expectation of a suite.
 type expectation struct {
 	index  int    // position in the suite
 	name   string // GX expectation type
+	path   string // where its arguments are in the config, for errors
+	agg    bool   // window-level: an aggregate over the window's rows
 	kwargs []byte // the arguments as written, compact JSON, for reports
 	op     op
 	// jsonHead opens the expectation's entry in sluice_validation:
@@ -315,6 +326,9 @@ func init() {
 			}
 			return nil
 		}},
+	}
+	for name, sp := range aggSpecs {
+		specs[name] = sp
 	}
 }
 

@@ -3,6 +3,7 @@ package expect
 import (
 	"math"
 	"strconv"
+	"time"
 )
 
 // Report is a batch's validation result in the shape of Great
@@ -19,6 +20,11 @@ type Report struct {
 	// 100.
 	Rows, ValidRows  int
 	DataQualityScore float64
+	// Window places the report of a windowed suite (nil per batch), and
+	// ExpectationsScore is then also given: expectations passed / run ×
+	// 100, the same number as Statistics.SuccessPercent.
+	Window            *WindowInfo
+	ExpectationsScore float64
 }
 
 // Statistics are GX's suite-level counts.
@@ -45,6 +51,15 @@ type Result struct {
 	// ObservedValue is the observed column list (JSON) of a table
 	// expectation: from its first unexpected record, else the first.
 	ObservedValue []byte
+
+	// Aggregate marks a window-level expectation, whose result is only
+	// Observed (GX's observed_value; NaN where GX has None, when there
+	// was nothing to aggregate, which fails it). DistinctCapped says a
+	// proportion of unique values stopped counting new values at 100000
+	// distinct ones, so Observed is a lower bound.
+	Aggregate      bool
+	Observed       float64
+	DistinctCapped bool
 }
 
 // Unexpected is an example of an unexpected value: its JSON and the index
@@ -67,9 +82,27 @@ func (v *Validator) Report() *Report {
 	}
 	r.Results = r.Results[:len(v.s.exps)]
 	r.Statistics = Statistics{Evaluated: len(v.s.exps)}
+	r.Window = nil
+	if v.s.Windowed() {
+		r.Window = v.windowInfo()
+	}
 	for i, e := range v.s.exps {
 		st := &v.stats[i]
 		res := &r.Results[i]
+		if e.agg {
+			obs := v.observed(e)
+			*res = Result{ExpectationType: e.name, Kwargs: e.kwargs, Mostly: 1, Aggregate: true, Observed: obs,
+				Success: !math.IsNaN(obs) && e.inBounds(obs), PartialUnexpected: res.PartialUnexpected[:0]}
+			if e.op == opUniqueProportion {
+				res.DistinctCapped = v.aggs[i].capped
+			}
+			if res.Success {
+				r.Statistics.Successful++
+			} else {
+				r.Statistics.Unsuccessful++
+			}
+			continue
+		}
 		applicable := st.elements - st.missing
 		*res = Result{
 			ExpectationType:        e.name,
@@ -100,6 +133,7 @@ func (v *Validator) Report() *Report {
 	}
 	r.Success = r.Statistics.Unsuccessful == 0
 	r.Statistics.SuccessPercent = percent(r.Statistics.Successful, r.Statistics.Evaluated)
+	r.ExpectationsScore = r.Statistics.SuccessPercent
 	return r
 }
 
@@ -115,6 +149,23 @@ func percent(n, of int) float64 {
 func (r *Report) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"suite":`...)
 	dst = appendJSONStr(dst, r.Suite)
+	if w := r.Window; w != nil {
+		dst = append(dst, `,"window":{`...)
+		if w.HasTime {
+			dst = append(dst, `"start":"`...)
+			dst = w.Start.AppendFormat(dst, time.RFC3339Nano)
+			dst = append(dst, `","end":"`...)
+			dst = w.End.AppendFormat(dst, time.RFC3339Nano)
+			dst = append(dst, `",`...)
+		}
+		dst = append(dst, `"first_row":`...)
+		dst = strconv.AppendInt(dst, w.FirstRow, 10)
+		dst = append(dst, `,"last_row":`...)
+		dst = strconv.AppendInt(dst, w.LastRow, 10)
+		dst = append(dst, `,"rows":`...)
+		dst = strconv.AppendInt(dst, int64(w.Rows), 10)
+		dst = append(dst, '}')
+	}
 	dst = append(dst, `,"success":`...)
 	dst = strconv.AppendBool(dst, r.Success)
 	dst = append(dst, `,"statistics":{"evaluated_expectations":`...)
@@ -141,6 +192,18 @@ func (r *Report) AppendJSON(dst []byte) []byte {
 		}
 		dst = append(dst, `},"success":`...)
 		dst = strconv.AppendBool(dst, res.Success)
+		if res.Aggregate {
+			// GX's column aggregate results hold the observed value only.
+			dst = append(dst, `,"result":{"observed_value":`...)
+			dst = appendPercent(dst, res.Observed)
+			if res.DistinctCapped {
+				dst = append(dst, `,"details":{"distinct_values_capped_at":`...)
+				dst = strconv.AppendInt(dst, maxDistinct, 10)
+				dst = append(dst, '}')
+			}
+			dst = append(dst, "}}"...)
+			continue
+		}
 		dst = append(dst, `,"result":{"element_count":`...)
 		dst = strconv.AppendInt(dst, int64(res.ElementCount), 10)
 		dst = append(dst, `,"missing_count":`...)
@@ -182,6 +245,10 @@ func (r *Report) AppendJSON(dst []byte) []byte {
 	dst = strconv.AppendInt(dst, int64(r.ValidRows), 10)
 	dst = append(dst, `,"data_quality_score":`...)
 	dst = appendPercent(dst, r.DataQualityScore)
+	if r.Window != nil {
+		dst = append(dst, `,"expectations_score":`...)
+		dst = appendPercent(dst, r.ExpectationsScore)
+	}
 	return append(dst, '}')
 }
 

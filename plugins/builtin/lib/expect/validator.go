@@ -100,6 +100,14 @@ type Validator struct {
 	one    [1]Row
 
 	report Report
+
+	// windows (window-level expectations and Suite.Window)
+	aggs    []agg // per expectation; used by the window-level ones
+	seq     int64 // rows evaluated since the validator was made
+	first   int64 // seq of the first row since Begin
+	started bool  // a time window: the current window has a time
+	window  int64 // a time window: the current window's number, floor(t / duration)
+	winInfo WindowInfo
 }
 
 type failure struct {
@@ -121,6 +129,9 @@ type stats struct {
 // NewValidator returns a Validator for the suite, ready for a batch.
 func (s *Suite) NewValidator() *Validator {
 	v := &Validator{s: s, stats: make([]stats, len(s.exps)), words: (len(s.exps) + 63) / 64}
+	if len(s.aggs) > 0 {
+		v.aggs = make([]agg, len(s.exps))
+	}
 	for i := range v.stats {
 		v.stats[i].partial = make([]span, 0, partialMax)
 	}
@@ -136,6 +147,10 @@ func (v *Validator) Begin() {
 	}
 	v.rows, v.valid = 0, 0
 	v.arena = v.arena[:0]
+	for _, e := range v.s.aggs {
+		v.aggs[e.index].reset()
+	}
+	v.first, v.started = v.seq, false
 }
 
 // Rows is the number of rows evaluated since Begin.
@@ -155,6 +170,7 @@ func (v *Validator) Check(row *Row) Outcome {
 func (v *Validator) Evaluate(rows []Row) {
 	v.base = v.rows
 	v.rows += len(rows)
+	v.seq += int64(len(rows))
 	n := len(rows) * v.words
 	if cap(v.masks) < n {
 		v.masks = make([]uint64, n)
@@ -164,6 +180,10 @@ func (v *Validator) Evaluate(rows []Row) {
 	for _, e := range v.s.exps {
 		if e.op == opUnique || e.op == opCompoundUnique {
 			continue // Finish checks these, row by row
+		}
+		if e.agg {
+			v.aggregate(e, rows) // judged over the window, never on a row
+			continue
 		}
 		st := &v.stats[e.index]
 		st.elements += len(rows)
