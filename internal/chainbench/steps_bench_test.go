@@ -20,6 +20,7 @@ func BenchmarkChainSteps(b *testing.B) {
 		b.StopTimer()
 		st := openState(b, false)
 		procs, closeChain := newWasmChain(b, steps, st)
+		warmUp(b, procs)
 		b.StartTimer()
 		for start := 0; start < len(bodies); start += batchSize {
 			batch := wasmBatch(bodies, start, min(start+batchSize, len(bodies)))
