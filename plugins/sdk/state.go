@@ -35,7 +35,9 @@ type keyed struct {
 	keys     abi.Column
 	cur      [][]byte // current state per key; nil = none
 	act      []byte   // per key: abi.StateUnchanged, StateSet, StateDelete
-	arena    []byte
+	arena    []byte   // the chunk Set copies into
+	chunks   [][]byte // every chunk, reused batch after batch
+	chunk    int      // index of arena in chunks
 	badKey   bool
 }
 
@@ -63,7 +65,14 @@ func (b *Batch) readState(r *abi.Reader, rows int) {
 	}
 	k.cur = resizeStrs(k.cur, k.nkeys)
 	k.act = resize(k.act, k.nkeys)
-	k.arena = k.arena[:0]
+	// Last batch's states were copied into its response: their chunks are
+	// free again. Reusing them, rather than dropping all but the last,
+	// keeps a steady stream from making garbage for the guest's collector,
+	// which in a wasip1 reactor is slow and only runs during calls.
+	k.chunk = 0
+	if len(k.chunks) > 0 {
+		k.arena = k.chunks[0][:0]
+	}
 	for j := 0; j < k.nkeys; j++ {
 		if state.Valid[j] != 0 {
 			k.cur[j], _ = state.Str(j)
@@ -107,14 +116,32 @@ func (State) Set(b *Batch, i int, v []byte) {
 	}
 	k := &b.keyed
 	if cap(k.arena)-len(k.arena) < len(v) {
-		// A fresh chunk: earlier states keep pointing into the old one.
-		k.arena = make([]byte, 0, max(64<<10, len(v)))
+		// The next chunk: earlier states keep pointing into this one.
+		k.nextChunk(len(v))
 	}
 	start := len(k.arena)
 	k.arena = append(k.arena, v...)
 	j := b.key(i)
 	k.cur[j] = k.arena[start:len(k.arena):len(k.arena)]
 	k.act[j] = abi.StateSet
+}
+
+// nextChunk makes arena an empty chunk of at least n bytes: the next
+// reusable one, or a new one.
+func (k *keyed) nextChunk(n int) {
+	if len(k.chunks) > 0 {
+		k.chunk++
+	}
+	for k.chunk < len(k.chunks) && cap(k.chunks[k.chunk]) < n {
+		k.chunk++ // too small for this value: skip it for this batch
+	}
+	if k.chunk < len(k.chunks) {
+		k.arena = k.chunks[k.chunk][:0]
+		return
+	}
+	k.arena = make([]byte, 0, max(64<<10, n))
+	k.chunks = append(k.chunks, k.arena)
+	k.chunk = len(k.chunks) - 1
 }
 
 // Delete forgets row i's key. Ignored for replayed rows.

@@ -150,3 +150,50 @@ func TestStateView(t *testing.T) {
 		}
 	}
 }
+
+// TestStateChunksReused: the memory Set copies states into is reused batch
+// after batch (no garbage for the guest's slow collector), and reusing it
+// never leaks one batch's state into another's response.
+func TestStateChunksReused(t *testing.T) {
+	fresh(t)
+	st := UseState()
+	HandleBatch(func(b *Batch) error {
+		for i := 0; i < b.Len(); i++ {
+			// 20 KiB per key: several chunks per batch.
+			v := make([]byte, 20<<10)
+			for j := range v {
+				v[j] = byte(len(st.Key(b, i))) + byte(i)
+			}
+			st.Set(b, i, v)
+		}
+		return nil
+	})
+	descriptorOf(t, Init(nil))
+	keys := []string{"a", "bb", "ccc", "dddd", "eeeee", "ffffff", "ggggggg", "hhhhhhhh"}
+	for round := 0; round < 5; round++ {
+		rows := make([]uint32, len(keys))
+		for i := range rows {
+			rows[i] = uint32(i)
+		}
+		req := statefulRequest(rows, make([]bool, len(keys)), keys, make([][]byte, len(keys)))
+		r := okReader(t, Process(req))
+		n := int(r.U32())
+		r.Raw(n)
+		r.Align8()
+		if k := int(r.U32()); k != len(keys) {
+			t.Fatalf("round %d: state for %d keys", round, k)
+		}
+		r.U32()
+		col := abi.ReadColumn(r, abi.TypeString, len(keys))
+		for j := range keys {
+			v, _ := col.Str(j)
+			want := byte(len(keys[j])) + byte(j)
+			if len(v) != 20<<10 || v[0] != want || v[len(v)-1] != want {
+				t.Fatalf("round %d key %s: %d bytes starting %d, want 20 KiB of %d", round, keys[j], len(v), v[0], want)
+			}
+		}
+	}
+	if n := len(batch.keyed.chunks); n > 3 {
+		t.Errorf("%d chunks after 5 batches of 160 KiB of state: not reused", n)
+	}
+}
