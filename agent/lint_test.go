@@ -425,3 +425,34 @@ func TestLintSources(t *testing.T) {
 		}
 	})
 }
+
+// TestLintSuiteFile: a GX suite with an unknown expectation or a bad
+// argument fails lint at its line in the suite file, through the builtin
+// validate plugin.
+func TestLintSuiteFile(t *testing.T) {
+	a := newTestAgent(t)
+	dir := t.TempDir()
+	suite := `suite: users
+expectations:
+  - expect_column_values_to_not_be_null: {column: user_id}
+  - expect_colum_to_exist: {column: user_id}
+`
+	for _, tc := range []struct{ name, suite, marker, msg string }{
+		{"unknown expectation", suite, "expect_colum_to_exist", `unknown expectation "expect_colum_to_exist"`},
+		{"bad argument", "suite: users\nexpectations:\n  - expect_column_values_to_be_between:\n      column: page_views\n      min_value: ten\n", "min_value: ten", "min_value"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			suitePath := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")
+			writeFile(t, suitePath, tc.suite)
+			src := filepath.Join(dir, "pipeline.yaml")
+			writeFile(t, src, fmt.Sprintf("input:\n  generate: {count: 1, mapping: 'root = {}'}\npipeline:\n  processors:\n    - wasm:\n        builtin: validate\n        config_file: %q\noutput:\n  drop: {}\n", suitePath))
+			probs := a.Lint(t.Context(), []string{src})
+			line := lineOf(t, tc.suite, tc.marker)
+			if !slices.ContainsFunc(probs, func(p Problem) bool {
+				return p.Source == suitePath && p.Line == line && strings.Contains(p.Msg, tc.msg)
+			}) {
+				t.Errorf("want a problem at %s:%d containing %q; got%s", filepath.Base(suitePath), line, tc.msg, formatProblems(probs))
+			}
+		})
+	}
+}
