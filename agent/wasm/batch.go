@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/jsonfield"
+
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 
@@ -196,7 +198,7 @@ func (i *Instance) processColumns(ctx context.Context, batch service.MessageBatc
 func (s *scratch) appendRow(fields []abi.Field, doc []byte) error {
 	for c, f := range fields {
 		if f.Type == abi.TypeValue {
-			kind, text, ok := valueOf(doc, f.Name)
+			kind, text, ok := jsonfield.Value(doc, f.Name)
 			if f.Required && kind <= abi.KindNull {
 				s.truncate(fields, c)
 				return fmt.Errorf("required field %q is missing", f.Name)
@@ -208,7 +210,7 @@ func (s *scratch) appendRow(fields []abi.Field, doc []byte) error {
 			s.appendValue(c, f.Type, true, uint64(kind), text)
 			continue
 		}
-		res := getPath(doc, f.Name)
+		res := jsonfield.Get(doc, f.Name)
 		if !res.Exists() || res.Type == gjson.Null {
 			if f.Required {
 				s.truncate(fields, c)
@@ -217,7 +219,7 @@ func (s *scratch) appendRow(fields []abi.Field, doc []byte) error {
 			s.appendValue(c, f.Type, false, 0, nil)
 			continue
 		}
-		u, str, err := convert(f.Type, res)
+		u, str, err := jsonfield.Convert(f.Type, res)
 		if err != nil {
 			s.truncate(fields, c)
 			return fmt.Errorf("field %q: %w", f.Name, err)
@@ -260,133 +262,6 @@ func (s *scratch) truncate(fields []abi.Field, n int) {
 			cs.strs = cs.strs[:len(cs.strs)-1]
 		}
 	}
-}
-
-// valueOf reads a value-typed field: its kind and text (§8.5 of ABI.md).
-// Strings are unescaped; numbers, objects and arrays keep their JSON text,
-// which is checked, since the plugin is promised JSON it need not validate.
-func valueOf(doc []byte, path string) (abi.Kind, []byte, bool) {
-	var res gjson.Result
-	if path == abi.BodyPath {
-		if !gjson.ValidBytes(doc) {
-			return abi.KindAbsent, nil, false
-		}
-		res = gjson.ParseBytes(doc)
-	} else {
-		res = getPath(doc, path)
-	}
-	switch res.Type {
-	case gjson.Null:
-		if !res.Exists() {
-			return abi.KindAbsent, nil, true
-		}
-		if res.Raw != "null" {
-			return abi.KindAbsent, nil, false
-		}
-		return abi.KindNull, nil, true
-	case gjson.False:
-		return abi.KindFalse, nil, true
-	case gjson.True:
-		return abi.KindTrue, nil, true
-	case gjson.Number:
-		return abi.KindNumber, []byte(res.Raw), true
-	case gjson.String:
-		return abi.KindString, []byte(res.Str), true
-	}
-	if path != abi.BodyPath && !gjson.Valid(res.Raw) {
-		return abi.KindAbsent, nil, false
-	}
-	if res.IsArray() {
-		return abi.KindArray, []byte(res.Raw), true
-	}
-	return abi.KindObject, []byte(res.Raw), true
-}
-
-// convert checks a JSON value against a declared type. Types are strict:
-// a string where a number was declared is the sender's bug, and failing the
-// message says so instead of guessing.
-func convert(t abi.Type, res gjson.Result) (uint64, []byte, error) {
-	switch t {
-	case abi.TypeInt:
-		if res.Type == gjson.Number {
-			if v, err := strconv.ParseInt(res.Raw, 10, 64); err == nil {
-				return uint64(v), nil, nil
-			}
-			if v := res.Num; v == math.Trunc(v) && math.Abs(v) < 1<<63 {
-				return uint64(int64(v)), nil, nil
-			}
-		}
-		return 0, nil, wantGot("int", res)
-	case abi.TypeFloat:
-		if res.Type == gjson.Number {
-			return math.Float64bits(res.Num), nil, nil
-		}
-		return 0, nil, wantGot("number", res)
-	case abi.TypeBool:
-		switch res.Type {
-		case gjson.True:
-			return 1, nil, nil
-		case gjson.False:
-			return 0, nil, nil
-		}
-		return 0, nil, wantGot("bool", res)
-	case abi.TypeString:
-		if res.Type == gjson.String {
-			return 0, []byte(res.Str), nil
-		}
-		return 0, nil, wantGot("string", res)
-	case abi.TypeTime:
-		switch res.Type {
-		case gjson.String:
-			ts, err := parseTime(res.Str)
-			if err != nil {
-				return 0, nil, fmt.Errorf("want time (RFC 3339), got %s: %w", res.Raw, err)
-			}
-			return timeNanos(ts, res)
-		case gjson.Number:
-			sec, frac := math.Modf(res.Num)
-			if math.Abs(sec) > 1e11 { // far outside int64 nanoseconds; int64(sec) could overflow
-				return 0, nil, wantGot("time within 1677-09-21..2262-04-11", res)
-			}
-			return timeNanos(time.Unix(int64(sec), int64(frac*1e9)), res)
-		}
-		return 0, nil, wantGot("time (RFC 3339 string or epoch seconds)", res)
-	}
-	return 0, nil, fmt.Errorf("unsupported type %s", t)
-}
-
-// The instants a time column can carry: int64 nanoseconds since the epoch.
-var minTime, maxTime = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
-
-// timeNanos refuses instants outside the int64-nanosecond range, for which
-// UnixNano is undefined (it wraps silently: year 9999 would become 1816).
-func timeNanos(ts time.Time, res gjson.Result) (uint64, []byte, error) {
-	if ts.Before(minTime) || ts.After(maxTime) {
-		return 0, nil, wantGot("time within 1677-09-21..2262-04-11", res)
-	}
-	return uint64(ts.UnixNano()), nil, nil
-}
-
-func wantGot(want string, res gjson.Result) error {
-	raw := res.Raw
-	if len(raw) > 64 {
-		raw = raw[:61] + "..."
-	}
-	return fmt.Errorf("want %s, got %s", want, raw)
-}
-
-// parseTime accepts RFC 3339 and, since Python's isoformat() omits the zone
-// for naive datetimes (as the seed's events do), the same without one,
-// read as UTC.
-func parseTime(s string) (time.Time, error) {
-	ts, err := time.Parse(time.RFC3339Nano, s)
-	if err == nil {
-		return ts, nil
-	}
-	if ts, err2 := time.Parse("2006-01-02T15:04:05.999999999", s); err2 == nil {
-		return ts, nil
-	}
-	return time.Time{}, err
 }
 
 func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *KeyedInput) (service.MessageBatch, error) {
@@ -509,7 +384,7 @@ func (i *Instance) merge(doc []byte, cols []abi.Column, row int) ([]byte, error)
 	cur, changed, flip := doc, false, 0
 	add := sc.add[:0]
 	for _, g := range i.plan.groups {
-		if g.root != nil && !getPath(cur, g.key).Exists() {
+		if g.root != nil && !jsonfield.Get(cur, g.key).Exists() {
 			mark := len(add)
 			if mark > 0 {
 				add = append(add, ',')
@@ -546,7 +421,7 @@ func (i *Instance) merge(doc []byte, cols []abi.Column, row int) ([]byte, error)
 	}
 	sc.add = add
 	if len(add) > 0 {
-		end, empty := rootEnd(cur)
+		end, empty := jsonfield.RootEnd(cur)
 		if end < 0 {
 			return nil, fmt.Errorf("output field %q: set %q: the message is not a JSON object", i.desc.Out[0].Name, i.desc.Out[0].Name)
 		}
@@ -582,7 +457,7 @@ func (rv *rowValues) appendValue(raw []byte, c int) ([]byte, error) {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return nil, fmt.Errorf("output field %q: %v cannot be written as JSON", f.Name, v)
 		}
-		raw = appendJSONFloat(raw, v)
+		raw = jsonfield.AppendFloat(raw, v)
 	case abi.TypeBool:
 		raw = strconv.AppendBool(raw, col.Fixed[row] != 0)
 	case abi.TypeTime:
@@ -603,19 +478,4 @@ func (rv *rowValues) appendValue(raw []byte, c int) ([]byte, error) {
 		raw = append(raw, q...)
 	}
 	return raw, nil
-}
-
-// appendJSONFloat formats v as encoding/json does, plain decimals between
-// 1e-6 and 1e21 and exponents outside, so a number written by a plugin reads
-// the same as one written by any Go service.
-func appendJSONFloat(dst []byte, v float64) []byte {
-	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
-		dst = strconv.AppendFloat(dst, v, 'e', -1, 64)
-		// encoding/json writes 1e-07, not 1e-7: keep two exponent digits.
-		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
-			dst = append(dst[:n-2], dst[n-1])
-		}
-		return dst
-	}
-	return strconv.AppendFloat(dst, v, 'f', -1, 64)
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/sluice-dev/sluice/internal/jsonfield"
+
 	"github.com/tidwall/gjson"
 )
 
@@ -29,18 +31,12 @@ func checkPath(path string) error {
 	return nil
 }
 
-// getPath reads a field without copying doc: gjson only reads the string,
-// and doc is not modified while the result is in use.
-func getPath(doc []byte, path string) gjson.Result {
-	return gjson.Get(unsafe.String(unsafe.SliceData(doc), len(doc)), path)
-}
-
 // setPath appends to dst the document doc with the value at path set to raw
 // (valid JSON), creating missing parent objects. It splices bytes instead of
 // re-encoding the document, so everything else in it, key order included,
 // is left as it was.
 func setPath(dst, doc []byte, path string, raw []byte) ([]byte, error) {
-	if res := getPath(doc, path); res.Exists() && res.Index > 0 {
+	if res := jsonfield.Get(doc, path); res.Exists() && res.Index > 0 {
 		dst = append(dst, doc[:res.Index]...)
 		dst = append(dst, raw...)
 		return append(dst, doc[res.Index+len(res.Raw):]...), nil
@@ -56,7 +52,7 @@ func setPath(dst, doc []byte, path string, raw []byte) ([]byte, error) {
 				return nil, fmt.Errorf("set %q: the message is not a JSON object", path)
 			}
 		} else {
-			parent = getPath(doc, strings.Join(segs[:k], "."))
+			parent = jsonfield.Get(doc, strings.Join(segs[:k], "."))
 			if !parent.Exists() {
 				continue
 			}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/sluice-dev/sluice/internal/jsonfield"
 )
 
 func TestSetPath(t *testing.T) {
@@ -73,7 +75,7 @@ func FuzzSetPath(f *testing.F) {
 		if !json.Valid(got) {
 			t.Fatalf("invalid JSON from %s set %s: %s", doc, path, got)
 		}
-		if r := getPath(got, path); r.Str != "SET" {
+		if r := jsonfield.Get(got, path); r.Str != "SET" {
 			t.Fatalf("%s set %s: read back %q from %s", doc, path, r.Raw, got)
 		}
 	})
@@ -82,7 +84,7 @@ func FuzzSetPath(f *testing.F) {
 func TestAppendJSONFloat(t *testing.T) {
 	for _, v := range []float64{0, 1, -1.5, 1e6, 123456789.25, 1e20, 1e21, 1.5e300, 1e-6, 1e-7, -2.5e-9, 0.1} {
 		want, _ := json.Marshal(v)
-		if got := appendJSONFloat(nil, v); string(got) != string(want) {
+		if got := jsonfield.AppendFloat(nil, v); string(got) != string(want) {
 			t.Errorf("%v: got %s, want %s (encoding/json)", v, got, want)
 		}
 	}

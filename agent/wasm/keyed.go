@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/jsonfield"
+
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
@@ -136,7 +138,7 @@ func (k keyReader) read(msg *service.Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := getPath(doc, k.path)
+	res := jsonfield.Get(doc, k.path)
 	if !res.Exists() || res.Type == 0 { // gjson.Null
 		return nil, fmt.Errorf("key field %q is missing", k.path)
 	}
@@ -176,8 +178,8 @@ func (k *keyedStep) prepare(batch service.MessageBatch, inflight *pending) (*Key
 				msg.SetError(err)
 				continue
 			}
-			res := getPath(doc, k.eventTime)
-			u, _, err := convert(abi.TypeTime, res)
+			res := jsonfield.Get(doc, k.eventTime)
+			u, _, err := jsonfield.Convert(abi.TypeTime, res)
 			if err != nil || !res.Exists() {
 				msg.SetError(fmt.Errorf("event_time field %q: %v", k.eventTime, errOr(err, "missing")))
 				continue

@@ -118,27 +118,3 @@ func appendKey(dst []byte, name string) []byte {
 	dst = append(dst, name...)
 	return append(dst, '"', ':')
 }
-
-// rootEnd returns the index of the closing brace of doc's top-level
-// object and whether the object is empty, or -1 if doc is not an object.
-// doc has been through gjson lookups already; only its outer braces are
-// checked here.
-func rootEnd(doc []byte) (int, bool) {
-	start, end := 0, len(doc)-1
-	for start < len(doc) && isSpace(doc[start]) {
-		start++
-	}
-	for end > start && isSpace(doc[end]) {
-		end--
-	}
-	if start >= end || doc[start] != '{' || doc[end] != '}' {
-		return -1, false
-	}
-	inner := start + 1
-	for inner < end && isSpace(doc[inner]) {
-		inner++
-	}
-	return end, inner == end
-}
-
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

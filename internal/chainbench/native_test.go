@@ -16,11 +16,13 @@ import (
 	"github.com/tidwall/gjson"
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/pipelines"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/expect"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/features"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/model"
 	"github.com/sluice-dev/sluice/plugins/sdk"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 	"github.com/sluice-dev/sluice/state"
 )
 
@@ -481,16 +483,16 @@ func (c *nativeChain) validate() {
 		r.Values = c.values[len(c.vrows)*cols : (len(c.vrows)+1)*cols]
 		ok := true
 		for j, col := range c.columns {
-			kind, text, valid := valueOf(e.doc, col)
+			kind, text, valid := jsonfield.Value(e.doc, col)
 			if !valid {
 				c.fail(k, fmt.Sprintf("builtin:validate: field %q: not valid JSON", col))
 				ok = false
 				break
 			}
-			r.Values[j] = expect.Value{Kind: kind, Text: text}
+			r.Values[j] = expect.Value{Kind: expect.Kind(kind), Text: text}
 		}
 		if ok && c.suite.NeedsKeys() {
-			_, raw, valid := valueOf(e.doc, ".")
+			_, raw, valid := jsonfield.Value(e.doc, ".")
 			if !valid {
 				c.fail(k, `builtin:validate: field ".": not valid JSON`)
 				continue
@@ -548,7 +550,7 @@ func (c *nativeChain) features(b *testing.B, first int) {
 		if e.status != evLive {
 			continue
 		}
-		res := getPath(e.doc, c.keyPath)
+		res := jsonfield.Get(e.doc, c.keyPath)
 		if !res.Exists() || res.Type == gjson.Null {
 			c.fail(k, fmt.Sprintf("key field %q is missing", c.keyPath))
 			continue
@@ -559,13 +561,13 @@ func (c *nativeChain) features(b *testing.B, first int) {
 		}
 		key := res.String() // aliases the event, which outlives the batch
 		if c.eventTime != "" {
-			res := getPath(e.doc, c.eventTime)
-			t, err := timeOf(res)
+			res := jsonfield.Get(e.doc, c.eventTime)
+			t, _, err := jsonfield.Convert(abi.TypeTime, res)
 			if err != nil || !res.Exists() {
 				c.fail(k, fmt.Sprintf("event_time field %q: %v", c.eventTime, err))
 				continue
 			}
-			e.time = t
+			e.time = int64(t)
 		}
 		if off := int64(first + k + 1); off <= applied {
 			e.replayed = true
@@ -661,40 +663,41 @@ func (c *nativeChain) features(b *testing.B, first int) {
 // readInputs reads the features config's input fields into c.event, as the
 // host converts declared fields (strict types; missing or null is absent,
 // an error when required).
+// abiType is the column type the features plugin declares for an input.
+func abiType(t features.Type) abi.Type {
+	switch t {
+	case features.TypeTime:
+		return abi.TypeTime
+	case features.TypeString:
+		return abi.TypeString
+	case features.TypeNumber:
+		return abi.TypeFloat
+	}
+	return abi.TypeInt
+}
+
 func (c *nativeChain) readInputs(doc []byte) error {
 	for j, f := range c.inputs {
 		v := &c.event.Values[j]
 		*v = features.Value{}
-		res := getPath(doc, f.Path)
+		res := jsonfield.Get(doc, f.Path)
 		if !res.Exists() || res.Type == gjson.Null {
 			if f.Required {
 				return fmt.Errorf("required field %q is missing", f.Path)
 			}
 			continue
 		}
+		u, str, err := jsonfield.Convert(abiType(f.Type), res)
+		if err != nil {
+			return fmt.Errorf("field %q: %w", f.Path, err)
+		}
 		switch f.Type {
-		case features.TypeTime:
-			t, err := timeOf(res)
-			if err != nil {
-				return fmt.Errorf("field %q: %w", f.Path, err)
-			}
-			v.Int = t
 		case features.TypeString:
-			if res.Type != gjson.String {
-				return fmt.Errorf("field %q: want string, got %s", f.Path, res.Raw)
-			}
-			v.Str = unsafe.Slice(unsafe.StringData(res.Str), len(res.Str))
+			v.Str = str
 		case features.TypeNumber:
-			if res.Type != gjson.Number {
-				return fmt.Errorf("field %q: want number, got %s", f.Path, res.Raw)
-			}
-			v.Num = res.Num
-		case features.TypeInt:
-			i, err := intOf(res)
-			if err != nil {
-				return fmt.Errorf("field %q: %w", f.Path, err)
-			}
-			v.Int = i
+			v.Num = math.Float64frombits(u)
+		default: // time, int
+			v.Int = int64(u)
 		}
 		v.Ok = true
 	}
@@ -706,7 +709,7 @@ func (c *nativeChain) readInputs(doc []byte) error {
 // score inputs they hold.
 func (c *nativeChain) renderFeatures(k int) {
 	e := &c.ev[k]
-	if getPath(e.doc, c.fRoot).Exists() {
+	if jsonfield.Get(e.doc, c.fRoot).Exists() {
 		c.fail(k, "builtin:features: the event has "+c.fRoot+" already, which the native chain does not merge into")
 		return
 	}
@@ -733,7 +736,7 @@ func (c *nativeChain) renderFeatures(k int) {
 				c.fail(k, fmt.Sprintf("builtin:features: output field %q: %v cannot be written as JSON", o.Name, v))
 				return
 			}
-			c.frag = appendJSONFloat(c.frag, v)
+			c.frag = jsonfield.AppendFloat(c.frag, v)
 		case features.KindBool:
 			c.frag = strconv.AppendBool(c.frag, c.vec.Int[j] != 0)
 		case features.KindTime:
@@ -748,7 +751,7 @@ func (c *nativeChain) renderFeatures(k int) {
 	} else {
 		c.frag = append(c.frag, '}')
 	}
-	end, empty := rootEnd(e.doc)
+	end, empty := jsonfield.RootEnd(e.doc)
 	if wrote && end < 0 {
 		c.frag = c.frag[:start]
 		c.fail(k, "builtin:features: the message is not a JSON object")
@@ -786,7 +789,7 @@ func (c *nativeChain) score() {
 			if src >= 0 {
 				continue
 			}
-			res := getPath(e.doc, c.xpath[i])
+			res := jsonfield.Get(e.doc, c.xpath[i])
 			xin[i], xok[i] = 0, false
 			if !res.Exists() || res.Type == gjson.Null {
 				continue
@@ -813,7 +816,7 @@ func (c *nativeChain) score() {
 			c.fail(k, "builtin:score: the model's score is not a finite number: is a feature far out of range?")
 			continue
 		}
-		if getPath(e.doc, c.pRoot).Exists() {
+		if jsonfield.Get(e.doc, c.pRoot).Exists() {
 			c.fail(k, "builtin:score: the event has "+c.pRoot+" already, which the native chain does not merge into")
 			continue
 		}
@@ -875,7 +878,7 @@ func (c *nativeChain) writeEvent(k int) {
 			return
 		}
 		field(f.key)
-		c.out = appendJSONFloat(c.out, f.v)
+		c.out = jsonfield.AppendFloat(c.out, f.v)
 	}
 	if len(c.out) == body {
 		c.out = c.out[:mark]
@@ -892,130 +895,3 @@ func resize[T any](s []T, n int) []T {
 	}
 	return s[:n]
 }
-
-// getPath looks path up in doc without copying doc, as the host does.
-func getPath(doc []byte, path string) gjson.Result {
-	return gjson.Get(unsafe.String(unsafe.SliceData(doc), len(doc)), path)
-}
-
-// valueOf reads a value field as the host hands it to a plugin: its kind
-// and text (a string unescaped; a number, object or array as JSON text,
-// which is checked). "." is the whole record. ok is false for JSON the
-// host refuses.
-func valueOf(doc []byte, path string) (kind expect.Kind, text []byte, ok bool) {
-	var res gjson.Result
-	if path == "." {
-		if !gjson.ValidBytes(doc) {
-			return expect.KindAbsent, nil, false
-		}
-		res = gjson.Parse(unsafe.String(unsafe.SliceData(doc), len(doc)))
-	} else {
-		res = getPath(doc, path)
-	}
-	switch res.Type {
-	case gjson.Null:
-		if !res.Exists() {
-			return expect.KindAbsent, nil, true
-		}
-		if res.Raw != "null" {
-			return expect.KindAbsent, nil, false
-		}
-		return expect.KindNull, nil, true
-	case gjson.False:
-		return expect.KindFalse, nil, true
-	case gjson.True:
-		return expect.KindTrue, nil, true
-	case gjson.Number:
-		return expect.KindNumber, unsafe.Slice(unsafe.StringData(res.Raw), len(res.Raw)), true
-	case gjson.String:
-		return expect.KindString, unsafe.Slice(unsafe.StringData(res.Str), len(res.Str)), true
-	}
-	if path != "." && !gjson.Valid(res.Raw) {
-		return expect.KindAbsent, nil, false
-	}
-	raw := unsafe.Slice(unsafe.StringData(res.Raw), len(res.Raw))
-	if res.IsArray() {
-		return expect.KindArray, raw, true
-	}
-	return expect.KindObject, raw, true
-}
-
-// timeOf reads a time field as the host does: an RFC 3339 string (or ISO
-// 8601 without a zone, read as UTC) or epoch seconds, as ns since the
-// epoch, within int64 nanoseconds.
-func timeOf(res gjson.Result) (int64, error) {
-	var ts time.Time
-	switch res.Type {
-	case gjson.String:
-		var err error
-		if ts, err = time.Parse(time.RFC3339Nano, res.Str); err != nil {
-			var err2 error
-			if ts, err2 = time.Parse("2006-01-02T15:04:05.999999999", res.Str); err2 != nil {
-				return 0, fmt.Errorf("want time (RFC 3339), got %s: %w", res.Raw, err)
-			}
-		}
-	case gjson.Number:
-		sec, frac := math.Modf(res.Num)
-		if math.Abs(sec) > 1e11 {
-			return 0, fmt.Errorf("want time within 1677-09-21..2262-04-11, got %s", res.Raw)
-		}
-		ts = time.Unix(int64(sec), int64(frac*1e9))
-	default:
-		return 0, fmt.Errorf("want time (RFC 3339 string or epoch seconds), got %s", res.Raw)
-	}
-	if ts.Before(minTime) || ts.After(maxTime) {
-		return 0, fmt.Errorf("want time within 1677-09-21..2262-04-11, got %s", res.Raw)
-	}
-	return ts.UnixNano(), nil
-}
-
-var minTime, maxTime = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
-
-// intOf reads an int field as the host does: an integer, or a number with
-// no fraction that fits.
-func intOf(res gjson.Result) (int64, error) {
-	if res.Type == gjson.Number {
-		if v, err := strconv.ParseInt(res.Raw, 10, 64); err == nil {
-			return v, nil
-		}
-		if v := res.Num; v == math.Trunc(v) && math.Abs(v) < 1<<63 {
-			return int64(v), nil
-		}
-	}
-	return 0, fmt.Errorf("want int, got %s", res.Raw)
-}
-
-// appendJSONFloat formats v as the host writes a float field (as
-// encoding/json does).
-func appendJSONFloat(dst []byte, v float64) []byte {
-	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
-		dst = strconv.AppendFloat(dst, v, 'e', -1, 64)
-		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
-			dst = append(dst[:n-2], dst[n-1])
-		}
-		return dst
-	}
-	return strconv.AppendFloat(dst, v, 'f', -1, 64)
-}
-
-// rootEnd returns the index of the closing brace of doc's top-level
-// object and whether the object is empty, or -1 if doc is not an object.
-func rootEnd(doc []byte) (int, bool) {
-	start, end := 0, len(doc)-1
-	for start < len(doc) && isSpace(doc[start]) {
-		start++
-	}
-	for end > start && isSpace(doc[end]) {
-		end--
-	}
-	if start >= end || doc[start] != '{' || doc[end] != '}' {
-		return -1, false
-	}
-	inner := start + 1
-	for inner < end && isSpace(doc[inner]) {
-		inner++
-	}
-	return end, inner == end
-}
-
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
