@@ -1,0 +1,329 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+const (
+	fTopics          = "topics"
+	fRegexpTopics    = "regexp_topics"
+	fConsumerGroup   = "consumer_group"
+	fStartOffset     = "start_offset"
+	fMaxBatchRecords = "max_batch_records"
+	fCommitPeriod    = "commit_period"
+	fSessionTimeout  = "session_timeout"
+	fRackID          = "rack_id"
+)
+
+func inputSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Beta().
+		Categories("Services").
+		Summary("Consumes Kafka topics as a member of a consumer group, at least once: a batch's offsets are committed only after the batch is acknowledged downstream.").
+		Description(`
+Each batch holds records of one partition, in order. A partition's offset is committed only when every batch read from it before is acknowledged too, so a crash or a failed output loses nothing: the group resumes from the last acknowledged record and the rest is delivered again. A stateful `+"`wasm`"+` step that records `+"`kafka_topic`, `kafka_partition` and `kafka_offset`"+` in its `+"`offsets`"+` recognises those redelivered records and does not apply their state updates twice.
+
+When a rebalance takes a partition away, the offsets acknowledged so far are committed before it goes, records read but not yet handed downstream are dropped, and batches still in flight are abandoned: their acknowledgements no longer commit anything, and the partition's new owner reads them again.
+
+### Metadata
+
+- kafka_key
+- kafka_topic
+- kafka_partition
+- kafka_offset
+- kafka_timestamp_unix (seconds)
+- kafka_timestamp_ms
+- kafka_tombstone_message (true when the record has no value)
+- every record header, by its name`).
+		Fields(connectionFields()...).
+		Fields(
+			service.NewStringListField(fTopics).Description("Topics to consume; with `regexp_topics`, regular expressions matched against every topic.").Example([]string{"user_events"}),
+			service.NewBoolField(fRegexpTopics).Description("Treat `topics` as regular expressions.").Default(false),
+			service.NewStringField(fConsumerGroup).Description("Consumer group: its members share the topics' partitions, and it stores the committed offsets."),
+			service.NewStringEnumField(fStartOffset, "earliest", "latest").Description("Where a partition with no committed offset starts.").Default("earliest"),
+			service.NewIntField(fMaxBatchRecords).Description("Most records in one batch.").Default(1024).Advanced(),
+			service.NewDurationField(fCommitPeriod).Description("How often acknowledged offsets are committed to the group. They are also committed on rebalance and on shutdown.").Default("1s").Advanced(),
+			service.NewDurationField(fSessionTimeout).Description("How long the group waits for a silent member before giving its partitions to the others.").Default("45s").Advanced(),
+			service.NewStringField(fRackID).Description("Rack of this agent, to fetch from a replica in the same rack where the cluster allows it.").Default("").Advanced(),
+		)
+}
+
+type input struct {
+	opts     []kgo.Opt
+	topics   []string
+	maxBatch int
+	log      *service.Logger
+
+	mu       sync.Mutex
+	cl       *kgo.Client
+	trackers map[topicPartition]*partitionTracker
+	// ready holds records polled but not yet handed downstream, one entry
+	// per partition per poll, in poll order.
+	ready []polled
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+type polled struct {
+	tp      topicPartition
+	records []*kgo.Record
+}
+
+func newInput(conf *service.ParsedConfig, mgr *service.Resources, d Defaults) (service.BatchInput, error) {
+	opts, err := clientOpts(conf, d)
+	if err != nil {
+		return nil, err
+	}
+	in := &input{log: mgr.Logger(), trackers: map[topicPartition]*partitionTracker{}}
+	if in.topics, err = conf.FieldStringList(fTopics); err != nil {
+		return nil, err
+	}
+	if len(in.topics) == 0 {
+		return nil, errors.New("topics: at least one topic is required")
+	}
+	regex, err := conf.FieldBool(fRegexpTopics)
+	if err != nil {
+		return nil, err
+	}
+	if regex {
+		for i, t := range in.topics {
+			if _, err := regexp.Compile(t); err != nil {
+				return nil, fmt.Errorf("topics[%d]: %q is not a regular expression: %w", i, t, err)
+			}
+		}
+		opts = append(opts, kgo.ConsumeRegex())
+	}
+	group, err := conf.FieldString(fConsumerGroup)
+	if err != nil {
+		return nil, err
+	}
+	if group == "" {
+		return nil, errors.New("consumer_group: required; offsets are committed to the group")
+	}
+	start, err := conf.FieldString(fStartOffset)
+	if err != nil {
+		return nil, err
+	}
+	reset := kgo.NewOffset().AtStart()
+	if start == "latest" {
+		reset = kgo.NewOffset().AtEnd()
+	}
+	if in.maxBatch, err = conf.FieldInt(fMaxBatchRecords); err != nil {
+		return nil, err
+	}
+	if in.maxBatch < 1 {
+		return nil, fmt.Errorf("max_batch_records: must be at least 1, got %d", in.maxBatch)
+	}
+	period, err := conf.FieldDuration(fCommitPeriod)
+	if err != nil {
+		return nil, err
+	}
+	session, err := conf.FieldDuration(fSessionTimeout)
+	if err != nil {
+		return nil, err
+	}
+	rack, err := conf.FieldString(fRackID)
+	if err != nil {
+		return nil, err
+	}
+	if rack != "" {
+		opts = append(opts, kgo.Rack(rack))
+	}
+	in.opts = append(opts,
+		kgo.ConsumeTopics(in.topics...),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeResetOffset(reset),
+		kgo.SessionTimeout(session),
+		// Only offsets marked after a batch's acknowledgement are
+		// committed, on this period and on revoke.
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(period),
+		kgo.OnPartitionsRevoked(in.revoked),
+		kgo.OnPartitionsLost(in.lost),
+	)
+	return in, nil
+}
+
+func (in *input) Connect(ctx context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.cl != nil {
+		return nil
+	}
+	cl, err := kgo.NewClient(in.opts...)
+	if err != nil {
+		return fmt.Errorf("kafka input: %w", err)
+	}
+	if err := ping(ctx, cl); err != nil {
+		cl.Close()
+		return err
+	}
+	in.cl = cl
+	return nil
+}
+
+// revoked commits what was acknowledged on the partitions leaving us, and
+// abandons the rest; franz-go guarantees no later poll returns them.
+func (in *input) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+	in.drop(lost, "revoked")
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		in.log.Warnf("commit offsets on rebalance: %v", err)
+	}
+}
+
+// lost is a fatal group error: the partitions may already be someone
+// else's, so nothing is committed.
+func (in *input) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	in.drop(lost, "lost")
+}
+
+func (in *input) drop(parts map[string][]int32, why string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	gone := map[topicPartition]bool{}
+	for topic, ps := range parts {
+		for _, p := range ps {
+			tp := topicPartition{topic, p}
+			gone[tp] = true
+			if t, ok := in.trackers[tp]; ok {
+				if n := t.revoke(); n > 0 {
+					in.log.Infof("partition %s/%d %s with %d batches in flight: they will not be committed, and the partition's next owner reads them again", topic, p, why, n)
+				}
+				delete(in.trackers, tp)
+			}
+		}
+	}
+	kept := in.ready[:0]
+	for _, r := range in.ready {
+		if !gone[r.tp] {
+			kept = append(kept, r)
+		}
+	}
+	clear(in.ready[len(kept):])
+	in.ready = kept
+}
+
+func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	for {
+		in.mu.Lock()
+		cl := in.cl
+		if cl == nil {
+			in.mu.Unlock()
+			return nil, nil, service.ErrNotConnected
+		}
+		if len(in.ready) > 0 {
+			b, ack := in.next()
+			in.mu.Unlock()
+			return b, ack, nil
+		}
+		in.mu.Unlock()
+
+		fetches := cl.PollRecords(ctx, 4*in.maxBatch)
+		if fetches.IsClientClosed() {
+			return nil, nil, service.ErrEndOfInput
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		var errs []error
+		fetches.EachError(func(topic string, p int32, err error) {
+			errs = append(errs, fmt.Errorf("fetch %s/%d: %w", topic, p, err))
+		})
+		if len(errs) > 0 && fetches.NumRecords() == 0 {
+			return nil, nil, errors.Join(errs...)
+		}
+		for _, err := range errs {
+			in.log.Warnf("kafka input: %v", err)
+		}
+		in.mu.Lock()
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 {
+				in.ready = append(in.ready, polled{topicPartition{p.Topic, p.Partition}, p.Records})
+			}
+		})
+		in.mu.Unlock()
+	}
+}
+
+// next hands out up to maxBatch records of the first ready partition. The
+// caller holds in.mu.
+func (in *input) next() (service.MessageBatch, service.AckFunc) {
+	r := &in.ready[0]
+	n := min(len(r.records), in.maxBatch)
+	recs := r.records[:n]
+	tp := r.tp
+	if n == len(r.records) {
+		in.ready[0] = polled{}
+		in.ready = in.ready[1:]
+	} else {
+		r.records = r.records[n:]
+	}
+	t, ok := in.trackers[tp]
+	if !ok {
+		t = &partitionTracker{}
+		in.trackers[tp] = t
+	}
+	pb := t.add(recs[len(recs)-1])
+	batch := make(service.MessageBatch, len(recs))
+	for i, rec := range recs {
+		batch[i] = toMessage(rec)
+	}
+	cl := in.cl
+	return batch, func(_ context.Context, err error) error {
+		if err != nil {
+			// A nacked batch is never committed past: Benthos retries it,
+			// and if the agent stops first the group reads it again.
+			return nil
+		}
+		if last := t.ack(pb); last != nil {
+			cl.MarkCommitRecords(last)
+		}
+		return nil
+	}
+}
+
+func toMessage(rec *kgo.Record) *service.Message {
+	msg := service.NewMessage(rec.Value)
+	for _, h := range rec.Headers {
+		msg.MetaSetMut(h.Key, string(h.Value))
+	}
+	msg.MetaSetMut("kafka_key", string(rec.Key))
+	msg.MetaSetMut("kafka_topic", rec.Topic)
+	msg.MetaSetMut("kafka_partition", strconv.Itoa(int(rec.Partition)))
+	msg.MetaSetMut("kafka_offset", strconv.FormatInt(rec.Offset, 10))
+	msg.MetaSetMut("kafka_timestamp_unix", strconv.FormatInt(rec.Timestamp.Unix(), 10))
+	msg.MetaSetMut("kafka_timestamp_ms", strconv.FormatInt(rec.Timestamp.UnixMilli(), 10))
+	msg.MetaSetMut("kafka_tombstone_message", strconv.FormatBool(rec.Value == nil))
+	return msg
+}
+
+func (in *input) Close(ctx context.Context) error {
+	in.mu.Lock()
+	cl := in.cl
+	in.cl = nil
+	in.mu.Unlock()
+	if cl == nil {
+		return nil
+	}
+	// Commit what is acknowledged, then leave the group so the others take
+	// our partitions at once rather than after the session timeout.
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := cl.CommitMarkedOffsets(cctx); err != nil {
+		in.log.Warnf("commit offsets on close: %v", err)
+	}
+	cl.Close()
+	return nil
+}
