@@ -187,29 +187,34 @@ func (k *keyedStep) prepare(batch service.MessageBatch, inflight *pending) (*Key
 			eventTimes[idx] = int64(u)
 		}
 		if k.offsets != nil {
-			pk, off, err := k.offsets.read(msg)
+			pk, off, has, err := k.offsets.read(msg)
 			if err != nil {
 				msg.SetError(err)
 				continue
 			}
-			if !known[pk] {
-				a, ok, err := k.store.Applied(pk.source, pk.partition)
-				if err != nil {
-					return nil, nil, nil, err
+			// An event with no position (posted over HTTP beside a Kafka
+			// input) has nothing to recognise a redelivery by: its update
+			// is applied.
+			if has {
+				if !known[pk] {
+					a, ok, err := k.store.Applied(pk.source, pk.partition)
+					if err != nil {
+						return nil, nil, nil, err
+					}
+					known[pk] = true
+					if !ok {
+						a = math.MinInt64
+					}
+					if b, ok := inflight.applied(pk); ok && b > a {
+						a = b
+					}
+					applied[pk] = a
 				}
-				known[pk] = true
-				if !ok {
-					a = math.MinInt64
+				if off <= applied[pk] {
+					kin.Replayed[idx] = true
+				} else if cur, ok := maxOffset[pk]; !ok || off > cur {
+					maxOffset[pk] = off
 				}
-				if b, ok := inflight.applied(pk); ok && b > a {
-					a = b
-				}
-				applied[pk] = a
-			}
-			if off <= applied[pk] {
-				kin.Replayed[idx] = true
-			} else if cur, ok := maxOffset[pk]; !ok || off > cur {
-				maxOffset[pk] = off
 			}
 		}
 		j, ok := index[string(key)]
@@ -247,24 +252,26 @@ func errOr(err error, s string) string {
 	return s
 }
 
-func (o *offsetReaders) read(msg *service.Message) (partitionKey, int64, error) {
-	src, err := o.source.TryString(msg)
-	if err != nil {
-		return partitionKey{}, 0, fmt.Errorf("offsets.source: %w", err)
-	}
-	part, err := o.partition.TryString(msg)
-	if err != nil {
-		return partitionKey{}, 0, fmt.Errorf("offsets.partition: %w", err)
-	}
+// read returns the message's position; has is false when the offset
+// expression gives an empty string, for a message with no position.
+func (o *offsetReaders) read(msg *service.Message) (pk partitionKey, off int64, has bool, err error) {
 	offStr, err := o.offset.TryString(msg)
 	if err != nil {
-		return partitionKey{}, 0, fmt.Errorf("offsets.offset: %w", err)
+		return pk, 0, false, fmt.Errorf("offsets.offset: %w", err)
 	}
-	off, err := strconv.ParseInt(offStr, 10, 64)
-	if err != nil {
-		return partitionKey{}, 0, fmt.Errorf("offsets.offset: %q is not an integer", offStr)
+	if offStr == "" {
+		return pk, 0, false, nil
 	}
-	return partitionKey{src, part}, off, nil
+	if off, err = strconv.ParseInt(offStr, 10, 64); err != nil {
+		return pk, 0, false, fmt.Errorf("offsets.offset: %q is not an integer", offStr)
+	}
+	if pk.source, err = o.source.TryString(msg); err != nil {
+		return pk, 0, false, fmt.Errorf("offsets.source: %w", err)
+	}
+	if pk.partition, err = o.partition.TryString(msg); err != nil {
+		return pk, 0, false, fmt.Errorf("offsets.partition: %w", err)
+	}
+	return pk, off, true, nil
 }
 
 // lastEvents returns, per key, the latest event time of the batch's

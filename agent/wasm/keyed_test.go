@@ -146,6 +146,34 @@ offsets:
 	}
 }
 
+// An event posted over HTTP into a pipeline that also reads Kafka has no
+// offset: it is applied every time, and the Kafka events beside it in the
+// batch are still deduplicated.
+func TestKeyedEventsWithoutOffsetAreApplied(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	p := mustProcessor(t, keyedEngine(t, st), fmt.Sprintf(`
+path: %s
+key: user_id
+state: {namespace: tallies}
+offsets:
+  source: events
+  partition: "0"
+  offset: '${! json("seq").or("") }'
+`, plugins["counter"]))
+	noSeq := `{"user_id":"a","timestamp":"2025-01-01T00:00:05Z","event_data":{"amount":1}}`
+	if got, _ := counts(t, p, ev("a", "2025-01-01T00:00:00Z", 1), noSeq); fmt.Sprint(got) != "[1 2]" {
+		t.Fatalf("first batch: %v, want [1 2]", got)
+	}
+	got, replayed := counts(t, p, ev("a", "2025-01-01T00:00:00Z", 1), noSeq)
+	if fmt.Sprint(got) != "[2 3]" || fmt.Sprint(replayed) != "[true false]" {
+		t.Errorf("second batch: counts %v replayed %v, want [2 3] [true false]: the redelivered Kafka event is recognised, the one without offset applied", got, replayed)
+	}
+	if off, ok, err := st.Applied("events", "0"); err != nil || !ok || off != 1 {
+		t.Errorf("applied offset %d %v %v, want 1", off, ok, err)
+	}
+}
+
 func TestKeyedNamespacesAreIsolated(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	defer st.Close()

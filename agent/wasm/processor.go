@@ -108,7 +108,7 @@ The plugin runs in a sandbox: no files, environment variables, real clock or net
 			service.NewObjectField(fOffsets,
 				service.NewInterpolatedStringField("source").Description("The input the message came from.").Example(`${! meta("kafka_topic") }`),
 				service.NewInterpolatedStringField("partition").Description("Its partition.").Example(`${! meta("kafka_partition") }`),
-				service.NewInterpolatedStringField("offset").Description("Its offset or sequence number, increasing within a partition.").Example(`${! meta("kafka_offset") }`),
+				service.NewInterpolatedStringField("offset").Description("Its offset or sequence number, increasing within a partition. An empty result means the message has no position (e.g. an event posted over HTTP into a pipeline that also reads Kafka, with `${! meta(\"kafka_offset\").or(\"\") }`): its update is always applied.").Example(`${! meta("kafka_offset") }`),
 			).
 				Description("Effectively-once state: the last offset applied per source and partition is committed with the state, and a redelivered message (offset not above it) is recognised: the plugin still computes its output but its state updates are not applied again.").
 				Advanced().
