@@ -24,6 +24,8 @@ import (
 
 	"github.com/sluice-dev/sluice/agent/config"
 	"github.com/sluice-dev/sluice/agent/httpapi"
+	"github.com/sluice-dev/sluice/agent/ingest"
+	"github.com/sluice-dev/sluice/agent/kafka"
 	"github.com/sluice-dev/sluice/agent/metrics"
 	"github.com/sluice-dev/sluice/agent/sampleinput"
 	"github.com/sluice-dev/sluice/agent/statecache"
@@ -45,6 +47,7 @@ type Agent struct {
 	engine *wasm.Engine
 	store  *state.Store
 	reg    *metrics.Registry
+	dev    devKafka
 	// tmpState is a throwaway state dir, for lint, which must not take the
 	// lock of a data dir a running agent holds.
 	tmpState string
@@ -108,6 +111,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register sluice_state cache: %w", err)
 	}
+	if err := kafka.Register(env, kafka.Defaults{Brokers: a.kafkaBrokers}); err != nil {
+		_ = a.Close(ctx)
+		return nil, err
+	}
+	if err := ingest.Register(env); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("register http_ingest input: %w", err)
+	}
 	if err := sampleinput.Register(env); err != nil {
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register sample_events input: %w", err)
@@ -140,6 +151,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stopDev, err := a.startDevKafka(pls)
+	if err != nil {
+		return err
+	}
+	// Deferred first so it runs last: pipelines drain into the broker.
+	defer stopDev()
 	var ready atomic.Bool
 	if a.cfg.HTTPAddress != "" {
 		ln, err := net.Listen("tcp", a.cfg.HTTPAddress)

@@ -21,18 +21,28 @@ type Config struct {
 	LogFormat       string        `koanf:"log_format"`
 	HTTPAddress     string        `koanf:"http_address"`
 	HTTPToken       string        `koanf:"http_token"`
+	// KafkaBrokers is the cluster a pipeline's kafka components use when
+	// they name no seed_brokers. Empty: the embedded dev broker, if on.
+	KafkaBrokers       []string `koanf:"kafka_brokers"`
+	DevKafka           bool     `koanf:"dev_kafka"`
+	DevKafkaAddress    string   `koanf:"dev_kafka_address"`
+	DevKafkaPartitions int      `koanf:"dev_kafka_partitions"`
 }
 
 // Default returns the built-in configuration, the bottom layer of Load.
 // Each call returns a fresh value, so callers may modify it freely.
 func Default() Config {
 	return Config{
-		DataDir:         ".sluice",
-		Pipelines:       []string{"builtin:demo"},
-		ShutdownTimeout: 10 * time.Second,
-		LogLevel:        "info",
-		LogFormat:       "text",
-		HTTPAddress:     "127.0.0.1:4195",
+		DataDir:            ".sluice",
+		Pipelines:          []string{"builtin:realtime"},
+		ShutdownTimeout:    10 * time.Second,
+		LogLevel:           "info",
+		LogFormat:          "text",
+		HTTPAddress:        "127.0.0.1:4195",
+		KafkaBrokers:       []string{},
+		DevKafka:           true,
+		DevKafkaAddress:    "127.0.0.1:9092",
+		DevKafkaPartitions: 3,
 	}
 }
 
@@ -161,6 +171,56 @@ func keySpecs() []keySpec {
 				return nil
 			},
 		},
+		{
+			key:    "kafka_brokers",
+			flag:   "kafka-brokers",
+			usage:  "Kafka cluster (host:port, ...) for pipelines' kafka components that name no seed_brokers; empty uses the dev broker",
+			format: func(c Config) string { return formatList(c.KafkaBrokers) },
+			check: func(c Config) []string {
+				var probs []string
+				for i, b := range c.KafkaBrokers {
+					if _, _, err := net.SplitHostPort(b); err != nil {
+						probs = append(probs, fmt.Sprintf("entry %d, %q, is not host:port", i, b))
+					}
+				}
+				return probs
+			},
+		},
+		{
+			key:    "dev_kafka",
+			flag:   "dev-kafka",
+			usage:  "when kafka_brokers is empty and a pipeline uses kafka, run an embedded Kafka-protocol broker for it (development only)",
+			format: func(c Config) string { return strconv.FormatBool(c.DevKafka) },
+			check:  func(Config) []string { return nil },
+		},
+		{
+			key:    "dev_kafka_address",
+			flag:   "dev-kafka-address",
+			usage:  "where the dev broker listens; clients connect to exactly this host:port",
+			format: func(c Config) string { return formatString(c.DevKafkaAddress) },
+			check: func(c Config) []string {
+				host, _, err := net.SplitHostPort(c.DevKafkaAddress)
+				if err != nil {
+					return []string{fmt.Sprintf("%q is not host:port: %v", c.DevKafkaAddress, err)}
+				}
+				if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+					return []string{fmt.Sprintf("%q: clients are told to connect to this address, so it needs a host they can reach, not %s", c.DevKafkaAddress, host)}
+				}
+				return nil
+			},
+		},
+		{
+			key:    "dev_kafka_partitions",
+			flag:   "dev-kafka-partitions",
+			usage:  "partitions of each topic the dev broker creates",
+			format: func(c Config) string { return strconv.Itoa(c.DevKafkaPartitions) },
+			check: func(c Config) []string {
+				if c.DevKafkaPartitions < 1 {
+					return []string{fmt.Sprintf("must be at least 1, got %d", c.DevKafkaPartitions)}
+				}
+				return nil
+			},
+		},
 	}
 }
 
@@ -215,6 +275,14 @@ func RegisterFlags(fs *pflag.FlagSet) {
 			fs.String(s.flag, d.HTTPAddress, usage)
 		case "http_token":
 			fs.String(s.flag, d.HTTPToken, usage)
+		case "kafka_brokers":
+			fs.StringSlice(s.flag, d.KafkaBrokers, usage+", comma-separated")
+		case "dev_kafka":
+			fs.Bool(s.flag, d.DevKafka, usage)
+		case "dev_kafka_address":
+			fs.String(s.flag, d.DevKafkaAddress, usage)
+		case "dev_kafka_partitions":
+			fs.Int(s.flag, d.DevKafkaPartitions, usage)
 		default:
 			panic("config: no flag type for key " + s.key)
 		}

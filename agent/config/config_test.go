@@ -125,6 +125,42 @@ func TestPrecedence(t *testing.T) {
 			fileVal: "json", envVal: "text", flagVal: "json",
 			envName: "SLUICE_LOG_FORMAT", flagName: "--log-format",
 		},
+		{
+			key:  "http_address",
+			file: "http_address: 127.0.0.1:1", env: "SLUICE_HTTP_ADDRESS=127.0.0.1:2", flags: []string{"--http-address=127.0.0.1:3"},
+			fileVal: "127.0.0.1:1", envVal: "127.0.0.1:2", flagVal: "127.0.0.1:3",
+			envName: "SLUICE_HTTP_ADDRESS", flagName: "--http-address",
+		},
+		{
+			key:  "http_token",
+			file: "http_token: 0123456789abcdef", env: "SLUICE_HTTP_TOKEN=0123456789abcdef", flags: []string{"--http-token=0123456789abcdef"},
+			fileVal: "(set, hidden)", envVal: "(set, hidden)", flagVal: "(set, hidden)",
+			envName: "SLUICE_HTTP_TOKEN", flagName: "--http-token",
+		},
+		{
+			key:  "kafka_brokers",
+			file: "kafka_brokers: [f:9092]", env: "SLUICE_KAFKA_BROKERS=e1:9092, e2:9092", flags: []string{"--kafka-brokers=g1:9092,g2:9092"},
+			fileVal: `["f:9092"]`, envVal: `["e1:9092", "e2:9092"]`, flagVal: `["g1:9092", "g2:9092"]`,
+			envName: "SLUICE_KAFKA_BROKERS", flagName: "--kafka-brokers",
+		},
+		{
+			key:  "dev_kafka",
+			file: "dev_kafka: false", env: "SLUICE_DEV_KAFKA=true", flags: []string{"--dev-kafka=false"},
+			fileVal: "false", envVal: "true", flagVal: "false",
+			envName: "SLUICE_DEV_KAFKA", flagName: "--dev-kafka",
+		},
+		{
+			key:  "dev_kafka_address",
+			file: "dev_kafka_address: 127.0.0.1:1", env: "SLUICE_DEV_KAFKA_ADDRESS=127.0.0.1:2", flags: []string{"--dev-kafka-address=127.0.0.1:3"},
+			fileVal: "127.0.0.1:1", envVal: "127.0.0.1:2", flagVal: "127.0.0.1:3",
+			envName: "SLUICE_DEV_KAFKA_ADDRESS", flagName: "--dev-kafka-address",
+		},
+		{
+			key:  "dev_kafka_partitions",
+			file: "dev_kafka_partitions: 1", env: "SLUICE_DEV_KAFKA_PARTITIONS=2", flags: []string{"--dev-kafka-partitions=4"},
+			fileVal: "1", envVal: "2", flagVal: "4",
+			envName: "SLUICE_DEV_KAFKA_PARTITIONS", flagName: "--dev-kafka-partitions",
+		},
 	}
 	defaults := (&Loaded{Config: Default()}).Sources()
 	for i, tc := range tests {
@@ -174,12 +210,16 @@ func TestLayersMergePerKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		DataDir:         "/var/lib/sluice",
-		Pipelines:       []string{"a.yaml", "b.yaml"},
-		ShutdownTimeout: 90 * time.Second,
-		LogLevel:        "debug",
-		LogFormat:       "json",
-		HTTPAddress:     "127.0.0.1:4195",
+		DataDir:            "/var/lib/sluice",
+		Pipelines:          []string{"a.yaml", "b.yaml"},
+		ShutdownTimeout:    90 * time.Second,
+		LogLevel:           "debug",
+		LogFormat:          "json",
+		HTTPAddress:        "127.0.0.1:4195",
+		KafkaBrokers:       []string{},
+		DevKafka:           true,
+		DevKafkaAddress:    "127.0.0.1:9092",
+		DevKafkaPartitions: 3,
 	}
 	if !reflect.DeepEqual(l.Config, want) {
 		t.Errorf("Config = %+v, want %+v", l.Config, want)
@@ -192,6 +232,10 @@ func TestLayersMergePerKey(t *testing.T) {
 		{"log_format", "json", "flag --log-format"},
 		{"http_address", "127.0.0.1:4195", "default"},
 		{"http_token", `""`, "default"},
+		{"kafka_brokers", "[]", "default"},
+		{"dev_kafka", "true", "default"},
+		{"dev_kafka_address", "127.0.0.1:9092", "default"},
+		{"dev_kafka_partitions", "3", "default"},
 	}
 	if got := l.Sources(); !reflect.DeepEqual(got, wantSources) {
 		t.Errorf("Sources() = %+v\nwant %+v", got, wantSources)
@@ -486,7 +530,7 @@ func TestForeignFlagsIgnored(t *testing.T) {
 }
 
 func TestPrint(t *testing.T) {
-	l, err := load(t, []string{"SLUICE_PIPELINES=a.yaml,b.yaml"}, "--log-level=debug")
+	l, err := load(t, []string{"SLUICE_PIPELINES=a.yaml,b.yaml", "SLUICE_DEV_KAFKA=false"}, "--log-level=debug")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,13 +538,17 @@ func TestPrint(t *testing.T) {
 	if err := l.Print(&b); err != nil {
 		t.Fatal(err)
 	}
-	want := `data_dir         = .sluice               (default)
-pipelines        = ["a.yaml", "b.yaml"]  (env SLUICE_PIPELINES)
-shutdown_timeout = 10s                   (default)
-log_level        = debug                 (flag --log-level)
-log_format       = text                  (default)
-http_address     = 127.0.0.1:4195        (default)
-http_token       = ""                    (default)
+	want := `data_dir             = .sluice               (default)
+pipelines            = ["a.yaml", "b.yaml"]  (env SLUICE_PIPELINES)
+shutdown_timeout     = 10s                   (default)
+log_level            = debug                 (flag --log-level)
+log_format           = text                  (default)
+http_address         = 127.0.0.1:4195        (default)
+http_token           = ""                    (default)
+kafka_brokers        = []                    (default)
+dev_kafka            = false                 (env SLUICE_DEV_KAFKA)
+dev_kafka_address    = 127.0.0.1:9092        (default)
+dev_kafka_partitions = 3                     (default)
 `
 	if b.String() != want {
 		t.Errorf("Print wrote:\n%s\nwant:\n%s", b.String(), want)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -263,8 +264,19 @@ func envLayer(environ []string, specs []keySpec) (layer, []error) {
 				unknown = append(unknown, name)
 				return "", nil
 			}
-			if s.key == "pipelines" {
+			switch s.key {
+			case "pipelines", "kafka_brokers":
 				return s.key, splitList(v)
+			case "dev_kafka":
+				// Left as the string if it does not parse, so the
+				// decoder reports the variable and its value.
+				if b, err := strconv.ParseBool(v); err == nil {
+					return s.key, b
+				}
+			case "dev_kafka_partitions":
+				if n, err := strconv.Atoi(v); err == nil {
+					return s.key, n
+				}
 			}
 			return s.key, v
 		},

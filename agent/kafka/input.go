@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -150,6 +151,7 @@ func newInput(conf *service.ParsedConfig, mgr *service.Resources, d Defaults) (s
 		// committed, on this period and on revoke.
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(period),
+		kgo.OnPartitionsAssigned(in.assigned),
 		kgo.OnPartitionsRevoked(in.revoked),
 		kgo.OnPartitionsLost(in.lost),
 	)
@@ -174,9 +176,24 @@ func (in *input) Connect(ctx context.Context) error {
 	return nil
 }
 
+// assigned logs the partitions this agent now owns: with several agents in
+// a group, this is where an operator sees how the work is split.
+func (in *input) assigned(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+	for topic, ps := range parts {
+		slices.Sort(ps)
+		in.log.Infof("kafka partitions assigned: topic %s partitions %v", topic, ps)
+	}
+}
+
 // revoked commits what was acknowledged on the partitions leaving us, and
 // abandons the rest; franz-go guarantees no later poll returns them.
 func (in *input) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+	for topic, ps := range lost {
+		if len(ps) > 0 {
+			slices.Sort(ps)
+			in.log.Infof("kafka partitions revoked: topic %s partitions %v", topic, ps)
+		}
+	}
 	in.drop(lost, "revoked")
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		in.log.Warnf("commit offsets on rebalance: %v", err)

@@ -215,9 +215,11 @@ func mustParseTime(t *testing.T, s string) time.Time {
 // TestZeroSetup runs `agent` with no arguments, no config and no SLUICE_*
 // variables in an empty directory: the embedded demo prints one readable
 // line per embedded sample event.
-func TestZeroSetup(t *testing.T) {
+// TestDemoPipeline runs the builtin demo: the seed's transform step over
+// the embedded sample, no broker and no files.
+func TestDemoPipeline(t *testing.T) {
 	dir := t.TempDir()
-	res := runAgent(t, dir, baseEnv())
+	res := runAgent(t, dir, baseEnv(), "--pipeline", "builtin:demo")
 	if res.code != 0 {
 		t.Fatalf("want exit 0\n%s", res)
 	}

@@ -47,7 +47,7 @@ func seedLabel(u *seedUser, eventType string) string {
 func TestRealtimePipeline(t *testing.T) {
 	dir := t.TempDir()
 	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"))
-	res := runAgent(t, dir, env, "--pipeline", "builtin:realtime")
+	res := runAgent(t, dir, env, "--pipeline", "builtin:realtime_sample")
 	if res.code != 0 || strings.Contains(res.stderr, "level=ERROR") {
 		t.Fatalf("run: %s", res)
 	}
@@ -116,7 +116,7 @@ func TestRealtimePipeline(t *testing.T) {
 
 	// Again on the same data dir: the offsets recorded with the state say
 	// every event was applied, so no user's count grows.
-	res = runAgent(t, dir, env, "--pipeline", "builtin:realtime")
+	res = runAgent(t, dir, env, "--pipeline", "builtin:realtime_sample")
 	if res.code != 0 {
 		t.Fatalf("second run: %s", res)
 	}

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/agent/kafka"
+)
+
+// freeAddr returns a loopback address nothing listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// testBroker runs a Kafka-protocol broker in the test process, outside the
+// agent, as a real cluster would be: it outlives an agent that is killed.
+func testBroker(t *testing.T) string {
+	t.Helper()
+	b, err := kafka.StartDevBroker(kafka.DevConfig{Address: "127.0.0.1:0", Partitions: 3,
+		Topics: []string{"user_events", "predictions", "dead_letters"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b.Addr()
+}
+
+// agentProc is an agent running in the background.
+type agentProc struct {
+	t              *testing.T
+	cmd            interface{ Wait() error }
+	kill           func(syscall.Signal)
+	stdout, stderr *bytes.Buffer
+	ingest         string
+	done           chan struct{}
+}
+
+// startAgent runs the agent on the realtime pipeline against broker, with
+// its HTTP ingest on a free port.
+func startAgent(t *testing.T, dir, broker string, extraEnv ...string) *agentProc {
+	t.Helper()
+	ingest := freeAddr(t)
+	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_KAFKA_BROKERS="+broker,
+		"SLUICE_HTTP_ADDRESS=", "REALTIME_HTTP_ADDRESS="+ingest)
+	env = append(env, extraEnv...)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*runTimeout)
+	cmd, stdout, stderr := command(ctx, dir, env, "--pipeline", "builtin:realtime")
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	p := &agentProc{t: t, cmd: cmd, stdout: stdout, stderr: stderr, ingest: ingest, done: make(chan struct{})}
+	p.kill = func(sig syscall.Signal) { _ = cmd.Process.Signal(sig) }
+	go func() { _ = cmd.Wait(); cancel(); close(p.done) }()
+	t.Cleanup(func() { p.stop(syscall.SIGKILL) })
+	return p
+}
+
+func (p *agentProc) stop(sig syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.kill(sig)
+	select {
+	case <-p.done:
+	case <-time.After(runTimeout):
+		p.t.Errorf("agent did not stop on %v\nstderr:\n%s", sig, p.stderr)
+	}
+}
+
+// produceLines writes each JSON line to user_events keyed by its user_id,
+// as the seed's producer does.
+func produceLines(t *testing.T, broker string, lines []string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, len(lines))
+	for i, l := range lines {
+		var ev struct {
+			UserID json.RawMessage `json:"user_id"`
+		}
+		_ = json.Unmarshal([]byte(l), &ev)
+		recs[i] = &kgo.Record{Topic: "user_events", Key: bytes.Trim(ev.UserID, `"`), Value: []byte(l)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readTopic reads records of topic from the start until want have arrived
+// or the deadline passes; it returns what it read.
+func readTopic(t *testing.T, broker, topic string, want int, within time.Duration) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < want && ctx.Err() == nil {
+		out = append(out, cl.PollFetches(ctx).Records()...)
+	}
+	return out
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// prediction is what the predictions topic carries, in part.
+type prediction struct {
+	UserID    int    `json:"user_id"`
+	EventType string `json:"event_type"`
+	EventData struct {
+		Amount float64 `json:"amount"`
+		Seq    int     `json:"seq"`
+	} `json:"event_data"`
+	Features struct {
+		EventCount int `json:"event_count"`
+	} `json:"features"`
+	Prediction struct {
+		Label string  `json:"label"`
+		Score float64 `json:"score"`
+	} `json:"prediction"`
+}
+
+// TestRealtimeOverKafka is the seed's real-time job end to end: its events,
+// five of them bad, produced to user_events by a plain franz-go producer;
+// the agent in a consumer group; predictions and dead letters read back
+// and checked against the seed's logic applied independently. Then the
+// same pipeline's HTTP ingest answers a posted event with its prediction.
+func TestRealtimeOverKafka(t *testing.T) {
+	broker := testBroker(t)
+	dir := t.TempDir()
+	agent := startAgent(t, dir, broker)
+	sample, err := os.ReadFile("../../pipelines/sample/realtime.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(sample)), "\n")
+	produceLines(t, broker, lines)
+	wantDead := map[string]string{ // the sample's bad lines -> reason
+		lines[3]:  "expect_column_values_to_be_of_type(user_id)",
+		lines[9]:  "expect_column_values_to_be_in_set(event_type)",
+		lines[14]: "expect_column_values_to_be_between(event_data.amount)",
+		lines[20]: "expect_column_values_to_not_be_null(timestamp)",
+		lines[24]: "late: event time 2025-01-07T14:00:00Z",
+	}
+	preds := readTopic(t, broker, "predictions", len(lines)-len(wantDead), runTimeout)
+	dead := readTopic(t, broker, "dead_letters", len(wantDead), runTimeout)
+	checkSeedPredictions(t, lines, wantDead, preds)
+	if len(dead) != len(wantDead) {
+		t.Errorf("%d dead letters, want %d\nstderr:\n%s", len(dead), len(wantDead), agent.stderr)
+	}
+	for _, r := range dead {
+		reason, ok := wantDead[string(r.Value)]
+		if !ok {
+			t.Errorf("dead letter %q is not one of the sample's bad events byte for byte", r.Value)
+			continue
+		}
+		if e := header(r, "error"); !strings.Contains(e, reason) {
+			t.Errorf("dead letter %s: error header %q, want it to name %q", r.Value, e, reason)
+		}
+		if header(r, "source_topic") != "user_events" || header(r, "source_offset") == "" {
+			t.Errorf("dead letter %s: headers %v do not say where it came from", r.Value, r.Headers)
+		}
+	}
+
+	// HTTP sync mode: user 1's next event comes back scored, counted after
+	// the events already consumed from Kafka.
+	users := seedUsers(t, lines, wantDead)
+	u := users[1]
+	ev := `{"user_id":1,"event_type":"purchase","event_data":{"amount":40},"timestamp":"2025-01-10T00:00:00Z"}`
+	code, body := post(t, agent.ingest, ev)
+	var got prediction
+	if err := json.Unmarshal(body, &got); code != 200 || err != nil {
+		t.Fatalf("POST event: %d %s (%v)", code, body, err)
+	}
+	u.count++
+	u.types["purchase"] = true
+	u.value += 40
+	if got.Features.EventCount != u.count || got.Prediction.Label != seedLabel(u, "purchase") {
+		t.Errorf("POST event: count %d label %q, want %d %q", got.Features.EventCount, got.Prediction.Label, u.count, seedLabel(u, "purchase"))
+	}
+	// A batch in NDJSON: one array back, the bad event carrying its reason.
+	code, body = post(t, agent.ingest, ev+"\n"+`{"user_id":"9","event_type":"click","event_data":{},"timestamp":"2025-01-09T00:00:00Z"}`+"\n")
+	var batch []map[string]any
+	if err := json.Unmarshal(body, &batch); code != 200 || err != nil || len(batch) != 2 {
+		t.Fatalf("POST batch: %d %s (%v)", code, body, err)
+	}
+	if e, _ := batch[1]["error"].(string); !strings.Contains(e, "expect_column_values_to_be_of_type(user_id)") || batch[0]["prediction"] == nil {
+		t.Errorf("POST batch: %s; want a prediction, then the bad event's reason", body)
+	}
+}
+
+func post(t *testing.T, addr, body string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post("http://"+addr+"/v1/events", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// seedUsers applies the seed's processor to the good lines.
+func seedUsers(t *testing.T, lines []string, bad map[string]string) map[int]*seedUser {
+	t.Helper()
+	users := map[int]*seedUser{}
+	for _, l := range lines {
+		if _, ok := bad[l]; ok {
+			continue
+		}
+		var e prediction
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatal(err)
+		}
+		u := users[e.UserID]
+		if u == nil {
+			u = &seedUser{types: map[string]bool{}}
+			users[e.UserID] = u
+		}
+		u.count++
+		u.types[e.EventType] = true
+		if e.EventType == "purchase" {
+			u.value += e.EventData.Amount
+		}
+	}
+	return users
+}
+
+// checkSeedPredictions: each user's predictions, in partition order (one
+// user, one partition), carry the running count and the label the seed's
+// logic gives after that many of the user's good events.
+func checkSeedPredictions(t *testing.T, lines []string, bad map[string]string, preds []*kgo.Record) {
+	t.Helper()
+	perUser := map[int][]prediction{}
+	for _, r := range preds {
+		var p prediction
+		if err := json.Unmarshal(r.Value, &p); err != nil {
+			t.Fatalf("prediction %q: %v", r.Value, err)
+		}
+		if string(r.Key) != strconv.Itoa(p.UserID) {
+			t.Errorf("prediction for user %d keyed %q", p.UserID, r.Key)
+		}
+		perUser[p.UserID] = append(perUser[p.UserID], p)
+	}
+	users := map[int]*seedUser{}
+	n := 0
+	for _, l := range lines {
+		if _, ok := bad[l]; ok {
+			continue
+		}
+		var e prediction
+		_ = json.Unmarshal([]byte(l), &e)
+		u := users[e.UserID]
+		if u == nil {
+			u = &seedUser{types: map[string]bool{}}
+			users[e.UserID] = u
+		}
+		u.count++
+		u.types[e.EventType] = true
+		if e.EventType == "purchase" {
+			u.value += e.EventData.Amount
+		}
+		got := perUser[e.UserID]
+		if len(got) < u.count {
+			t.Errorf("user %d: %d predictions, want at least %d", e.UserID, len(got), u.count)
+			continue
+		}
+		p := got[u.count-1]
+		if p.EventType != e.EventType || p.Features.EventCount != u.count || p.Prediction.Label != seedLabel(u, e.EventType) {
+			t.Errorf("user %d event %d: %s count %d label %s, want %s %d %s", e.UserID, u.count, p.EventType, p.Features.EventCount, p.Prediction.Label, e.EventType, u.count, seedLabel(u, e.EventType))
+		}
+		n++
+	}
+	if n != len(preds) {
+		t.Errorf("%d predictions for %d good events", len(preds), n)
+	}
+}
+
+var assignedRE = regexp.MustCompile(`kafka partitions assigned: topic user_events partitions \[([0-9 ]*)\]`)
+
+// genEvents makes n valid events for users 1..users with increasing times;
+// event_data.seq numbers them.
+func genEvents(n, users int) []string {
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf(`{"user_id":%d,"event_type":"click","event_data":{"amount":1,"seq":%d},"timestamp":%q}`,
+			1+i%users, i, base.Add(time.Duration(i)*time.Second).Format(time.RFC3339))
+	}
+	return out
+}
