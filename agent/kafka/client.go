@@ -38,7 +38,12 @@ type Defaults struct {
 // Register adds the `kafka` input and output to env.
 func Register(env *service.Environment, d Defaults) error {
 	if err := env.RegisterBatchInput("kafka", inputSpec(), func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchInput, error) {
-		return newInput(conf, mgr, d)
+		in, err := newInput(conf, mgr, d)
+		if err != nil {
+			return nil, err
+		}
+		// A nacked batch goes back downstream, and its partition waits.
+		return service.AutoRetryNacksBatched(in), nil
 	}); err != nil {
 		return fmt.Errorf("register kafka input: %w", err)
 	}

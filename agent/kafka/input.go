@@ -64,12 +64,30 @@ type input struct {
 	maxBatch int
 	log      *service.Logger
 
-	mu       sync.Mutex
-	cl       *kgo.Client
-	trackers map[topicPartition]*partitionTracker
+	mu sync.Mutex
+	cl *kgo.Client
+	// owned has an entry per partition with a batch downstream.
+	owned map[topicPartition]*partition
 	// ready holds records polled but not yet handed downstream, one entry
 	// per partition per poll, in poll order.
-	ready []polled
+	ready    []polled
+	buffered int
+	// wake is closed, and replaced, when a batch is acknowledged: its
+	// partition may now hand out the next one.
+	wake chan struct{}
+}
+
+// partition is one partition's batch downstream. A partition has at most
+// one batch downstream at a time, so its records are processed and written
+// in offset order even with several pipeline threads: a user's events stay
+// in order (event-time features depend on it), a committed offset never
+// passes a batch still in flight, and a stateful step's offsets only grow,
+// which is how it tells a redelivered record from a new one.
+type partition struct {
+	// revoked: the partition went to another consumer while the batch was
+	// downstream; its acknowledgement must not move that consumer's
+	// position.
+	revoked bool
 }
 
 type topicPartition struct {
@@ -82,12 +100,12 @@ type polled struct {
 	records []*kgo.Record
 }
 
-func newInput(conf *service.ParsedConfig, mgr *service.Resources, d Defaults) (service.BatchInput, error) {
+func newInput(conf *service.ParsedConfig, mgr *service.Resources, d Defaults) (*input, error) {
 	opts, err := clientOpts(conf, d)
 	if err != nil {
 		return nil, err
 	}
-	in := &input{log: mgr.Logger(), trackers: map[topicPartition]*partitionTracker{}}
+	in := &input{log: mgr.Logger(), owned: map[topicPartition]*partition{}, wake: make(chan struct{})}
 	if in.topics, err = conf.FieldStringList(fTopics); err != nil {
 		return nil, err
 	}
@@ -214,17 +232,18 @@ func (in *input) drop(parts map[string][]int32, why string) {
 		for _, p := range ps {
 			tp := topicPartition{topic, p}
 			gone[tp] = true
-			if t, ok := in.trackers[tp]; ok {
-				if n := t.revoke(); n > 0 {
-					in.log.Infof("partition %s/%d %s with %d batches in flight: they will not be committed, and the partition's next owner reads them again", topic, p, why, n)
-				}
-				delete(in.trackers, tp)
+			if b, ok := in.owned[tp]; ok {
+				b.revoked = true
+				delete(in.owned, tp)
+				in.log.Infof("partition %s/%d %s with a batch in flight: it will not be committed, and the partition's next owner reads it again", topic, p, why)
 			}
 		}
 	}
 	kept := in.ready[:0]
 	for _, r := range in.ready {
-		if !gone[r.tp] {
+		if gone[r.tp] {
+			in.buffered -= len(r.records)
+		} else {
 			kept = append(kept, r)
 		}
 	}
@@ -240,14 +259,36 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 			in.mu.Unlock()
 			return nil, nil, service.ErrNotConnected
 		}
-		if len(in.ready) > 0 {
-			b, ack := in.next()
+		if b, ack := in.next(); b != nil {
 			in.mu.Unlock()
 			return b, ack, nil
 		}
+		full := in.buffered >= 4*in.maxBatch
+		wake := in.wake
 		in.mu.Unlock()
 
-		fetches := cl.PollRecords(ctx, 4*in.maxBatch)
+		if full {
+			// Everything buffered waits on partitions with a batch
+			// downstream: wait for an ack rather than buffer more.
+			select {
+			case <-wake:
+				continue
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+		}
+		// An ack while we wait for records may free a partition whose
+		// records are already buffered: it interrupts the poll.
+		pctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-wake:
+				cancel()
+			case <-pctx.Done():
+			}
+		}()
+		fetches := cl.PollRecords(pctx, 4*in.maxBatch)
+		cancel()
 		if fetches.IsClientClosed() {
 			return nil, nil, service.ErrEndOfInput
 		}
@@ -256,7 +297,9 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		}
 		var errs []error
 		fetches.EachError(func(topic string, p int32, err error) {
-			errs = append(errs, fmt.Errorf("fetch %s/%d: %w", topic, p, err))
+			if !errors.Is(err, context.Canceled) {
+				errs = append(errs, fmt.Errorf("fetch %s/%d: %w", topic, p, err))
+			}
 		})
 		if len(errs) > 0 && fetches.NumRecords() == 0 {
 			return nil, nil, errors.Join(errs...)
@@ -268,45 +311,51 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) > 0 {
 				in.ready = append(in.ready, polled{topicPartition{p.Topic, p.Partition}, p.Records})
+				in.buffered += len(p.Records)
 			}
 		})
 		in.mu.Unlock()
 	}
 }
 
-// next hands out up to maxBatch records of the first ready partition. The
-// caller holds in.mu.
+// next hands out up to maxBatch records of the first ready partition with
+// no batch downstream, or nil. The caller holds in.mu.
 func (in *input) next() (service.MessageBatch, service.AckFunc) {
-	r := &in.ready[0]
+	i := slices.IndexFunc(in.ready, func(r polled) bool { return in.owned[r.tp] == nil })
+	if i < 0 {
+		return nil, nil
+	}
+	r := &in.ready[i]
 	n := min(len(r.records), in.maxBatch)
 	recs := r.records[:n]
 	tp := r.tp
 	if n == len(r.records) {
-		in.ready[0] = polled{}
-		in.ready = in.ready[1:]
+		in.ready = slices.Delete(in.ready, i, i+1)
 	} else {
 		r.records = r.records[n:]
 	}
-	t, ok := in.trackers[tp]
-	if !ok {
-		t = &partitionTracker{}
-		in.trackers[tp] = t
-	}
-	pb := t.add(recs[len(recs)-1])
+	in.buffered -= n
+	b := &partition{}
+	in.owned[tp] = b
 	batch := make(service.MessageBatch, len(recs))
 	for i, rec := range recs {
 		batch[i] = toMessage(rec)
 	}
-	cl := in.cl
+	last, cl := recs[len(recs)-1], in.cl
 	return batch, func(_ context.Context, err error) error {
-		if err != nil {
-			// A nacked batch is never committed past: Benthos retries it,
-			// and if the agent stops first the group reads it again.
-			return nil
-		}
-		if last := t.ack(pb); last != nil {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		// AutoRetryNacksBatched hands a nacked batch back to Benthos, so
+		// err is nil here but on shutdown, when the batch is left
+		// uncommitted for the group to deliver again.
+		if err == nil && !b.revoked {
 			cl.MarkCommitRecords(last)
 		}
+		if in.owned[tp] == b {
+			delete(in.owned, tp)
+		}
+		close(in.wake)
+		in.wake = make(chan struct{})
 		return nil
 	}
 }

@@ -15,10 +15,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// startBroker runs a dev broker for one test.
+// startBroker runs a dev broker for one test, with three partitions per
+// topic.
 func startBroker(t *testing.T, topics ...string) string {
 	t.Helper()
-	b, err := StartDevBroker(DevConfig{Address: "127.0.0.1:0", Partitions: 3, Topics: topics})
+	return startBrokerN(t, 3, topics...)
+}
+
+func startBrokerN(t *testing.T, partitions int, topics ...string) string {
+	t.Helper()
+	b, err := StartDevBroker(DevConfig{Address: "127.0.0.1:0", Partitions: partitions, Topics: topics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,4 +214,40 @@ func endOffsets(t *testing.T, addr, topic string, partitions int32) int {
 		}
 	}
 	return total
+}
+
+// TestKafkaPartitionOrderAcrossThreads: with four pipeline threads and the
+// first batch held up, a partition's records still come out in offset
+// order, because a partition has one batch downstream at a time.
+func TestKafkaPartitionOrderAcrossThreads(t *testing.T) {
+	addr := startBrokerN(t, 1, "events", "out")
+	const n = 200
+	produce(t, addr, "events", n, 5)
+	stop := runStream(t, addr, `
+input:
+  kafka:
+    topics: [events]
+    consumer_group: test
+    max_batch_records: 10
+pipeline:
+  threads: 4
+  processors:
+    - sleep:
+        duration: '${! if meta("kafka_offset") == "0" { "300ms" } else { "0s" } }'
+    - mapping: 'root = this.merge({"offset": meta("kafka_offset").number()})'
+output:
+  kafka:
+    topic: out
+`)
+	recs := consume(t, addr, "out", n)
+	stop()
+	for i, r := range recs {
+		var ev struct{ Offset int }
+		if err := json.Unmarshal(r.Value, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Offset != i {
+			t.Fatalf("output record %d came from offset %d: the partition's order was not kept", i, ev.Offset)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -56,16 +57,16 @@ type agentProc struct {
 	done           chan struct{}
 }
 
-// startAgent runs the agent on the realtime pipeline against broker, with
-// its HTTP ingest on a free port.
-func startAgent(t *testing.T, dir, broker string, extraEnv ...string) *agentProc {
+// startAgent runs the agent on a pipeline (builtin:realtime, or a variant
+// of it) against broker, with its HTTP ingest on a free port.
+func startAgent(t *testing.T, dir, broker, pipeline string, extraEnv ...string) *agentProc {
 	t.Helper()
 	ingest := freeAddr(t)
 	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_KAFKA_BROKERS="+broker,
 		"SLUICE_HTTP_ADDRESS=", "REALTIME_HTTP_ADDRESS="+ingest)
 	env = append(env, extraEnv...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*runTimeout)
-	cmd, stdout, stderr := command(ctx, dir, env, "--pipeline", "builtin:realtime")
+	cmd, stdout, stderr := command(ctx, dir, env, "--pipeline", pipeline)
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)
@@ -167,7 +168,7 @@ type prediction struct {
 func TestRealtimeOverKafka(t *testing.T) {
 	broker := testBroker(t)
 	dir := t.TempDir()
-	agent := startAgent(t, dir, broker)
+	agent := startAgent(t, dir, broker, "builtin:realtime")
 	sample, err := os.ReadFile("../../pipelines/sample/realtime.jsonl")
 	if err != nil {
 		t.Fatal(err)
@@ -315,7 +316,6 @@ func checkSeedPredictions(t *testing.T, lines []string, bad map[string]string, p
 	}
 }
 
-var assignedRE = regexp.MustCompile(`kafka partitions assigned: topic user_events partitions \[([0-9 ]*)\]`)
 
 // genEvents makes n valid events for users 1..users with increasing times;
 // event_data.seq numbers them.
@@ -327,4 +327,202 @@ func genEvents(n, users int) []string {
 			1+i%users, i, base.Add(time.Duration(i)*time.Second).Format(time.RFC3339))
 	}
 	return out
+}
+
+// predictionWatch reads the predictions topic for the whole test, across
+// agent restarts, and counts each event (by event_data.seq) it sees.
+type predictionWatch struct {
+	mu    sync.Mutex
+	seen  map[int]int
+	total int
+}
+
+func watchPredictions(t *testing.T, broker string) *predictionWatch {
+	t.Helper()
+	w := &predictionWatch{seen: map[int]int{}}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics("predictions"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			fs.EachRecord(func(r *kgo.Record) {
+				var p prediction
+				if json.Unmarshal(r.Value, &p) == nil {
+					w.mu.Lock()
+					w.seen[p.EventData.Seq]++
+					w.total++
+					w.mu.Unlock()
+				}
+			})
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done; cl.Close() })
+	return w
+}
+
+// waitFor polls cond until it holds or the run timeout passes.
+func (w *predictionWatch) waitFor(t *testing.T, what string, cond func(total, distinct int) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(runTimeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		w.mu.Lock()
+		ok := cond(w.total, len(w.seen))
+		w.mu.Unlock()
+		if ok {
+			return
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t.Fatalf("timed out waiting for %s: %d predictions, %d distinct events", what, w.total, len(w.seen))
+}
+
+// quickRejoin writes the realtime pipeline with the shortest session
+// timeout the broker allows: a killed agent never leaves its group, and its
+// partitions wait out the session (45s by default) before the restarted
+// agent gets them.
+func quickRejoin(t *testing.T, dir string) string {
+	t.Helper()
+	y, err := os.ReadFile("../../pipelines/realtime.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const group = "consumer_group: sluice-realtime\n"
+	if !bytes.Contains(y, []byte(group)) {
+		t.Fatal("pipelines/realtime.yaml no longer names its consumer group as this test expects")
+	}
+	y = bytes.Replace(y, []byte(group), []byte(group+"          session_timeout: 6s\n"), 1)
+	path := filepath.Join(dir, "realtime.yaml")
+	writeFile(t, path, string(y))
+	return path
+}
+
+// TestKafkaAgentKilledMidStream: the agent is SIGKILLed twice while it works
+// through a topic, and restarted on the same data dir. No event is lost
+// (each has a prediction), and every user's state counts each event once,
+// although some predictions are written twice (at-least-once delivery).
+func TestKafkaAgentKilledMidStream(t *testing.T) {
+	broker := testBroker(t)
+	const n, users = 20000, 50
+	produceLines(t, broker, genEvents(n, users))
+	w := watchPredictions(t, broker)
+	dir := t.TempDir()
+	pipeline := quickRejoin(t, dir)
+	for kill, at := range []int{n / 10, n / 2} {
+		a := startAgent(t, dir, broker, pipeline)
+		w.waitFor(t, fmt.Sprintf("%d predictions before kill %d", at, kill+1), func(total, _ int) bool { return total >= at })
+		a.stop(syscall.SIGKILL)
+	}
+	httpAddr := freeAddr(t)
+	const token = "test-token-0123456789"
+	a := startAgent(t, dir, broker, pipeline, "SLUICE_HTTP_ADDRESS="+httpAddr, "SLUICE_HTTP_TOKEN="+token)
+	w.waitFor(t, "a prediction for every event", func(_, distinct int) bool { return distinct == n })
+	for u := 1; u <= users; u++ {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/v1/state/user_features/%d", httpAddr, u), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var entry struct {
+			Value struct {
+				EventCount int `json:"event_count"`
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&entry)
+		_ = resp.Body.Close()
+		if err != nil || entry.Value.EventCount != n/users {
+			t.Errorf("user %d: event_count %d (%v), want %d: each event counted once", u, entry.Value.EventCount, err, n/users)
+		}
+	}
+	a.stop(syscall.SIGTERM)
+	t.Logf("%d predictions for %d events (the surplus is at-least-once redelivery after the kills)", w.total, n)
+}
+
+// currentPartitions replays an agent's assignment log: what it owns now.
+func currentPartitions(stderr string) map[string]bool {
+	own := map[string]bool{}
+	for _, line := range strings.Split(stderr, "\n") {
+		m := partitionLogRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		for _, p := range strings.Fields(m[2]) {
+			own[p] = m[1] == "assigned"
+		}
+	}
+	for p, ok := range own {
+		if !ok {
+			delete(own, p)
+		}
+	}
+	return own
+}
+
+var partitionLogRE = regexp.MustCompile(`kafka partitions (assigned|revoked): topic user_events partitions \[([0-9 ]*)\]`)
+
+// TestTwoAgentsShareAGroup: two agents in one consumer group split the
+// topic's partitions, and with neither failing every event is processed
+// exactly once by the group; each agent's state holds only its own users.
+func TestTwoAgentsShareAGroup(t *testing.T) {
+	broker := testBroker(t)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a := startAgent(t, dirA, broker, "builtin:realtime")
+	b := startAgent(t, dirB, broker, "builtin:realtime")
+	var ownA, ownB map[string]bool
+	for deadline := time.Now().Add(runTimeout); ; time.Sleep(20 * time.Millisecond) {
+		ownA, ownB = currentPartitions(a.stderr.String()), currentPartitions(b.stderr.String())
+		if len(ownA) > 0 && len(ownB) > 0 && len(ownA)+len(ownB) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions never split: A owns %v, B owns %v\nA:\n%s\nB:\n%s", ownA, ownB, a.stderr, b.stderr)
+		}
+	}
+	for p := range ownA {
+		if ownB[p] {
+			t.Fatalf("partition %s owned by both agents", p)
+		}
+	}
+	const n, users = 3000, 40
+	produceLines(t, broker, genEvents(n, users))
+	w := watchPredictions(t, broker)
+	w.waitFor(t, "every event", func(_, distinct int) bool { return distinct == n })
+	// Both leave at once, committing as they go.
+	a.kill(syscall.SIGTERM)
+	b.stop(syscall.SIGTERM)
+	a.stop(syscall.SIGTERM)
+	w.mu.Lock()
+	total := w.total
+	w.mu.Unlock()
+	if total != n {
+		t.Errorf("%d predictions for %d events: the group processed some twice with no failure", total, n)
+	}
+	keysA, keysB := stateKeys(t, dirA), stateKeys(t, dirB)
+	if len(keysA) == 0 || len(keysB) == 0 || len(keysA)+len(keysB) != users {
+		t.Errorf("users in A's state %d, in B's %d; want both some, %d in all", len(keysA), len(keysB), users)
+	}
+	for k := range keysA {
+		if keysB[k] {
+			t.Errorf("user %s in both agents' state: a user's events must stay on one partition", k)
+		}
+	}
+}
+
+func stateKeys(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	res := runAgent(t, dir, append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data")), "state", "list", "user_features")
+	var page struct{ Keys []string }
+	if err := json.Unmarshal([]byte(res.stdout), &page); err != nil {
+		t.Fatalf("state list: %v\n%s", err, res)
+	}
+	keys := map[string]bool{}
+	for _, k := range page.Keys {
+		keys[k] = true
+	}
+	return keys
 }
