@@ -316,7 +316,6 @@ func checkSeedPredictions(t *testing.T, lines []string, bad map[string]string, p
 	}
 }
 
-
 // genEvents makes n valid events for users 1..users with increasing times;
 // event_data.seq numbers them.
 func genEvents(n, users int) []string {
