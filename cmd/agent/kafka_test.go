@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -524,4 +525,130 @@ func stateKeys(t *testing.T, dir string) map[string]bool {
 		keys[k] = true
 	}
 	return keys
+}
+
+// kcat returns the path of Debian's kcat. CI installs it and sets
+// KCAT_REQUIRED, so there a missing kcat fails rather than skips.
+func kcat(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("kcat")
+	if err != nil {
+		if os.Getenv("KCAT_REQUIRED") != "" {
+			t.Fatalf("kcat is required (KCAT_REQUIRED is set) but not found: %v", err)
+		}
+		t.Skip("kcat not installed (apt-get install kcat); .ci/run installs it")
+	}
+	return path
+}
+
+// runKcat runs kcat with stdin and returns its stdout.
+func runKcat(t *testing.T, bin, stdin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kcat %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errb.String())
+	}
+	return out.String()
+}
+
+// waitLog waits until the agent's log says s.
+func (p *agentProc) waitLog(s string) {
+	p.t.Helper()
+	for deadline := time.Now().Add(runTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(p.stderr.String(), s) {
+			return
+		}
+	}
+	p.t.Fatalf("agent never logged %q\nstderr:\n%s", s, p.stderr)
+}
+
+// TestMainJobWithKcat runs the agent's main job as the README shows it: no
+// flags, no broker (the embedded dev broker), Debian's kcat producing the
+// seed's events and reading predictions and dead letters back. Stopped and
+// started again on the same data dir, the dev broker still holds the topics
+// and the group's offsets, and the state still holds the users: nothing is
+// processed twice, and the next posted event counts on.
+func TestMainJobWithKcat(t *testing.T) {
+	bin := kcat(t)
+	dir := t.TempDir()
+	broker, ingest := freeAddr(t), freeAddr(t)
+	env := append(baseEnv(), "SLUICE_DEV_KAFKA_ADDRESS="+broker, "REALTIME_HTTP_ADDRESS="+ingest, "SLUICE_HTTP_ADDRESS=")
+	start := func() *agentProc {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*runTimeout)
+		cmd, stdout, stderr := command(ctx, dir, env) // no flags: the defaults
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		p := &agentProc{t: t, cmd: cmd, stdout: stdout, stderr: stderr, ingest: ingest, done: make(chan struct{})}
+		p.kill = func(sig syscall.Signal) { _ = cmd.Process.Signal(sig) }
+		go func() { _ = cmd.Wait(); cancel(); close(p.done) }()
+		t.Cleanup(func() { p.stop(syscall.SIGKILL) })
+		p.waitLog("kafka partitions assigned")
+		return p
+	}
+	a := start()
+
+	sample, err := os.ReadFile("../../pipelines/sample/realtime.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(sample)), "\n")
+	var keyed strings.Builder
+	for _, l := range lines {
+		var ev struct {
+			UserID json.RawMessage `json:"user_id"`
+		}
+		_ = json.Unmarshal([]byte(l), &ev)
+		fmt.Fprintf(&keyed, "%s\t%s\n", bytes.Trim(ev.UserID, `"`), l)
+	}
+	runKcat(t, bin, keyed.String(), "-b", broker, "-t", "user_events", "-P", "-K", "\t")
+
+	bad := map[string]string{
+		lines[3]:  "expect_column_values_to_be_of_type(user_id)",
+		lines[9]:  "expect_column_values_to_be_in_set(event_type)",
+		lines[14]: "expect_column_values_to_be_between(event_data.amount)",
+		lines[20]: "expect_column_values_to_not_be_null(timestamp)",
+		lines[24]: "late: event time 2025-01-07T14:00:00Z",
+	}
+	good := len(lines) - len(bad)
+	out := runKcat(t, bin, "", "-b", broker, "-C", "-t", "predictions", "-o", "beginning", "-c", strconv.Itoa(good), "-f", "%k\t%s\n")
+	var preds []*kgo.Record
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		k, v, _ := strings.Cut(l, "\t")
+		preds = append(preds, &kgo.Record{Key: []byte(k), Value: []byte(v)})
+	}
+	checkSeedPredictions(t, lines, bad, preds)
+	out = runKcat(t, bin, "", "-b", broker, "-C", "-t", "dead_letters", "-o", "beginning", "-c", strconv.Itoa(len(bad)), "-f", "%h\t%s\n")
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		headers, value, _ := strings.Cut(l, "\t")
+		if reason, ok := bad[value]; !ok || !strings.Contains(headers, reason) {
+			t.Errorf("dead letter %q with headers %q: want one of the bad events, byte for byte, with its reason", value, headers)
+		}
+	}
+
+	a.stop(syscall.SIGTERM)
+	if code := a.cmd.(*exec.Cmd).ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("agent exited %d on SIGTERM\n%s", code, a.stderr)
+	}
+	a = start()
+	users := seedUsers(t, lines, bad)
+	u := users[1]
+	code, body := post(t, ingest, `{"user_id":1,"event_type":"click","event_data":{},"timestamp":"2025-01-10T00:00:00Z"}`)
+	var p prediction
+	if err := json.Unmarshal(body, &p); code != 200 || err != nil || p.Features.EventCount != u.count+1 {
+		t.Errorf("after a restart, POST for user 1: %d %s; want event_count %d", code, body, u.count+1)
+	}
+	// The restarted group resumed after what it had committed: the sample
+	// was not scored again, and the posted event added one prediction.
+	out = runKcat(t, bin, "", "-b", broker, "-C", "-t", "predictions", "-o", "beginning", "-e", "-q", "-f", "%s\n")
+	if n := strings.Count(out, "\n"); n != good+1 {
+		t.Errorf("predictions topic holds %d records after the restart, want %d", n, good+1)
+	}
+	a.stop(syscall.SIGTERM)
 }
