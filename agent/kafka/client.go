@@ -80,11 +80,12 @@ func connectionFields() []*service.ConfigField {
 	}
 }
 
-// clientOpts turns the shared fields into franz-go options.
-func clientOpts(conf *service.ParsedConfig, d Defaults) ([]kgo.Opt, error) {
+// clientOpts turns the shared fields into franz-go options, and returns
+// the brokers for error messages.
+func clientOpts(conf *service.ParsedConfig, d Defaults) ([]kgo.Opt, []string, error) {
 	listed, err := conf.FieldStringList(fSeedBrokers)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var brokers []string
 	for _, l := range listed {
@@ -98,16 +99,16 @@ func clientOpts(conf *service.ParsedConfig, d Defaults) ([]kgo.Opt, error) {
 		brokers = d.Brokers()
 	}
 	if len(brokers) == 0 {
-		return nil, errors.New("seed_brokers: none given, and the agent has no kafka_brokers and no dev broker running (set kafka_brokers in the agent config, or run with --dev-kafka)")
+		return nil, nil, errors.New("seed_brokers: none given, and the agent has no kafka_brokers and no dev broker running (set kafka_brokers in the agent config, or run with --dev-kafka)")
 	}
 	clientID, err := conf.FieldString(fClientID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID(clientID)}
 	tlsConf, tlsOn, err := conf.FieldTLSToggled(fTLS)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if tlsOn {
 		opts = append(opts, kgo.DialTLSConfig(tlsConf.Clone()))
@@ -115,11 +116,11 @@ func clientOpts(conf *service.ParsedConfig, d Defaults) ([]kgo.Opt, error) {
 	if conf.Contains(fSASL) {
 		mechs, err := saslMechanisms(conf)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		opts = append(opts, kgo.SASL(mechs...))
 	}
-	return opts, nil
+	return opts, brokers, nil
 }
 
 func saslMechanisms(conf *service.ParsedConfig) ([]sasl.Mechanism, error) {
@@ -160,11 +161,11 @@ func saslMechanisms(conf *service.ParsedConfig) ([]sasl.Mechanism, error) {
 
 // ping fails fast, with the brokers named, when none can be reached, rather
 // than leaving Benthos to retry a client that never connects.
-func ping(ctx context.Context, cl *kgo.Client) error {
+func ping(ctx context.Context, cl *kgo.Client, brokers []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := cl.Ping(ctx); err != nil {
-		return fmt.Errorf("reach kafka brokers: %w", err)
+		return fmt.Errorf("reach kafka brokers %s: %w (check seed_brokers, and tls and sasl if the cluster needs them)", strings.Join(brokers, ","), err)
 	}
 	return nil
 }

@@ -60,6 +60,7 @@ When a rebalance takes a partition away, the offsets acknowledged so far are com
 
 type input struct {
 	opts     []kgo.Opt
+	brokers  []string
 	topics   []string
 	maxBatch int
 	log      *service.Logger
@@ -101,11 +102,11 @@ type polled struct {
 }
 
 func newInput(conf *service.ParsedConfig, mgr *service.Resources, d Defaults) (*input, error) {
-	opts, err := clientOpts(conf, d)
+	opts, brokers, err := clientOpts(conf, d)
 	if err != nil {
 		return nil, err
 	}
-	in := &input{log: mgr.Logger(), owned: map[topicPartition]*partition{}, wake: make(chan struct{})}
+	in := &input{brokers: brokers, log: mgr.Logger(), owned: map[topicPartition]*partition{}, wake: make(chan struct{})}
 	if in.topics, err = conf.FieldStringList(fTopics); err != nil {
 		return nil, err
 	}
@@ -186,7 +187,7 @@ func (in *input) Connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kafka input: %w", err)
 	}
-	if err := ping(ctx, cl); err != nil {
+	if err := ping(ctx, cl, in.brokers); err != nil {
 		cl.Close()
 		return err
 	}

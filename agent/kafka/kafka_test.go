@@ -5,14 +5,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // startBroker runs a dev broker for one test, with three partitions per
@@ -250,4 +255,76 @@ output:
 			t.Fatalf("output record %d came from offset %d: the partition's order was not kept", i, ev.Offset)
 		}
 	}
+}
+
+// TestKafkaSASL: the input and output authenticate with each mechanism the
+// fields offer against a broker that requires SASL, and a wrong password
+// fails at connect with the broker's reason.
+func TestKafkaSASL(t *testing.T) {
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(mech, func(t *testing.T) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser(mech, "sluice", "s3cret"),
+				kfake.SeedTopics(1, "events", "out"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			addr := c.ListenAddrs()[0]
+			auth := fmt.Sprintf("\n    seed_brokers: [%s]\n    sasl: [{mechanism: %s, username: sluice, password: s3cret}]", addr, mech)
+			cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.SASL(saslFor(t, mech, "s3cret")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "events", Value: []byte(`{"n":1}`)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			stop := runStream(t, "", `
+input:
+  kafka:
+    topics: [events]
+    consumer_group: g`+auth+`
+output:
+  kafka:
+    topic: out`+auth+`
+`)
+			cl.AddConsumeTopics("out")
+			var got []*kgo.Record
+			for len(got) == 0 && ctx.Err() == nil {
+				got = append(got, cl.PollFetches(ctx).Records()...)
+			}
+			stop()
+			if len(got) != 1 || string(got[0].Value) != `{"n":1}` {
+				t.Fatalf("through a SASL %s broker: got %v", mech, got)
+			}
+
+			conf, err := inputSpec().ParseYAML(`topics: [events]
+consumer_group: g`+strings.NewReplacer("s3cret", "wrong", "\n    ", "\n").Replace(auth)+"\n", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := newInput(conf, service.MockResources(), Defaults{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := in.Connect(ctx); err == nil || !strings.Contains(err.Error(), "reach kafka brokers") {
+				t.Errorf("connect with a wrong password: %v, want an authentication failure", err)
+			} else {
+				t.Logf("wrong password: %v", err)
+			}
+		})
+	}
+}
+
+func saslFor(t *testing.T, mech, pass string) sasl.Mechanism {
+	t.Helper()
+	switch mech {
+	case "PLAIN":
+		return plain.Auth{User: "sluice", Pass: pass}.AsMechanism()
+	case "SCRAM-SHA-256":
+		return scram.Auth{User: "sluice", Pass: pass}.AsSha256Mechanism()
+	}
+	return scram.Auth{User: "sluice", Pass: pass}.AsSha512Mechanism()
 }

@@ -47,6 +47,7 @@ The record key comes from `+"`key`"+`, so all of one key's records go to one par
 
 type output struct {
 	opts    []kgo.Opt
+	brokers []string
 	topic   *service.InterpolatedString
 	key     *service.InterpolatedString
 	hasKey  bool
@@ -58,11 +59,11 @@ type output struct {
 
 func newOutput(conf *service.ParsedConfig, _ *service.Resources, d Defaults) (service.BatchOutput, service.BatchPolicy, int, error) {
 	var pol service.BatchPolicy
-	opts, err := clientOpts(conf, d)
+	opts, brokers, err := clientOpts(conf, d)
 	if err != nil {
 		return nil, pol, 0, err
 	}
-	o := &output{}
+	o := &output{brokers: brokers}
 	if o.topic, err = conf.FieldInterpolatedString(fTopic); err != nil {
 		return nil, pol, 0, err
 	}
@@ -139,7 +140,7 @@ func (o *output) Connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kafka output: %w", err)
 	}
-	if err := ping(ctx, cl); err != nil {
+	if err := ping(ctx, cl, o.brokers); err != nil {
 		cl.Close()
 		return err
 	}
