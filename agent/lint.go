@@ -78,7 +78,16 @@ func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Pr
 			}
 		}
 	}
-	walkWasm(&root, func(n *yaml.Node) {
+	// A kafka component with no seed_brokers of its own connects where the
+	// agent says; with nowhere, the pipeline would fail at start.
+	if len(a.kafkaBrokers()) == 0 {
+		walkComponent(&root, "kafka", func(k, n *yaml.Node) {
+			if _, b := mapEntry(n, "seed_brokers"); b == nil || len(b.Content) == 0 {
+				probs = append(probs, Problem{Source: source, Line: k.Line, Msg: "kafka: no seed_brokers, and the agent has no kafka_brokers and dev_kafka is off: set one of them"})
+			}
+		})
+	}
+	walkComponent(&root, "wasm", func(_, n *yaml.Node) {
 		path, _ := mapEntry(n, "path")
 		builtin, _ := mapEntry(n, "builtin")
 		if path == nil && builtin == nil {
@@ -117,23 +126,23 @@ func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Pr
 	return probs
 }
 
-// walkWasm calls fn with the value of every `wasm:` key whose value is a
-// mapping: a wasm processor wherever it sits (pipeline, input or output
-// processors, branches, catch, resources).
-func walkWasm(n *yaml.Node, fn func(*yaml.Node)) {
+// walkComponent calls fn with the key and value of every `name:` key whose
+// value is a mapping: a component wherever it sits (pipeline, input or output
+// processors, brokers, switch cases, branches, catch, resources).
+func walkComponent(n *yaml.Node, name string, fn func(k, v *yaml.Node)) {
 	switch n.Kind {
 	case yaml.DocumentNode, yaml.SequenceNode:
 		for _, c := range n.Content {
-			walkWasm(c, fn)
+			walkComponent(c, name, fn)
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			if k.Value == "wasm" && v.Kind == yaml.MappingNode {
-				fn(v)
+			if k.Value == name && v.Kind == yaml.MappingNode {
+				fn(k, v)
 				continue
 			}
-			walkWasm(v, fn)
+			walkComponent(v, name, fn)
 		}
 	}
 }

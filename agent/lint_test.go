@@ -456,3 +456,50 @@ expectations:
 		})
 	}
 }
+
+// TestLintKafkaWithNoBrokers: with dev_kafka off and no kafka_brokers, a
+// kafka component that names no seed_brokers has nowhere to connect; lint
+// says so at its line. One with seed_brokers, or an agent with brokers, is
+// fine.
+func TestLintKafkaWithNoBrokers(t *testing.T) {
+	const doc = `input:
+  kafka: # no brokers
+    topics: [a]
+    consumer_group: g
+output:
+  kafka:
+    seed_brokers: [localhost:9092]
+    topic: b
+`
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	writeFile(t, path, doc)
+	for _, tc := range []struct {
+		name    string
+		dev     bool
+		brokers []string
+		want    []string
+	}{
+		{"dev broker", true, nil, nil},
+		{"cluster", false, []string{"kafka-1:9092"}, nil},
+		{"nowhere", false, nil, []string{fmt.Sprintf("%s:%d: kafka: no seed_brokers", path, lineOf(t, doc, "# no brokers"))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.DataDir, cfg.DevKafka, cfg.KafkaBrokers = t.TempDir(), tc.dev, tc.brokers
+			a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler), Options{ScratchState: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close(context.Background())
+			probs := a.Lint(context.Background(), []string{path})
+			if len(probs) != len(tc.want) {
+				t.Fatalf("problems:\n%s\nwant %d", formatProblems(probs), len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(probs[i].String(), w) {
+					t.Errorf("problem %q, want it to start %q", probs[i], w)
+				}
+			}
+		})
+	}
+}
