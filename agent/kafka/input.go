@@ -250,6 +250,15 @@ func (in *input) drop(parts map[string][]int32, why string) {
 	}
 	clear(in.ready[len(kept):])
 	in.ready = kept
+	// A ReadBatch waiting for room may have it now.
+	in.signal()
+}
+
+// signal wakes a ReadBatch waiting for an ack or for room. The caller
+// holds in.mu.
+func (in *input) signal() {
+	close(in.wake)
+	in.wake = make(chan struct{})
 }
 
 func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
@@ -355,8 +364,7 @@ func (in *input) next() (service.MessageBatch, service.AckFunc) {
 		if in.owned[tp] == b {
 			delete(in.owned, tp)
 		}
-		close(in.wake)
-		in.wake = make(chan struct{})
+		in.signal()
 		return nil
 	}
 }
