@@ -77,6 +77,11 @@ func (ns Namespace) validate() error {
 	return nil
 }
 
+// ValidateKey reports whether key can be an entity key in namespace ns,
+// for callers that take keys before they reach a commit (a plugin's random
+// writes), so a bad one is refused where it is made.
+func ValidateKey(ns string, key []byte) error { return validateKey(ns, key) }
+
 // validateKey checks an entity key for use in namespace ns.
 func validateKey(ns string, key []byte) error {
 	if len(key) == 0 {

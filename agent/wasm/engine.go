@@ -190,6 +190,14 @@ func (e *Engine) runtime(ctx context.Context, k runtimeKey) (wazero.Runtime, err
 		WithParameterNames("ns_ptr", "ns_len", "prefix_ptr", "prefix_len", "after_ptr", "after_len", "limit", "buf_ptr", "buf_cap").
 		Export(abi.ImportStateScan).
 		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hostStateSet), i32s(6), []api.ValueType{api.ValueTypeI64}).
+		WithParameterNames("ns_ptr", "ns_len", "key_ptr", "key_len", "val_ptr", "val_len").
+		Export(abi.ImportStateSet).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hostStateDelete), i32s(4), []api.ValueType{api.ValueTypeI64}).
+		WithParameterNames("ns_ptr", "ns_len", "key_ptr", "key_len").
+		Export(abi.ImportStateDelete).
+		NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(hostMetric), append(i32s(5), api.ValueTypeI64), nil).
 		WithParameterNames("kind", "name_ptr", "name_len", "labels_ptr", "labels_len", "value").
 		Export(abi.ImportMetric).
@@ -212,6 +220,9 @@ type callInfo struct {
 	store    *state.Store
 	readable map[string]bool
 	metrics  *pluginMetrics
+	// keyed is the batch of a stateful step during its call: random
+	// writes go into it, and reads of the step's own namespace see them.
+	keyed *KeyedInput
 }
 
 func i32s(n int) []api.ValueType {
@@ -283,13 +294,13 @@ func checkABI(c wazero.CompiledModule) error {
 		mod, name, _ := def.Import()
 		switch {
 		case mod == wasi_snapshot_preview1.ModuleName:
-		case mod == abi.ImportModule && (name == abi.ImportLog || name == abi.ImportStateGet || name == abi.ImportStateScan || name == abi.ImportMetric):
+		case mod == abi.ImportModule && (name == abi.ImportLog || name == abi.ImportStateGet || name == abi.ImportStateScan || name == abi.ImportStateSet || name == abi.ImportStateDelete || name == abi.ImportMetric):
 		case mod == abi.ImportModule:
 			return fmt.Errorf("%w: it imports %s.%s, which ABI v%d does not have (is the SDK newer than the agent?)", ErrNotPlugin, mod, name, abi.Version)
 		case strings.HasPrefix(mod, "sluice_v"):
 			return fmt.Errorf("%w: the module imports from %s but this agent provides %s; rebuild it with a plugins/sdk that speaks v%d", ErrABIVersion, mod, abi.ImportModule, abi.Version)
 		default:
-			return fmt.Errorf("%w: it imports %s.%s, which this agent does not provide (ABI v%d offers %s.{%s,%s,%s,%s} and WASI preview 1)", ErrNotPlugin, mod, name, abi.Version, abi.ImportModule, abi.ImportLog, abi.ImportStateGet, abi.ImportStateScan, abi.ImportMetric)
+			return fmt.Errorf("%w: it imports %s.%s, which this agent does not provide (ABI v%d offers %s.{%s,%s,%s,%s,%s,%s} and WASI preview 1)", ErrNotPlugin, mod, name, abi.Version, abi.ImportModule, abi.ImportLog, abi.ImportStateGet, abi.ImportStateScan, abi.ImportStateSet, abi.ImportStateDelete, abi.ImportMetric)
 		}
 	}
 	return nil

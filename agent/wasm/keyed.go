@@ -34,6 +34,77 @@ type KeyedInput struct {
 	Values [][]byte
 
 	scratch []byte
+
+	// own is the step's namespace; inflight the batches before this one
+	// whose commits may not have landed. The state imports read them.
+	own      string
+	inflight *pending
+	// random holds the call's state_set and state_delete writes, in
+	// order of first write; committed with the batch (mergeRandom).
+	random      map[string]pendingValue
+	randomOrder []string
+	// randomKeys counts the keys mergeRandom appended after the batch's
+	// own, which no row of the batch refers to.
+	randomKeys int
+}
+
+// writeRandom records a random write of the call; value nil deletes. It
+// reports false if the call has written too many keys already.
+func (k *KeyedInput) writeRandom(key string, value []byte) bool {
+	if k.random == nil {
+		k.random = map[string]pendingValue{}
+	}
+	if _, ok := k.random[key]; !ok {
+		if len(k.randomOrder) >= abi.MaxStateWrites {
+			return false
+		}
+		k.randomOrder = append(k.randomOrder, key)
+	}
+	k.random[key] = pendingValue{value: value}
+	return true
+}
+
+// readOwn returns what the step's own namespace holds for key as this
+// call sees it: its own random writes, then the batches still committing.
+// found false means: ask the store.
+func (k *KeyedInput) readOwn(key string) (v pendingValue, found bool) {
+	if v, ok := k.random[key]; ok {
+		return v, true
+	}
+	return k.inflight.lookup([]byte(key))
+}
+
+// mergeRandom folds the call's random writes into the batch's state
+// changes, so they commit in the same transaction as the batch's state and
+// offsets. For a key of the batch that the state section also changed, the
+// section wins: it is the plugin's per-key answer.
+func (k *KeyedInput) mergeRandom() {
+	if len(k.randomOrder) == 0 {
+		return
+	}
+	index := make(map[string]int, len(k.Keys))
+	for j, key := range k.Keys {
+		index[string(key)] = j
+	}
+	for _, key := range k.randomOrder {
+		v := k.random[key]
+		act := abi.StateSet
+		if v.value == nil {
+			act = abi.StateDelete
+		}
+		j, ok := index[key]
+		if !ok {
+			k.Keys = append(k.Keys, []byte(key))
+			k.State = append(k.State, nil)
+			k.Act = append(k.Act, act)
+			k.Values = append(k.Values, v.value)
+			k.randomKeys++
+			continue
+		}
+		if k.Act[j] == abi.StateUnchanged {
+			k.Act[j], k.Values[j] = act, v.value
+		}
+	}
 }
 
 // appendSection writes the request's state section for the rows sent.
@@ -106,6 +177,8 @@ func (i *Instance) ProcessKeyed(ctx context.Context, batch service.MessageBatch,
 	if len(batch) == 0 {
 		return batch, nil
 	}
+	i.info.keyed = kin
+	defer func() { i.info.keyed = nil }()
 	return i.processColumns(ctx, batch, kin)
 }
 
@@ -158,7 +231,7 @@ type partitionKey struct{ source, partition string }
 // distinct keys' states in one read, and marks redeliveries. Messages whose
 // key cannot be read fail here and are not sent.
 func (k *keyedStep) prepare(batch service.MessageBatch, inflight *pending) (*KeyedInput, []int64, map[partitionKey]int64, error) {
-	kin := &KeyedInput{KeyIdx: make([]int, len(batch)), Replayed: make([]bool, len(batch))}
+	kin := &KeyedInput{KeyIdx: make([]int, len(batch)), Replayed: make([]bool, len(batch)), own: k.ns.Name, inflight: inflight}
 	index := map[string]int{}
 	eventTimes := make([]int64, len(batch))
 	firstEvent := []int64{}
@@ -278,10 +351,17 @@ func (o *offsetReaders) read(msg *service.Message) (pk partitionKey, off int64, 
 // messages applied to it.
 func (k *KeyedInput) lastEvents(eventTimes []int64) []int64 {
 	lastEvent := make([]int64, len(k.Keys))
+	var latest int64
 	for idx, j := range k.KeyIdx {
-		if j >= 0 && !k.Replayed[idx] && eventTimes[idx] > lastEvent[j] {
-			lastEvent[j] = eventTimes[idx]
+		if j >= 0 && !k.Replayed[idx] {
+			lastEvent[j] = max(lastEvent[j], eventTimes[idx])
+			latest = max(latest, eventTimes[idx])
 		}
+	}
+	// A key written at random has no rows of its own: it was last touched
+	// by the batch, as of the batch's latest event.
+	for j := len(k.Keys) - k.randomKeys; j < len(k.Keys); j++ {
+		lastEvent[j] = latest
 	}
 	return lastEvent
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/sluice-dev/sluice/agent/wasm"
+	"github.com/sluice-dev/sluice/plugins/sdk"
 	"github.com/sluice-dev/sluice/state"
 )
 
@@ -235,7 +236,7 @@ func TestReadStateGrants(t *testing.T) {
 		}
 	}
 	p := mustProcessor(t, keyedEngine(t, st), fmt.Sprintf("path: %s\nread_state: [profiles]\n", plugins["reader"]))
-	out := run(t, p, batchOf("get profiles u1", "get profiles nobody", "get profiles u2", "scan profiles u", "get secrets u1", "scan secrets u"))
+	out := run(t, p, batchOf("get profiles u1", "get profiles nobody", "get profiles u2", "scan profiles u", "get secrets u1", "scan secrets u", "set u1 x"))
 	want := []struct{ body, err string }{
 		{"profiles-of-u1", ""},
 		{"missing", ""},
@@ -243,6 +244,7 @@ func TestReadStateGrants(t *testing.T) {
 		{"u1,u2", ""},
 		{"get secrets u1", "not granted"},
 		{"scan secrets u", "not granted"},
+		{sdk.ErrNotWritable.Error(), ""}, // a step with no state writes nothing
 	}
 	for i, w := range want {
 		gotErr := ""
@@ -253,6 +255,71 @@ func TestReadStateGrants(t *testing.T) {
 			t.Errorf("message %d: body %.40q error %q; want %.40q, error containing %q", i, got, gotErr, w.body, w.err)
 		}
 	}
+}
+
+// TestStateWritesAtRandom: a stateful plugin writes and deletes keys of its
+// own namespace beside the ones its batch is keyed by. The writes commit
+// with the batch and its offsets (a redelivered batch changes nothing), a
+// later row of the same call and the next batch read them, and they
+// survive a restart.
+func TestStateWritesAtRandom(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	cfg := fmt.Sprintf(`
+path: %s
+key: user_id
+state: {namespace: users}
+offsets: {source: events, partition: "0", offset: '${! json("seq") }'}
+`, plugins["indexer"])
+	p := mustProcessor(t, keyedEngine(t, st), cfg)
+	e := func(user int, typ string, seq int) string {
+		return fmt.Sprintf(`{"user_id":%d,"event_type":%q,"seq":%d}`, user, typ, seq)
+	}
+	field := func(out service.MessageBatch, name string) []string {
+		var got []string
+		for _, m := range out {
+			if err := m.GetError(); err != nil {
+				t.Fatalf("message failed: %v", err)
+			}
+			got = append(got, gjson.GetBytes([]byte(body(t, m)), name).String())
+		}
+		return got
+	}
+	out := run(t, p, batchOf(e(1, "click", 1), e(2, "click", 2), e(3, "view", 3)))
+	if got := field(out, "previous"); fmt.Sprint(got) != "[none 1 none]" {
+		t.Errorf("first batch saw %v before each write, want [none 1 none]: a later row reads the call's own writes", got)
+	}
+	out = run(t, p, batchOf(e(4, "click", 4), e(5, "forget", 5), e(6, "view", 6)))
+	if got := field(out, "previous"); fmt.Sprint(got) != "[2 none 3]" {
+		t.Errorf("second batch saw %v, want [2 none 3]: the batch before's writes", got)
+	}
+	// Redelivered: outputs again, writes not applied again.
+	run(t, p, batchOf(e(7, "click", 4)))
+	want := map[string]string{"last:click": "", "last:view": "6", "last:forget": "5"}
+	check := func(when string, st *state.Store) {
+		for key, v := range want {
+			e, ok, err := st.Get("users", key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(e.Value); ok != (v != "") || got != v {
+				t.Errorf("%s: %s = %q (found %v), want %q", when, key, got, ok, v)
+			}
+		}
+		if e, ok, _ := st.Get("users", "4"); !ok || len(e.Value) == 0 {
+			t.Errorf("%s: the keyed state of user 4 is missing beside the random writes", when)
+		}
+	}
+	check("committed", st)
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = openStore(t, dir)
+	defer st.Close()
+	check("after a restart", st)
 }
 
 // TestStateView: a stateful plugin that offers a state view renders stored

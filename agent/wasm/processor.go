@@ -402,6 +402,7 @@ func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		p.keyedMu.Unlock()
 		return result(out), nil
 	}
+	kin.mergeRandom()
 	cur := newPending(prev, kin, eventTimes, maxOffset)
 	p.last = cur
 	p.keyedMu.Unlock()

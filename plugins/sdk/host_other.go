@@ -20,5 +20,9 @@ func hostStateGet(string, string, []byte) int64 { return abi.StateFailed }
 
 func hostStateScan(string, string, string, int, []byte) int64 { return abi.StateFailed }
 
+func hostStateSet(string, string, []byte) int64 { return abi.StateFailed }
+
+func hostStateDelete(string, string) int64 { return abi.StateFailed }
+
 // Natively there is no agent to report to: metrics are dropped.
 func hostMetric(uint32, string, []byte, int64) {}

@@ -68,6 +68,20 @@ func stateGetImport(nsPtr unsafe.Pointer, nsLen uint32, keyPtr unsafe.Pointer, k
 //go:wasmimport sluice_v1 state_scan
 func stateScanImport(nsPtr unsafe.Pointer, nsLen uint32, prefixPtr unsafe.Pointer, prefixLen uint32, afterPtr unsafe.Pointer, afterLen uint32, limit uint32, bufPtr unsafe.Pointer, bufCap uint32) int64
 
+//go:wasmimport sluice_v1 state_set
+func stateSetImport(nsPtr unsafe.Pointer, nsLen uint32, keyPtr unsafe.Pointer, keyLen uint32, valPtr unsafe.Pointer, valLen uint32) int64
+
+//go:wasmimport sluice_v1 state_delete
+func stateDeleteImport(nsPtr unsafe.Pointer, nsLen uint32, keyPtr unsafe.Pointer, keyLen uint32) int64
+
+func hostStateSet(ns, key string, value []byte) int64 {
+	return stateSetImport(strPtr(ns), uint32(len(ns)), strPtr(key), uint32(len(key)), unsafe.Pointer(unsafe.SliceData(value)), uint32(len(value)))
+}
+
+func hostStateDelete(ns, key string) int64 {
+	return stateDeleteImport(strPtr(ns), uint32(len(ns)), strPtr(key), uint32(len(key)))
+}
+
 func strPtr(s string) unsafe.Pointer { return unsafe.Pointer(unsafe.StringData(s)) }
 
 func hostStateGet(ns, key string, buf []byte) int64 {

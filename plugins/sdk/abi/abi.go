@@ -28,14 +28,24 @@ const (
 	ImportLog       = "log"
 	ImportStateGet  = "state_get"
 	ImportStateScan = "state_scan"
-	ImportMetric    = "metric"
+	// ImportStateSet and ImportStateDelete write the step's own namespace
+	// at random, committed with the batch (§8.8 of ABI.md).
+	ImportStateSet    = "state_set"
+	ImportStateDelete = "state_delete"
+	ImportMetric      = "metric"
 )
 
-// Results of the state_get and state_scan imports below zero.
+// Results of the state imports below zero.
 const (
 	StateNotFound   = -1 // state_get: the key has no state
-	StateNotGranted = -2 // the namespace is not readable by this step
-	StateFailed     = -3 // the lookup failed; the host logged why
+	StateNotGranted = -2 // the namespace is not readable (or, for writes, not writable) by this step
+	StateFailed     = -3 // the lookup or write failed; the host logged why
+)
+
+// Bounds on the writes of one call (state_set, state_delete).
+const (
+	MaxStateWrites     = 10000   // distinct keys written per call
+	MaxStateValueBytes = 1 << 20 // bytes of one value
 )
 
 // Status is the first word of every buffer a plugin returns.

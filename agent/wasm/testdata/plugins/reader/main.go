@@ -1,5 +1,7 @@
 // Command reader reads state at random through the host: the body says
 // what to read ("get NS KEY" or "scan NS PREFIX"), the reply replaces it.
+// "set KEY VALUE" tries a write, which a step with no state cannot make:
+// the reply is the error.
 package main
 
 import (
@@ -21,6 +23,12 @@ func init() {
 				v = []byte("missing")
 			}
 			m.SetBody(v)
+		case len(f) == 3 && f[0] == "set":
+			if err := sdk.WriteState(f[1], []byte(f[2])); err != nil {
+				m.SetBody([]byte(err.Error()))
+			} else {
+				m.SetBody([]byte("written"))
+			}
 		case len(f) == 3 && f[0] == "scan":
 			keys, _, err := sdk.ScanState(f[1], f[2], "", 100)
 			if err != nil {
