@@ -22,6 +22,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // mapping, generate, catch, switch, ...
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/sluice-dev/sluice/agent/aggregate"
 	"github.com/sluice-dev/sluice/agent/config"
 	"github.com/sluice-dev/sluice/agent/httpapi"
 	"github.com/sluice-dev/sluice/agent/ingest"
@@ -114,6 +115,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if err := kafka.Register(env, kafka.Defaults{Brokers: a.kafkaBrokers}); err != nil {
 		_ = a.Close(ctx)
 		return nil, err
+	}
+	if err := aggregate.Register(env); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("register aggregate processor: %w", err)
 	}
 	if err := ingest.Register(env); err != nil {
 		_ = a.Close(ctx)

@@ -1,0 +1,400 @@
+// Package aggregate provides the `aggregate` processor: group-by summaries
+// of a batch (sum, mean, count, count distinct, min, max, day span), so the
+// seed's daily and customer summaries are config, not code.
+//
+// It summarises one batch. A bounded input becomes one batch with a
+// `memory` buffer whose batch policy is larger than the input (the buffer
+// flushes what it holds when the input ends); a stream is summarised per
+// window with a `system_window` buffer. It is a native processor rather
+// than a Wasm plugin because it runs no user code, only config, so there is
+// nothing to sandbox, and because it turns N messages into one per group,
+// which the plugin ABI (each message kept, replaced or dropped) would only
+// express by replacing one message per group and dropping the rest.
+package aggregate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/tidwall/gjson"
+
+	"github.com/sluice-dev/sluice/internal/jsonfield"
+)
+
+// Ops are the aggregations a field may use.
+func Ops() []string {
+	return []string{"sum", "mean", "count", "count_distinct", "min", "max", "day_span", "first", "last"}
+}
+
+// ConfigSpec is the processor's spec.
+func ConfigSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Beta().
+		Categories("Mapping").
+		Summary("Replaces a batch with one summary message per group: sums, means, counts, distinct counts, minimums, maximums and day spans of fields.").
+		Description(`
+Each summary is a JSON object holding the group's `+"`group_by`"+` values and one field per entry of `+"`fields`"+`, in that order; groups come out sorted by their values (numbers numerically, strings as text), as pandas' groupby does. A message that is already errored, lacks a group_by field, or has a value an op cannot use (a string to sum) is not counted: it passes through after the summaries, errored with the reason, so a `+"`switch`"+` output can route it with its original bytes.
+
+It summarises the batch it is given. To summarise a whole bounded input (a file), put a `+"`memory`"+` buffer with a batch policy larger than the input in front of it; for windows of a stream, a `+"`system_window`"+` buffer.
+
+Ops: `+"`sum`, `mean`, `count` (messages in the group; no path), `count_distinct`, `min`, `max` (numbers, or strings such as ISO dates), `day_span` (whole days between the earliest and latest time or date, like pandas' `(max - min).days`), `first`, `last`"+`. Missing or null values are skipped by every op but `+"`count`"+`.`).
+		Fields(
+			service.NewStringListField("group_by").Description("Fields (paths) whose values form a group; each appears in the summary under its last path element.").Example([]string{"date"}).Example([]string{"customer_id"}),
+			service.NewObjectListField("fields",
+				service.NewStringField("as").Description("Name of the summary field."),
+				service.NewStringEnumField("op", Ops()...).Description("The aggregation."),
+				service.NewStringField("path").Description("The field it reads; not for `count`.").Default(""),
+				service.NewIntField("round").Description("Decimal places to round a numeric result to (the seed rounds to 2); -1 keeps it as is.").Default(-1),
+			).Description("The summary's fields."),
+		)
+}
+
+// Register adds the `aggregate` processor to env.
+func Register(env *service.Environment) error {
+	return env.RegisterBatchProcessor("aggregate", ConfigSpec(), func(conf *service.ParsedConfig, _ *service.Resources) (service.BatchProcessor, error) {
+		return New(conf)
+	})
+}
+
+type field struct {
+	as, op, path string
+	round        int
+}
+
+// Processor is a parsed `aggregate` processor.
+type Processor struct {
+	groupBy []string
+	names   []string // the summary name of each group_by path
+	fields  []field
+}
+
+// New parses the processor's config.
+func New(conf *service.ParsedConfig) (*Processor, error) {
+	p := &Processor{}
+	var err error
+	if p.groupBy, err = conf.FieldStringList("group_by"); err != nil {
+		return nil, err
+	}
+	for i, g := range p.groupBy {
+		if g == "" {
+			return nil, fmt.Errorf("group_by[%d]: empty path", i)
+		}
+		p.names = append(p.names, g[strings.LastIndexByte(g, '.')+1:])
+	}
+	list, err := conf.FieldObjectList("fields")
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, errors.New("fields: at least one summary field is required")
+	}
+	seen := map[string]bool{}
+	for _, n := range p.names {
+		seen[n] = true
+	}
+	for i, c := range list {
+		var f field
+		if f.as, err = c.FieldString("as"); err != nil {
+			return nil, fmt.Errorf("fields[%d]: %w", i, err)
+		}
+		if f.op, err = c.FieldString("op"); err != nil {
+			return nil, fmt.Errorf("fields[%d]: %w", i, err)
+		}
+		if f.path, err = c.FieldString("path"); err != nil {
+			return nil, fmt.Errorf("fields[%d]: %w", i, err)
+		}
+		if f.round, err = c.FieldInt("round"); err != nil {
+			return nil, fmt.Errorf("fields[%d]: %w", i, err)
+		}
+		switch {
+		case !slices.Contains(Ops(), f.op):
+			return nil, fmt.Errorf("fields[%d]: op %q is not one of %s", i, f.op, strings.Join(Ops(), ", "))
+		case f.as == "":
+			return nil, fmt.Errorf("fields[%d]: as is empty", i)
+		case seen[f.as]:
+			return nil, fmt.Errorf("fields[%d]: %q names two summary fields", i, f.as)
+		case f.op == "count" && f.path != "":
+			return nil, fmt.Errorf("fields[%d] (%s): count counts messages and takes no path", i, f.as)
+		case f.op != "count" && f.path == "":
+			return nil, fmt.Errorf("fields[%d] (%s): %s needs a path", i, f.as, f.op)
+		case f.round < -1 || f.round > 15:
+			return nil, fmt.Errorf("fields[%d] (%s): round %d is outside -1..15", i, f.as, f.round)
+		}
+		seen[f.as] = true
+		p.fields = append(p.fields, f)
+	}
+	return p, nil
+}
+
+// acc accumulates one field of one group.
+type acc struct {
+	n        int
+	sum      float64
+	distinct map[string]struct{}
+	min, max gjson.Result
+	minT     time.Time
+	maxT     time.Time
+	first    gjson.Result
+	last     gjson.Result
+}
+
+type group struct {
+	key  []gjson.Result
+	accs []acc
+}
+
+// ProcessBatch implements service.BatchProcessor.
+func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	groups := map[string]*group{}
+	var rejected service.MessageBatch
+	var idKey []byte
+	for _, msg := range batch {
+		if msg.GetError() != nil {
+			rejected = append(rejected, msg)
+			continue
+		}
+		doc, err := msg.AsBytes()
+		if err != nil {
+			msg.SetError(fmt.Errorf("aggregate: %w", err))
+			rejected = append(rejected, msg)
+			continue
+		}
+		key, vals, err := p.read(doc, idKey[:0])
+		idKey = key
+		if err != nil {
+			msg.SetError(fmt.Errorf("aggregate: %w", err))
+			rejected = append(rejected, msg)
+			continue
+		}
+		g, ok := groups[string(key)]
+		if !ok {
+			g = &group{accs: make([]acc, len(p.fields))}
+			for _, path := range p.groupBy {
+				g.key = append(g.key, jsonfield.Get(doc, path))
+			}
+			groups[string(key)] = g
+		}
+		for i, f := range p.fields {
+			g.accs[i].add(f.op, vals[i])
+		}
+	}
+	ordered := make([]*group, 0, len(groups))
+	for _, g := range groups {
+		ordered = append(ordered, g)
+	}
+	slices.SortFunc(ordered, func(a, b *group) int { return compareKeys(a.key, b.key) })
+	out := make(service.MessageBatch, 0, len(ordered)+len(rejected))
+	for _, g := range ordered {
+		out = append(out, service.NewMessage(p.render(g)))
+	}
+	return []service.MessageBatch{append(out, rejected...)}, nil
+}
+
+// read returns a message's group identity and the values its fields read,
+// or why it cannot be counted.
+func (p *Processor) read(doc, key []byte) ([]byte, []gjson.Result, error) {
+	for i, path := range p.groupBy {
+		v := jsonfield.Get(doc, path)
+		if !v.Exists() || v.Type == gjson.Null {
+			return key, nil, fmt.Errorf("group_by field %q is missing", path)
+		}
+		if i > 0 {
+			key = append(key, 0)
+		}
+		key = append(key, byte(v.Type))
+		key = append(key, v.Raw...)
+	}
+	vals := make([]gjson.Result, len(p.fields))
+	for i, f := range p.fields {
+		if f.op == "count" {
+			continue
+		}
+		v := jsonfield.Get(doc, f.path)
+		vals[i] = v
+		if !v.Exists() || v.Type == gjson.Null {
+			continue
+		}
+		switch f.op {
+		case "sum", "mean":
+			if v.Type != gjson.Number {
+				return key, nil, fmt.Errorf("field %q (%s of %s): want a number, got %s", f.path, f.op, f.as, short(v.Raw))
+			}
+		case "day_span":
+			if _, err := parseDay(v); err != nil {
+				return key, nil, fmt.Errorf("field %q (day_span of %s): %w", f.path, f.as, err)
+			}
+		}
+	}
+	return key, vals, nil
+}
+
+func (a *acc) add(op string, v gjson.Result) {
+	if op == "count" {
+		a.n++
+		return
+	}
+	if !v.Exists() || v.Type == gjson.Null {
+		return
+	}
+	a.n++
+	switch op {
+	case "sum", "mean":
+		a.sum += v.Num
+	case "count_distinct":
+		if a.distinct == nil {
+			a.distinct = map[string]struct{}{}
+		}
+		// The type is part of the value: 1 and "1" are different values.
+		a.distinct[string(rune('0'+v.Type))+v.Raw] = struct{}{}
+	case "min", "max":
+		if a.n == 1 || compareValues(v, a.min) < 0 {
+			a.min = v
+		}
+		if a.n == 1 || compareValues(v, a.max) > 0 {
+			a.max = v
+		}
+	case "day_span":
+		t, _ := parseDay(v)
+		if a.n == 1 || t.Before(a.minT) {
+			a.minT = t
+		}
+		if a.n == 1 || t.After(a.maxT) {
+			a.maxT = t
+		}
+	case "first":
+		if a.n == 1 {
+			a.first = v
+		}
+	case "last":
+		a.last = v
+	}
+}
+
+// render writes a group's summary as JSON: group values, then fields.
+func (p *Processor) render(g *group) []byte {
+	b := []byte{'{'}
+	for i, name := range p.names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(b, name)
+		b = append(b, ':')
+		b = append(b, g.key[i].Raw...)
+	}
+	for i, f := range p.fields {
+		if len(p.names) > 0 || i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(b, f.as)
+		b = append(b, ':')
+		a := &g.accs[i]
+		switch f.op {
+		case "count":
+			b = strconv.AppendInt(b, int64(a.n), 10)
+		case "count_distinct":
+			b = strconv.AppendInt(b, int64(len(a.distinct)), 10)
+		case "sum":
+			b = appendNumber(b, a.sum, f.round)
+		case "mean":
+			if a.n == 0 {
+				b = append(b, "null"...)
+			} else {
+				b = appendNumber(b, a.sum/float64(a.n), f.round)
+			}
+		case "min", "max", "first", "last":
+			v := map[string]gjson.Result{"min": a.min, "max": a.max, "first": a.first, "last": a.last}[f.op]
+			switch {
+			case a.n == 0:
+				b = append(b, "null"...)
+			case v.Type == gjson.Number && f.round >= 0:
+				b = appendNumber(b, v.Num, f.round)
+			default:
+				b = append(b, v.Raw...)
+			}
+		case "day_span":
+			if a.n == 0 {
+				b = append(b, "null"...)
+			} else {
+				// Whole days, rounded down, as pandas' Timedelta.days.
+				b = strconv.AppendInt(b, int64(math.Floor(a.maxT.Sub(a.minT).Hours()/24)), 10)
+			}
+		}
+	}
+	return append(b, '}')
+}
+
+func appendNumber(b []byte, v float64, places int) []byte {
+	if places >= 0 {
+		p := math.Pow(10, float64(places))
+		v = math.Round(v*p) / p
+	}
+	return jsonfield.AppendFloat(b, v)
+}
+
+// parseDay reads a date or time: "2006-01-02", RFC 3339, the same without a
+// zone (UTC), or epoch seconds.
+func parseDay(v gjson.Result) (time.Time, error) {
+	switch v.Type {
+	case gjson.Number:
+		sec, frac := math.Modf(v.Num)
+		return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+	case gjson.String:
+		for _, layout := range []string{"2006-01-02", time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05"} {
+			if t, err := time.Parse(layout, v.Str); err == nil {
+				return t, nil
+			}
+		}
+	}
+	return time.Time{}, fmt.Errorf("want a date or time, got %s", short(v.Raw))
+}
+
+func compareKeys(a, b []gjson.Result) int {
+	for i := range a {
+		if c := compareValues(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// compareValues orders numbers numerically, then strings as text, then
+// anything else by its JSON text.
+func compareValues(a, b gjson.Result) int {
+	switch {
+	case a.Type == gjson.Number && b.Type == gjson.Number:
+		switch {
+		case a.Num < b.Num:
+			return -1
+		case a.Num > b.Num:
+			return 1
+		}
+		return 0
+	case a.Type == gjson.String && b.Type == gjson.String:
+		return strings.Compare(a.Str, b.Str)
+	case a.Type != b.Type:
+		if a.Type == gjson.Number {
+			return -1
+		}
+		if b.Type == gjson.Number {
+			return 1
+		}
+	}
+	return strings.Compare(a.Raw, b.Raw)
+}
+
+func short(raw string) string {
+	if len(raw) > 64 {
+		return raw[:61] + "..."
+	}
+	return raw
+}
+
+// Close implements service.BatchProcessor.
+func (p *Processor) Close(context.Context) error { return nil }

@@ -1,0 +1,290 @@
+package aggregate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+func newProc(t *testing.T, yaml string) *Processor {
+	t.Helper()
+	conf, err := ConfigSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runBatch(t *testing.T, p *Processor, docs ...string) service.MessageBatch {
+	t.Helper()
+	var b service.MessageBatch
+	for _, d := range docs {
+		b = append(b, service.NewMessage([]byte(d)))
+	}
+	out, err := p.ProcessBatch(context.Background(), b)
+	if err != nil || len(out) != 1 {
+		t.Fatalf("ProcessBatch: %v, %d batches", err, len(out))
+	}
+	return out[0]
+}
+
+// sale is a row of the seed's sales data after its transform.
+type sale struct {
+	Date       string  `json:"date"`
+	ProductID  int     `json:"product_id"`
+	Quantity   int     `json:"quantity"`
+	Price      float64 `json:"price"`
+	CustomerID int     `json:"customer_id"`
+	Total      float64 `json:"total_amount"`
+}
+
+func sales() []sale {
+	var out []sale
+	for i := range 60 {
+		s := sale{
+			Date:       time.Date(2024, 1, 1+i%9, 0, 0, 0, 0, time.UTC).Format("2006-01-02"),
+			ProductID:  100 + i%7,
+			Quantity:   1 + i%4,
+			Price:      float64(5+i%11) + 0.25,
+			CustomerID: 1 + i%5,
+		}
+		s.Total = float64(s.Quantity) * s.Price
+		out = append(out, s)
+	}
+	return out
+}
+
+func docs(t *testing.T, rows []sale) []string {
+	t.Helper()
+	var out []string
+	for _, r := range rows {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// TestSeedCustomerSummary: the seed's customer_summary (total_spent,
+// avg_order_value, order_count, unique_products, customer_lifetime_days,
+// rounded to 2) equals a direct computation over the same rows.
+func TestSeedCustomerSummary(t *testing.T) {
+	p := newProc(t, `
+group_by: [customer_id]
+fields:
+  - {as: total_spent, op: sum, path: total_amount, round: 2}
+  - {as: avg_order_value, op: mean, path: total_amount, round: 2}
+  - {as: order_count, op: count}
+  - {as: unique_products, op: count_distinct, path: product_id}
+  - {as: customer_lifetime_days, op: day_span, path: date}
+`)
+	rows := sales()
+	out := runBatch(t, p, docs(t, rows)...)
+	type want struct {
+		spent    float64
+		n        int
+		products map[int]bool
+		min, max time.Time
+	}
+	by := map[int]*want{}
+	for _, r := range rows {
+		w := by[r.CustomerID]
+		if w == nil {
+			w = &want{products: map[int]bool{}}
+			by[r.CustomerID] = w
+		}
+		d, _ := time.Parse("2006-01-02", r.Date)
+		if w.n == 0 || d.Before(w.min) {
+			w.min = d
+		}
+		if w.n == 0 || d.After(w.max) {
+			w.max = d
+		}
+		w.spent += r.Total
+		w.n++
+		w.products[r.ProductID] = true
+	}
+	if len(out) != len(by) {
+		t.Fatalf("%d summaries for %d customers", len(out), len(by))
+	}
+	round2 := func(v float64) float64 { return math.Round(v*100) / 100 }
+	for i, m := range out {
+		var got struct {
+			CustomerID int     `json:"customer_id"`
+			Spent      float64 `json:"total_spent"`
+			Avg        float64 `json:"avg_order_value"`
+			Count      int     `json:"order_count"`
+			Products   int     `json:"unique_products"`
+			Days       int     `json:"customer_lifetime_days"`
+		}
+		b, _ := m.AsBytes()
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("summary %s: %v", b, err)
+		}
+		if got.CustomerID != i+1 {
+			t.Errorf("summary %d is customer %d: want groups sorted by customer_id", i, got.CustomerID)
+		}
+		w := by[got.CustomerID]
+		exp := fmt.Sprint(round2(w.spent), round2(w.spent/float64(w.n)), w.n, len(w.products), int(w.max.Sub(w.min).Hours()/24))
+		if g := fmt.Sprint(got.Spent, got.Avg, got.Count, got.Products, got.Days); g != exp {
+			t.Errorf("customer %d: got %s, want %s (%s)", got.CustomerID, g, exp, b)
+		}
+	}
+}
+
+// TestSeedDailySummary: the seed's daily_summary, grouped by a date
+// string, sorted by date, every field checked.
+func TestSeedDailySummary(t *testing.T) {
+	p := newProc(t, `
+group_by: [date]
+fields:
+  - {as: daily_revenue, op: sum, path: total_amount, round: 2}
+  - {as: daily_quantity, op: sum, path: quantity}
+  - {as: daily_customers, op: count_distinct, path: customer_id}
+  - {as: daily_products, op: count_distinct, path: product_id}
+`)
+	rows := sales()
+	out := runBatch(t, p, docs(t, rows)...)
+	type day struct {
+		rev       float64
+		qty       int
+		cust, prd map[int]bool
+	}
+	by := map[string]*day{}
+	for _, r := range rows {
+		d := by[r.Date]
+		if d == nil {
+			d = &day{cust: map[int]bool{}, prd: map[int]bool{}}
+			by[r.Date] = d
+		}
+		d.rev += r.Total
+		d.qty += r.Quantity
+		d.cust[r.CustomerID], d.prd[r.ProductID] = true, true
+	}
+	prev := ""
+	for _, m := range out {
+		b, _ := m.AsBytes()
+		var got struct {
+			Date           string
+			Rev            float64 `json:"daily_revenue"`
+			Qty, Cust, Prd int
+			DailyQuantity  int `json:"daily_quantity"`
+			DailyCustomers int `json:"daily_customers"`
+			DailyProducts  int `json:"daily_products"`
+		}
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Date <= prev {
+			t.Errorf("date %s after %s: want sorted by date", got.Date, prev)
+		}
+		prev = got.Date
+		d := by[got.Date]
+		if got.Rev != math.Round(d.rev*100)/100 || got.DailyQuantity != d.qty || got.DailyCustomers != len(d.cust) || got.DailyProducts != len(d.prd) {
+			t.Errorf("%s: got %s, want revenue %.2f quantity %d customers %d products %d", got.Date, b, d.rev, d.qty, len(d.cust), len(d.prd))
+		}
+	}
+	if len(out) != len(by) {
+		t.Errorf("%d summaries for %d days", len(out), len(by))
+	}
+}
+
+// TestRowsNotCounted: a message already errored, one without its group
+// field and one with a string to sum pass through after the summaries,
+// errored with the reason and their bytes intact; the rest is summarised.
+func TestRowsNotCounted(t *testing.T) {
+	p := newProc(t, "group_by: [k]\nfields: [{as: total, op: sum, path: v}, {as: lo, op: min, path: v}, {as: hi, op: max, path: v}, {as: n, op: count}]\n")
+	pre := service.NewMessage([]byte(`{"k":"a","v":100}`))
+	pre.SetError(fmt.Errorf("failed upstream"))
+	b := service.MessageBatch{
+		service.NewMessage([]byte(`{"k":"b","v":2}`)),
+		pre,
+		service.NewMessage([]byte(`{"v":3}`)),
+		service.NewMessage([]byte(`{"k":"a","v":"x"}`)),
+		service.NewMessage([]byte(`{"k":"a","v":4.5}`)),
+		service.NewMessage([]byte(`{"k":"b","v":-1}`)),
+		service.NewMessage([]byte(`{"k":"b"}`)),
+	}
+	outs, err := p.ProcessBatch(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range outs[0] {
+		body, _ := m.AsBytes()
+		s := string(body)
+		if err := m.GetError(); err != nil {
+			s += " ! " + err.Error()
+		}
+		got = append(got, s)
+	}
+	want := []string{
+		`{"k":"a","total":4.5,"lo":4.5,"hi":4.5,"n":1}`,
+		`{"k":"b","total":1,"lo":-1,"hi":2,"n":3}`,
+		`{"k":"a","v":100} ! failed upstream`,
+		`{"v":3} ! aggregate: group_by field "k" is missing`,
+		`{"k":"a","v":"x"} ! aggregate: field "v" (sum of total): want a number, got "x"`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"group_by: [k]\nfields: []\n", "at least one summary field"},
+		{"group_by: [k]\nfields: [{as: n, op: count, path: v}]\n", "takes no path"},
+		{"group_by: [k]\nfields: [{as: s, op: sum}]\n", "sum needs a path"},
+		{"group_by: [k]\nfields: [{as: k, op: count}]\n", `"k" names two summary fields`},
+		{"group_by: [k]\nfields: [{as: s, op: median, path: v}]\n", "median"},
+	} {
+		conf, err := ConfigSpec().ParseYAML(tc.yaml, nil)
+		if err == nil {
+			_, err = New(conf)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error containing %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func BenchmarkAggregate(b *testing.B) {
+	conf, _ := ConfigSpec().ParseYAML(`
+group_by: [customer_id]
+fields:
+  - {as: total_spent, op: sum, path: total_amount, round: 2}
+  - {as: avg_order_value, op: mean, path: total_amount, round: 2}
+  - {as: order_count, op: count}
+  - {as: unique_products, op: count_distinct, path: product_id}
+  - {as: customer_lifetime_days, op: day_span, path: date}
+`, nil)
+	p, _ := New(conf)
+	var rows []sale
+	for range 170 {
+		rows = append(rows, sales()...)
+	}
+	var batch service.MessageBatch
+	for _, r := range rows {
+		body, _ := json.Marshal(r)
+		batch = append(batch, service.NewMessage(body))
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := p.ProcessBatch(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(batch)*b.N)/b.Elapsed().Seconds(), "rows/s")
+}
