@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent/aggregate"
 	"github.com/sluice-dev/sluice/agent/config"
+	"github.com/sluice-dev/sluice/agent/csvinput"
 	"github.com/sluice-dev/sluice/agent/httpapi"
 	"github.com/sluice-dev/sluice/agent/ingest"
 	"github.com/sluice-dev/sluice/agent/kafka"
@@ -119,6 +120,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if err := aggregate.Register(env); err != nil {
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register aggregate processor: %w", err)
+	}
+	if err := csvinput.Register(env, pipelines.File); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("register csv_file input: %w", err)
 	}
 	if err := ingest.Register(env); err != nil {
 		_ = a.Close(ctx)
