@@ -196,6 +196,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Metrics: func(p supervisor.Pipeline) string {
 			return fmt.Sprintf("%s: {pipeline: %q}", metrics.ExporterName, p.Name)
 		},
+		OnRun: func(o supervisor.RunOutcome) { a.reg.RecordRun(o.Pipeline, o.Err == nil, o.Duration) },
 	})
 	return report.Err()
 }
@@ -229,7 +230,7 @@ func Resolve(src string) ([]supervisor.Pipeline, error) {
 		if !ok {
 			return nil, fmt.Errorf("pipeline %q: no builtin pipeline named %q", src, name)
 		}
-		return []supervisor.Pipeline{{Name: name, Source: src, YAML: y}}, nil
+		return withSchedule(supervisor.Pipeline{Name: name, Source: src, YAML: y})
 	}
 	st, err := os.Stat(src)
 	if err != nil {
@@ -259,9 +260,24 @@ func Resolve(src string) ([]supervisor.Pipeline, error) {
 			return nil, fmt.Errorf("pipeline %q: %w", f, err)
 		}
 		name := strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))
-		out = append(out, supervisor.Pipeline{Name: name, Source: f, YAML: y})
+		pl, err := withSchedule(supervisor.Pipeline{Name: name, Source: f, YAML: y})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pl...)
 	}
 	return out, nil
+}
+
+// withSchedule takes a pipeline file's `schedule:` block, if any, out of
+// the YAML Benthos sees.
+func withSchedule(p supervisor.Pipeline) ([]supervisor.Pipeline, error) {
+	s, y, err := supervisor.SplitSchedule(p.YAML)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline %s: %w", p.Source, err)
+	}
+	p.Schedule, p.YAML = s, y
+	return []supervisor.Pipeline{p}, nil
 }
 
 // stateView finds the state view of a namespace among the running steps.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -234,4 +235,16 @@ type funcCollector struct {
 func (c *funcCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c *funcCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.desc, c.kind, c.get())
+}
+
+// RecordRun counts one run of a scheduled pipeline by outcome (ok or
+// failed) and records its duration, so an operator can alert on failed
+// batch jobs as on a failed Airflow task.
+func (r *Registry) RecordRun(pipeline string, ok bool, d time.Duration) {
+	outcome := "ok"
+	if !ok {
+		outcome = "failed"
+	}
+	r.counter("sluice_pipeline_runs_total", []string{"pipeline", "outcome"}).WithLabelValues(pipeline, outcome).Inc()
+	r.gauge("sluice_pipeline_last_run_seconds", []string{"pipeline"}).WithLabelValues(pipeline).Set(d.Seconds())
 }

@@ -48,6 +48,9 @@ type Pipeline struct {
 	Source string
 	// YAML is a full Benthos stream config.
 	YAML []byte
+	// Schedule, if set, makes the pipeline a batch job run on a schedule
+	// with retries; see SplitSchedule.
+	Schedule *Schedule
 }
 
 // Options configure Run.
@@ -66,6 +69,9 @@ type Options struct {
 	// replacing whatever the pipeline's YAML says: the agent exports every
 	// pipeline's metrics through one registry, labelled by pipeline.
 	Metrics func(p Pipeline) string
+	// OnRun, if set, is told the outcome of every run of a scheduled
+	// pipeline, retries included.
+	OnRun func(RunOutcome)
 }
 
 // Result is what happened to one pipeline.
@@ -131,7 +137,12 @@ func Run(ctx context.Context, pipelines []Pipeline, opts Options) Report {
 		go func() {
 			defer wg.Done()
 			log := opts.Logger.With("pipeline", p.Name)
-			err := runOne(ctx, p, opts, log)
+			var err error
+			if p.Schedule != nil {
+				err = runScheduled(ctx, p, opts, log)
+			} else {
+				err = runOne(ctx, p, opts, log)
+			}
 			if err != nil {
 				log.Error("pipeline failed", "source", p.Source, "error", err)
 			} else {

@@ -1,0 +1,226 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"gopkg.in/yaml.v3"
+)
+
+// Schedule makes a pipeline a batch job: it runs until its input ends,
+// then again on the schedule, and a failed run is retried with back-off,
+// as the seed's hourly Airflow DAG is.
+type Schedule struct {
+	// Every runs the pipeline at this interval, measured from each run's
+	// start. Zero with no Cron: run once.
+	Every time.Duration
+	// Cron is a standard five-field cron expression (or @hourly, @daily,
+	// ...), in UTC.
+	Cron string
+	// Retries is how many times a failed run is tried again before the
+	// run is given up (the next scheduled run still happens).
+	Retries int
+	// Backoff is the wait before the first retry; it doubles per retry,
+	// capped at 10 minutes.
+	Backoff time.Duration
+	// Timeout fails a run that has not finished (its input ended and
+	// everything was written) by then: the stream is drained and the run
+	// retried. A Benthos input that cannot connect (a missing file, a
+	// broker down) retries forever; this is where a batch job gives up.
+	// Zero: Every, or no limit.
+	Timeout time.Duration
+
+	cron cron.Schedule
+}
+
+// RunOutcome is one run of a scheduled pipeline, for the logs and metrics.
+type RunOutcome struct {
+	Pipeline string
+	Attempt  int // from 1
+	Start    time.Time
+	Duration time.Duration
+	Err      error
+}
+
+// scheduleYAML is the `schedule:` block a pipeline file may carry beside
+// its Benthos config.
+type scheduleYAML struct {
+	Every   string `yaml:"every"`
+	Cron    string `yaml:"cron"`
+	Retries int    `yaml:"retries"`
+	Backoff string `yaml:"backoff"`
+	Timeout string `yaml:"timeout"`
+}
+
+// SplitSchedule takes the top-level `schedule:` block out of a pipeline's
+// YAML, since Benthos would reject the unknown key. Its lines are blanked
+// rather than cut, so Benthos' line numbers still match the file. It
+// returns nil when there is no block.
+func SplitSchedule(doc []byte) (*Schedule, []byte, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(doc, &root); err != nil || len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil, doc, nil // Benthos reports what is wrong with it
+	}
+	m := root.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		if k.Value != "schedule" {
+			continue
+		}
+		var raw scheduleYAML
+		if err := strictDecode(v, &raw); err != nil {
+			return nil, nil, fmt.Errorf("line %d: schedule: %w", k.Line, err)
+		}
+		s, err := raw.parse()
+		if err != nil {
+			return nil, nil, fmt.Errorf("line %d: schedule: %w", k.Line, err)
+		}
+		end := -1 // the block runs to the next top-level key, or the end
+		if i+2 < len(m.Content) {
+			end = m.Content[i+2].Line - 1
+		}
+		return s, blankLines(doc, k.Line, end), nil
+	}
+	return nil, doc, nil
+}
+
+// strictDecode decodes a mapping node into v, refusing unknown keys, so a
+// misspelt `retires:` is an error rather than no retries.
+func strictDecode(n *yaml.Node, v any) error {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}
+
+func (r scheduleYAML) parse() (*Schedule, error) {
+	s := &Schedule{Retries: r.Retries, Cron: r.Cron, Backoff: 10 * time.Second}
+	var err error
+	if r.Every != "" {
+		if s.Every, err = time.ParseDuration(r.Every); err != nil || s.Every <= 0 {
+			return nil, fmt.Errorf("every: %q is not a positive duration like \"1h\"", r.Every)
+		}
+	}
+	if r.Cron != "" {
+		if s.Every > 0 {
+			return nil, errors.New("every and cron are both set: choose one")
+		}
+		if s.cron, err = cron.ParseStandard(r.Cron); err != nil {
+			return nil, fmt.Errorf("cron: %q: %w", r.Cron, err)
+		}
+	}
+	if r.Retries < 0 {
+		return nil, fmt.Errorf("retries: %d is negative", r.Retries)
+	}
+	if r.Backoff != "" {
+		if s.Backoff, err = time.ParseDuration(r.Backoff); err != nil || s.Backoff <= 0 {
+			return nil, fmt.Errorf("backoff: %q is not a positive duration like \"30s\"", r.Backoff)
+		}
+	}
+	s.Timeout = s.Every
+	if r.Timeout != "" {
+		if s.Timeout, err = time.ParseDuration(r.Timeout); err != nil || s.Timeout <= 0 {
+			return nil, fmt.Errorf("timeout: %q is not a positive duration like \"50m\"", r.Timeout)
+		}
+	}
+	return s, nil
+}
+
+// blankLines empties lines from..to (1-based, inclusive; to -1 = the end).
+func blankLines(doc []byte, from, to int) []byte {
+	lines := strings.SplitAfter(string(doc), "\n")
+	for i := range lines {
+		n := i + 1
+		if n >= from && (to < 0 || n <= to) {
+			if strings.HasSuffix(lines[i], "\n") {
+				lines[i] = "\n"
+			} else {
+				lines[i] = ""
+			}
+		}
+	}
+	return []byte(strings.Join(lines, ""))
+}
+
+// next returns when the run after one that started at start is due.
+func (s *Schedule) next(start time.Time) (time.Time, bool) {
+	switch {
+	case s.cron != nil:
+		return s.cron.Next(start.UTC()), true
+	case s.Every > 0:
+		return start.Add(s.Every), true
+	}
+	return time.Time{}, false
+}
+
+// runScheduled runs p on its schedule until ctx ends: each run, with its
+// retries, to completion; then the next when it is due. A run that fails
+// all its attempts is logged and reported, and the schedule goes on; if
+// the pipeline runs once (no every, no cron), its error is returned.
+func runScheduled(ctx context.Context, p Pipeline, opts Options, log *slog.Logger) error {
+	s := p.Schedule
+	for {
+		start := time.Now()
+		err := runWithRetries(ctx, p, opts, log)
+		next, again := s.next(start)
+		if !again || ctx.Err() != nil {
+			return err
+		}
+		wait := time.Until(next)
+		log.Info("next run", "at", next.UTC().Format(time.RFC3339), "in", wait.Round(time.Second))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func runWithRetries(ctx context.Context, p Pipeline, opts Options, log *slog.Logger) error {
+	s := p.Schedule
+	backoff := s.Backoff
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		runCtx, cancel := ctx, context.CancelFunc(func() {})
+		if s.Timeout > 0 {
+			runCtx, cancel = context.WithTimeout(ctx, s.Timeout)
+		}
+		err := runOne(runCtx, p, opts, log)
+		timedOut := ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded)
+		cancel()
+		if err == nil && timedOut {
+			err = fmt.Errorf("pipeline %q (%s): the run did not finish within its timeout of %s, so it was stopped", p.Name, p.Source, s.Timeout)
+		}
+		out := RunOutcome{Pipeline: p.Name, Attempt: attempt, Start: start, Duration: time.Since(start), Err: err}
+		if opts.OnRun != nil {
+			opts.OnRun(out)
+		}
+		if err == nil {
+			log.Info("run succeeded", "attempt", attempt, "duration", out.Duration.Round(time.Millisecond))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		if attempt > s.Retries {
+			log.Error("run failed, no retries left", "attempts", attempt, "error", err)
+			return err
+		}
+		log.Warn("run failed, retrying", "attempt", attempt, "retry_in", backoff, "error", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Minute)
+	}
+}

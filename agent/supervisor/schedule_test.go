@@ -1,0 +1,95 @@
+package supervisor
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+func TestSplitSchedule(t *testing.T) {
+	doc := "input:\n  generate: {count: 1, mapping: 'root = 1'}\nschedule:\n  every: 1h\n  retries: 2\n  backoff: 30s\noutput:\n  drop: {}\n"
+	s, rest, err := SplitSchedule([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s == nil || s.Every != time.Hour || s.Retries != 2 || s.Backoff != 30*time.Second || s.Timeout != time.Hour {
+		t.Fatalf("schedule %+v", s)
+	}
+	// Blanked, not cut: output stays on line 7 for Benthos' messages.
+	if lines := strings.Split(string(rest), "\n"); len(lines) != 9 || lines[6] != "output:" || strings.Contains(string(rest), "schedule") {
+		t.Errorf("rest of the pipeline:\n%s", rest)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{"schedule: {every: 1h, cron: '@hourly'}\n", "choose one"},
+		{"schedule: {cron: 'every tuesday'}\n", "cron"},
+		{"schedule: {every: 10}\n", "positive duration"},
+		{"schedule: {every: 1h, retires: 3}\n", "retires"},
+		{"input: {}\nschedule: {retries: -1}\n", "line 2: schedule: retries: -1 is negative"},
+	} {
+		if _, _, err := SplitSchedule([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error containing %q", tc.doc, err, tc.want)
+		}
+	}
+	if s, rest, err := SplitSchedule([]byte("input: {}\n")); s != nil || string(rest) != "input: {}\n" || err != nil {
+		t.Errorf("no schedule: %v %q %v", s, rest, err)
+	}
+}
+
+// TestScheduledRunsRepeat: a pipeline on an interval runs again after each
+// run finishes, each run to the end of its input.
+func TestScheduledRunsRepeat(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.txt")
+	p := Pipeline{Name: "hourly", Source: "test", Schedule: &Schedule{Every: time.Millisecond, Backoff: time.Millisecond, Timeout: time.Minute},
+		YAML: []byte("input:\n  generate: {count: 2, interval: '', mapping: 'root = \"row\"'}\noutput:\n  file: {path: " + out + ", codec: lines}\n")}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var runs []RunOutcome
+	report := Run(ctx, []Pipeline{p}, Options{Env: service.NewEnvironment(), Logger: (&logTap{}).logger(), OnRun: func(o RunOutcome) {
+		mu.Lock()
+		defer mu.Unlock()
+		runs = append(runs, o)
+		if len(runs) == 3 {
+			cancel()
+		}
+	}})
+	if err := report.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range runs {
+		if o.Err != nil || o.Attempt != 1 {
+			t.Errorf("run %d: %+v", i+1, o)
+		}
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "row\n"); len(runs) != 3 || n != 6 {
+		t.Errorf("%d runs wrote %d rows, want 3 runs of 2", len(runs), n)
+	}
+}
+
+// TestFailedRunRetried: a run that cannot finish (its input keeps failing)
+// is stopped at its timeout and retried; once the retries are spent a
+// run-once pipeline fails with the reason.
+func TestFailedRunRetried(t *testing.T) {
+	p := Pipeline{Name: "broken", Source: "test", Schedule: &Schedule{Retries: 2, Backoff: time.Millisecond, Timeout: 300 * time.Millisecond},
+		YAML: []byte("input:\n  generate: {count: 1, interval: '', mapping: 'root = throw(\"source down\")'}\noutput:\n  drop: {}\n")}
+	var runs []RunOutcome
+	report := Run(context.Background(), []Pipeline{p}, Options{Env: service.NewEnvironment(), Logger: (&logTap{}).logger(), ShutdownTimeout: time.Second,
+		OnRun: func(o RunOutcome) { runs = append(runs, o) }})
+	err := report.Err()
+	if err == nil || !strings.Contains(err.Error(), "did not finish within its timeout") {
+		t.Fatalf("report: %v, want the run's timeout", err)
+	}
+	if len(runs) != 3 || runs[2].Attempt != 3 || runs[2].Err == nil {
+		t.Errorf("runs %+v, want 3 failed attempts", runs)
+	}
+}
