@@ -245,6 +245,11 @@ func (r *Registry) RecordRun(pipeline string, ok bool, d time.Duration) {
 	if !ok {
 		outcome = "failed"
 	}
-	r.counter("sluice_pipeline_runs_total", []string{"pipeline", "outcome"}).WithLabelValues(pipeline, outcome).Inc()
-	r.gauge("sluice_pipeline_last_run_seconds", []string{"pipeline"}).WithLabelValues(pipeline).Set(d.Seconds())
+	// Both are labelled pipeline first, like every vector here.
+	if c := r.counter("sluice_pipeline_runs_total", []string{"outcome"}); c != nil {
+		c.WithLabelValues(pipeline, outcome).Inc()
+	}
+	if g := r.gauge("sluice_pipeline_last_run_seconds", nil); g != nil {
+		g.WithLabelValues(pipeline).Set(d.Seconds())
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func scrape(t *testing.T, r *Registry) string {
@@ -39,5 +40,22 @@ func TestPipelinesShareMetricsUnderTheirLabel(t *testing.T) {
 	}
 	if strings.Contains(out, `other="x"`) {
 		t.Error("a metric re-declared with other labels was exported")
+	}
+}
+
+func TestRecordRun(t *testing.T) {
+	r := New()
+	r.RecordRun("sales_etl", true, 1500*time.Millisecond)
+	r.RecordRun("sales_etl", false, time.Second)
+	r.RecordRun("sales_etl", true, 2*time.Second)
+	body := scrape(t, r)
+	for _, want := range []string{
+		`sluice_pipeline_runs_total{outcome="ok",pipeline="sales_etl"} 2`,
+		`sluice_pipeline_runs_total{outcome="failed",pipeline="sales_etl"} 1`,
+		`sluice_pipeline_last_run_seconds{pipeline="sales_etl"} 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
