@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-//go:embed *.yaml sample/*.jsonl suites/*.yaml
+//go:embed *.yaml sample/*.jsonl sample/*.csv suites/*.yaml
 var files embed.FS
 
 // Lookup returns the YAML of the embedded pipeline called name (demo for
