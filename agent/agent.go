@@ -29,7 +29,9 @@ import (
 	"github.com/sluice-dev/sluice/agent/ingest"
 	"github.com/sluice-dev/sluice/agent/kafka"
 	"github.com/sluice-dev/sluice/agent/metrics"
+	"github.com/sluice-dev/sluice/agent/parquetout"
 	"github.com/sluice-dev/sluice/agent/sampleinput"
+	"github.com/sluice-dev/sluice/agent/sqliteout"
 	"github.com/sluice-dev/sluice/agent/statecache"
 	"github.com/sluice-dev/sluice/agent/supervisor"
 	"github.com/sluice-dev/sluice/agent/wasm"
@@ -124,6 +126,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if err := csvinput.Register(env, pipelines.File); err != nil {
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register csv_file input: %w", err)
+	}
+	if err := parquetout.Register(env); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("register parquet output: %w", err)
+	}
+	if err := sqliteout.Register(env); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("register sqlite output: %w", err)
 	}
 	if err := ingest.Register(env); err != nil {
 		_ = a.Close(ctx)

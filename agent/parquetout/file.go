@@ -1,0 +1,259 @@
+package parquetout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// chunkRows bounds how far a file can overshoot max_bytes: the size is
+// checked after each chunk.
+const chunkRows = 4096
+
+// file is one Parquet file being written as <final>.tmp.
+type file struct {
+	final, tmp string
+	f          *os.File
+	w          *parquet.GenericWriter[any]
+	rows       int64
+	// waiters counts the batches whose last rows are here, so the file can
+	// be finished as soon as no slot is left for another batch.
+	waiters int
+	timer   *time.Timer
+	done    chan struct{} // closed once finished or failed
+	err     error         // why it failed; set before done is closed
+}
+
+// append writes the rows to the open file, opening files as needed and
+// splitting the rows where a file fills up. It gives the files holding the
+// rows, and those the caller must finish, even when it fails.
+func (o *output) append(batch service.MessageBatch, rows []parquet.Row, msgs []int) (touched, finish []*file, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.connected {
+		return nil, nil, service.ErrNotConnected
+	}
+	for len(rows) > 0 {
+		f := o.cur
+		if f == nil {
+			if f, err = o.open(batch[msgs[0]]); err != nil {
+				return touched, finish, fmt.Errorf("message %d: %w", msgs[0], err)
+			}
+			o.cur = f
+		}
+		if len(touched) == 0 || touched[len(touched)-1] != f {
+			touched = append(touched, f)
+		}
+		n := min(int64(len(rows)), o.maxRows-f.rows, chunkRows)
+		if _, err := f.w.WriteRows(rows[:n]); err != nil {
+			o.detach(f)
+			o.discard(f, fmt.Errorf("write rows to %s: %w", f.tmp, err))
+			return touched, finish, f.err
+		}
+		f.rows += n
+		rows, msgs = rows[n:], msgs[n:]
+		if f.rows >= o.maxRows || f.w.Size() >= o.maxBytes {
+			o.detach(f)
+			finish = append(finish, f)
+		}
+	}
+	if last := touched[len(touched)-1]; o.cur == last {
+		last.waiters++
+		if last.waiters >= o.maxInFlight {
+			// Every slot waits for this file: nothing more can come to it
+			// before it is finished.
+			o.detach(last)
+			finish = append(finish, last)
+		}
+	}
+	return touched, finish, nil
+}
+
+// open starts a file named by path evaluated on msg. The caller holds o.mu.
+func (o *output) open(msg *service.Message) (*file, error) {
+	name, err := o.path.TryString(msg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fPath, err)
+	}
+	if name == "" {
+		return nil, fmt.Errorf("%s: the expression gave an empty name", fPath)
+	}
+	if o.names[name] {
+		return nil, fmt.Errorf("%s is already being written: %s must give each file its own name", name, fPath)
+	}
+	if _, err := os.Lstat(name); err == nil {
+		return nil, fmt.Errorf("%s already exists: %s must give each file its own name", name, fPath)
+	}
+	dir := filepath.Dir(name)
+	if err := o.mkdirAll(dir); err != nil {
+		return nil, err
+	}
+	tmp := name + ".tmp"
+	// O_EXCL: a .tmp already there is a crash's leftover or another
+	// writer's file, and renaming it would publish rows we never wrote.
+	fh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("%s exists, left by a crash or written by another output; it is never renamed: remove it, or make %s give new names: %w", tmp, fPath, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", tmp, err)
+	}
+	f := &file{
+		final: name,
+		tmp:   tmp,
+		f:     fh,
+		w: parquet.NewGenericWriter[any](fh, o.schema.node, parquet.Compression(o.codec),
+			parquet.MaxRowsPerRowGroup(o.rowGroupRows), parquet.CreatedBy("sluice", "", "")),
+		done: make(chan struct{}),
+	}
+	f.timer = time.AfterFunc(o.maxAge, func() { o.expire(f) })
+	o.names[name] = true
+	return f, nil
+}
+
+// mkdirAll creates dir and syncs the parent of each directory it creates,
+// so that a file renamed into dir survives a crash along with dir itself.
+func (o *output) mkdirAll(dir string) error {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create directory %s: %w", dir, err)
+	}
+	for _, d := range missing {
+		if err := o.syncDir(filepath.Dir(d)); err != nil {
+			return fmt.Errorf("fsync directory %s: %w", filepath.Dir(d), err)
+		}
+	}
+	return nil
+}
+
+// detach takes f out of use, so no more rows go to it. The caller holds
+// o.mu.
+func (o *output) detach(f *file) {
+	if o.cur == f {
+		o.cur = nil
+	}
+	f.timer.Stop()
+}
+
+// expire finishes f when it has been open for max_age, unless something
+// else took it out of use first.
+func (o *output) expire(f *file) {
+	o.mu.Lock()
+	if o.cur != f {
+		o.mu.Unlock()
+		return
+	}
+	o.detach(f)
+	o.timers.Add(1)
+	o.mu.Unlock()
+	defer o.timers.Done()
+	o.finish(f)
+}
+
+// finish publishes a detached file under its final name and wakes the
+// batches waiting for it.
+func (o *output) finish(f *file) {
+	err := o.seal(f)
+	if err != nil {
+		// Its rows go back to be retried; only our own .tmp is removed.
+		_ = os.Remove(f.tmp)
+		o.log.Errorf("parquet output: %v", err)
+	} else {
+		o.log.Debugf("parquet output: finished %s, %d rows", f.final, f.rows)
+	}
+	o.mu.Lock()
+	delete(o.names, f.final)
+	o.mu.Unlock()
+	f.err = err
+	close(f.done)
+}
+
+// seal writes the footer, makes the file durable and only then gives it its
+// final name, so that no reader and no crash ever sees a partial file there.
+func (o *output) seal(f *file) error {
+	if err := f.w.Close(); err != nil {
+		f.f.Close()
+		return fmt.Errorf("write the footer of %s: %w", f.tmp, err)
+	}
+	if err := o.syncFile(f.f); err != nil {
+		f.f.Close()
+		return fmt.Errorf("fsync %s: %w", f.tmp, err)
+	}
+	if err := f.f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", f.tmp, err)
+	}
+	if err := o.rename(f.tmp, f.final); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", f.tmp, f.final, err)
+	}
+	// Without this the rename itself may not survive a crash, and the
+	// acknowledged rows would be lost with it.
+	if err := o.syncDir(filepath.Dir(f.final)); err != nil {
+		return fmt.Errorf("fsync directory of %s: %w", f.final, err)
+	}
+	return nil
+}
+
+// discard fails a detached file that cannot be written any more. The caller
+// holds o.mu.
+func (o *output) discard(f *file, err error) {
+	f.f.Close()
+	_ = os.Remove(f.tmp)
+	delete(o.names, f.final)
+	o.log.Errorf("parquet output: %v", err)
+	f.err = err
+	close(f.done)
+}
+
+// wait returns once every file is finished, with the first failure.
+func (o *output) wait(ctx context.Context, files []*file) error {
+	for _, f := range files {
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			// The rows are in the file already: finishing it now acknowledges
+			// them, where giving up would have them written twice on retry.
+			o.mu.Lock()
+			mine := o.cur == f
+			if mine {
+				o.detach(f)
+			}
+			o.mu.Unlock()
+			if mine {
+				o.finish(f)
+			}
+			<-f.done
+		}
+		if f.err != nil {
+			return f.err
+		}
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,399 @@
+// Package parquetout provides the `parquet` output: it writes JSON messages
+// as rows of Parquet files, so that batch jobs (the seed's Airflow DAG loads
+// hourly batches into Parquet) read columnar files rather than JSON lines.
+// A file appears under its name only once it is complete, and a batch is
+// acknowledged only once the file holding its rows has appeared.
+package parquetout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/compress/gzip"
+	"github.com/parquet-go/parquet-go/compress/snappy"
+	"github.com/parquet-go/parquet-go/compress/uncompressed"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/tidwall/gjson"
+)
+
+const (
+	fPath         = "path"
+	fColumns      = "columns"
+	fColName      = "name"
+	fColType      = "type"
+	fColPath      = "path"
+	fColOptional  = "optional"
+	fRowGroupRows = "row_group_rows"
+	fCompression  = "compression"
+	fMaxRows      = "max_rows"
+	fMaxBytes     = "max_bytes"
+	fMaxAge       = "max_age"
+	fBatching     = "batching"
+)
+
+// ConfigSpec is the output's spec.
+func ConfigSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Beta().
+		Categories("Local").
+		Summary("Writes JSON messages as rows of Parquet files; a file appears under its name only when complete, and a batch is acknowledged only once the file holding its rows has appeared.").
+		Description(`
+Each message must be a JSON object and becomes one row.
+
+### Files
+
+A file is written as `+"`<path>.tmp`"+` in the directory of its final name. When it is finished its footer is written, it is fsynced, renamed to `+"`<path>`"+` and the directory is fsynced, so a reader of `+"`<path>`"+` never sees half a file. A file is finished when it holds `+"`max_rows`"+` rows, when its size reaches about `+"`max_bytes`"+`, when it has been open for `+"`max_age`"+` (by a timer, even if no message comes), when every in-flight batch is waiting for it (see below), and when the output closes. Its name is `+"`path`"+` evaluated on its first message; a name that exists already or is being written fails the batch, so `+"`path`"+` must give each file a new name.
+
+### Acknowledgement
+
+A batch is acknowledged only once the file holding its rows is finished: until then the rows are in a `+"`.tmp`"+` file that a crash would throw away. So a batch waits for its file, and since at most `+"`max_in_flight`"+` batches are written at once, a file holds at most `+"`max_in_flight`"+` batches. Once every in-flight batch is waiting for the open file no new row can reach it, so it is finished at once. Use `+"`batching`"+` to make large files: with `+"`count: 10000`"+` and the default `+"`max_in_flight`"+` of 64 a file can hold 640,000 rows. When fewer batches arrive than would fill a file, for instance from a slow input, `+"`max_age`"+` bounds how long a batch waits, which is what guarantees progress.
+
+If finishing a file fails, every batch in it fails and Benthos retries them into a new file. A message that cannot be converted fails alone, with an error naming its index in the batch, the column and the value, and the batch's other rows are written; a `+"`fallback`"+` output can take the failed ones. Delivery is at least once: a batch is written again when retried after its rows reached a file that was published regardless, which happens when its rows were split over two files and the second could not be opened, or when a file was renamed but its directory could not be fsynced.
+
+### Leftovers of a crash
+
+A `+"`.tmp`"+` file left by a crash is never renamed, since its batches were never acknowledged and will be delivered again, nor removed: delete such files at leisure. A new file whose `+"`.tmp`"+` name is taken by one fails, so names that repeat across restarts need the leftovers removed first.
+
+### Schema
+
+With `+"`columns`"+`, each column takes its value from a [gjson path](https://github.com/tidwall/gjson/blob/master/SYNTAX.md) into the message; a missing or null value is a null, or an error if the column is not optional. Fields of the message that no column names are ignored. Conversions:
+
+- `+"`string`"+`: a string as it is, any other value as its JSON text.
+- `+"`int64`"+`: an integer, or a string holding one (a number with no fraction such as `+"`3.0`"+` also counts).
+- `+"`double`"+`: a number, or a string holding one.
+- `+"`bool`"+`: `+"`true`"+`/`+"`false`"+`, or a string such as `+"`\"true\"`"+`.
+- `+"`timestamp`"+`: stored as INT64 TIMESTAMP(MICROS, UTC). RFC 3339, `+"`2006-01-02 15:04:05`"+` (fractional seconds allowed), `+"`2006-01-02T15:04:05`"+`, `+"`2006-01-02`"+` (times with no zone are UTC), or epoch seconds as a number or string (fractions allowed).
+- `+"`date`"+`: stored as DATE. `+"`2006-01-02`"+`, or RFC 3339, of which the calendar date as written is kept.
+
+Without `+"`columns`"+` the schema is inferred once, from the first message the output writes (not the first of each file, so that every file has the same schema): one optional column per top-level field, in the message's order; strings give `+"`string`"+`, integral numbers `+"`int64`"+`, other numbers `+"`double`"+`, booleans `+"`bool`"+`, and objects, arrays and nulls a `+"`string`"+` holding their JSON. A later message with a field not in that schema fails with an error naming the field; list the columns to accept it.`).
+		Fields(
+			service.NewInterpolatedStringField(fPath).Description("The name of each new file, evaluated on its first message. Directories are created as needed.").
+				Example(`out/sales-${! timestamp_unix_nano() }.parquet`).
+				Example(`out/${! meta("run_id") }-${! count("parquet_files") }.parquet`),
+			service.NewObjectListField(fColumns,
+				service.NewStringField(fColName).Description("Column name."),
+				service.NewStringEnumField(fColType, columnTypes()...).Description("Column type."),
+				service.NewStringField(fColPath).Description("gjson path of the value in the message; the column's name by default.").Default(""),
+				service.NewBoolField(fColOptional).Description("Whether the column may hold nulls; when false a missing value fails the message.").Default(true),
+			).Description("The file's columns, in order. Without them (or with an empty list) the schema is inferred from the first message.").Optional().
+				Example([]any{
+					map[string]any{"name": "date", "type": "date"},
+					map[string]any{"name": "product_id", "type": "string", "optional": false},
+					map[string]any{"name": "quantity", "type": "int64"},
+					map[string]any{"name": "price", "type": "double"},
+					map[string]any{"name": "customer", "type": "string", "path": "customer.id"},
+				}),
+			service.NewIntField(fRowGroupRows).Description("Rows per row group.").Default(65536).Advanced(),
+			service.NewStringEnumField(fCompression, "snappy", "zstd", "gzip", "none").Description("Compression of the column chunks.").Default("snappy"),
+			service.NewIntField(fMaxRows).Description("A file is finished once it holds this many rows.").Default(1000000),
+			service.NewIntField(fMaxBytes).Description("A file is finished once its size reaches about this many bytes (estimated by the writer, before compression of the open row group).").Default(128<<20),
+			service.NewDurationField(fMaxAge).Description("A file is finished once it has been open this long, even if no message comes; this bounds how long a batch waits for its acknowledgement.").Default("10s"),
+			service.NewOutputMaxInFlightField().Default(64),
+			service.NewBatchPolicyField(fBatching),
+		)
+}
+
+// Register adds the `parquet` output to env.
+func Register(env *service.Environment) error {
+	return env.RegisterBatchOutput("parquet", ConfigSpec(), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
+		o, pol, maxInFlight, err := newOutput(conf, res)
+		if err != nil {
+			return nil, pol, 0, err
+		}
+		return o, pol, maxInFlight, nil
+	})
+}
+
+func codec(name string) compress.Codec {
+	switch name {
+	case "snappy":
+		return &snappy.Codec{}
+	case "zstd":
+		return &zstd.Codec{}
+	case "gzip":
+		return &gzip.Codec{}
+	case "none":
+		return &uncompressed.Codec{}
+	}
+	return nil
+}
+
+type output struct {
+	path         *service.InterpolatedString
+	rowGroupRows int64
+	codec        compress.Codec
+	maxRows      int64
+	maxBytes     int64
+	maxAge       time.Duration
+	maxInFlight  int
+	log          *service.Logger
+
+	// The finish step's file system calls, replaced in tests to see that a
+	// file is renamed only once it is closed and synced.
+	syncFile func(*os.File) error
+	rename   func(oldpath, newpath string) error
+	syncDir  func(dir string) error
+
+	mu        sync.Mutex
+	connected bool
+	schema    *schema // configured, or inferred from the first message
+	cur       *file   // the file rows go to; nil until the next row
+	// Final names of the files open or being finished, which a new file
+	// must not take: its rename would replace one of them.
+	names  map[string]bool
+	timers sync.WaitGroup // finishes started by max_age
+
+	// vals recycles the batches' row values: at a million rows a second
+	// they are most of the garbage.
+	vals sync.Pool
+}
+
+func newBareOutput(log *service.Logger) *output {
+	return &output{
+		log:      log,
+		syncFile: (*os.File).Sync,
+		rename:   os.Rename,
+		syncDir:  syncDir,
+		names:    map[string]bool{},
+		vals:     sync.Pool{New: func() any { return new([]parquet.Value) }},
+	}
+}
+
+func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, service.BatchPolicy, int, error) {
+	var pol service.BatchPolicy
+	o := newBareOutput(res.Logger())
+	var err error
+	if o.path, err = conf.FieldInterpolatedString(fPath); err != nil {
+		return nil, pol, 0, err
+	}
+	if conf.Contains(fColumns) {
+		cols, err := parseColumns(conf)
+		if err != nil {
+			return nil, pol, 0, err
+		}
+		// An empty list is as good as none: the schema is inferred.
+		if len(cols) > 0 {
+			if o.schema, err = newSchema(cols, false); err != nil {
+				return nil, pol, 0, fmt.Errorf("%s: %w", fColumns, err)
+			}
+		}
+	}
+	ints := []struct {
+		name string
+		dst  *int64
+	}{{fRowGroupRows, &o.rowGroupRows}, {fMaxRows, &o.maxRows}, {fMaxBytes, &o.maxBytes}}
+	for _, f := range ints {
+		n, err := conf.FieldInt(f.name)
+		if err != nil {
+			return nil, pol, 0, err
+		}
+		if n <= 0 {
+			return nil, pol, 0, fmt.Errorf("%s: must be positive, got %d", f.name, n)
+		}
+		*f.dst = int64(n)
+	}
+	comp, err := conf.FieldString(fCompression)
+	if err != nil {
+		return nil, pol, 0, err
+	}
+	if o.codec = codec(comp); o.codec == nil {
+		return nil, pol, 0, fmt.Errorf("%s: unknown codec %q", fCompression, comp)
+	}
+	if o.maxAge, err = conf.FieldDuration(fMaxAge); err != nil {
+		return nil, pol, 0, err
+	}
+	if o.maxAge <= 0 {
+		return nil, pol, 0, fmt.Errorf("%s: must be positive, got %s", fMaxAge, o.maxAge)
+	}
+	if o.maxInFlight, err = conf.FieldMaxInFlight(); err != nil {
+		return nil, pol, 0, err
+	}
+	if pol, err = conf.FieldBatchPolicy(fBatching); err != nil {
+		return nil, pol, 0, err
+	}
+	return o, pol, o.maxInFlight, nil
+}
+
+func parseColumns(conf *service.ParsedConfig) ([]column, error) {
+	list, err := conf.FieldObjectList(fColumns)
+	if err != nil {
+		return nil, err
+	}
+	cols := make([]column, len(list))
+	for i, c := range list {
+		if cols[i].name, err = c.FieldString(fColName); err != nil {
+			return nil, err
+		}
+		if cols[i].typ, err = c.FieldString(fColType); err != nil {
+			return nil, err
+		}
+		if cols[i].path, err = c.FieldString(fColPath); err != nil {
+			return nil, err
+		}
+		if cols[i].optional, err = c.FieldBool(fColOptional); err != nil {
+			return nil, err
+		}
+	}
+	return cols, nil
+}
+
+func (o *output) Connect(context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.connected = true
+	return nil
+}
+
+// failure is one message that cannot be a row.
+type failure struct {
+	index int
+	err   error
+}
+
+func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	sch, failed, err := o.schemaFor(batch)
+	if err != nil {
+		return err
+	}
+	var rows []parquet.Row
+	var msgs []int
+	vals := o.vals.Get().(*[]parquet.Value)
+	if sch != nil {
+		rows, msgs, failed = convert(sch, batch, vals)
+	}
+	var files, finish []*file
+	if len(rows) > 0 {
+		files, finish, err = o.append(batch, rows, msgs)
+	}
+	// The writer has copied the values: the buffer can serve the next batch
+	// while this one waits, without holding on to its strings.
+	clear(*vals)
+	o.vals.Put(vals)
+	// Other batches wait for these files too, so they are finished whatever
+	// became of this one.
+	for _, f := range finish {
+		o.finish(f)
+	}
+	if err != nil {
+		return err
+	}
+	if err := o.wait(ctx, files); err != nil {
+		return err
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	head := fmt.Errorf("%d of %d messages rejected, the first: %w", len(failed), len(batch), failed[0].err)
+	if len(failed) == 1 {
+		head = failed[0].err
+	}
+	berr := service.NewBatchError(batch, head)
+	for _, f := range failed {
+		berr.Failed(f.index, f.err)
+	}
+	return berr
+}
+
+// schemaFor gives the configured schema, or the one inferred from the first
+// message that allows it. With no schema yet and none to infer, every
+// message has failed.
+func (o *output) schemaFor(batch service.MessageBatch) (*schema, []failure, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.connected {
+		return nil, nil, service.ErrNotConnected
+	}
+	if o.schema != nil {
+		return o.schema, nil, nil
+	}
+	var failed []failure
+	for i, msg := range batch {
+		raw, err := msg.AsBytes()
+		if err == nil {
+			var s *schema
+			if s, err = inferSchema(raw); err == nil {
+				o.schema = s
+				o.log.Infof("parquet output: schema inferred from the first message: %s", s.describe())
+				return s, nil, nil
+			}
+		}
+		failed = append(failed, failure{i, fmt.Errorf("message %d: no schema can be inferred from it: %w", i, err)})
+	}
+	return nil, failed, nil
+}
+
+// convert turns the batch into rows, whose values go in buf, and gives
+// the index of each row's message and the messages that cannot be rows.
+func convert(sch *schema, batch service.MessageBatch, buf *[]parquet.Value) ([]parquet.Row, []int, []failure) {
+	n := len(sch.cols)
+	if cap(*buf) < len(batch)*n {
+		*buf = make([]parquet.Value, len(batch)*n)
+	}
+	vals := (*buf)[:len(batch)*n]
+	found := make([]gjson.Result, n)
+	rows := make([]parquet.Row, 0, len(batch))
+	msgs := make([]int, 0, len(batch))
+	var failed []failure
+	for i, msg := range batch {
+		raw, err := msg.AsBytes()
+		if err == nil {
+			k := len(rows)
+			row := parquet.Row(vals[k*n : (k+1)*n : (k+1)*n])
+			if err = sch.row(raw, row, found); err == nil {
+				rows = append(rows, row)
+				msgs = append(msgs, i)
+				continue
+			}
+		}
+		failed = append(failed, failure{i, fmt.Errorf("message %d: %w", i, err)})
+	}
+	return rows, msgs, failed
+}
+
+func (o *output) Close(ctx context.Context) error {
+	o.mu.Lock()
+	o.connected = false
+	f := o.cur
+	if f != nil {
+		o.detach(f)
+	}
+	o.mu.Unlock()
+	var err error
+	if f != nil {
+		o.finish(f)
+		err = f.err
+	}
+	done := make(chan struct{})
+	go func() {
+		o.timers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("parquet output: waiting for files being finished: %w", ctx.Err()))
+	}
+	return err
+}
+
+// describe lists the columns for the log.
+func (s *schema) describe() string {
+	out := make([]byte, 0, 16*len(s.cols))
+	for i, c := range s.cols {
+		if i > 0 {
+			out = append(out, ", "...)
+		}
+		out = fmt.Appendf(out, "%s %s", c.name, c.typ)
+	}
+	return string(out)
+}

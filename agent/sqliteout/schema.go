@@ -1,0 +1,489 @@
+package sqliteout
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/tidwall/gjson"
+)
+
+// colType is a column's declared type, which decides how a JSON value is
+// converted before SQLite sees it.
+type colType string
+
+const (
+	typeText      colType = "TEXT"
+	typeInteger   colType = "INTEGER"
+	typeReal      colType = "REAL"
+	typeBoolean   colType = "BOOLEAN"
+	typeTimestamp colType = "TIMESTAMP"
+	typeBlob      colType = "BLOB"
+	// typeAny is an existing column of a declared type this output does not
+	// know (DATE, NUMERIC, none): values go as JSON gives them and SQLite's
+	// type affinity decides, as it would for any other client.
+	typeAny colType = ""
+)
+
+func typeNames() []string {
+	return []string{string(typeText), string(typeInteger), string(typeReal), string(typeBoolean), string(typeTimestamp), string(typeBlob)}
+}
+
+// declaredType maps an existing column's declared type to a colType, by
+// SQLite's own affinity rules (https://sqlite.org/datatype3.html#determination_of_column_affinity)
+// where the name is not one of ours.
+func declaredType(decl string) colType {
+	d := strings.ToUpper(strings.TrimSpace(decl))
+	switch colType(d) {
+	case typeText, typeInteger, typeReal, typeBoolean, typeTimestamp, typeBlob:
+		return colType(d)
+	}
+	switch {
+	case strings.Contains(d, "INT"):
+		return typeInteger
+	case strings.Contains(d, "CHAR"), strings.Contains(d, "CLOB"), strings.Contains(d, "TEXT"):
+		return typeText
+	case strings.Contains(d, "REAL"), strings.Contains(d, "FLOA"), strings.Contains(d, "DOUB"):
+		return typeReal
+	}
+	return typeAny
+}
+
+type column struct {
+	name string
+	typ  colType
+	path string
+}
+
+func columnIndex(cols []column, name string) int {
+	for i, c := range cols {
+		if strings.EqualFold(c.name, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+func columnNames(cols []column) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.name
+	}
+	return "[" + strings.Join(names, ", ") + "]"
+}
+
+// isIdent reports whether name can be a table or column name without
+// surprises: quoting would allow anything, but a name that needs quoting
+// is one a person querying the table gets wrong.
+func isIdent(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case '0' <= c && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// quote quotes an identifier. Names are checked to be identifiers, except
+// an existing table's, which may be anything.
+func quote(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = quote(n)
+	}
+	return strings.Join(q, ", ")
+}
+
+func createSQL(table string, cols []column, key []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (", quote(table))
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quote(c.name))
+		if c.typ != typeAny {
+			b.WriteString(" " + string(c.typ))
+		}
+		// SQLite lets a PRIMARY KEY column hold NULL unless told otherwise.
+		if columnIndex(keyColumns(key), c.name) >= 0 {
+			b.WriteString(" NOT NULL")
+		}
+	}
+	if len(key) > 0 {
+		fmt.Fprintf(&b, ", PRIMARY KEY (%s)", quoteAll(key))
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+func keyColumns(key []string) []column {
+	cols := make([]column, len(key))
+	for i, k := range key {
+		cols[i] = column{name: k}
+	}
+	return cols
+}
+
+// schema is what a batch is written with, settled once the columns are known.
+type schema struct {
+	cols   []column
+	keyIdx []int
+	insert string
+	// byField: the message's top-level fields are the columns (the table's
+	// or the first message's), and a field that is no column is an error.
+	// Otherwise columns are read at their paths and other fields ignored.
+	byField bool
+	index   map[string]int // lower-cased column name → index, when byField
+}
+
+func newSchema(table string, cols []column, key []string, byField bool) *schema {
+	s := &schema{cols: cols, byField: byField}
+	for _, k := range key {
+		s.keyIdx = append(s.keyIdx, columnIndex(cols, k))
+	}
+	if byField {
+		s.index = make(map[string]int, len(cols))
+		for i, c := range cols {
+			s.index[strings.ToLower(c.name)] = i
+		}
+	}
+	names := make([]string, len(cols))
+	marks := make([]string, len(cols))
+	var set []string
+	for i, c := range cols {
+		names[i], marks[i] = c.name, "?"
+		if columnIndex(keyColumns(key), c.name) < 0 {
+			set = append(set, fmt.Sprintf("%s = excluded.%s", quote(c.name), quote(c.name)))
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES (%s)", quote(table), quoteAll(names), strings.Join(marks, ", "))
+	switch {
+	case len(key) > 0 && len(set) > 0:
+		fmt.Fprintf(&b, " ON CONFLICT (%s) DO UPDATE SET %s", quoteAll(key), strings.Join(set, ", "))
+	case len(key) > 0:
+		// Every column is in the key: the row there already is this one.
+		fmt.Fprintf(&b, " ON CONFLICT (%s) DO NOTHING", quoteAll(key))
+	}
+	s.insert = b.String()
+	return s
+}
+
+// infer makes the columns from the top-level fields of the batch's first
+// message. Their types come from the values of the whole batch, not the
+// first message alone: a batch job's summary rows arrive as one batch, and
+// its first revenue being a round 120 must not make the column INTEGER and
+// fail the 119.99 after it. Fields only later messages have are no columns.
+func (o *output) infer(batch service.MessageBatch) (*schema, error) {
+	body, err := batch[0].AsBytes()
+	if err != nil {
+		return nil, err
+	}
+	doc := string(body)
+	if !isObject(doc) {
+		return nil, fmt.Errorf("not a JSON object, so no columns can be inferred from it: %s", show(doc))
+	}
+	var cols []column
+	gjson.Parse(doc).ForEach(func(k, _ gjson.Result) bool {
+		if !isIdent(k.Str) {
+			err = fmt.Errorf("field %q is not an identifier (letters, digits and _, not starting with a digit), so it cannot be a column; list the columns with a path for it", k.Str)
+			return false
+		}
+		if i := columnIndex(cols, k.Str); i >= 0 {
+			if cols[i].name != k.Str {
+				err = fmt.Errorf("fields %q and %q would be one column: SQLite's names are case-insensitive", cols[i].name, k.Str)
+				return false
+			}
+			return true
+		}
+		cols = append(cols, column{name: k.Str, typ: typeAny, path: k.Str})
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(cols) == 0 {
+		return nil, fmt.Errorf("no fields, so no columns can be inferred from it")
+	}
+	if err := checkKey(o.key, cols); err != nil {
+		return nil, fmt.Errorf("%s: %w (the columns inferred from the message are %s)", fKey, err, columnNames(cols))
+	}
+	index := make(map[string]int, len(cols))
+	for i, c := range cols {
+		index[c.name] = i
+	}
+	for _, msg := range batch {
+		body, err := msg.AsBytes()
+		if err != nil || !isObject(string(body)) {
+			continue // it fails on its own when written
+		}
+		gjson.ParseBytes(body).ForEach(func(k, v gjson.Result) bool {
+			if i, ok := index[k.Str]; ok {
+				cols[i].typ = widen(cols[i].typ, v)
+			}
+			return true
+		})
+	}
+	for i := range cols {
+		if cols[i].typ == typeAny {
+			cols[i].typ = typeText // null throughout: there is nothing to go on
+		}
+	}
+	return newSchema(o.table, cols, o.key, true), nil
+}
+
+// widen is a column's type once it has seen v: the first non-null value
+// decides, except that a number with a fraction makes an INTEGER column REAL.
+func widen(t colType, v gjson.Result) colType {
+	switch {
+	case v.Type == gjson.Null:
+		return t
+	case t == typeAny:
+		return inferType(v)
+	case t == typeInteger && inferType(v) == typeReal:
+		return typeReal
+	}
+	return t
+}
+
+func inferType(v gjson.Result) colType {
+	switch v.Type {
+	case gjson.String:
+		return typeText
+	case gjson.Number:
+		if _, err := strconv.ParseInt(v.Raw, 10, 64); err == nil {
+			return typeInteger
+		}
+		return typeReal
+	case gjson.True, gjson.False:
+		return typeBoolean
+	}
+	return typeText
+}
+
+func isObject(doc string) bool {
+	return strings.HasPrefix(strings.TrimLeft(doc, " \t\r\n"), "{") && gjson.Valid(doc)
+}
+
+// row converts a message to the statement's arguments, in column order.
+func (s *schema) row(body []byte) ([]any, error) {
+	doc := string(body)
+	if !isObject(doc) {
+		return nil, fmt.Errorf("not a JSON object: %s", show(doc))
+	}
+	args := make([]any, len(s.cols))
+	if s.byField {
+		seen := make([]bool, len(s.cols))
+		var err error
+		gjson.Parse(doc).ForEach(func(k, v gjson.Result) bool {
+			i, ok := s.index[strings.ToLower(k.Str)]
+			if !ok {
+				err = fmt.Errorf("field %q is not a column of the table (its columns are %s)", k.Str, columnNames(s.cols))
+				return false
+			}
+			// A field given twice: the first counts, as gjson.Get would read it.
+			if seen[i] {
+				return true
+			}
+			seen[i] = true
+			args[i], err = s.cols[i].value(v)
+			return err == nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		for i, c := range s.cols {
+			v, err := c.value(gjson.Get(doc, c.path))
+			if err != nil {
+				return nil, err
+			}
+			args[i] = v
+		}
+	}
+	for _, i := range s.keyIdx {
+		if args[i] == nil {
+			c := s.cols[i]
+			what := "missing"
+			if gjson.Get(doc, c.path).Exists() {
+				what = "null"
+			}
+			return nil, fmt.Errorf("column %q is part of the key, and the value at %q is %s", c.name, c.path, what)
+		}
+	}
+	return args, nil
+}
+
+// value converts v for the column; a missing or null v is NULL.
+func (c *column) value(v gjson.Result) (any, error) {
+	if v.Type == gjson.Null {
+		return nil, nil
+	}
+	bad := func(want string) error {
+		return fmt.Errorf("column %q (%s): value %s is not %s", c.name, c.typ, show(v.Raw), want)
+	}
+	switch c.typ {
+	case typeText:
+		if v.Type == gjson.String {
+			return v.Str, nil
+		}
+		return v.Raw, nil
+	case typeBlob:
+		if v.Type == gjson.String {
+			return []byte(v.Str), nil
+		}
+		return []byte(v.Raw), nil
+	case typeInteger:
+		if v.Type == gjson.Number || v.Type == gjson.String {
+			if n, ok := intOf(numText(v)); ok {
+				return n, nil
+			}
+		}
+		return nil, bad("an integer")
+	case typeReal:
+		if v.Type == gjson.Number || v.Type == gjson.String {
+			if f, ok := floatOf(numText(v)); ok {
+				return f, nil
+			}
+		}
+		return nil, bad("a number")
+	case typeBoolean:
+		switch v.Type {
+		case gjson.True:
+			return int64(1), nil
+		case gjson.False:
+			return int64(0), nil
+		case gjson.Number:
+			if n, ok := intOf(v.Raw); ok && (n == 0 || n == 1) {
+				return n, nil
+			}
+		case gjson.String:
+			if b, err := strconv.ParseBool(v.Str); err == nil {
+				if b {
+					return int64(1), nil
+				}
+				return int64(0), nil
+			}
+		}
+		return nil, bad("a boolean")
+	case typeTimestamp:
+		var t time.Time
+		ok := false
+		switch v.Type {
+		case gjson.String:
+			t, ok = parseTime(v.Str)
+		case gjson.Number:
+			t, ok = epoch(v.Raw)
+		}
+		if !ok {
+			return nil, bad("a timestamp (RFC 3339, 2006-01-02 15:04:05, 2006-01-02 or epoch seconds)")
+		}
+		return t.UTC().Format(time.RFC3339Nano), nil
+	}
+	switch v.Type {
+	case gjson.String:
+		return v.Str, nil
+	case gjson.Number:
+		if n, err := strconv.ParseInt(v.Raw, 10, 64); err == nil {
+			return n, nil
+		}
+		return v.Num, nil
+	case gjson.True:
+		return int64(1), nil
+	case gjson.False:
+		return int64(0), nil
+	}
+	return v.Raw, nil
+}
+
+func numText(v gjson.Result) string {
+	if v.Type == gjson.String {
+		return v.Str
+	}
+	return v.Raw
+}
+
+func intOf(s string) (int64, bool) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, true
+	}
+	f, ok := floatOf(s)
+	if !ok || f != math.Trunc(f) || math.Abs(f) >= 1<<63 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// floatOf parses a decimal number; SQLite would store NaN as NULL and an
+// infinity is no one's price.
+func floatOf(s string) (float64, bool) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, false
+	}
+	return f, true
+}
+
+func parseTime(s string) (time.Time, bool) {
+	// Go's parser accepts fractional seconds after the seconds of a layout
+	// that has none; a layout with no zone is read as UTC.
+	layouts := [...]string{time.RFC3339, "2006-01-02 15:04:05Z07:00", "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"}
+	for _, l := range layouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t, inRange(t)
+		}
+	}
+	return epoch(s)
+}
+
+// epoch reads seconds since 1970, fractions allowed.
+func epoch(s string) (time.Time, bool) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		t := time.Unix(n, 0)
+		return t, inRange(t)
+	}
+	f, ok := floatOf(s)
+	// Beyond ±2^53 seconds a float has no fraction left, and the years are
+	// out of range anyway.
+	if !ok || math.Abs(f) > 1<<53 {
+		return time.Time{}, false
+	}
+	sec := math.Floor(f)
+	t := time.Unix(int64(sec), int64(math.Round((f-sec)*1e9)))
+	return t, inRange(t)
+}
+
+// inRange: RFC 3339 has four-digit years.
+func inRange(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 0 && y <= 9999
+}
+
+// show renders a value for an error message, cut short.
+func show(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

@@ -1,0 +1,556 @@
+// Package sqliteout provides the `sqlite` output: it loads JSON messages as
+// rows of a table in an SQLite file, one transaction per batch, so that a
+// batch job (the seed's sales ETL) ends in a database an analyst can query
+// with the sqlite3 CLI or pandas, even while the agent is still writing.
+// With a key the load is an upsert, so running it again does not duplicate
+// rows.
+package sqliteout
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	// The driver is SQLite translated to Go: no cgo, so no C toolchain at
+	// build time.
+	"github.com/ncruces/go-sqlite3"
+	_ "github.com/ncruces/go-sqlite3/driver"
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+const (
+	fPath           = "path"
+	fTable          = "table"
+	fColumns        = "columns"
+	fColName        = "name"
+	fColType        = "type"
+	fColPath        = "path"
+	fKey            = "key"
+	fCreateTable    = "create_table"
+	fInitStatements = "init_statements"
+	fSynchronous    = "synchronous"
+	fBatching       = "batching"
+
+	driverName = "sqlite3"
+
+	// busyTimeoutMS is how long a write waits for another writer (a person
+	// running UPDATE in the sqlite3 CLI) before failing. Readers never make
+	// it wait: the database is in WAL mode.
+	busyTimeoutMS = 10000
+)
+
+// ConfigSpec is the output's spec.
+func ConfigSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Beta().
+		Categories("Local").
+		Summary("Writes JSON messages as rows of an SQLite table; each batch is one transaction, and with a key rows are upserted, so loading the same data again does not duplicate it.").
+		Description(`
+Each message must be a JSON object and becomes one row of `+"`table`"+` in the database file `+"`path`"+` (created, with its directory, if missing).
+
+### Schema
+
+With `+"`columns`"+`, each column takes its value from a [gjson path](https://github.com/tidwall/gjson/blob/master/SYNTAX.md) into the message (the column's name by default); fields of the message that no column names are ignored, and a missing or null value is NULL. Conversions, where a value that does not convert fails its message:
+
+- `+"`TEXT`"+`: a string as it is, any other value as its JSON text.
+- `+"`INTEGER`"+`: an integer, or a string holding one (a number with no fraction such as `+"`3.0`"+` also counts).
+- `+"`REAL`"+`: a number, or a string holding one.
+- `+"`BOOLEAN`"+`: stored as INTEGER 1 or 0; `+"`true`"+`/`+"`false`"+`, the numbers 1 and 0, or a string such as `+"`\"true\"`"+` or `+"`\"0\"`"+`.
+- `+"`TIMESTAMP`"+`: stored as TEXT in RFC 3339, UTC (fractional seconds only when the value has them). RFC 3339, `+"`2006-01-02 15:04:05`"+` (fractional seconds allowed), `+"`2006-01-02T15:04:05`"+`, `+"`2006-01-02`"+` (times with no zone are UTC), or epoch seconds as a number or string.
+- `+"`BLOB`"+`: a string's bytes, any other value as its JSON text.
+
+Without `+"`columns`"+`, an existing table's columns are used (its declared types map to the ones above, and a column of another declared type, such as DATE or NUMERIC, takes values as JSON gives them, leaving conversion to SQLite); if there is no table, its columns are inferred from the first message written: one per top-level field, in the message's order. A column's type comes from that field's values in the first batch: strings give TEXT, numbers INTEGER if every one is written as an integer and REAL otherwise, booleans BOOLEAN, objects and arrays TEXT holding their JSON, and a field that is null throughout TEXT. Either way a message's top-level field that is not a column fails the message, naming the field. Inference sees one batch: if every price in it is round the column is INTEGER, and a later batch's `+"`19.99`"+` fails, so list the columns when the first batch may not be typical.
+
+Table and column names are identifiers (letters, digits and `+"`_`"+`, not starting with a digit).
+
+### Keys and upserts
+
+With `+"`key`"+` the table gets PRIMARY KEY(key...) (its columns NOT NULL) and every row is an upsert: a row whose key exists replaces the existing row's other columns. A message with no value for a key column fails. An existing table must have a primary key or unique index on exactly the key's columns, or the output does not connect. Without a key rows are plain inserts, so loading the same data twice gives every row twice.
+
+### Batches and failures
+
+Each batch is written in one transaction: all its rows or none. A message that cannot be written (not a JSON object, a value that does not convert, no value for a key column, a row SQLite rejects) fails the batch with an error naming the message's index in the batch, the column and the value; nothing of the batch is written. Every message of the batch is reported failed, the bad ones with their reason and the others with the index of a bad one, so that a `+"`fallback`"+` output receives the whole batch with each message's `+"`fallback_error`"+`. Without a `+"`fallback`"+` the input is told of the failure and most inputs retry the batch, which fails again: reject bad rows before the output (the `+"`csv_file`"+` input does) or add a `+"`fallback`"+`.
+
+### Readers
+
+The database is in WAL mode, so the sqlite3 CLI, pandas or any SQLite reader can query the table while the output writes; a reader sees whole batches only. A reader should keep a busy timeout (Python's sqlite3 has 5 seconds by default): opening the WAL can meet a lock for a moment, never for the length of a batch.
+
+### Throughput
+
+SQLite has one writer, so `+"`max_in_flight`"+` above 1 gains nothing; use `+"`batching`"+` for throughput, since a transaction costs one or two fsyncs however many rows it holds. Give the policy a `+"`period`"+` as well as a `+"`count`"+` when the input is finite (a file): such an input waits for its last messages to be acknowledged before it ends, and a partial batch is only written when its period passes.`).
+		Fields(
+			service.NewStringField(fPath).Description("The database file. It and its directory are created if missing.").Example("data/sales.db"),
+			service.NewStringField(fTable).Description("The table to write to.").Example("sales"),
+			service.NewObjectListField(fColumns,
+				service.NewStringField(fColName).Description("Column name."),
+				service.NewStringEnumField(fColType, typeNames()...).Description("Column type."),
+				service.NewStringField(fColPath).Description("gjson path of the value in the message; the column's name by default.").Default(""),
+			).Description("The table's columns, in order. Without them (or with an empty list) an existing table's columns are used, or else they are inferred from the first message.").
+				Default([]any{}).
+				Example([]any{
+					map[string]any{"name": "date", "type": "TEXT"},
+					map[string]any{"name": "product_id", "type": "INTEGER"},
+					map[string]any{"name": "quantity", "type": "INTEGER"},
+					map[string]any{"name": "price", "type": "REAL"},
+					map[string]any{"name": "customer_id", "type": "INTEGER"},
+					map[string]any{"name": "total_amount", "type": "REAL"},
+				}),
+			service.NewStringListField(fKey).Description("The columns of the primary key; with a key every write is an upsert.").Default([]any{}).Example([]any{"date", "product_id", "customer_id"}),
+			service.NewBoolField(fCreateTable).Description("Whether to create the table if it does not exist; when false a missing table fails the connection.").Default(true),
+			service.NewStringListField(fInitStatements).Description("SQL statements run in order each time the output connects, once the table exists, such as indexes and views; they run on every start, so write them to be repeatable (`IF NOT EXISTS`).").Default([]any{}).
+				Example([]any{"CREATE INDEX IF NOT EXISTS sales_by_customer ON sales(customer_id)"}),
+			service.NewStringEnumField(fSynchronous, "full", "normal").Description("SQLite's `synchronous` setting. `full` fsyncs every transaction, so an acknowledged batch survives a power loss; `normal` may lose the last transactions on a power loss (never on a crash of the agent alone) and writes faster.").Default("full").Advanced(),
+			service.NewOutputMaxInFlightField().Default(1),
+			service.NewBatchPolicyField(fBatching),
+		)
+}
+
+// Register adds the `sqlite` output to env.
+func Register(env *service.Environment) error {
+	return env.RegisterBatchOutput("sqlite", ConfigSpec(), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
+		o, pol, maxInFlight, err := newOutput(conf, res)
+		if err != nil {
+			return nil, pol, 0, err
+		}
+		return o, pol, maxInFlight, nil
+	})
+}
+
+type output struct {
+	log         *service.Logger
+	path        string
+	dsn         string
+	table       string
+	cols        []column // as configured; nil when the table decides or the first message does
+	key         []string
+	createTable bool
+	init        []string
+
+	// mu serialises writes: SQLite has one writer, and the schema may be
+	// settled by the first batch.
+	mu     sync.Mutex
+	db     *sql.DB
+	schema *schema // nil until known
+}
+
+func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, service.BatchPolicy, int, error) {
+	var pol service.BatchPolicy
+	o := &output{log: res.Logger()}
+	var err error
+	if o.path, err = conf.FieldString(fPath); err != nil {
+		return nil, pol, 0, err
+	}
+	if o.path == "" {
+		return nil, pol, 0, fmt.Errorf("%s: empty", fPath)
+	}
+	if o.table, err = conf.FieldString(fTable); err != nil {
+		return nil, pol, 0, err
+	}
+	if !isIdent(o.table) {
+		return nil, pol, 0, fmt.Errorf("%s: %q is not an identifier (letters, digits and _, not starting with a digit)", fTable, o.table)
+	}
+	if o.cols, err = parseColumns(conf); err != nil {
+		return nil, pol, 0, fmt.Errorf("%s: %w", fColumns, err)
+	}
+	if o.key, err = conf.FieldStringList(fKey); err != nil {
+		return nil, pol, 0, err
+	}
+	if err := checkKey(o.key, o.cols); err != nil {
+		return nil, pol, 0, fmt.Errorf("%s: %w", fKey, err)
+	}
+	if o.createTable, err = conf.FieldBool(fCreateTable); err != nil {
+		return nil, pol, 0, err
+	}
+	if o.init, err = conf.FieldStringList(fInitStatements); err != nil {
+		return nil, pol, 0, err
+	}
+	synchronous, err := conf.FieldString(fSynchronous)
+	if err != nil {
+		return nil, pol, 0, err
+	}
+	if synchronous != "full" && synchronous != "normal" {
+		return nil, pol, 0, fmt.Errorf("%s: %q is neither full nor normal", fSynchronous, synchronous)
+	}
+	if o.dsn, err = dsn(o.path, synchronous); err != nil {
+		return nil, pol, 0, fmt.Errorf("%s: %w", fPath, err)
+	}
+	maxInFlight, err := conf.FieldMaxInFlight()
+	if err != nil {
+		return nil, pol, 0, err
+	}
+	if pol, err = conf.FieldBatchPolicy(fBatching); err != nil {
+		return nil, pol, 0, err
+	}
+	return o, pol, maxInFlight, nil
+}
+
+func parseColumns(conf *service.ParsedConfig) ([]column, error) {
+	objs, err := conf.FieldObjectList(fColumns)
+	if err != nil {
+		return nil, err
+	}
+	var cols []column
+	seen := map[string]bool{}
+	for i, c := range objs {
+		name, err := c.FieldString(fColName)
+		if err != nil {
+			return nil, fmt.Errorf("column %d: %w", i, err)
+		}
+		if !isIdent(name) {
+			return nil, fmt.Errorf("column %d: name %q is not an identifier (letters, digits and _, not starting with a digit)", i, name)
+		}
+		// SQLite's names are case-insensitive: "Price" and "price" are one column.
+		if seen[strings.ToLower(name)] {
+			return nil, fmt.Errorf("column %d: %q is listed twice", i, name)
+		}
+		seen[strings.ToLower(name)] = true
+		typ, err := c.FieldString(fColType)
+		if err != nil {
+			return nil, fmt.Errorf("column %q: %w", name, err)
+		}
+		// The spec's enum is only enforced by the linter, which a config
+		// parsed without it skips.
+		if !slices.Contains(typeNames(), typ) {
+			return nil, fmt.Errorf("column %q: type %q is not one of %s", name, typ, strings.Join(typeNames(), ", "))
+		}
+		path, err := c.FieldString(fColPath)
+		if err != nil {
+			return nil, fmt.Errorf("column %q: %w", name, err)
+		}
+		if path == "" {
+			path = name
+		}
+		cols = append(cols, column{name: name, typ: colType(typ), path: path})
+	}
+	return cols, nil
+}
+
+// checkKey checks the key against the configured columns; when the columns
+// come from the table or the first message it is checked once they are known.
+func checkKey(key []string, cols []column) error {
+	seen := map[string]bool{}
+	for _, k := range key {
+		if seen[strings.ToLower(k)] {
+			return fmt.Errorf("%q is listed twice", k)
+		}
+		seen[strings.ToLower(k)] = true
+		if cols == nil {
+			if !isIdent(k) {
+				return fmt.Errorf("%q is not an identifier", k)
+			}
+			continue
+		}
+		if columnIndex(cols, k) < 0 {
+			return fmt.Errorf("%q is not one of the columns", k)
+		}
+	}
+	return nil
+}
+
+// dsn is the driver's URI for path: pragmas set on every connection, and
+// IMMEDIATE transactions so that a write never has to upgrade a read lock
+// (which fails with SQLITE_BUSY instead of waiting).
+func dsn(path, synchronous string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.ToSlash(abs)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p // a Windows drive letter
+	}
+	q := url.Values{}
+	// Order matters to the driver: busy_timeout first, so that setting the
+	// journal mode waits for a busy database too.
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
+	q.Add("_pragma", "journal_mode(wal)")
+	q.Add("_pragma", "synchronous("+synchronous+")")
+	q.Set("_txlock", "immediate")
+	u := url.URL{Scheme: "file", Path: p, RawQuery: q.Encode()}
+	return u.String(), nil
+}
+
+func (o *output) Connect(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.db != nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(o.path), 0o755); err != nil {
+		return fmt.Errorf("sqlite output: directory of %s: %w", o.path, err)
+	}
+	db, err := sql.Open(driverName, o.dsn)
+	if err != nil {
+		return fmt.Errorf("sqlite output: opening %s: %w", o.path, err)
+	}
+	// One connection: SQLite has one writer, and a second connection of
+	// ours could only wait for the first.
+	db.SetMaxOpenConns(1)
+	// Switching a new file to WAL needs the file to itself, and SQLite
+	// answers "database is locked" at once rather than waiting: several
+	// outputs sharing one new file (a run's table and its summaries) race
+	// for it at connect. Retried here, briefly, rather than logged as a
+	// failed connection for Benthos to retry.
+	err = o.setUp(ctx, db)
+	for wait := 10 * time.Millisecond; err != nil && isLocked(err) && wait < 5*time.Second; wait *= 2 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		err = o.setUp(ctx, db)
+	}
+	if err != nil {
+		_ = db.Close()
+		return fmt.Errorf("sqlite output: %s: %w", o.path, err)
+	}
+	o.db = db
+	return nil
+}
+
+func isLocked(err error) bool {
+	return errors.Is(err, sqlite3.BUSY) || strings.Contains(err.Error(), "database is locked")
+}
+
+// setUp checks the database and the table, creates the table if it can,
+// and runs the init statements, so that a misconfiguration is found at
+// connection, not at the first batch.
+func (o *output) setUp(ctx context.Context, db *sql.DB) error {
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q, not wal, so readers would block writes (is the file on a network file system?)", mode)
+	}
+	existing, err := tableColumns(ctx, db, o.table)
+	if err != nil {
+		return fmt.Errorf("reading the columns of table %q: %w", o.table, err)
+	}
+	if existing == nil && !o.createTable {
+		return fmt.Errorf("table %q does not exist and %s is false", o.table, fCreateTable)
+	}
+	cols := o.cols
+	switch {
+	case cols != nil && existing == nil:
+		if _, err := db.ExecContext(ctx, createSQL(o.table, cols, o.key)); err != nil {
+			return fmt.Errorf("creating table %q: %w", o.table, err)
+		}
+	case cols != nil:
+		for _, c := range cols {
+			if columnIndex(existing, c.name) < 0 {
+				return fmt.Errorf("table %q has no column %q (it has %s); alter the table or the columns", o.table, c.name, columnNames(existing))
+			}
+		}
+	case existing != nil:
+		cols = existing
+		if err := checkKey(o.key, cols); err != nil {
+			return fmt.Errorf("%s of table %q: %w", fKey, o.table, err)
+		}
+	default:
+		// The first message will tell.
+		return nil
+	}
+	s := newSchema(o.table, cols, o.key, o.cols == nil)
+	if err := runInit(ctx, db, o.init); err != nil {
+		return err
+	}
+	// Preparing checks the statement against the table, in particular that
+	// an existing table has a unique index an upsert's key can use.
+	stmt, err := db.PrepareContext(ctx, s.insert)
+	if err != nil && len(o.key) > 0 {
+		return fmt.Errorf("preparing the upsert into table %q (is the %s %s its primary key or a unique index?): %s: %w", o.table, fKey, quoteAll(o.key), s.insert, err)
+	}
+	if err != nil {
+		return fmt.Errorf("preparing the insert into table %q: %s: %w", o.table, s.insert, err)
+	}
+	_ = stmt.Close()
+	o.schema = s
+	return nil
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func runInit(ctx context.Context, db execer, stmts []string) error {
+	for i, s := range stmts {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("%s[%d] (%s): %w", fInitStatements, i, s, err)
+		}
+	}
+	return nil
+}
+
+// tableColumns reads a table's columns, or nil if there is no such table.
+func tableColumns(ctx context.Context, db *sql.DB, table string) ([]column, error) {
+	rows, err := db.QueryContext(ctx, "SELECT name, type FROM pragma_table_info(?)", table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var cols []column
+	for rows.Next() {
+		var name, decl string
+		if err := rows.Scan(&name, &decl); err != nil {
+			return nil, err
+		}
+		cols = append(cols, column{name: name, typ: declaredType(decl), path: name})
+	}
+	return cols, rows.Err()
+}
+
+func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.db == nil {
+		return service.ErrNotConnected
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	s := o.schema
+	if s == nil {
+		var err error
+		if s, err = o.infer(batch); err != nil {
+			return o.batchError(batch, map[int]error{0: fmt.Errorf("message 0: %w", err)})
+		}
+	}
+	rows := make([][]any, len(batch))
+	bad := map[int]error{}
+	for i, msg := range batch {
+		body, err := msg.AsBytes()
+		if err == nil {
+			rows[i], err = s.row(body)
+		}
+		if err != nil {
+			bad[i] = fmt.Errorf("message %d: %w", i, err)
+		}
+	}
+	if len(bad) > 0 {
+		return o.batchError(batch, bad)
+	}
+	if err := o.write(ctx, s, rows); err != nil {
+		var rowErr *rowError
+		if errors.As(err, &rowErr) {
+			return o.batchError(batch, map[int]error{rowErr.index: err})
+		}
+		return fmt.Errorf("sqlite output: writing %d rows to table %q in %s: %w", len(batch), o.table, o.path, err)
+	}
+	if o.schema == nil {
+		o.log.Infof("sqlite output: created table %q in %s with columns %s, inferred from the first batch", o.table, o.path, columnNames(s.cols))
+		o.schema = s
+	}
+	return nil
+}
+
+// rowError is a row SQLite rejected.
+type rowError struct {
+	index int
+	err   error
+}
+
+func (e *rowError) Error() string { return fmt.Sprintf("message %d: %v", e.index, e.err) }
+func (e *rowError) Unwrap() error { return e.err }
+
+// write writes rows in one transaction, creating the table first if the
+// first message decided its columns, so that the table and its first rows
+// appear together or not at all.
+func (o *output) write(ctx context.Context, s *schema, rows [][]any) (err error) {
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning a transaction: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if o.schema == nil {
+		if _, err := tx.ExecContext(ctx, createSQL(o.table, s.cols, o.key)); err != nil {
+			return fmt.Errorf("creating table %q: %w", o.table, err)
+		}
+		if err := runInit(ctx, tx, o.init); err != nil {
+			return err
+		}
+	}
+	stmt, err := tx.PrepareContext(ctx, s.insert)
+	if err != nil {
+		return fmt.Errorf("preparing %s: %w", s.insert, err)
+	}
+	defer stmt.Close()
+	for i, args := range rows {
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+			if rowsFault(err) {
+				return &rowError{index: i, err: err}
+			}
+			return fmt.Errorf("message %d: %w", i, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	return nil
+}
+
+// rowsFault tells an error that the row caused (a constraint, a trigger's
+// RAISE, a value too big) from one that any row would have met (a full
+// disk, a cancelled context), which must not send the row to a fallback as
+// if it were bad.
+func rowsFault(err error) bool {
+	var code sqlite3.ErrorCode
+	if !errors.As(err, &code) {
+		return false
+	}
+	switch code {
+	case sqlite3.CONSTRAINT, sqlite3.MISMATCH, sqlite3.TOOBIG, sqlite3.RANGE:
+		return true
+	}
+	return false
+}
+
+// batchError fails every message of the batch: the transaction is all or
+// nothing, so the messages that were fine were not written either, and
+// Benthos must not count them as delivered.
+func (o *output) batchError(batch service.MessageBatch, bad map[int]error) error {
+	first := -1
+	for i := range bad {
+		if first < 0 || i < first {
+			first = i
+		}
+	}
+	headline := fmt.Errorf("sqlite output: table %q in %s: %w; nothing of the batch of %d was written", o.table, o.path, bad[first], len(batch))
+	if len(bad) > 1 {
+		headline = fmt.Errorf("%w (%d messages failed)", headline, len(bad))
+	}
+	berr := service.NewBatchError(batch, headline)
+	for i := range batch {
+		if err, ok := bad[i]; ok {
+			berr.Failed(i, err)
+		} else {
+			berr.Failed(i, fmt.Errorf("message %d: not written, since message %d of its batch failed and a batch is written in one transaction", i, first))
+		}
+	}
+	return berr
+}
+
+func (o *output) Close(context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.db == nil {
+		return nil
+	}
+	err := o.db.Close()
+	o.db = nil
+	if err != nil {
+		return fmt.Errorf("sqlite output: closing %s: %w", o.path, err)
+	}
+	return nil
+}
