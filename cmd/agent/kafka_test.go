@@ -65,14 +65,22 @@ func startAgent(t *testing.T, dir, broker, pipeline string, extraEnv ...string) 
 	ingest := freeAddr(t)
 	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_KAFKA_BROKERS="+broker,
 		"SLUICE_HTTP_ADDRESS=", "REALTIME_HTTP_ADDRESS="+ingest)
-	env = append(env, extraEnv...)
+	p := startPipeline(t, dir, append(env, extraEnv...), "--pipeline", pipeline)
+	p.ingest = ingest
+	return p
+}
+
+// startPipeline runs the agent in the background with env and args; it is
+// killed when the test ends if it is still running.
+func startPipeline(t *testing.T, dir string, env []string, args ...string) *agentProc {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*runTimeout)
-	cmd, stdout, stderr := command(ctx, dir, env, "--pipeline", pipeline)
+	cmd, stdout, stderr := command(ctx, dir, env, args...)
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	p := &agentProc{t: t, cmd: cmd, stdout: stdout, stderr: stderr, ingest: ingest, done: make(chan struct{})}
+	p := &agentProc{t: t, cmd: cmd, stdout: stdout, stderr: stderr, done: make(chan struct{})}
 	p.kill = func(sig syscall.Signal) { _ = cmd.Process.Signal(sig) }
 	go func() { _ = cmd.Wait(); cancel(); close(p.done) }()
 	t.Cleanup(func() { p.stop(syscall.SIGKILL) })
@@ -579,16 +587,7 @@ func TestMainJobWithKcat(t *testing.T) {
 	broker, ingest := freeAddr(t), freeAddr(t)
 	env := append(baseEnv(), "SLUICE_DEV_KAFKA_ADDRESS="+broker, "REALTIME_HTTP_ADDRESS="+ingest, "SLUICE_HTTP_ADDRESS=")
 	start := func() *agentProc {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*runTimeout)
-		cmd, stdout, stderr := command(ctx, dir, env) // no flags: the defaults
-		if err := cmd.Start(); err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		p := &agentProc{t: t, cmd: cmd, stdout: stdout, stderr: stderr, ingest: ingest, done: make(chan struct{})}
-		p.kill = func(sig syscall.Signal) { _ = cmd.Process.Signal(sig) }
-		go func() { _ = cmd.Wait(); cancel(); close(p.done) }()
-		t.Cleanup(func() { p.stop(syscall.SIGKILL) })
+		p := startPipeline(t, dir, env) // no flags: the defaults
 		p.waitLog("kafka partitions assigned")
 		return p
 	}
