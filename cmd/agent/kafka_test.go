@@ -589,6 +589,7 @@ func TestMainJobWithKcat(t *testing.T) {
 	start := func() *agentProc {
 		p := startPipeline(t, dir, env) // no flags: the defaults
 		p.waitLog("kafka partitions assigned")
+		p.waitLog("http_ingest listening")
 		return p
 	}
 	a := start()
