@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -408,9 +407,7 @@ func watch(b *testing.B, out outputs, warm, total int64, t timer, done <-chan er
 
 // variant is one way of running the pipeline.
 type variant struct {
-	name string
-	// batched replaces the shipped `try` (see batchedSteps).
-	batched      bool
+	name         string
 	kafka        bool
 	brokerOnDisk bool
 	// threads, when set, overrides the pipeline's thread count.
@@ -428,56 +425,17 @@ func (v variant) conf(b testing.TB, files ...string) string {
 	} else {
 		m = filesPipeline(b, files[0], files[1], files[2])
 	}
-	if v.batched {
-		batchedSteps(b, m)
-	}
 	if v.threads > 0 {
 		m["pipeline"].(map[string]any)["threads"] = v.threads
 	}
 	return marshal(b, m)
 }
 
-// batchedSteps replaces the pipeline's `try: [validate, features, score]`
-// with the same steps, each after the first guarded by a `switch` on
-// `!errored()`: the same semantics (a step a message failed skips the
-// rest), but Benthos' `try` runs its children on each message alone, so
-// each Wasm step is called per event and the stateful features step
-// commits (and fsyncs) once per event, where `switch` hands its case the
-// matching messages as one batch.
-func batchedSteps(b testing.TB, m map[string]any) {
-	b.Helper()
-	pl := m["pipeline"].(map[string]any)
-	procs := pl["processors"].([]any)
-	var out []any
-	found := false
-	for _, p := range procs {
-		steps, ok := p.(map[string]any)["try"].([]any)
-		if !ok {
-			out = append(out, p)
-			continue
-		}
-		found = true
-		out = append(out, steps[0])
-		for _, s := range steps[1:] {
-			out = append(out, map[string]any{"switch": []any{map[string]any{
-				"check":      "!errored()",
-				"processors": []any{s},
-			}}})
-		}
-	}
-	if !found {
-		b.Fatal("the realtime pipeline has no try processor")
-	}
-	pl["processors"] = out
-}
-
 var variants = []variant{
 	{name: "shipped/kafka", kafka: true, events: 20_000, warm: 5_000},
 	{name: "shipped/files", events: 20_000, warm: 5_000},
-	{name: "batched/kafka", batched: true, kafka: true, events: numEvents, warm: warmEvents},
-	{name: "batched/kafka-broker-fsync", batched: true, kafka: true, brokerOnDisk: true, events: numEvents, warm: warmEvents},
-	{name: "batched/files", batched: true, events: numEvents, warm: warmEvents},
-	{name: "batched/files-threads=1", batched: true, threads: 1, events: numEvents, warm: warmEvents},
+	{name: "shipped/kafka-broker-fsync", kafka: true, brokerOnDisk: true, events: 20_000, warm: 5_000},
+	{name: "shipped/files-threads=1", threads: 1, events: 20_000, warm: 5_000},
 }
 
 // workloadFor is the warm-up events followed by the measured ones.
@@ -535,8 +493,7 @@ func runThroughput(b *testing.B, v variant, evs []event, warm int, t timer) (ela
 // dead_letters topics (kafka: the broker in memory, as in tests;
 // kafka-broker-fsync: with a data dir and each batch fsynced, as the agent
 // starts it), and the same processors between files (files). shipped is
-// pipelines/realtime.yaml's processors as they are; batched is the same
-// steps with its `try` replaced (see batchedSteps). Every run is on a
+// pipelines/realtime.yaml's processors as they are. Every run is on a
 // fresh data dir, state store and broker, with the events produced before
 // the stream starts.
 func BenchmarkRealtime(b *testing.B) {
@@ -560,8 +517,7 @@ func BenchmarkRealtime(b *testing.B) {
 
 // TestVariants checks, without running anything, that every variant's
 // pipeline is what the benchmarks claim: valid on the agent's environment,
-// the shipped processors (or, batched, the same three Wasm steps in order
-// with no try), and only the input and output swapped.
+// the shipped processors, and only the input and output swapped.
 func TestVariants(t *testing.T) {
 	r := newRig(t, false, false)
 	defer r.close()
@@ -590,31 +546,8 @@ func TestVariants(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !v.batched {
-			if !bytes.Equal(procs, shippedProcs) {
-				t.Errorf("%s: processors differ from the shipped ones:\n%s", v.name, procs)
-			}
-			continue
-		}
-		var steps []string
-		for _, p := range pl["processors"].([]any) {
-			pm := p.(map[string]any)
-			if _, ok := pm["try"]; ok {
-				t.Errorf("%s: still has try", v.name)
-			}
-			if w, ok := pm["wasm"].(map[string]any); ok {
-				steps = append(steps, w["builtin"].(string))
-			}
-			if sw, ok := pm["switch"].([]any); ok {
-				c := sw[0].(map[string]any)
-				if c["check"] != "!errored()" {
-					t.Errorf("%s: switch check %v", v.name, c["check"])
-				}
-				steps = append(steps, c["processors"].([]any)[0].(map[string]any)["wasm"].(map[string]any)["builtin"].(string))
-			}
-		}
-		if strings.Join(steps, ",") != "validate,features,score" {
-			t.Errorf("%s: wasm steps %v, want validate, features, score", v.name, steps)
+		if !bytes.Equal(procs, shippedProcs) {
+			t.Errorf("%s: processors differ from the shipped ones:\n%s", v.name, procs)
 		}
 	}
 }
