@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,7 +39,7 @@ func startBroker(t *testing.T, topics ...string) string {
 	return startBrokerN(t, 3, topics...)
 }
 
-func startBrokerN(t *testing.T, partitions int, topics ...string) string {
+func startBrokerN(t testing.TB, partitions int, topics ...string) string {
 	t.Helper()
 	b, err := StartDevBroker(DevConfig{Address: "127.0.0.1:0", Partitions: partitions, Topics: topics})
 	if err != nil {
@@ -91,7 +92,7 @@ func consume(t *testing.T, addr, topic string, n int) []*kgo.Record {
 
 // runStream runs a pipeline on an environment with the kafka components
 // until stop is called.
-func runStream(t *testing.T, addr, yaml string) (stop func()) {
+func runStream(t testing.TB, addr, yaml string) (stop func()) {
 	t.Helper()
 	env := service.NewEnvironment()
 	if err := Register(env, Defaults{Brokers: func() []string { return []string{addr} }}); err != nil {
@@ -395,4 +396,58 @@ func TestKafkaTLS(t *testing.T) {
 	if len(got) != 1 || string(got[0].Value) != `{"n":1}` {
 		t.Fatalf("through a TLS broker: got %v", got)
 	}
+}
+
+// BenchmarkKafkaPassThroughLatency is produce-to-consume latency through
+// the kafka input and output alone (a pass-through mapping between them),
+// at about 1000 events/s: what the components add before any processing.
+// Each op is one event; run with -benchtime 2000x.
+func BenchmarkKafkaPassThroughLatency(b *testing.B) {
+	addr := startBrokerN(b, 3, "in", "out")
+	stop := runStream(b, addr, `
+input:
+  kafka: {topics: [in], consumer_group: bench}
+pipeline:
+  processors:
+    - mapping: 'root = this'
+output:
+  kafka: {topic: out, key: '${! json("k") }'}
+`)
+	defer stop()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ProducerLinger(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prod.Close()
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("out"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cons.Close()
+	ctx := context.Background()
+	lat := make([]time.Duration, 0, b.N)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for len(lat) < b.N {
+			fs := cons.PollFetches(ctx)
+			now := time.Now()
+			fs.EachRecord(func(r *kgo.Record) {
+				var ev struct{ Sent int64 }
+				if json.Unmarshal(r.Value, &ev) == nil {
+					lat = append(lat, now.Sub(time.Unix(0, ev.Sent)))
+				}
+			})
+		}
+	}()
+	b.ResetTimer()
+	for i := range b.N {
+		prod.Produce(ctx, &kgo.Record{Topic: "in", Value: fmt.Appendf(nil, `{"k":%d,"sent":%d}`, i%50, time.Now().UnixNano())}, nil)
+		time.Sleep(time.Millisecond)
+	}
+	<-done
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50_ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100])/1e6, "p99_ms")
 }
