@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,6 +53,7 @@ type Agent struct {
 	store  *state.Store
 	reg    *metrics.Registry
 	dev    devKafka
+	runs   runTotals
 	// tmpState is a throwaway state dir, for lint, which must not take the
 	// lock of a data dir a running agent holds.
 	tmpState string
@@ -206,7 +208,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Metrics: func(p supervisor.Pipeline) string {
 			return fmt.Sprintf("%s: {pipeline: %q}", metrics.ExporterName, p.Name)
 		},
-		OnRun: func(o supervisor.RunOutcome) { a.reg.RecordRun(o.Pipeline, o.Err == nil, o.Duration) },
+		OnRun: a.recordRun,
 	})
 	return report.Err()
 }
@@ -297,4 +299,36 @@ func (a *Agent) stateView(ns string) (httpapi.Viewer, bool) {
 		return nil, false
 	}
 	return httpapi.Viewer(v), true
+}
+
+// runTotals remembers, per scheduled pipeline, the counters at the end of
+// its last run, so each run's own figures are the difference.
+type runTotals struct {
+	mu   sync.Mutex
+	last map[string][3]float64 // rows in, quality rows, quality valid rows
+}
+
+// recordRun logs a scheduled run's outcome with the rows it read and its
+// data-quality score (valid rows / rows checked by validate, as the seed's
+// quality_score), and counts it in the metrics.
+func (a *Agent) recordRun(o supervisor.RunOutcome) {
+	a.reg.RecordRun(o.Pipeline, o.Err == nil, o.Duration)
+	now := [3]float64{
+		a.reg.Sum("input_received", o.Pipeline),
+		a.reg.Sum("sluice_quality_rows_total", o.Pipeline),
+		a.reg.Sum("sluice_quality_rows_valid_total", o.Pipeline),
+	}
+	a.runs.mu.Lock()
+	if a.runs.last == nil {
+		a.runs.last = map[string][3]float64{}
+	}
+	prev := a.runs.last[o.Pipeline]
+	a.runs.last[o.Pipeline] = now
+	a.runs.mu.Unlock()
+	attrs := []any{"pipeline", o.Pipeline, "attempt", o.Attempt, "ok", o.Err == nil,
+		"duration", o.Duration.Round(time.Millisecond), "rows_in", int64(now[0] - prev[0])}
+	if checked := now[1] - prev[1]; checked > 0 {
+		attrs = append(attrs, "rows_checked", int64(checked), "dqs", fmt.Sprintf("%.1f%%", 100*(now[2]-prev[2])/checked))
+	}
+	a.logger.Info("run outcome", attrs...)
 }

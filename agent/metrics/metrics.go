@@ -253,3 +253,27 @@ func (r *Registry) RecordRun(pipeline string, ok bool, d time.Duration) {
 		g.WithLabelValues(pipeline).Set(d.Seconds())
 	}
 }
+
+// Sum adds up every series of the counter called name (its exported name)
+// labelled with pipeline, e.g. a pipeline's input_received across its
+// inputs. Zero if there is none.
+func (r *Registry) Sum(name, pipeline string) float64 {
+	families, err := r.reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "pipeline" && l.GetValue() == pipeline {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}

@@ -59,3 +59,16 @@ func TestRecordRun(t *testing.T) {
 		}
 	}
 }
+
+func TestSum(t *testing.T) {
+	r := New()
+	r.counter("input_received", []string{"path"}).WithLabelValues("etl", "root.input.a").Add(3)
+	r.counter("input_received", []string{"path"}).WithLabelValues("etl", "root.input.b").Add(4)
+	r.counter("input_received", []string{"path"}).WithLabelValues("other", "root.input").Add(100)
+	if got := r.Sum("input_received", "etl"); got != 7 {
+		t.Errorf("Sum = %v, want 7 (both inputs of etl, not other's)", got)
+	}
+	if got := r.Sum("nothing", "etl"); got != 0 {
+		t.Errorf("Sum of a missing counter = %v", got)
+	}
+}

@@ -215,10 +215,18 @@ func TestSalesETL(t *testing.T) {
 	if len(recs) != len(rejected)+1 || strings.Join(recs[0], ",") != "file,line,reason,row" {
 		t.Fatalf("rejects.csv has %d records, want a header and %d\n%v", len(recs), len(rejected), recs)
 	}
+	reasons := map[int]string{ // a reject keeps the first reason found
+		23:  `column price: "abc" is not a number`,
+		49:  "expect_column_values_to_not_be_null(price)",
+		126: "expect_column_values_to_be_between(price)",
+		167: "expect_column_values_to_be_between(quantity)",
+		208: "duplicate row",
+		249: "4 fields, the header has 5",
+	}
 	for _, r := range recs[1:] {
 		n, _ := strconv.Atoi(r[1])
-		if !rejected[n] || r[2] == "" || r[3] == "" {
-			t.Errorf("reject %v: want a bad line with its reason and row", r)
+		if !rejected[n] || r[2] == "" || r[3] == "" || !strings.Contains(r[2], reasons[n]) {
+			t.Errorf("reject %v: want a bad line with its reason (%q) and row", r, reasons[n])
 		}
 	}
 
