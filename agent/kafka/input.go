@@ -335,16 +335,28 @@ func (in *input) next() (service.MessageBatch, service.AckFunc) {
 	if i < 0 {
 		return nil, nil
 	}
-	r := &in.ready[i]
-	n := min(len(r.records), in.maxBatch)
-	recs := r.records[:n]
-	tp := r.tp
-	if n == len(r.records) {
-		in.ready = slices.Delete(in.ready, i, i+1)
-	} else {
-		r.records = r.records[n:]
+	// Every ready poll of this partition, in order, up to maxBatch: while
+	// its batch is downstream a partition's records arrive in many small
+	// polls, and handing them out one poll at a time made batches of a few
+	// records, each paying a whole state commit (seconds of latency at low
+	// rates).
+	tp := in.ready[i].tp
+	var recs []*kgo.Record
+	for j := i; j < len(in.ready) && len(recs) < in.maxBatch; {
+		r := &in.ready[j]
+		if r.tp != tp {
+			j++
+			continue
+		}
+		n := min(len(r.records), in.maxBatch-len(recs))
+		recs = append(recs, r.records[:n]...)
+		if n == len(r.records) {
+			in.ready = slices.Delete(in.ready, j, j+1)
+		} else {
+			r.records = r.records[n:]
+		}
 	}
-	in.buffered -= n
+	in.buffered -= len(recs)
 	b := &partition{}
 	in.owned[tp] = b
 	batch := make(service.MessageBatch, len(recs))

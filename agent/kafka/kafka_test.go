@@ -451,3 +451,37 @@ output:
 	b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50_ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100])/1e6, "p99_ms")
 }
+
+// TestBatchMergesPolls: a partition's batch takes its records from every
+// poll buffered for it, in order, up to max_batch_records, not one poll at
+// a time (which made batches of a few records at moderate rates).
+func TestBatchMergesPolls(t *testing.T) {
+	recs := func(p int32, offs ...int64) []*kgo.Record {
+		var out []*kgo.Record
+		for _, o := range offs {
+			out = append(out, &kgo.Record{Topic: "t", Partition: p, Offset: o})
+		}
+		return out
+	}
+	a, b := topicPartition{"t", 0}, topicPartition{"t", 1}
+	in := &input{maxBatch: 4, owned: map[topicPartition]*partition{}, wake: make(chan struct{})}
+	in.ready = []polled{{a, recs(0, 1, 2)}, {b, recs(1, 7)}, {a, recs(0, 3, 4, 5)}}
+	in.buffered = 6
+	batch, _ := in.next()
+	var got []string
+	for _, m := range batch {
+		off, _ := m.MetaGet("kafka_offset")
+		part, _ := m.MetaGet("kafka_partition")
+		got = append(got, part+"/"+off)
+	}
+	if strings.Join(got, " ") != "0/1 0/2 0/3 0/4" {
+		t.Errorf("first batch %v, want partition 0's offsets 1-4 from both polls", got)
+	}
+	if len(in.ready) != 2 || in.ready[0].tp != b || in.ready[1].tp != a || len(in.ready[1].records) != 1 || in.buffered != 2 {
+		t.Errorf("left ready %+v (buffered %d), want partition 1's poll, then offset 5", in.ready, in.buffered)
+	}
+	// Partition 0 has a batch downstream: the next batch is partition 1's.
+	if batch, _ := in.next(); len(batch) != 1 {
+		t.Errorf("second batch has %d records, want partition 1's one", len(batch))
+	}
+}
