@@ -13,62 +13,60 @@ import (
 	"github.com/sluice-dev/sluice/agent/supervisor"
 )
 
-// kafkaUse is what the pipelines ask of Kafka: whether any uses a kafka
-// component that relies on the agent's brokers, and the fixed topic names
-// they read and write, for the dev broker to create.
+// kafkaUse is what the pipelines ask of Kafka: the kafka components that
+// name no seed_brokers (they rely on the agent's brokers), by the line of
+// their `kafka:` key, and the fixed topic names they read and write, for
+// the dev broker to create.
 type kafkaUse struct {
-	used   bool
-	topics []string
+	needBrokers []int
+	topics      []string
 }
 
-// kafkaTopics walks each pipeline's YAML for kafka inputs and outputs
-// wherever they sit (broker, switch, fallback, resources).
-func kafkaTopics(pls []supervisor.Pipeline) (kafkaUse, error) {
+// kafkaUses walks a pipeline's YAML for kafka inputs and outputs wherever
+// they sit (broker, switch, fallback, resources), as lint walks for wasm.
+func kafkaUses(root *yaml.Node) kafkaUse {
 	var u kafkaUse
-	for _, p := range pls {
-		var doc any
-		if err := yaml.Unmarshal(p.YAML, &doc); err != nil {
-			return u, fmt.Errorf("pipeline %s: %w", p.Source, err)
+	walkComponent(root, "kafka", func(k, v *yaml.Node) {
+		if _, b := mapEntry(v, "seed_brokers"); b == nil || len(b.Content) == 0 {
+			u.needBrokers = append(u.needBrokers, k.Line)
 		}
-		walkKafka(doc, &u)
-	}
-	slices.Sort(u.topics)
-	u.topics = slices.Compact(u.topics)
-	return u, nil
-}
-
-func walkKafka(n any, u *kafkaUse) {
-	switch v := n.(type) {
-	case map[string]any:
-		for k, c := range v {
-			if m, ok := c.(map[string]any); ok && k == "kafka" {
-				if b, _ := m["seed_brokers"].([]any); len(b) == 0 {
-					u.used = true
+		if _, r := mapEntry(v, "regexp_topics"); r == nil || r.Value != "true" {
+			if _, ts := mapEntry(v, "topics"); ts != nil {
+				for _, t := range ts.Content {
+					u.addTopic(t)
 				}
-				if r, _ := m["regexp_topics"].(bool); !r {
-					if ts, ok := m["topics"].([]any); ok {
-						for _, t := range ts {
-							addTopic(u, t)
-						}
-					}
-				}
-				addTopic(u, m["topic"])
 			}
-			walkKafka(c, u)
 		}
-	case []any:
-		for _, c := range v {
-			walkKafka(c, u)
+		if _, t := mapEntry(v, "topic"); t != nil {
+			u.addTopic(t)
 		}
-	}
+	})
+	return u
 }
 
 // addTopic keeps fixed names; a name computed per message (an
 // interpolation) is created by the broker when first written.
-func addTopic(u *kafkaUse, t any) {
-	if s, ok := t.(string); ok && s != "" && !strings.Contains(s, "${") {
-		u.topics = append(u.topics, s)
+func (u *kafkaUse) addTopic(n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && n.Value != "" && !strings.Contains(n.Value, "${") {
+		u.topics = append(u.topics, n.Value)
 	}
+}
+
+// kafkaTopics is what all the pipelines ask of Kafka.
+func kafkaTopics(pls []supervisor.Pipeline) (kafkaUse, error) {
+	var all kafkaUse
+	for _, p := range pls {
+		var root yaml.Node
+		if err := yaml.Unmarshal(p.YAML, &root); err != nil {
+			return all, fmt.Errorf("pipeline %s: %w", p.Source, err)
+		}
+		u := kafkaUses(&root)
+		all.needBrokers = append(all.needBrokers, u.needBrokers...)
+		all.topics = append(all.topics, u.topics...)
+	}
+	slices.Sort(all.topics)
+	all.topics = slices.Compact(all.topics)
+	return all, nil
 }
 
 // devKafka holds the dev broker once started, so components built after
@@ -111,7 +109,7 @@ func (a *Agent) startDevKafka(pls []supervisor.Pipeline) (stop func(), err error
 		return stop, nil
 	}
 	use, err := kafkaTopics(pls)
-	if err != nil || !use.used {
+	if err != nil || len(use.needBrokers) == 0 {
 		return stop, err
 	}
 	b, err := kafka.StartDevBroker(kafka.DevConfig{

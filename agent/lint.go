@@ -81,11 +81,9 @@ func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Pr
 	// A kafka component with no seed_brokers of its own connects where the
 	// agent says; with nowhere, the pipeline would fail at start.
 	if len(a.kafkaBrokers()) == 0 {
-		walkComponent(&root, "kafka", func(k, n *yaml.Node) {
-			if _, b := mapEntry(n, "seed_brokers"); b == nil || len(b.Content) == 0 {
-				probs = append(probs, Problem{Source: source, Line: k.Line, Msg: "kafka: no seed_brokers, and the agent has no kafka_brokers and dev_kafka is off: set one of them"})
-			}
-		})
+		for _, line := range kafkaUses(&root).needBrokers {
+			probs = append(probs, Problem{Source: source, Line: line, Msg: "kafka: no seed_brokers, and the agent has no kafka_brokers and dev_kafka is off: set one of them"})
+		}
 	}
 	walkComponent(&root, "wasm", func(_, n *yaml.Node) {
 		path, _ := mapEntry(n, "path")

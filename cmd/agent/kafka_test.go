@@ -214,16 +214,13 @@ func TestRealtimeOverKafka(t *testing.T) {
 	// HTTP sync mode: user 1's next event comes back scored, counted after
 	// the events already consumed from Kafka.
 	users := seedUsers(t, lines, wantDead)
-	u := users[1]
 	ev := `{"user_id":1,"event_type":"purchase","event_data":{"amount":40},"timestamp":"2025-01-10T00:00:00Z"}`
 	code, body := post(t, agent.ingest, ev)
 	var got prediction
 	if err := json.Unmarshal(body, &got); code != 200 || err != nil {
 		t.Fatalf("POST event: %d %s (%v)", code, body, err)
 	}
-	u.count++
-	u.types["purchase"] = true
-	u.value += 40
+	u := seedApply(users, 1, "purchase", 40)
 	if got.Features.EventCount != u.count || got.Prediction.Label != seedLabel(u, "purchase") {
 		t.Errorf("POST event: count %d label %q, want %d %q", got.Features.EventCount, got.Prediction.Label, u.count, seedLabel(u, "purchase"))
 	}
@@ -261,16 +258,7 @@ func seedUsers(t *testing.T, lines []string, bad map[string]string) map[int]*see
 		if err := json.Unmarshal([]byte(l), &e); err != nil {
 			t.Fatal(err)
 		}
-		u := users[e.UserID]
-		if u == nil {
-			u = &seedUser{types: map[string]bool{}}
-			users[e.UserID] = u
-		}
-		u.count++
-		u.types[e.EventType] = true
-		if e.EventType == "purchase" {
-			u.value += e.EventData.Amount
-		}
+		seedApply(users, e.UserID, e.EventType, e.EventData.Amount)
 	}
 	return users
 }
@@ -299,16 +287,7 @@ func checkSeedPredictions(t *testing.T, lines []string, bad map[string]string, p
 		}
 		var e prediction
 		_ = json.Unmarshal([]byte(l), &e)
-		u := users[e.UserID]
-		if u == nil {
-			u = &seedUser{types: map[string]bool{}}
-			users[e.UserID] = u
-		}
-		u.count++
-		u.types[e.EventType] = true
-		if e.EventType == "purchase" {
-			u.value += e.EventData.Amount
-		}
+		u := seedApply(users, e.UserID, e.EventType, e.EventData.Amount)
 		got := perUser[e.UserID]
 		if len(got) < u.count {
 			t.Errorf("user %d: %d predictions, want at least %d", e.UserID, len(got), u.count)

@@ -24,6 +24,21 @@ type seedUser struct {
 	value float64
 }
 
+// seedApply is the seed's per-user update for one good event.
+func seedApply(users map[int]*seedUser, id int, eventType string, amount float64) *seedUser {
+	u := users[id]
+	if u == nil {
+		u = &seedUser{types: map[string]bool{}}
+		users[id] = u
+	}
+	u.count++
+	u.types[eventType] = true
+	if eventType == "purchase" {
+		u.value += amount
+	}
+	return u
+}
+
 func seedLabel(u *seedUser, eventType string) string {
 	purchase := 0.0
 	if eventType == "purchase" {
@@ -90,16 +105,7 @@ func TestRealtimePipeline(t *testing.T) {
 		if err := json.Unmarshal([]byte(ev), &e); err != nil {
 			t.Fatal(err)
 		}
-		u := users[e.UserID]
-		if u == nil {
-			u = &seedUser{types: map[string]bool{}}
-			users[e.UserID] = u
-		}
-		u.count++
-		u.types[e.EventType] = true
-		if e.EventType == "purchase" {
-			u.value += e.EventData.Amount
-		}
+		u := seedApply(users, e.UserID, e.EventType, e.EventData.Amount)
 		m := pred.FindStringSubmatch(line)
 		if m == nil {
 			t.Errorf("sample line %d: output %q is not a prediction", n+1, line)
