@@ -305,30 +305,56 @@ func (a *Agent) stateView(ns string) (httpapi.Viewer, bool) {
 // its last run, so each run's own figures are the difference.
 type runTotals struct {
 	mu   sync.Mutex
-	last map[string][3]float64 // rows in, quality rows, quality valid rows
+	last map[string]map[string]float64 // pipeline -> row kind -> counter
 }
 
-// recordRun logs a scheduled run's outcome with the rows it read and its
-// data-quality score (valid rows / rows checked by validate, as the seed's
-// quality_score), and counts it in the metrics.
+// recordRun logs a scheduled run's outcome with its rows (read, out to the
+// output the schedule names rows_out, rejected to the one it names
+// rows_rejected, checked by validate) and its data-quality score (valid
+// rows / rows checked, as the seed's quality_score), and records them in
+// the metrics.
 func (a *Agent) recordRun(o supervisor.RunOutcome) {
-	a.reg.RecordRun(o.Pipeline, o.Err == nil, o.Duration)
-	now := [3]float64{
-		a.reg.Sum("input_received", o.Pipeline),
-		a.reg.Sum("sluice_quality_rows_total", o.Pipeline),
-		a.reg.Sum("sluice_quality_rows_valid_total", o.Pipeline),
+	now := map[string]float64{
+		"in":      a.reg.Sum("input_received", o.Pipeline),
+		"checked": a.reg.Sum("sluice_quality_rows_total", o.Pipeline),
+		"valid":   a.reg.Sum("sluice_quality_rows_valid_total", o.Pipeline),
+	}
+	if s := o.Schedule; s != nil {
+		// output_sent is counted once per output that sent the row, and
+		// nested outputs are labelled too, so "label" picks exactly one.
+		if s.RowsOut != "" {
+			now["out"] = a.reg.Sum("output_sent", o.Pipeline, "label", s.RowsOut)
+		}
+		if s.RowsRejected != "" {
+			now["rejected"] = a.reg.Sum("output_sent", o.Pipeline, "label", s.RowsRejected)
+		}
 	}
 	a.runs.mu.Lock()
 	if a.runs.last == nil {
-		a.runs.last = map[string][3]float64{}
+		a.runs.last = map[string]map[string]float64{}
 	}
 	prev := a.runs.last[o.Pipeline]
 	a.runs.last[o.Pipeline] = now
 	a.runs.mu.Unlock()
+	rows := map[string]int64{}
+	for kind, n := range now {
+		rows[kind] = int64(n - prev[kind])
+	}
+	if rows["checked"] == 0 {
+		// No validate step: no quality figures rather than a DQS of 0/0.
+		delete(rows, "checked")
+		delete(rows, "valid")
+	}
+	a.reg.RecordRun(metrics.Run{Pipeline: o.Pipeline, OK: o.Err == nil, Duration: o.Duration, Rows: rows})
 	attrs := []any{"pipeline", o.Pipeline, "attempt", o.Attempt, "ok", o.Err == nil,
-		"duration", o.Duration.Round(time.Millisecond), "rows_in", int64(now[0] - prev[0])}
-	if checked := now[1] - prev[1]; checked > 0 {
-		attrs = append(attrs, "rows_checked", int64(checked), "dqs", fmt.Sprintf("%.1f%%", 100*(now[2]-prev[2])/checked))
+		"duration", o.Duration.Round(time.Millisecond), "rows_in", rows["in"]}
+	for _, kind := range []string{"out", "rejected", "checked"} {
+		if n, ok := rows[kind]; ok {
+			attrs = append(attrs, "rows_"+kind, n)
+		}
+	}
+	if checked := rows["checked"]; checked > 0 {
+		attrs = append(attrs, "dqs", fmt.Sprintf("%.1f%%", 100*float64(rows["valid"])/float64(checked)))
 	}
 	a.logger.Info("run outcome", attrs...)
 }

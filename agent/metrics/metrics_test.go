@@ -45,14 +45,19 @@ func TestPipelinesShareMetricsUnderTheirLabel(t *testing.T) {
 
 func TestRecordRun(t *testing.T) {
 	r := New()
-	r.RecordRun("sales_etl", true, 1500*time.Millisecond)
-	r.RecordRun("sales_etl", false, time.Second)
-	r.RecordRun("sales_etl", true, 2*time.Second)
+	r.RecordRun(Run{Pipeline: "sales_etl", OK: true, Duration: 1500 * time.Millisecond, Rows: map[string]int64{"in": 10, "out": 8, "rejected": 2, "checked": 9, "valid": 8}})
+	r.RecordRun(Run{Pipeline: "sales_etl", OK: false, Duration: time.Second})
+	r.RecordRun(Run{Pipeline: "sales_etl", OK: true, Duration: 2 * time.Second, Rows: map[string]int64{"in": 4, "out": 3, "rejected": 1, "checked": 4, "valid": 3}})
 	body := scrape(t, r)
 	for _, want := range []string{
 		`sluice_pipeline_runs_total{outcome="ok",pipeline="sales_etl"} 2`,
 		`sluice_pipeline_runs_total{outcome="failed",pipeline="sales_etl"} 1`,
 		`sluice_pipeline_last_run_seconds{pipeline="sales_etl"} 2`,
+		`sluice_pipeline_last_run_rows{kind="in",pipeline="sales_etl"} 4`,
+		`sluice_pipeline_last_run_rows{kind="rejected",pipeline="sales_etl"} 1`,
+		`sluice_pipeline_run_rows_total{kind="in",pipeline="sales_etl"} 14`,
+		`sluice_pipeline_run_rows_total{kind="out",pipeline="sales_etl"} 11`,
+		`sluice_pipeline_last_run_dqs{pipeline="sales_etl"} 0.75`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -67,6 +72,12 @@ func TestSum(t *testing.T) {
 	r.counter("input_received", []string{"path"}).WithLabelValues("other", "root.input").Add(100)
 	if got := r.Sum("input_received", "etl"); got != 7 {
 		t.Errorf("Sum = %v, want 7 (both inputs of etl, not other's)", got)
+	}
+	if got := r.Sum("input_received", "etl", "path", "root.input.b"); got != 4 {
+		t.Errorf("Sum where path=root.input.b = %v, want 4", got)
+	}
+	if got := r.Sum("input_received", "etl", "path", "root.input.c"); got != 0 {
+		t.Errorf("Sum where path matches nothing = %v, want 0", got)
 	}
 	if got := r.Sum("nothing", "etl"); got != 0 {
 		t.Errorf("Sum of a missing counter = %v", got)

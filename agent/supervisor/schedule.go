@@ -35,6 +35,11 @@ type Schedule struct {
 	// broker down) retries forever; this is where a batch job gives up.
 	// Zero: Every, or no limit.
 	Timeout time.Duration
+	// RowsOut and RowsRejected are the labels of the outputs whose sent
+	// messages are a run's rows out and rows rejected, for its outcome
+	// (a fan-out sends a row to several outputs, so the total would
+	// count it more than once). Empty: not reported.
+	RowsOut, RowsRejected string
 
 	cron cron.Schedule
 }
@@ -46,6 +51,8 @@ type RunOutcome struct {
 	Start    time.Time
 	Duration time.Duration
 	Err      error
+	// Schedule is the pipeline's, naming the outputs that count rows.
+	Schedule *Schedule
 }
 
 // scheduleYAML is the `schedule:` block a pipeline file may carry beside
@@ -56,6 +63,9 @@ type scheduleYAML struct {
 	Retries int    `yaml:"retries"`
 	Backoff string `yaml:"backoff"`
 	Timeout string `yaml:"timeout"`
+
+	RowsOut      string `yaml:"rows_out"`
+	RowsRejected string `yaml:"rows_rejected"`
 }
 
 // SplitSchedule takes the top-level `schedule:` block out of a pipeline's
@@ -81,6 +91,11 @@ func SplitSchedule(doc []byte) (*Schedule, []byte, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("line %d: schedule: %w", k.Line, err)
 		}
+		for field, label := range map[string]string{"rows_out": s.RowsOut, "rows_rejected": s.RowsRejected} {
+			if label != "" && !hasLabel(m, label) {
+				return nil, nil, fmt.Errorf("line %d: schedule: %s: no component is labelled %q in this pipeline", k.Line, field, label)
+			}
+		}
 		end := -1 // the block runs to the next top-level key, or the end
 		if i+2 < len(m.Content) {
 			end = m.Content[i+2].Line - 1
@@ -88,6 +103,23 @@ func SplitSchedule(doc []byte) (*Schedule, []byte, error) {
 		return s, blankLines(doc, k.Line, end), nil
 	}
 	return nil, doc, nil
+}
+
+// hasLabel reports whether some component under n has `label: want`.
+func hasLabel(n *yaml.Node, want string) bool {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == "label" && n.Content[i+1].Value == want {
+				return true
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if hasLabel(c, want) {
+			return true
+		}
+	}
+	return false
 }
 
 // strictDecode decodes a mapping node into v, refusing unknown keys, so a
@@ -103,7 +135,7 @@ func strictDecode(n *yaml.Node, v any) error {
 }
 
 func (r scheduleYAML) parse() (*Schedule, error) {
-	s := &Schedule{Retries: r.Retries, Cron: r.Cron, Backoff: 10 * time.Second}
+	s := &Schedule{Retries: r.Retries, Cron: r.Cron, Backoff: 10 * time.Second, RowsOut: r.RowsOut, RowsRejected: r.RowsRejected}
 	var err error
 	if r.Every != "" {
 		if s.Every, err = time.ParseDuration(r.Every); err != nil || s.Every <= 0 {
@@ -200,7 +232,7 @@ func runWithRetries(ctx context.Context, p Pipeline, opts Options, log *slog.Log
 		if err == nil && timedOut {
 			err = fmt.Errorf("pipeline %q (%s): the run did not finish within its timeout of %s, so it was stopped", p.Name, p.Source, s.Timeout)
 		}
-		out := RunOutcome{Pipeline: p.Name, Attempt: attempt, Start: start, Duration: time.Since(start), Err: err}
+		out := RunOutcome{Pipeline: p.Name, Attempt: attempt, Start: start, Duration: time.Since(start), Err: err, Schedule: s}
 		if opts.OnRun != nil {
 			opts.OnRun(out)
 		}

@@ -31,10 +31,14 @@ func TestSplitSchedule(t *testing.T) {
 		{"schedule: {every: 10}\n", "positive duration"},
 		{"schedule: {every: 1h, retires: 3}\n", "retires"},
 		{"input: {}\nschedule: {retries: -1}\n", "line 2: schedule: retries: -1 is negative"},
+		{"output: {label: loaded, drop: {}}\nschedule: {rows_out: load}\n", `rows_out: no component is labelled "load"`},
 	} {
 		if _, _, err := SplitSchedule([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want an error containing %q", tc.doc, err, tc.want)
 		}
+	}
+	if s, _, err := SplitSchedule([]byte("output: {switch: {cases: [{output: {label: rejects, drop: {}}}]}}\nschedule: {rows_rejected: rejects}\n")); err != nil || s.RowsRejected != "rejects" {
+		t.Errorf("rows_rejected naming a nested output: %+v, %v", s, err)
 	}
 	if s, rest, err := SplitSchedule([]byte("input: {}\n")); s != nil || string(rest) != "input: {}\n" || err != nil {
 		t.Errorf("no schedule: %v %q %v", s, rest, err)

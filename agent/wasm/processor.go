@@ -32,6 +32,7 @@ const (
 	fState      = "state"
 	fOffsets    = "offsets"
 	fReadState  = "read_state"
+	fMaxCall    = "max_call_messages"
 )
 
 // ConfigSpec is the `wasm` processor's spec: fields, defaults and docs.
@@ -71,6 +72,10 @@ The plugin runs in a sandbox: no files, environment variables, real clock or net
 			service.NewBoolField(fInterrupt).
 				Description("Stop a call at its deadline. This makes wazero insert a check into every loop of the guest, measured at 3-10x slower on loop-heavy code (wazero issue #2466). Without it a call that overruns is only logged, and a plugin that never returns blocks its pipeline thread. Default: true for a plugin loaded by `path`; false for a `builtin`, which ships inside the agent, tested and fuzzed like the rest of it.").
 				Optional().
+				Advanced(),
+			service.NewIntField(fMaxCall).
+				Description("Most messages handed to the plugin in one call. A larger batch (a whole file made one batch for a summary) is split into calls of at most this many, in order, so the plugin's memory and each call's `timeout` stay bounded whatever the batch size; a call that fails fails only its own messages. A plugin therefore must not compute across a whole batch (a median, a distinct count) when batches can be larger; do that in a native step. Does not apply to a stateful (`key`) step, whose batch is one state transaction.").
+				Default(8192).
 				Advanced(),
 			service.NewBoolField(fClock).
 				Description("Give the plugin the real wall and monotonic clocks. Without it the plugin sees a fixed time, which keeps it deterministic when input is replayed; compute time features from event timestamps instead.").
@@ -147,6 +152,8 @@ type Processor struct {
 	mod    *Module
 	icfg   InstanceConfig
 	logger *slog.Logger
+	// maxCall splits a stateless step's batch into calls of this many.
+	maxCall int
 
 	mu       sync.Mutex
 	idle     []*Instance
@@ -162,6 +169,8 @@ type Settings struct {
 	Load      LoadOptions
 	Instance  InstanceConfig
 	ConfigRaw []byte
+	// MaxCall is the most messages of a stateless step per plugin call.
+	MaxCall int
 }
 
 // ParseSettings reads a parsed `wasm` config, resolving the module bytes.
@@ -206,6 +215,12 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 	}
 	if s.Instance.Timeout, err = conf.FieldDuration(fTimeout); err != nil {
 		return s, err
+	}
+	if s.MaxCall, err = conf.FieldInt(fMaxCall); err != nil {
+		return s, err
+	}
+	if s.MaxCall <= 0 {
+		return s, fmt.Errorf("%s must be positive, got %d", fMaxCall, s.MaxCall)
 	}
 	if s.Instance.Timeout <= 0 {
 		return s, fmt.Errorf("%s must be positive, got %s", fTimeout, s.Instance.Timeout)
@@ -364,7 +379,7 @@ func NewProcessorWithMetrics(ctx context.Context, eng *Engine, conf *service.Par
 		_ = inst.Close(ctx)
 		return nil, fmt.Errorf("plugin %s keeps no state (it never calls sdk.UseState): remove key and state", s.Name)
 	}
-	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, idle: []*Instance{inst}}
+	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, idle: []*Instance{inst}, maxCall: s.MaxCall}
 	if inst.Descriptor().StateView {
 		p.views = &eng.views
 		p.views.add(s.keyed.ns.Name, p)
@@ -384,8 +399,16 @@ const (
 // ProcessBatch implements service.BatchProcessor.
 func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	if p.keyed == nil {
-		out, _ := p.run(ctx, batch, nil)
-		return result(out), nil
+		if len(batch) <= p.maxCall {
+			out, _ := p.run(ctx, batch, nil)
+			return result(out), nil
+		}
+		var all service.MessageBatch
+		for start := 0; start < len(batch); start += p.maxCall {
+			out, _ := p.run(ctx, batch[start:min(start+p.maxCall, len(batch))], nil)
+			all = append(all, out...)
+		}
+		return result(all), nil
 	}
 	// Load, call and record run one batch at a time; the commit runs
 	// outside the lock, so the next batch computes while this one's commit

@@ -496,3 +496,50 @@ func TestInterruptDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchSplitIntoCalls: a batch larger than max_call_messages is split
+// into calls; the result is the same as one call (order, drops, errors,
+// replacements across the calls' boundaries), and a call that fails fails
+// only its own messages.
+func TestBatchSplitIntoCalls(t *testing.T) {
+	eng := newEngine(t, "")
+	bodies := make([]string, 25)
+	for i := range bodies {
+		switch i % 5 {
+		case 1:
+			bodies[i] = "drop"
+		case 3:
+			bodies[i] = "fail"
+		default:
+			bodies[i] = fmt.Sprintf("upper:m%d", i)
+		}
+	}
+	whole := run(t, mustProcessor(t, eng, fmt.Sprintf("path: %s\n", plugins["echo"])), batchOf(bodies...))
+	for _, n := range []int{1, 4, 7, 24, 25} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			split := run(t, mustProcessor(t, eng, fmt.Sprintf("path: %s\nmax_call_messages: %d\n", plugins["echo"], n)), batchOf(bodies...))
+			if len(split) != len(whole) || len(whole) != 20 {
+				t.Fatalf("split into calls of %d: %d messages, one call: %d, want 20 (5 dropped)", n, len(split), len(whole))
+			}
+			for i := range whole {
+				if a, b := body(t, split[i]), body(t, whole[i]); a != b || (split[i].GetError() == nil) != (whole[i].GetError() == nil) {
+					t.Errorf("message %d: %q (error %v), one call gives %q (error %v)", i, a, split[i].GetError(), b, whole[i].GetError())
+				}
+			}
+		})
+	}
+
+	p := mustProcessor(t, eng, fmt.Sprintf("path: %s\nmax_call_messages: 2\n", plugins["crash"]))
+	out := run(t, p, batchOf("fine", "fine", "panic", "fine", "fine"))
+	for i, m := range out {
+		if failed := m.GetError() != nil; failed != (i == 2 || i == 3) {
+			t.Errorf("message %d: error %v; only the failing call's messages (2 and 3) should fail", i, m.GetError())
+		}
+	}
+	if len(out) != 5 {
+		t.Fatalf("%d messages back, want all 5", len(out))
+	}
+	if _, err := newProcessor(t, eng, fmt.Sprintf("path: %s\nmax_call_messages: 0\n", plugins["echo"])); err == nil || !strings.Contains(err.Error(), "max_call_messages must be positive") {
+		t.Errorf("max_call_messages 0: %v", err)
+	}
+}

@@ -230,9 +230,24 @@ func TestSalesETL(t *testing.T) {
 		}
 	}
 
+	// The run's outcome: rows read, loaded, rejected, checked by
+	// validate (the CSV reader's rejects never reach it) and the DQS.
+	outcome := func(run, stderr string) {
+		t.Helper()
+		checked := len(good) + len(rejected) - 2 // lines 23 and 249 fail to parse
+		want := fmt.Sprintf("rows_in=%d rows_out=%d rows_rejected=%d rows_checked=%d dqs=%.1f%%",
+			len(good)+len(rejected), len(good), len(rejected), checked, 100*float64(len(good)+1)/float64(checked))
+		if !strings.Contains(stderr, want) {
+			t.Errorf("%s: the run outcome lacks %q:\n%s", run, want, stderr)
+		}
+	}
+	outcome("first run", res.stderr)
+
 	// Again: upserts on (source_file, line), nothing doubled.
-	if res := runAgent(t, dir, env, "--pipeline", "builtin:sales_etl"); res.code != 0 {
+	res = runAgent(t, dir, env, "--pipeline", "builtin:sales_etl")
+	if res.code != 0 {
 		t.Fatalf("second run: %s", res)
 	}
 	check("second run")
+	outcome("second run", res.stderr)
 }

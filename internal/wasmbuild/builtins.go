@@ -9,6 +9,7 @@ func Builtins() map[string]string {
 		"transform": "examples/wasm/transform",
 		// The seed's ML steps, each a worked example of the SDK.
 		"features": "plugins/builtin/features",
+		"sales":    "plugins/builtin/sales",
 		"score":    "plugins/builtin/score",
 		"validate": "plugins/builtin/validate",
 	}
