@@ -1,0 +1,131 @@
+package main
+
+import (
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+// genSalesCSV writes n rows in the seed's columns, all valid, with dates
+// over 60 days and 2000 customers; it returns the distinct days and
+// customers, the sizes of the two summaries.
+func genSalesCSV(t *testing.T, path string, n int) (days, customers int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var b strings.Builder
+	b.WriteString("date,product_id,quantity,price,customer_id\n")
+	ds, cs := map[int]bool{}, map[int]bool{}
+	for i := range n {
+		d, c := rng.IntN(60), 1+rng.IntN(2000)
+		ds[d], cs[c] = true, true
+		// i in the price keeps every row distinct: none is a duplicate.
+		fmt.Fprintf(&b, "%s,%d,%d,%d.%02d,%d\n", time.Date(2025, 1, 1+d, 0, 0, 0, 0, time.UTC).Format("2006-01-02"),
+			1+rng.IntN(500), 1+rng.IntN(5), 1+rng.IntN(900), i%100, c)
+	}
+	writeFile(t, path, b.String())
+	return len(ds), len(cs)
+}
+
+// TestSalesETLKilledMidway: the agent SIGKILLed while a run is loading
+// leaves each SQLite table as it was (absent or empty) or complete, never
+// some of the run's rows, and every Parquet file whole; the next run
+// completes them all.
+func TestSalesETLKilledMidway(t *testing.T) {
+	const rows = 60000
+	for _, tc := range []struct {
+		name string
+		// loading reports whether the load has visibly begun in out.
+		loading func(out string) bool
+	}{
+		{"while SQLite writes", func(out string) bool {
+			st, err := os.Stat(filepath.Join(out, "sales.db-wal"))
+			return err == nil && st.Size() > 1<<20
+		}},
+		{"while Parquet writes", func(out string) bool {
+			m, _ := filepath.Glob(filepath.Join(out, "*.parquet.tmp"))
+			return len(m) > 0
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			csvPath := filepath.Join(dir, "sales.csv")
+			days, customers := genSalesCSV(t, csvPath, rows)
+			out := filepath.Join(dir, "out")
+			env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=",
+				"SALES_CSV="+csvPath, "SALES_OUT="+out)
+			p := startPipeline(t, dir, env, "--pipeline", "builtin:sales_etl")
+			deadline := time.Now().Add(runTimeout)
+			for !tc.loading(out) {
+				select {
+				case <-p.done:
+					t.Fatalf("the run finished before the load was seen; make the input larger\n%s", p.stderr)
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the load did not begin within %s\n%s", runTimeout, p.stderr)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			p.stop(syscall.SIGKILL)
+
+			want := map[string]int{"sales_data": rows, "daily_summary": days, "customer_summary": customers}
+			check := func(after string, mayBeEmpty bool) {
+				t.Helper()
+				if db := filepath.Join(out, "sales.db"); fileExists(db) {
+					conn, err := sql.Open("sqlite3", "file:"+db)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer conn.Close()
+					for table, n := range want {
+						var got int
+						err := conn.QueryRow("SELECT count(*) FROM " + table).Scan(&got)
+						if err != nil && mayBeEmpty && strings.Contains(err.Error(), "no such table") {
+							continue
+						}
+						if err != nil || (got != n && !(mayBeEmpty && got == 0)) {
+							t.Errorf("%s: %s has %d rows (%v), want %d or none", after, table, got, err, n)
+						}
+					}
+				} else if !mayBeEmpty {
+					t.Errorf("%s: no sales.db", after)
+				}
+				files, _ := filepath.Glob(filepath.Join(out, "*.parquet"))
+				if len(files) == 0 && !mayBeEmpty {
+					t.Errorf("%s: no Parquet file", after)
+				}
+				for _, f := range files {
+					rs, err := parquet.ReadFile[struct {
+						Line int64 `parquet:"line"`
+					}](f)
+					if err != nil || len(rs) != rows {
+						t.Errorf("%s: %s holds %d rows (%v), want all %d", after, f, len(rs), err, rows)
+					}
+				}
+			}
+			check("after the kill", true)
+
+			// The next run, as the retry or the next schedule would: the
+			// crash's .tmp file is left alone (its rows were never
+			// acknowledged) and the run completes everything.
+			res := runAgent(t, dir, env, "--pipeline", "builtin:sales_etl")
+			if res.code != 0 {
+				t.Fatalf("run after the kill: %s", res)
+			}
+			check("after the next run", false)
+		})
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
