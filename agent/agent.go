@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-dev/sluice/agent/aggregate"
 	"github.com/sluice-dev/sluice/agent/config"
 	"github.com/sluice-dev/sluice/agent/csvinput"
+	"github.com/sluice-dev/sluice/agent/csvout"
 	"github.com/sluice-dev/sluice/agent/httpapi"
 	"github.com/sluice-dev/sluice/agent/ingest"
 	"github.com/sluice-dev/sluice/agent/kafka"
@@ -128,6 +129,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if err := csvinput.Register(env, pipelines.File); err != nil {
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register csv_file input: %w", err)
+	}
+	if err := csvout.Register(env); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("register csv_file output: %w", err)
 	}
 	if err := parquetout.Register(env); err != nil {
 		_ = a.Close(ctx)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/sluice-dev/sluice/agent/runscope"
 	"github.com/sluice-dev/sluice/internal/jsonfield"
 )
 
@@ -45,7 +46,11 @@ Each row becomes a JSON object in the header's column order; an empty cell is nu
 
 - csv_file: the file the row came from
 - csv_line: the line the row starts on, from 1 (the header is line 1)
-- csv_raw: the row's original text, for rejects further down the pipeline`).
+- csv_raw: the row's original text, for rejects further down the pipeline
+
+### A run
+
+The input ends when it has read its files. Outputs with `+"`transaction: run`"+` (sqlite, parquet) publish what they received only once the input has ended and every row it read was acknowledged: a run stopped partway (a timeout, a shutdown) leaves them as they were.`).
 		Fields(
 			service.NewStringListField("paths").Description("Files or glob patterns, read in order; `builtin:NAME` reads a file embedded in the agent (e.g. `builtin:sample/sales.csv`).").Example([]string{"data/sales_*.csv"}),
 			service.NewObjectListField("columns",
@@ -86,6 +91,9 @@ type input struct {
 	delim     rune
 	builtin   Files
 	batchSize int
+	// run is this stream's run of the input, on every message's context,
+	// so outputs that publish a whole run at once know whether it ended.
+	run *runscope.Run
 	// fileField and lineField, if set, name fields added to each row.
 	fileField, lineField string
 
@@ -95,7 +103,7 @@ type input struct {
 }
 
 func newInput(conf *service.ParsedConfig, builtin Files) (*input, error) {
-	in := &input{builtin: builtin}
+	in := &input{builtin: builtin, run: &runscope.Run{}}
 	var err error
 	if in.paths, err = conf.FieldStringList("paths"); err != nil {
 		return nil, err
@@ -204,10 +212,19 @@ func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFu
 		batch = append(batch, msg)
 	}
 	if len(batch) == 0 {
+		in.run.Ended()
 		return nil, nil, service.ErrEndOfInput
 	}
-	// Nothing to acknowledge: a failed run reads its files again.
-	return batch, func(context.Context, error) error { return nil }, nil
+	ctx := runscope.With(context.Background(), in.run)
+	for i, m := range batch {
+		batch[i] = m.WithContext(ctx)
+	}
+	in.run.Emitted()
+	// Nothing else to acknowledge: a failed run reads its files again.
+	return batch, func(_ context.Context, err error) error {
+		in.run.Acked(err)
+		return nil
+	}, nil
 }
 
 func (in *input) read(name string) ([]byte, error) {

@@ -26,14 +26,16 @@ type file struct {
 	// waiters counts the batches whose last rows are here, so the file can
 	// be finished as soon as no slot is left for another batch.
 	waiters int
-	timer   *time.Timer
+	timer   *time.Timer   // max_age; nil in run mode
 	done    chan struct{} // closed once finished or failed
 	err     error         // why it failed; set before done is closed
 }
 
 // append writes the rows to the open file, opening files as needed and
 // splitting the rows where a file fills up. It gives the files holding the
-// rows, and those the caller must finish, even when it fails.
+// rows, and those the caller must finish, even when it fails. In run mode a
+// failure after some of the rows were written spoils the run: a retry of
+// the batch would write those rows twice.
 func (o *output) append(batch service.MessageBatch, rows []parquet.Row, msgs []int) (touched, finish []*file, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -44,7 +46,11 @@ func (o *output) append(batch service.MessageBatch, rows []parquet.Row, msgs []i
 		f := o.cur
 		if f == nil {
 			if f, err = o.open(batch[msgs[0]]); err != nil {
-				return touched, finish, fmt.Errorf("message %d: %w", msgs[0], err)
+				err = fmt.Errorf("message %d: %w", msgs[0], err)
+				if len(touched) > 0 {
+					o.spoil(err)
+				}
+				return touched, finish, err
 			}
 			o.cur = f
 		}
@@ -63,6 +69,10 @@ func (o *output) append(batch service.MessageBatch, rows []parquet.Row, msgs []i
 			o.detach(f)
 			finish = append(finish, f)
 		}
+	}
+	if o.runMode {
+		// No batch waits for a file: it is finished only when full.
+		return touched, finish, nil
 	}
 	if last := touched[len(touched)-1]; o.cur == last {
 		last.waiters++
@@ -113,7 +123,12 @@ func (o *output) open(msg *service.Message) (*file, error) {
 			parquet.MaxRowsPerRowGroup(o.rowGroupRows), parquet.CreatedBy("sluice", "", "")),
 		done: make(chan struct{}),
 	}
-	f.timer = time.AfterFunc(o.maxAge, func() { o.expire(f) })
+	if o.runMode {
+		// No file appears before Close, so age has nothing to bound.
+		o.runFiles = append(o.runFiles, f)
+	} else {
+		f.timer = time.AfterFunc(o.maxAge, func() { o.expire(f) })
+	}
 	o.names[name] = true
 	return f, nil
 }
@@ -148,7 +163,9 @@ func (o *output) detach(f *file) {
 	if o.cur == f {
 		o.cur = nil
 	}
-	f.timer.Stop()
+	if f.timer != nil {
+		f.timer.Stop()
+	}
 }
 
 // expire finishes f when it has been open for max_age, unless something
@@ -167,8 +184,13 @@ func (o *output) expire(f *file) {
 }
 
 // finish publishes a detached file under its final name and wakes the
-// batches waiting for it.
+// batches waiting for it. In run mode it only seals the file, which keeps
+// its .tmp name until Close publishes the run.
 func (o *output) finish(f *file) {
+	if o.runMode {
+		o.finishRun(f)
+		return
+	}
 	err := o.seal(f)
 	if err != nil {
 		// Its rows go back to be retried; only our own .tmp is removed.
@@ -187,6 +209,14 @@ func (o *output) finish(f *file) {
 // seal writes the footer, makes the file durable and only then gives it its
 // final name, so that no reader and no crash ever sees a partial file there.
 func (o *output) seal(f *file) error {
+	if err := o.sealTmp(f); err != nil {
+		return err
+	}
+	return o.publish(f)
+}
+
+// sealTmp writes the footer and makes the .tmp durable, then closes it.
+func (o *output) sealTmp(f *file) error {
 	if err := f.w.Close(); err != nil {
 		f.f.Close()
 		return fmt.Errorf("write the footer of %s: %w", f.tmp, err)
@@ -198,6 +228,11 @@ func (o *output) seal(f *file) error {
 	if err := f.f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", f.tmp, err)
 	}
+	return nil
+}
+
+// publish renames a sealed .tmp to its final name, durably.
+func (o *output) publish(f *file) error {
 	if err := o.rename(f.tmp, f.final); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", f.tmp, f.final, err)
 	}
@@ -216,6 +251,8 @@ func (o *output) discard(f *file, err error) {
 	_ = os.Remove(f.tmp)
 	delete(o.names, f.final)
 	o.log.Errorf("parquet output: %v", err)
+	// Rows of acknowledged batches may have been in it.
+	o.spoil(err)
 	f.err = err
 	close(f.done)
 }
@@ -244,16 +281,4 @@ func (o *output) wait(ctx context.Context, files []*file) error {
 		}
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -2,7 +2,9 @@
 // as rows of Parquet files, so that batch jobs (the seed's Airflow DAG loads
 // hourly batches into Parquet) read columnar files rather than JSON lines.
 // A file appears under its name only once it is complete, and a batch is
-// acknowledged only once the file holding its rows has appeared.
+// acknowledged only once the file holding its rows has appeared; or, with
+// transaction: run, a bounded input's whole run appears at once, when it
+// completed, or not at all.
 package parquetout
 
 import (
@@ -21,6 +23,9 @@ import (
 	"github.com/parquet-go/parquet-go/compress/zstd"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
+
+	"github.com/sluice-dev/sluice/agent/runscope"
+	"github.com/sluice-dev/sluice/internal/atomicfile"
 )
 
 const (
@@ -36,6 +41,13 @@ const (
 	fMaxBytes     = "max_bytes"
 	fMaxAge       = "max_age"
 	fBatching     = "batching"
+	fTransaction  = "transaction"
+)
+
+// The values of transaction.
+const (
+	txBatch = "batch"
+	txRun   = "run"
 )
 
 // ConfigSpec is the output's spec.
@@ -43,7 +55,7 @@ func ConfigSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
 		Categories("Local").
-		Summary("Writes JSON messages as rows of Parquet files; a file appears under its name only when complete, and a batch is acknowledged only once the file holding its rows has appeared.").
+		Summary("Writes JSON messages as rows of Parquet files; a file appears under its name only when complete, and a batch is acknowledged only once the file holding its rows has appeared. With `transaction: run` the files of a bounded input's run appear together when the run completed, or none does.").
 		Description(`
 Each message must be a JSON object and becomes one row.
 
@@ -53,9 +65,21 @@ A file is written as `+"`<path>.tmp`"+` in the directory of its final name. When
 
 ### Acknowledgement
 
-A batch is acknowledged only once the file holding its rows is finished: until then the rows are in a `+"`.tmp`"+` file that a crash would throw away. So a batch waits for its file, and since at most `+"`max_in_flight`"+` batches are written at once, a file holds at most `+"`max_in_flight`"+` batches. Once every in-flight batch is waiting for the open file no new row can reach it, so it is finished at once. Use `+"`batching`"+` to make large files: with `+"`count: 10000`"+` and the default `+"`max_in_flight`"+` of 64 a file can hold 640,000 rows. When fewer batches arrive than would fill a file, for instance from a slow input, `+"`max_age`"+` bounds how long a batch waits, which is what guarantees progress.
+With the default `+"`transaction: batch`"+`, a batch is acknowledged only once the file holding its rows is finished: until then the rows are in a `+"`.tmp`"+` file that a crash would throw away. So a batch waits for its file, and since at most `+"`max_in_flight`"+` batches are written at once, a file holds at most `+"`max_in_flight`"+` batches. Once every in-flight batch is waiting for the open file no new row can reach it, so it is finished at once. Use `+"`batching`"+` to make large files: with `+"`count: 10000`"+` and the default `+"`max_in_flight`"+` of 64 a file can hold 640,000 rows. When fewer batches arrive than would fill a file, for instance from a slow input, `+"`max_age`"+` bounds how long a batch waits, which is what guarantees progress.
 
 If finishing a file fails, every batch in it fails and Benthos retries them into a new file. A message that cannot be converted fails alone, with an error naming its index in the batch, the column and the value, and the batch's other rows are written; a `+"`fallback`"+` output can take the failed ones. Delivery is at least once: a batch is written again when retried after its rows reached a file that was published regardless, which happens when its rows were split over two files and the second could not be opened, or when a file was renamed but its directory could not be fsynced.
+
+### Transaction: run
+
+A batch job's output should appear whole or not at all: a reader must not take the files of a run that was stopped halfway for its result. With `+"`transaction: run`"+` the whole run of a bounded input (one that reports the end of its run, such as `+"`csv_file`"+`) is one transaction, however many batches and files it spans, while memory stays bounded since rows go to disk as they come:
+
+- Rows go to `+"`.tmp`"+` files as in batch mode, and files rotate by `+"`max_rows`"+` and `+"`max_bytes`"+`, but a full file is only finished (footer, fsync) and keeps its `+"`.tmp`"+` name. `+"`max_age`"+` does not apply: no batch waits for a file, and no file appears before the run ends.
+- A batch is acknowledged as soon as its rows are in a `+"`.tmp`"+` file. Durability is the run's: a run that does not complete is run again from its input.
+- When the output closes (Benthos closes it once every batch has been acknowledged), if the input reports that the run read its input to the end and every batch was delivered, the open file is finished and every file of the run is renamed to its final name, in name order, each followed by an fsync of its directory; the output logs `+"`published N files, M rows`"+`. Otherwise (the run was stopped partway by a timeout or a shutdown, a batch failed, or a file of the run could not be written) the run's `+"`.tmp`"+` files are removed, with a warning naming them and the reason, and no file of the run appears.
+
+Every message must come from such an input, and from one run: one output instance serves one run. A message with no run, or of another run than the earlier batches, fails its batch with an error naming this field, and the run is then not published. So does a failure to write or finish one of the run's files, since the file may hold rows already acknowledged; later batches of the run then fail at once. A final name must still be new when the output closes, or nothing of the run is published. A message that cannot be converted still fails alone, its batch's other rows written: unless a `+"`fallback`"+` output takes it, the failure reaches the input and the run is not published.
+
+Publishing is a rename per file, not one atomic step: a crash while publishing leaves the files renamed so far (a prefix in name order) under their final names and the rest as `+"`.tmp`"+` leftovers, and running the job again writes those rows again.
 
 ### Leftovers of a crash
 
@@ -95,6 +119,7 @@ Without `+"`columns`"+` the schema is inferred once, from the first message the 
 			service.NewIntField(fMaxRows).Description("A file is finished once it holds this many rows.").Default(1000000),
 			service.NewIntField(fMaxBytes).Description("A file is finished once its size reaches about this many bytes (estimated by the writer, before compression of the open row group).").Default(128<<20),
 			service.NewDurationField(fMaxAge).Description("A file is finished once it has been open this long, even if no message comes; this bounds how long a batch waits for its acknowledgement.").Default("10s"),
+			service.NewStringEnumField(fTransaction, txBatch, txRun).Description("`batch`: each file appears once finished, and a batch is acknowledged once the file holding its rows has appeared. `run`: the files of a bounded input's whole run (`csv_file`) appear together when the output closes, and only if the run read its input to the end and every batch was delivered; a run stopped partway leaves no file. A batch is then acknowledged once its rows are in a `.tmp` file. See Transaction: run above.").Default(txBatch),
 			service.NewOutputMaxInFlightField().Default(64),
 			service.NewBatchPolicyField(fBatching),
 		)
@@ -133,6 +158,7 @@ type output struct {
 	maxBytes     int64
 	maxAge       time.Duration
 	maxInFlight  int
+	runMode      bool // transaction: run
 	log          *service.Logger
 
 	// The finish step's file system calls, replaced in tests to see that a
@@ -150,6 +176,15 @@ type output struct {
 	names  map[string]bool
 	timers sync.WaitGroup // finishes started by max_age
 
+	// In run mode: the run this output serves, set by its first batch;
+	// every file of the run in the order opened, finished or not, until
+	// Close publishes or removes them; and, once something on this side
+	// lost or may have doubled rows of the run, why it cannot be
+	// published.
+	run      *runscope.Run
+	runFiles []*file
+	runFault error
+
 	// vals recycles the batches' row values: at a million rows a second
 	// they are most of the garbage.
 	vals sync.Pool
@@ -160,7 +195,7 @@ func newBareOutput(log *service.Logger) *output {
 		log:      log,
 		syncFile: (*os.File).Sync,
 		rename:   os.Rename,
-		syncDir:  syncDir,
+		syncDir:  atomicfile.SyncDir,
 		names:    map[string]bool{},
 		vals:     sync.Pool{New: func() any { return new([]parquet.Value) }},
 	}
@@ -212,6 +247,17 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, ser
 	if o.maxAge <= 0 {
 		return nil, pol, 0, fmt.Errorf("%s: must be positive, got %s", fMaxAge, o.maxAge)
 	}
+	tx, err := conf.FieldString(fTransaction)
+	if err != nil {
+		return nil, pol, 0, err
+	}
+	switch tx {
+	case txBatch:
+	case txRun:
+		o.runMode = true
+	default:
+		return nil, pol, 0, fmt.Errorf("%s: unknown value %q", fTransaction, tx)
+	}
 	if o.maxInFlight, err = conf.FieldMaxInFlight(); err != nil {
 		return nil, pol, 0, err
 	}
@@ -261,6 +307,11 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if len(batch) == 0 {
 		return nil
 	}
+	if o.runMode {
+		if err := o.joinRun(batch); err != nil {
+			return err
+		}
+	}
 	sch, failed, err := o.schemaFor(batch)
 	if err != nil {
 		return err
@@ -283,12 +334,21 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	// became of this one.
 	for _, f := range finish {
 		o.finish(f)
+		// In run mode no batch waits for the file: the one that filled it
+		// reports its failure, which has spoiled the run.
+		if o.runMode && err == nil && f.err != nil {
+			err = f.err
+		}
 	}
 	if err != nil {
 		return err
 	}
-	if err := o.wait(ctx, files); err != nil {
-		return err
+	// In run mode the rows are acknowledged once in the .tmp files: the
+	// run, not the batch, is made durable, at Close.
+	if !o.runMode {
+		if err := o.wait(ctx, files); err != nil {
+			return err
+		}
 	}
 	if len(failed) == 0 {
 		return nil
@@ -361,6 +421,9 @@ func convert(sch *schema, batch service.MessageBatch, buf *[]parquet.Value) ([]p
 }
 
 func (o *output) Close(ctx context.Context) error {
+	if o.runMode {
+		return o.closeRun(ctx)
+	}
 	o.mu.Lock()
 	o.connected = false
 	f := o.cur

@@ -22,6 +22,8 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/io"
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/internal/atomicfile"
 	"github.com/tidwall/gjson"
 )
 
@@ -802,7 +804,7 @@ func TestFinishOrder(t *testing.T) {
 				if d != filepath.Join(dir, "sub") {
 					// The new directory's parent, when it is created.
 					steps = append(steps, "syncparent")
-					return syncDir(d)
+					return atomicfile.SyncDir(d)
 				}
 				steps = append(steps, "syncdir")
 				if _, err := os.Stat(final); err != nil {
@@ -811,7 +813,7 @@ func TestFinishOrder(t *testing.T) {
 				if c.failAt == "syncdir" {
 					return boom
 				}
-				return syncDir(d)
+				return atomicfile.SyncDir(d)
 			}
 			err := o.WriteBatch(context.Background(), batchOf(`{"a":1}`, `{"a":2}`))
 			if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr) || !errors.Is(err, boom)) {

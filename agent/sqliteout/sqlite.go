@@ -24,6 +24,8 @@ import (
 	"github.com/ncruces/go-sqlite3"
 	_ "github.com/ncruces/go-sqlite3/driver"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/runscope"
 )
 
 const (
@@ -38,6 +40,8 @@ const (
 	fInitStatements = "init_statements"
 	fSynchronous    = "synchronous"
 	fBatching       = "batching"
+	fTransaction    = "transaction"
+	fAfterRun       = "after_run"
 
 	driverName = "sqlite3"
 
@@ -107,6 +111,9 @@ SQLite has one writer, so `+"`max_in_flight`"+` above 1 gains nothing; use `+"`b
 			service.NewBoolField(fCreateTable).Description("Whether to create the table if it does not exist; when false a missing table fails the connection.").Default(true),
 			service.NewStringListField(fInitStatements).Description("SQL statements run in order each time the output connects, once the table exists, such as indexes and views; they run on every start, so write them to be repeatable (`IF NOT EXISTS`).").Default([]any{}).
 				Example([]any{"CREATE INDEX IF NOT EXISTS sales_by_customer ON sales(customer_id)"}),
+			service.NewStringEnumField(fTransaction, "batch", "run").Description("`batch`: each batch is a transaction, committed before it is acknowledged. `run`: the whole run of a bounded input (`csv_file`) is one transaction, committed when the output closes and only if the run read its input to the end and every row was delivered; a run stopped partway (a timeout, a shutdown, a kill) leaves the database as it was. A batch is then acknowledged once it is in the transaction, and a failed batch is rolled back alone (a savepoint per batch). See `after_run`.").Default("batch"),
+			service.NewStringListField(fAfterRun).Description("With `transaction: run`: SQL statements run in order inside the run's transaction just before it commits, such as summaries recomputed from the loaded rows, so the table and its summaries change together or not at all. A failing statement rolls the whole run back.").Default([]any{}).
+				Example([]any{"DELETE FROM daily_summary", "INSERT INTO daily_summary SELECT date, round(sum(total_amount), 2), sum(quantity) FROM sales_data GROUP BY date"}),
 			service.NewStringEnumField(fSynchronous, "full", "normal").Description("SQLite's `synchronous` setting. `full` fsyncs every transaction, so an acknowledged batch survives a power loss; `normal` may lose the last transactions on a power loss (never on a crash of the agent alone) and writes faster.").Default("full").Advanced(),
 			service.NewOutputMaxInFlightField().Default(1),
 			service.NewBatchPolicyField(fBatching),
@@ -133,12 +140,21 @@ type output struct {
 	key         []string
 	createTable bool
 	init        []string
+	runMode     bool     // transaction: run
+	afterRun    []string // run mode: SQL before the commit
 
 	// mu serialises writes: SQLite has one writer, and the schema may be
 	// settled by the first batch.
 	mu     sync.Mutex
 	db     *sql.DB
 	schema *schema // nil until known
+
+	// In run mode, the run's open transaction and its insert statement,
+	// the run it belongs to, and the rows in it.
+	tx      *sql.Tx
+	runStmt *sql.Stmt
+	run     *runscope.Run
+	runRows int
 }
 
 func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, service.BatchPolicy, int, error) {
@@ -171,6 +187,20 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, ser
 	}
 	if o.init, err = conf.FieldStringList(fInitStatements); err != nil {
 		return nil, pol, 0, err
+	}
+	mode, err := conf.FieldString(fTransaction)
+	if err != nil {
+		return nil, pol, 0, err
+	}
+	if mode != "batch" && mode != "run" {
+		return nil, pol, 0, fmt.Errorf("%s: %q is neither batch nor run", fTransaction, mode)
+	}
+	o.runMode = mode == "run"
+	if o.afterRun, err = conf.FieldStringList(fAfterRun); err != nil {
+		return nil, pol, 0, err
+	}
+	if len(o.afterRun) > 0 && !o.runMode {
+		return nil, pol, 0, fmt.Errorf("%s needs %s: run (with a transaction per batch there is no end of a run to run it at)", fAfterRun, fTransaction)
 	}
 	synchronous, err := conf.FieldString(fSynchronous)
 	if err != nil {
@@ -437,7 +467,11 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if len(bad) > 0 {
 		return o.batchError(batch, bad)
 	}
-	if err := o.write(ctx, s, rows); err != nil {
+	write := o.write
+	if o.runMode {
+		write = func(ctx context.Context, s *schema, rows [][]any) error { return o.writeRun(ctx, batch, s, rows) }
+	}
+	if err := write(ctx, s, rows); err != nil {
 		var rowErr *rowError
 		if errors.As(err, &rowErr) {
 			return o.batchError(batch, map[int]error{rowErr.index: err})
@@ -473,19 +507,36 @@ func (o *output) write(ctx context.Context, s *schema, rows [][]any) (err error)
 			_ = tx.Rollback()
 		}
 	}()
-	if o.schema == nil {
-		if _, err := tx.ExecContext(ctx, createSQL(o.table, s.cols, o.key)); err != nil {
-			return fmt.Errorf("creating table %q: %w", o.table, err)
-		}
-		if err := runInit(ctx, tx, o.init); err != nil {
-			return err
-		}
+	if err := o.createIn(ctx, tx, s); err != nil {
+		return err
 	}
 	stmt, err := tx.PrepareContext(ctx, s.insert)
 	if err != nil {
 		return fmt.Errorf("preparing %s: %w", s.insert, err)
 	}
 	defer stmt.Close()
+	if err := insertRows(ctx, stmt, rows); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	return nil
+}
+
+// createIn creates the table in tx when the first message decided its
+// columns.
+func (o *output) createIn(ctx context.Context, tx *sql.Tx, s *schema) error {
+	if o.schema != nil {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, createSQL(o.table, s.cols, o.key)); err != nil {
+		return fmt.Errorf("creating table %q: %w", o.table, err)
+	}
+	return runInit(ctx, tx, o.init)
+}
+
+func insertRows(ctx context.Context, stmt *sql.Stmt, rows [][]any) error {
 	for i, args := range rows {
 		if _, err := stmt.ExecContext(ctx, args...); err != nil {
 			if rowsFault(err) {
@@ -494,9 +545,77 @@ func (o *output) write(ctx context.Context, s *schema, rows [][]any) (err error)
 			return fmt.Errorf("message %d: %w", i, err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("committing: %w", err)
+	return nil
+}
+
+// writeRun adds rows to the run's transaction, beginning it with the
+// run's first batch. A savepoint makes the batch all or nothing within
+// the run, as a transaction does in batch mode.
+func (o *output) writeRun(ctx context.Context, batch service.MessageBatch, s *schema, rows [][]any) (err error) {
+	run, ok := runscope.From(batch[0].Context())
+	if !ok {
+		return fmt.Errorf("%s: run needs a bounded input that reports the end of its run, such as csv_file; this message has none", fTransaction)
 	}
+	if o.run != nil && run != o.run {
+		return fmt.Errorf("%s: run: this batch belongs to another run than the earlier ones", fTransaction)
+	}
+	if o.tx == nil {
+		// Not ctx: the transaction outlives this call, until Close.
+		tx, err := o.db.BeginTx(context.Background(), nil)
+		if err != nil {
+			return fmt.Errorf("beginning the run's transaction: %w", err)
+		}
+		o.tx, o.run = tx, run
+	}
+	if _, err := o.tx.ExecContext(ctx, "SAVEPOINT sluice_batch"); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_, _ = o.tx.ExecContext(context.Background(), "ROLLBACK TO sluice_batch")
+		}
+		_, _ = o.tx.ExecContext(context.Background(), "RELEASE sluice_batch")
+	}()
+	if err := o.createIn(ctx, o.tx, s); err != nil {
+		return err
+	}
+	if o.runStmt == nil {
+		if o.runStmt, err = o.tx.PrepareContext(context.Background(), s.insert); err != nil {
+			return fmt.Errorf("preparing %s: %w", s.insert, err)
+		}
+	}
+	if err := insertRows(ctx, o.runStmt, rows); err != nil {
+		return err
+	}
+	o.runRows += len(rows)
+	return nil
+}
+
+// endRun commits the run's transaction if the run completed, after the
+// after_run statements, and rolls it back otherwise.
+func (o *output) endRun(ctx context.Context) error {
+	tx := o.tx
+	if tx == nil {
+		return nil
+	}
+	if o.runStmt != nil {
+		_ = o.runStmt.Close()
+	}
+	o.tx, o.runStmt = nil, nil
+	if !o.run.Complete() {
+		o.log.Warnf("sqlite output: the run did not complete (stopped before the end of its input, or a batch failed): rolled back its %d rows; table %q in %s is as it was", o.runRows, o.table, o.path)
+		return tx.Rollback()
+	}
+	for i, q := range o.afterRun {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("sqlite output: %s[%d] (%s): %w; the run's %d rows were rolled back", fAfterRun, i, q, err, o.runRows)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite output: committing the run's %d rows into table %q in %s: %w", o.runRows, o.table, o.path, err)
+	}
+	o.log.Infof("sqlite output: committed the run: %d rows into table %q in %s", o.runRows, o.table, o.path)
 	return nil
 }
 
@@ -541,16 +660,19 @@ func (o *output) batchError(batch service.MessageBatch, bad map[int]error) error
 	return berr
 }
 
-func (o *output) Close(context.Context) error {
+func (o *output) Close(ctx context.Context) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.db == nil {
 		return nil
 	}
+	// Benthos closes an output after the input's batches were all
+	// acknowledged or abandoned, so the run's outcome is known here.
+	runErr := o.endRun(ctx)
 	err := o.db.Close()
 	o.db = nil
 	if err != nil {
-		return fmt.Errorf("sqlite output: closing %s: %w", o.path, err)
+		err = fmt.Errorf("sqlite output: closing %s: %w", o.path, err)
 	}
-	return nil
+	return errors.Join(runErr, err)
 }

@@ -17,6 +17,8 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/io"   // file input and output
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // generate, fallback, mapping
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/runscope"
 )
 
 // sale is a row of the seed's sales CSV, with the total the ETL adds.
@@ -898,5 +900,81 @@ func BenchmarkSQLiteUpsert(b *testing.B) {
 			}
 			b.ReportMetric(float64(n*size)/b.Elapsed().Seconds(), "rows/s")
 		})
+	}
+}
+
+// inRun puts every message of b in run r, as csv_file does.
+func inRun(r *runscope.Run, b service.MessageBatch) service.MessageBatch {
+	ctx := runscope.With(context.Background(), r)
+	for i, m := range b {
+		b[i] = m.WithContext(ctx)
+	}
+	return b
+}
+
+// TestRunTransaction: with transaction: run the rows of every batch and
+// the after_run summary appear at Close, together, and only if the run
+// completed; a batch that fails is rolled back alone; a message from no
+// run is refused.
+func TestRunTransaction(t *testing.T) {
+	rows := lines(t, sales(30, 0))
+	for _, tc := range []struct {
+		name string
+		// finish ends the run as the input would, or not.
+		finish   func(r *runscope.Run)
+		want     int // rows after Close
+		wantDays int
+	}{
+		{"complete", func(r *runscope.Run) { r.Acked(nil); r.Acked(nil); r.Acked(nil); r.Ended() }, 20, 18}, // days 1-10 and 21-28, 1-2 again
+		{"stopped before its end", func(r *runscope.Run) { r.Acked(nil); r.Acked(nil); r.Acked(nil) }, 0, 0},
+		{"a batch not acknowledged", func(r *runscope.Run) { r.Acked(nil); r.Acked(nil); r.Ended() }, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "sales.db")
+			o, err := newTestOutput(t, map[string]any{
+				"path": path, "table": "sales", "columns": salesColumns(), "key": salesKey,
+				"transaction":     "run",
+				"init_statements": []any{"CREATE TABLE IF NOT EXISTS days (date TEXT PRIMARY KEY, revenue REAL)"},
+				"after_run":       []any{"DELETE FROM days", "INSERT INTO days SELECT date, sum(total_amount) FROM sales GROUP BY date"},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if err := o.Connect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r := &runscope.Run{}
+			bad := `{"date":"2024-01-01","product_id":"x","quantity":1,"price":1,"customer_id":1,"total_amount":1}`
+			for i, b := range []service.MessageBatch{batchOf(rows[:10]...), batchOf(append(rows[10:19:19], bad)...), batchOf(rows[20:30]...)} {
+				r.Emitted()
+				err := o.WriteBatch(ctx, inRun(r, b))
+				if (err != nil) != (i == 1) {
+					t.Fatalf("batch %d: %v (only batch 1, with a bad row, should fail)", i, err)
+				}
+			}
+			db := openDB(t, path)
+			if n := count(t, db, "sales"); n != 0 {
+				t.Errorf("a reader sees %d rows before the run ended, want none", n)
+			}
+			tc.finish(r)
+			if err := o.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(t, db, "sales"); n != tc.want {
+				t.Errorf("%d rows after Close, want %d (batches 0 and 2, batch 1 rolled back alone)", n, tc.want)
+			}
+			if n := count(t, db, "days"); n != tc.wantDays {
+				t.Errorf("after_run's table has %d rows, want %d", n, tc.wantDays)
+			}
+		})
+	}
+
+	o := connected(t, map[string]any{"path": filepath.Join(t.TempDir(), "x.db"), "table": "sales", "columns": salesColumns(), "transaction": "run"})
+	if err := o.WriteBatch(context.Background(), batchOf(rows[0])); err == nil || !strings.Contains(err.Error(), "transaction: run needs a bounded input") {
+		t.Errorf("a message from no run: %v", err)
+	}
+	if _, err := newTestOutput(t, map[string]any{"path": "x.db", "table": "t", "after_run": []any{"SELECT 1"}}); err == nil || !strings.Contains(err.Error(), "after_run needs transaction: run") {
+		t.Errorf("after_run without run mode: %v", err)
 	}
 }

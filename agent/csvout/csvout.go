@@ -1,0 +1,258 @@
+// Package csvout is the `csv_file` output: messages as rows of a CSV file
+// with a header, each column an interpolation (a field, a metadata value,
+// the error), so rejected rows can go to a spreadsheet-friendly file with
+// their line and reason. With `transaction: run` the file of a batch job's
+// run replaces the previous one only when the run completes.
+package csvout
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/runscope"
+	"github.com/sluice-dev/sluice/internal/atomicfile"
+)
+
+const (
+	fPath        = "path"
+	fColumns     = "columns"
+	fColName     = "name"
+	fColValue    = "value"
+	fHeader      = "header"
+	fDelimiter   = "delimiter"
+	fTransaction = "transaction"
+)
+
+// ConfigSpec is the output's spec.
+func ConfigSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Beta().
+		Categories("Local").
+		Summary("Writes messages as rows of a CSV file with a header, each column an interpolation of the message.").
+		Description(`
+Each message becomes one row; each column's `+"`value`"+` is evaluated on the message, so a column can hold a field (`+"`${! this.price }`"+`), metadata (`+"`${! meta(\"csv_line\") }`"+`), the message's error (`+"`${! error() }`"+`) or its bytes (`+"`${! content() }`"+`). Values are quoted as CSV needs (RFC 4180), so a value with commas, quotes or newlines reads back intact.
+
+### Transactions
+
+`+"`batch`"+` (the default) appends each batch to `+"`path`"+`, fsynced before the batch is acknowledged, writing the header first when the file is new or empty.
+
+`+"`run`"+` writes the whole run of a bounded input (`+"`csv_file`"+` input) to `+"`<path>.tmp`"+` and, when the output closes, replaces `+"`path`"+` with it only if the run read its input to the end and every message was delivered (fsync, rename, directory fsync); otherwise the .tmp file is removed and `+"`path`"+` is left as it was. Each completed run therefore leaves exactly its own rows, and a header-only file when it had none: the rejects file of a batch job, replaced by each run.`).
+		Fields(
+			service.NewStringField(fPath).Description("The CSV file; its directory is created if missing.").Example("out/rejects.csv"),
+			service.NewObjectListField(fColumns,
+				service.NewStringField(fColName).Description("The column's name, in the header."),
+				service.NewInterpolatedStringField(fColValue).Description("The column's value for a message."),
+			).Description("The columns, in order.").
+				Example([]any{
+					map[string]any{"name": "line", "value": `${! meta("csv_line") }`},
+					map[string]any{"name": "reason", "value": `${! error() }`},
+				}),
+			service.NewBoolField(fHeader).Description("Whether to write the header row.").Default(true),
+			service.NewStringField(fDelimiter).Description("Field delimiter, one character.").Default(","),
+			service.NewStringEnumField(fTransaction, "batch", "run").Description("`batch`: append each batch; `run`: replace the file with the run's rows when a completed run closes the output (see above).").Default("batch"),
+		)
+}
+
+// Register adds the `csv_file` output to env.
+func Register(env *service.Environment) error {
+	return env.RegisterBatchOutput("csv_file", ConfigSpec(), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
+		o, err := newOutput(conf, res)
+		return o, service.BatchPolicy{}, 1, err
+	})
+}
+
+type column struct {
+	name  string
+	value *service.InterpolatedString
+}
+
+type output struct {
+	log     *service.Logger
+	path    string
+	cols    []column
+	header  bool
+	delim   rune
+	runMode bool
+
+	mu   sync.Mutex
+	f    *os.File // the open file: path (batch mode) or path.tmp (run mode)
+	run  *runscope.Run
+	rows int
+}
+
+func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, error) {
+	o := &output{log: res.Logger()}
+	var err error
+	if o.path, err = conf.FieldString(fPath); err != nil {
+		return nil, err
+	}
+	if o.path == "" {
+		return nil, fmt.Errorf("%s: empty", fPath)
+	}
+	objs, err := conf.FieldObjectList(fColumns)
+	if err != nil {
+		return nil, err
+	}
+	if len(objs) == 0 {
+		return nil, fmt.Errorf("%s: at least one column is required", fColumns)
+	}
+	for i, c := range objs {
+		var col column
+		if col.name, err = c.FieldString(fColName); err != nil {
+			return nil, fmt.Errorf("%s[%d]: %w", fColumns, i, err)
+		}
+		if col.value, err = c.FieldInterpolatedString(fColValue); err != nil {
+			return nil, fmt.Errorf("%s[%d] (%s): %w", fColumns, i, col.name, err)
+		}
+		o.cols = append(o.cols, col)
+	}
+	if o.header, err = conf.FieldBool(fHeader); err != nil {
+		return nil, err
+	}
+	d, err := conf.FieldString(fDelimiter)
+	if err != nil {
+		return nil, err
+	}
+	if r := []rune(d); len(r) != 1 || r[0] == '"' || r[0] == '\n' || r[0] == '\r' {
+		return nil, fmt.Errorf("%s: %q is not one character other than a quote or newline", fDelimiter, d)
+	}
+	o.delim = []rune(d)[0]
+	mode, err := conf.FieldString(fTransaction)
+	if err != nil {
+		return nil, err
+	}
+	if mode != "batch" && mode != "run" {
+		return nil, fmt.Errorf("%s: %q is neither batch nor run", fTransaction, mode)
+	}
+	o.runMode = mode == "run"
+	return o, nil
+}
+
+func (o *output) tmp() string { return o.path + ".tmp" }
+
+// Connect opens the file. In run mode a .tmp left by a crashed run is
+// replaced: its run never completed, so nothing in it was published.
+func (o *output) Connect(context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.f != nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(o.path), 0o755); err != nil {
+		return fmt.Errorf("csv_file output: directory of %s: %w", o.path, err)
+	}
+	name, flags := o.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND
+	if o.runMode {
+		name, flags = o.tmp(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC
+	}
+	f, err := os.OpenFile(name, flags, 0o644)
+	if err != nil {
+		return fmt.Errorf("csv_file output: %w", err)
+	}
+	st, err := f.Stat()
+	if err == nil && st.Size() == 0 && o.header {
+		err = o.writeRows(f, [][]string{o.names()})
+	}
+	if err != nil {
+		_ = f.Close()
+		return fmt.Errorf("csv_file output: header of %s: %w", name, err)
+	}
+	o.f = f
+	return nil
+}
+
+func (o *output) names() []string {
+	out := make([]string, len(o.cols))
+	for i, c := range o.cols {
+		out[i] = c.name
+	}
+	return out
+}
+
+func (o *output) writeRows(f *os.File, rows [][]string) error {
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	w.Comma = o.delim
+	if err := w.WriteAll(rows); err != nil {
+		return err
+	}
+	_, err := f.Write(buf.Bytes())
+	return err
+}
+
+func (o *output) WriteBatch(_ context.Context, batch service.MessageBatch) error {
+	rows := make([][]string, len(batch))
+	for i, m := range batch {
+		row := make([]string, len(o.cols))
+		for j, c := range o.cols {
+			v, err := c.value.TryString(m)
+			if err != nil {
+				return fmt.Errorf("csv_file output: message %d, column %s: %w", i, c.name, err)
+			}
+			row[j] = v
+		}
+		rows[i] = row
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.f == nil {
+		return service.ErrNotConnected
+	}
+	if o.runMode && len(batch) > 0 {
+		run, ok := runscope.From(batch[0].Context())
+		if !ok {
+			return fmt.Errorf("csv_file output: %s: run needs a bounded input that reports the end of its run, such as the csv_file input; this message has none", fTransaction)
+		}
+		if o.run != nil && o.run != run {
+			return fmt.Errorf("csv_file output: %s: run: this batch belongs to another run than the earlier ones", fTransaction)
+		}
+		o.run = run
+	}
+	if err := o.writeRows(o.f, rows); err != nil {
+		return fmt.Errorf("csv_file output: write %s: %w", o.f.Name(), err)
+	}
+	o.rows += len(rows)
+	if o.runMode {
+		return nil // made durable, or thrown away, with the run at Close
+	}
+	if err := o.f.Sync(); err != nil {
+		return fmt.Errorf("csv_file output: fsync %s: %w", o.path, err)
+	}
+	return nil
+}
+
+// Close publishes or discards a run; in batch mode it closes the file.
+func (o *output) Close(context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	f := o.f
+	if f == nil {
+		return nil
+	}
+	o.f = nil
+	if !o.runMode {
+		return f.Close()
+	}
+	// A run that wrote nothing here can still be complete: its file then
+	// holds the header alone, saying this run had no such rows. A run
+	// that never delivered a batch to any output has no Run known here,
+	// so an empty file is published only when nothing says it failed.
+	if o.run != nil && !o.run.Complete() {
+		err := errors.Join(f.Close(), os.Remove(o.tmp()))
+		o.log.Warnf("csv_file output: the run did not complete (stopped before the end of its input, or a batch failed): its %d rows were discarded; %s is as it was", o.rows, o.path)
+		return err
+	}
+	if err := atomicfile.Publish(f, o.tmp(), o.path); err != nil {
+		return fmt.Errorf("csv_file output: %w", err)
+	}
+	o.log.Infof("csv_file output: published %s, %d rows", o.path, o.rows)
+	return nil
+}

@@ -1,0 +1,146 @@
+package csvout
+
+import (
+	"context"
+	"encoding/csv"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/runscope"
+)
+
+const columnsYAML = `
+columns:
+  - {name: line, value: '${! meta("line") }'}
+  - {name: reason, value: '${! error() }'}
+  - {name: row, value: '${! content() }'}
+`
+
+func newTest(t *testing.T, path, extra string) *output {
+	t.Helper()
+	conf, err := ConfigSpec().ParseYAML("path: "+path+"\n"+columnsYAML+extra, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := newOutput(conf, service.MockResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// rejects makes messages like the rejects of a CSV run: tricky bytes
+// (commas, quotes, a newline) and an error each.
+func rejects(ctx context.Context, lines ...string) service.MessageBatch {
+	var b service.MessageBatch
+	for _, l := range lines {
+		m := service.NewMessage([]byte(`a,"b"` + "\n" + l)).WithContext(ctx)
+		m.MetaSetMut("line", l)
+		m.SetError(&reasonErr{"bad row " + l + ", see \"docs\""})
+		b = append(b, m)
+	}
+	return b
+}
+
+type reasonErr struct{ s string }
+
+func (e *reasonErr) Error() string { return e.s }
+
+func readBack(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+func lineCol(recs [][]string) string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, r[0])
+	}
+	return strings.Join(out, " ")
+}
+
+func TestBatchModeAppends(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "rejects.csv")
+	ctx := context.Background()
+	for _, lines := range [][]string{{"1", "2"}, {"3"}} {
+		o := newTest(t, path, "")
+		if err := o.WriteBatch(ctx, rejects(ctx, lines...)); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := readBack(t, path)
+	if got := lineCol(recs); got != "line 1 2 3" {
+		t.Errorf("lines %q, want the header once and every row appended", got)
+	}
+	if recs[1][1] != `bad row 1, see "docs"` || recs[1][2] != "a,\"b\"\n1" {
+		t.Errorf("row read back as %q: quoting lost something", recs[1])
+	}
+}
+
+func TestRunMode(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		finish   func(*runscope.Run)
+		deliver  bool // whether the run's batch reaches the output
+		wantRows string
+	}{
+		{"complete run replaces the file", func(r *runscope.Run) { r.Acked(nil); r.Ended() }, true, "line 7 8"},
+		{"complete run with no rows leaves a header", func(r *runscope.Run) { r.Ended() }, false, "line"},
+		{"stopped run leaves the file as it was", func(r *runscope.Run) { r.Acked(nil) }, true, "line old"},
+		{"failed batch leaves the file as it was", func(r *runscope.Run) { r.Acked(context.Canceled); r.Ended() }, true, "line old"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "rejects.csv")
+			if err := os.WriteFile(path, []byte("line,reason,row\nold,x,y\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			o := newTest(t, path, "transaction: run\n")
+			r := &runscope.Run{}
+			ctx := runscope.With(context.Background(), r)
+			if tc.deliver {
+				r.Emitted()
+				if err := o.WriteBatch(ctx, rejects(ctx, "7", "8")); err != nil {
+					t.Fatal(err)
+				}
+				if got := lineCol(readBack(t, path)); got != "line old" {
+					t.Errorf("before Close the file reads %q, want the previous run's", got)
+				}
+			}
+			tc.finish(r)
+			if err := o.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := lineCol(readBack(t, path)); got != tc.wantRows {
+				t.Errorf("after Close: %q, want %q", got, tc.wantRows)
+			}
+			if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
+				t.Errorf("a .tmp is left: %v", err)
+			}
+		})
+	}
+
+	o := newTest(t, filepath.Join(t.TempDir(), "r.csv"), "transaction: run\n")
+	ctx := context.Background()
+	if err := o.WriteBatch(ctx, rejects(ctx, "1")); err == nil || !strings.Contains(err.Error(), "run needs a bounded input") {
+		t.Errorf("a message from no run: %v", err)
+	}
+}

@@ -1,0 +1,113 @@
+//go:build !wasip1
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/bloblang"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/wasm"
+	"github.com/sluice-dev/sluice/internal/wasmbuild"
+)
+
+// bloblangSales is the transform sales_etl.yaml ran before this plugin
+// (commit 8e5ff9c's parent), for the side-by-side figure.
+const bloblangSales = `
+root = this
+let d = this.date.ts_strptime("%Y-%m-%d")
+root.total_amount = (this.quantity * this.price * 100).round() / 100
+root.year = $d.ts_format("2006").number()
+root.month = $d.ts_format("1").number()
+root.day = $d.ts_format("2").number()
+root.day_of_week = ((($d.ts_unix() / 86400).floor() + 3) % 7)
+`
+
+// BenchmarkSalesTransform: the seed's sales transform over batches of
+// 8192 rows as the Wasm plugin and as the Bloblang mapping it replaced,
+// each followed by reading the row's bytes, as every output does: a
+// mapping leaves a structured row that each output copy encodes again.
+func BenchmarkSalesTransform(b *testing.B) {
+	ctx := context.Background()
+	bin := filepath.Join(b.TempDir(), "sales.wasm")
+	if err := wasmbuild.Build(ctx, ".", bin); err != nil {
+		b.Fatal(err)
+	}
+	eng, err := wasm.NewEngine(wasm.EngineConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close(ctx)
+	conf, err := wasm.ConfigSpec().ParseYAML("path: "+bin+"\ninterrupt_on_timeout: false\n", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wp, err := wasm.NewProcessor(ctx, eng, conf, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer wp.Close(ctx)
+	exec, err := bloblang.Parse(bloblangSales)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rows := make([][]byte, 8192)
+	for i := range rows {
+		rows[i] = fmt.Appendf(nil, `{"date":"2025-%02d-%02d","product_id":%d,"quantity":%d,"price":%d.%02d,"customer_id":%d,"source_file":"sales.csv","line":%d}`,
+			1+i%12, 1+i%28, 1+i%500, 1+i%5, 1+i%900, i%100, 1+i%5000, i+2)
+	}
+	fresh := func() service.MessageBatch {
+		batch := make(service.MessageBatch, len(rows))
+		for i, r := range rows {
+			batch[i] = service.NewMessage(r)
+		}
+		return batch
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(service.MessageBatch) (service.MessageBatch, error)
+	}{
+		{"wasm", func(in service.MessageBatch) (service.MessageBatch, error) {
+			out, err := wp.ProcessBatch(ctx, in)
+			if err != nil || len(out) != 1 {
+				return nil, fmt.Errorf("%d batches: %v", len(out), err)
+			}
+			return out[0], nil
+		}},
+		{"bloblang", func(in service.MessageBatch) (service.MessageBatch, error) {
+			out := make(service.MessageBatch, len(in))
+			for i, m := range in {
+				res, err := m.BloblangQuery(exec)
+				if err != nil {
+					return nil, err
+				}
+				out[i] = res
+			}
+			return out, nil
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				in := fresh()
+				b.StartTimer()
+				out, err := tc.run(in)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, m := range out {
+					if _, err := m.AsBytes(); err != nil || m.GetError() != nil {
+						b.Fatal(err, m.GetError())
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(rows)), "ns/row")
+		})
+	}
+}
