@@ -310,7 +310,8 @@ func (a *Agent) stateView(ns string) (httpapi.Viewer, bool) {
 // its last run, so each run's own figures are the difference.
 type runTotals struct {
 	mu   sync.Mutex
-	last map[string]map[string]float64 // pipeline -> row kind -> counter
+	last  map[string]map[string]float64 // pipeline -> row kind -> counter
+	steps map[string]map[string]float64 // pipeline -> step label -> seconds
 }
 
 // recordRun logs a scheduled run's outcome with its rows (read, out to the
@@ -334,12 +335,22 @@ func (a *Agent) recordRun(o supervisor.RunOutcome) {
 			now["rejected"] = a.reg.Sum("output_sent", o.Pipeline, "label", s.RowsRejected)
 		}
 	}
+	// The time each labelled step spent: processors, the input's reading
+	// (csv_file's read_latency_ns) and outputs, which overlap in a
+	// streaming run, so they add up to more than its duration.
+	steps := map[string]float64{}
+	for _, timer := range []string{"processor_latency_ns", "read_latency_ns", "output_latency_ns"} {
+		for label, secs := range a.reg.TimeBy(timer, o.Pipeline, "label") {
+			steps[label] += secs
+		}
+	}
 	a.runs.mu.Lock()
 	if a.runs.last == nil {
 		a.runs.last = map[string]map[string]float64{}
+		a.runs.steps = map[string]map[string]float64{}
 	}
-	prev := a.runs.last[o.Pipeline]
-	a.runs.last[o.Pipeline] = now
+	prev, prevSteps := a.runs.last[o.Pipeline], a.runs.steps[o.Pipeline]
+	a.runs.last[o.Pipeline], a.runs.steps[o.Pipeline] = now, steps
 	a.runs.mu.Unlock()
 	rows := map[string]int64{}
 	for kind, n := range now {
@@ -360,6 +371,19 @@ func (a *Agent) recordRun(o supervisor.RunOutcome) {
 	}
 	if checked := rows["checked"]; checked > 0 {
 		attrs = append(attrs, "dqs", fmt.Sprintf("%.1f%%", 100*float64(rows["valid"])/float64(checked)))
+	}
+	if len(steps) > 0 {
+		names := make([]string, 0, len(steps))
+		for name := range steps {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		var b strings.Builder
+		for _, name := range names {
+			d := time.Duration((steps[name] - prevSteps[name]) * float64(time.Second))
+			fmt.Fprintf(&b, "%s=%s ", name, d.Round(time.Millisecond))
+		}
+		attrs = append(attrs, "steps", strings.TrimSpace(b.String()))
 	}
 	a.logger.Info("run outcome", attrs...)
 }

@@ -48,6 +48,10 @@ Each row becomes a JSON object in the header's column order; an empty cell is nu
 - csv_line: the line the row starts on, from 1 (the header is line 1)
 - csv_raw: the row's original text, for rejects further down the pipeline
 
+### Metrics
+
+- read_latency_ns: the time each batch took to read and parse, so a scheduled run's outcome can show the extract step's time
+
 ### A run
 
 The input ends when it has read its files. Outputs with `+"`transaction: run`"+` (sqlite, parquet) publish what they received only once the input has ended and every row it read was acknowledged: a run stopped partway (a timeout, a shutdown) leaves them as they were.`).
@@ -70,11 +74,12 @@ type Files func(name string) ([]byte, bool)
 
 // Register adds the `csv_file` input to env.
 func Register(env *service.Environment, builtin Files) error {
-	return env.RegisterBatchInput("csv_file", ConfigSpec(), func(conf *service.ParsedConfig, _ *service.Resources) (service.BatchInput, error) {
+	return env.RegisterBatchInput("csv_file", ConfigSpec(), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchInput, error) {
 		in, err := newInput(conf, builtin)
 		if err != nil {
 			return nil, err
 		}
+		in.readTime = res.Metrics().NewTimer("read_latency_ns")
 		return service.AutoRetryNacksBatched(in), nil
 	})
 }
@@ -91,6 +96,9 @@ type input struct {
 	delim     rune
 	builtin   Files
 	batchSize int
+	// readTime times each batch's reading and parsing, so a run's outcome
+	// can say how long extracting took beside the other steps.
+	readTime *service.MetricTimer
 	// run is this stream's run of the input, on every message's context,
 	// so outputs that publish a whole run at once know whether it ended.
 	run *runscope.Run
@@ -187,6 +195,9 @@ func (in *input) Connect(context.Context) error {
 func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFunc, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.readTime != nil {
+		defer func(start time.Time) { in.readTime.Timing(time.Since(start).Nanoseconds()) }(time.Now())
+	}
 	batch := make(service.MessageBatch, 0, min(in.batchSize, 1024))
 	for len(batch) < in.batchSize {
 		if in.cur == nil {

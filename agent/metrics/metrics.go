@@ -313,3 +313,37 @@ func (r *Registry) Sum(name, pipeline string, where ...string) float64 {
 	}
 	return total
 }
+
+// TimeBy adds up the observed seconds of the Benthos timer called name
+// (its Benthos name, as processor_latency_ns) labelled with pipeline,
+// grouped by the value of label, leaving out series where it is empty:
+// e.g. how long each labelled processor of a pipeline has spent.
+func (r *Registry) TimeBy(name, pipeline, label string) map[string]float64 {
+	out := map[string]float64{}
+	families, err := r.reg.Gather()
+	if err != nil {
+		return out
+	}
+	want := promName(name) + "_seconds"
+	for _, f := range families {
+		if f.GetName() != want {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var ofPipeline bool
+			var group string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "pipeline":
+					ofPipeline = l.GetValue() == pipeline
+				case label:
+					group = l.GetValue()
+				}
+			}
+			if ofPipeline && group != "" {
+				out[group] += m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return out
+}

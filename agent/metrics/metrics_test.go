@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 	"time"
 )
 
@@ -81,5 +83,21 @@ func TestSum(t *testing.T) {
 	}
 	if got := r.Sum("nothing", "etl"); got != 0 {
 		t.Errorf("Sum of a missing counter = %v", got)
+	}
+}
+
+func TestTimeBy(t *testing.T) {
+	r := New()
+	tm := func(pipeline, label, path string) prometheus.Observer {
+		return r.timer("processor_latency_ns", []string{"label", "path"}).WithLabelValues(pipeline, label, path)
+	}
+	tm("etl", "validate", "root.pipeline.processors.0").Observe(1.5)
+	tm("etl", "validate", "root.pipeline.processors.0").Observe(0.5)
+	tm("etl", "transform", "root.pipeline.processors.1").Observe(0.25)
+	tm("etl", "", "root.pipeline.processors.2").Observe(9)
+	tm("other", "validate", "root.pipeline.processors.0").Observe(100)
+	got := r.TimeBy("processor_latency_ns", "etl", "label")
+	if len(got) != 2 || got["validate"] != 2 || got["transform"] != 0.25 {
+		t.Errorf("TimeBy = %v, want validate 2s and transform 0.25s of etl, unlabelled and other pipelines left out", got)
 	}
 }

@@ -606,6 +606,7 @@ func (o *output) endRun(ctx context.Context) error {
 		o.log.Warnf("sqlite output: the run did not complete (stopped before the end of its input, or a batch failed): rolled back its %d rows; table %q in %s is as it was", o.runRows, o.table, o.path)
 		return tx.Rollback()
 	}
+	start := time.Now()
 	for i, q := range o.afterRun {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			_ = tx.Rollback()
@@ -615,7 +616,7 @@ func (o *output) endRun(ctx context.Context) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite output: committing the run's %d rows into table %q in %s: %w", o.runRows, o.table, o.path, err)
 	}
-	o.log.Infof("sqlite output: committed the run: %d rows into table %q in %s", o.runRows, o.table, o.path)
+	o.log.Infof("sqlite output: committed the run: %d rows into table %q in %s (after_run and commit took %s)", o.runRows, o.table, o.path, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -60,7 +60,7 @@ func seedSales(t *testing.T) (good []seedRow, rejected map[int]bool) {
 			rejected[n] = true
 			continue
 		}
-		r.total = math.Round(float64(r.quantity)*r.price*100) / 100
+		r.total = float64(r.quantity) * r.price
 		good = append(good, r)
 	}
 	return good, rejected

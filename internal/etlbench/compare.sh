@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Side by side: the seed's sales ETL in Python (../shared/peers/seed_sales_etl.py)
 # and Sluice's pipelines/sales_etl.yaml on the same generated CSV, with
-# Sluice's run split into read (csv_file), process (validate, dedupe,
-# transform) and load (aggregates, SQLite, Parquet, rejects) from its
-# debug log. Usage, from the module root:
+# the time each of Sluice's steps spent, from its run outcome (the steps
+# run concurrently, so they add up to more than the run), and the
+# summaries of both compared. Usage, from the module root:
 #
 #   internal/etlbench/compare.sh [ROWS] [PEERS_DIR]
 #
@@ -31,27 +31,27 @@ py=$(echo "$(date +%s.%N) - $start" | bc)
 
 start=$(date +%s.%N)
 SALES_CSV="$work/sales.csv" SALES_OUT="$work/out" /usr/bin/time -f "%M" -o "$work/rss" "$work/agent" \
-	--pipeline builtin:sales_etl --http-address "" --data-dir "$work/data" --log-level debug 2>"$work/agent.log"
+	--pipeline builtin:sales_etl --http-address "" --data-dir "$work/data" 2>"$work/agent.log"
 sl=$(echo "$(date +%s.%N) - $start" | bc)
 
-python3 - "$work/agent.log" "$rows" "$py" "$sl" "$(cat "$work/rss")" "$work/python.log" <<'PY'
-import re, sys
-from datetime import datetime
-log, rows, py, sl, rss, pylog = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-def at(pattern):
-    for line in open(log):
-        if re.search(pattern, line):
-            return datetime.fromisoformat(re.search(r'time=(\S+)', line).group(1).replace('Z', '+00:00'))
-    raise SystemExit("no log line matches " + pattern)
-t0 = at(r'Input type csv_file is now active')
-t1 = at(r'Pending acks resolved')
-t2 = at(r'Attempting to write')
-t3 = at(r'msg="run outcome"')
-outcome = re.search(r'rows_in=.*', open(log).read().split('msg="run outcome"')[1].splitlines()[0]).group(0)
-print("python seed_sales_etl.py: %.2f s  %8.0f rows/s  (%s)" % (py, rows / py, open(pylog).read().strip()))
-print("sluice sales_etl:         %.2f s  %8.0f rows/s  (%s), max RSS %d MB" % (sl, rows / sl, outcome, rss // 1024))
-for name, a, b in (("read", t0, t1), ("process", t1, t2), ("load", t2, t3)):
-    d = (b - a).total_seconds()
-    print("  %-8s %6.2f s  %8.0f rows/s" % (name, d, rows / d if d else 0))
+python3 - "$work/agent.log" "$rows" "$py" "$sl" "$(cat "$work/rss")" "$work/python.log" "$work/python.db" "$work/out/sales.db" <<'PY'
+import re, sqlite3, sys
+log, rows, py, sl, rss, pylog, pydb, sldb = sys.argv[1:9]
+rows, py, sl, rss = int(rows), float(py), float(sl), int(rss)
+text = open(log).read()
+outcome = re.search(r'msg="run outcome" (.*)', text).group(1)
+commit = re.search(r'after_run and commit took (\S+)\)', text)
+print("python seed_sales_etl.py: %6.2f s  %8.0f rows/s  (%s)" % (py, rows / py, open(pylog).read().strip()))
+print("sluice sales_etl:         %6.2f s  %8.0f rows/s  max RSS %d MB" % (sl, rows / sl, rss // 1024))
+print("  outcome: " + outcome)
+if commit:
+    print("  summaries (after_run) and commit: " + commit.group(1))
 print("sluice / python time: %.2fx" % (sl / py))
+a, b = sqlite3.connect(pydb), sqlite3.connect(sldb)
+for table, key in (("daily_summary", "date"), ("customer_summary", "customer_id")):
+    p = {r[0]: r[1:] for r in a.execute("SELECT * FROM %s" % table)}
+    s = {r[0]: r[1:] for r in b.execute("SELECT * FROM %s" % table)}
+    differ = sorted(k for k in p if p[k] != s.get(k))
+    print("%s: %d groups in Python, %d in Sluice, %d differ%s" % (table, len(p), len(s), len(differ),
+          (": e.g. %s %s vs %s" % (differ[0], p[differ[0]], s.get(differ[0]))) if differ else ""))
 PY

@@ -1,16 +1,12 @@
 // Command sales is the seed's sales transform (exercise 1's transform step)
-// as a builtin plugin in fast mode: total_amount is quantity × price
-// rounded to the cent, and year, month, day and day_of_week (Monday = 0,
+// as a builtin plugin in fast mode: total_amount is quantity × price, as
+// the seed computes it (not rounded: its summaries round the sums), and year, month, day and day_of_week (Monday = 0,
 // as pandas' dayofweek) come from the row's date. The host parses each
 // row once and merges the five fields back into its JSON, so the rows stay
 // JSON bytes for the outputs that follow: no re-encoding per output.
 package main
 
-import (
-	"math"
-
-	"github.com/sluice-dev/sluice/plugins/sdk"
-)
+import "github.com/sluice-dev/sluice/plugins/sdk"
 
 var (
 	date     = sdk.ReadString("date", sdk.Required)
@@ -34,7 +30,7 @@ func init() {
 				b.Fail(i, "date: want YYYY-MM-DD, got "+quote(d))
 				continue
 			}
-			totalAmount.Set(b, i, math.Round(float64(qs[i])*ps[i]*100)/100)
+			totalAmount.Set(b, i, float64(qs[i])*ps[i])
 			year.Set(b, i, y)
 			month.Set(b, i, m)
 			day.Set(b, i, dd)

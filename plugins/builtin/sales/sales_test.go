@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -76,7 +75,7 @@ func TestSalesTransform(t *testing.T) {
 			continue
 		}
 		d, _ := time.Parse("2006-01-02", r.date)
-		want := fmt.Sprint(math.Round(float64(r.quantity)*r.price*100)/100, d.Year(), int(d.Month()), d.Day(), (int(d.Weekday())+6)%7, 7)
+		want := fmt.Sprint(float64(r.quantity)*r.price, d.Year(), int(d.Month()), d.Day(), (int(d.Weekday())+6)%7, 7)
 		doc := gjson.ParseBytes(b)
 		got := fmt.Sprint(doc.Get("total_amount").Float(), doc.Get("year").Int(), doc.Get("month").Int(), doc.Get("day").Int(), doc.Get("day_of_week").Int(), doc.Get("customer_id").Int())
 		if m.GetError() != nil || got != want {
