@@ -27,6 +27,7 @@ import (
 	"github.com/sluice-dev/sluice/agent/config"
 	"github.com/sluice-dev/sluice/agent/csvinput"
 	"github.com/sluice-dev/sluice/agent/csvout"
+	"github.com/sluice-dev/sluice/agent/grpcplugin"
 	"github.com/sluice-dev/sluice/agent/httpapi"
 	"github.com/sluice-dev/sluice/agent/ingest"
 	"github.com/sluice-dev/sluice/agent/kafka"
@@ -113,6 +114,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if err := wasm.Register(env, eng); err != nil {
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register wasm processor: %w", err)
+	}
+	if err := grpcplugin.Register(env, st); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("register grpc_plugin processor: %w", err)
 	}
 	if err := statecache.Register(env, st); err != nil {
 		_ = a.Close(ctx)
@@ -309,7 +314,7 @@ func (a *Agent) stateView(ns string) (httpapi.Viewer, bool) {
 // runTotals remembers, per scheduled pipeline, the counters at the end of
 // its last run, so each run's own figures are the difference.
 type runTotals struct {
-	mu   sync.Mutex
+	mu    sync.Mutex
 	last  map[string]map[string]float64 // pipeline -> row kind -> counter
 	steps map[string]map[string]float64 // pipeline -> step label -> seconds
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -499,6 +500,44 @@ output:
 				if !strings.HasPrefix(probs[i].String(), w) {
 					t.Errorf("problem %q, want it to start %q", probs[i], w)
 				}
+			}
+		})
+	}
+}
+
+// TestLintNativePlugin: lint starts each grpc_plugin step's binary as the
+// pipeline would, so a missing file and a binary that is not a Sluice
+// plugin are reported at the step's line, and a good one passes.
+func TestLintNativePlugin(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "echo"), filepath.Join(dir, "badcookie")
+	for bin, pkg := range map[string]string{good: "./grpcplugin/testdata/plugins/echo", bad: "./grpcplugin/testdata/plugins/badcookie"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	a := newTestAgent(t)
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"a plugin", good, ""},
+		{"no such file", filepath.Join(dir, "missing"), "no such file"},
+		{"not a Sluice plugin", bad, "handshake"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := "input:\n  generate: {count: 1, mapping: 'root = {}'}\npipeline:\n  processors:\n    - grpc_plugin: # step\n        path: " + tc.path + "\noutput:\n  drop: {}\n"
+			path := filepath.Join(t.TempDir(), "p.yaml")
+			writeFile(t, path, doc)
+			probs := a.Lint(context.Background(), []string{path})
+			if tc.want == "" {
+				if len(probs) != 0 {
+					t.Fatalf("problems with a good plugin:\n%s", formatProblems(probs))
+				}
+				return
+			}
+			prefix := fmt.Sprintf("%s:%d: grpc_plugin: ", path, lineOf(t, doc, "# step")+1)
+			if len(probs) != 1 || !strings.HasPrefix(probs[0].String(), prefix) || !strings.Contains(probs[0].String(), tc.want) {
+				t.Errorf("problems:\n%s\nwant one starting %q and saying %q", formatProblems(probs), prefix, tc.want)
 			}
 		})
 	}

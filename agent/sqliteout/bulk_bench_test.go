@@ -1,0 +1,101 @@
+package sqliteout
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/runscope"
+)
+
+// etlColumns are sales_data's columns in pipelines/sales_etl.yaml.
+func etlColumns() []any {
+	var cols []any
+	for _, c := range []string{"source_file TEXT", "line INTEGER", "date TEXT", "product_id INTEGER", "quantity INTEGER",
+		"price REAL", "customer_id INTEGER", "total_amount REAL", "year INTEGER", "month INTEGER", "day INTEGER", "day_of_week INTEGER"} {
+		var name, typ string
+		fmt.Sscan(c, &name, &typ)
+		cols = append(cols, map[string]any{"name": name, "type": typ})
+	}
+	return cols
+}
+
+// BenchmarkBulkLoad: the sales ETL's load of 1M rows into sales_data, in
+// one transaction, two ways on the same rows: SQLite's bare rate (one
+// prepared upsert executed per row, the values already Go values) and the
+// sqlite output in transaction: run mode (JSON messages in batches of
+// 8192, each row converted and upserted, a savepoint per batch). The ratio
+// is the output's overhead over the driver.
+func BenchmarkBulkLoad(b *testing.B) {
+	const n, batchSize = 1_000_000, 8192
+	msgs := make([][]byte, n)
+	args := make([][]any, n)
+	for i := range n {
+		date := fmt.Sprintf("2025-%02d-%02d", 1+i%12, 1+i%28)
+		q, p := int64(1+i%5), float64(100+i%90000)/100
+		args[i] = []any{"data/sales.csv", int64(i + 2), date, int64(1 + i%500), q, p, int64(1 + i%5000), float64(q) * p, int64(2025), int64(1 + i%12), int64(1 + i%28), int64(i % 7)}
+		msgs[i] = fmt.Appendf(nil, `{"date":%q,"product_id":%d,"quantity":%d,"price":%v,"customer_id":%d,"source_file":"data/sales.csv","line":%d,"total_amount":%v,"year":2025,"month":%d,"day":%d,"day_of_week":%d}`,
+			date, args[i][3], q, p, args[i][6], i+2, args[i][7], args[i][9], args[i][10], args[i][11])
+	}
+	conf := func(dir string) map[string]any {
+		return map[string]any{"path": filepath.Join(dir, "sales.db"), "table": "sales_data", "columns": etlColumns(), "key": []any{"source_file", "line"}, "transaction": "run"}
+	}
+	ctx := context.Background()
+	b.Run("bare", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			o := connected(b, conf(b.TempDir())) // creates the table, as the output would
+			s := o.schema
+			b.StartTimer()
+			tx, err := o.db.BeginTx(ctx, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			stmt, err := tx.PrepareContext(ctx, s.insert)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, a := range args {
+				if _, err := stmt.ExecContext(ctx, a...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := tx.Commit(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "rows/s")
+	})
+	b.Run("output", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			o := connected(b, conf(b.TempDir()))
+			run := &runscope.Run{}
+			rctx := runscope.With(ctx, run)
+			batches := make([]service.MessageBatch, 0, n/batchSize+1)
+			for start := 0; start < n; start += batchSize {
+				batch := make(service.MessageBatch, 0, batchSize)
+				for _, m := range msgs[start:min(start+batchSize, n)] {
+					batch = append(batch, service.NewMessage(m).WithContext(rctx))
+				}
+				batches = append(batches, batch)
+			}
+			b.StartTimer()
+			for _, batch := range batches {
+				run.Emitted()
+				if err := o.WriteBatch(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+				run.Acked(nil)
+			}
+			run.Ended()
+			if err := o.Close(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "rows/s")
+	})
+}
