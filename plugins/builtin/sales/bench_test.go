@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/bloblang"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // ts_strptime and the other time methods
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/agent/wasm"
