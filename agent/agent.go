@@ -27,6 +27,7 @@ import (
 	"github.com/sluice-dev/sluice/agent/config"
 	"github.com/sluice-dev/sluice/agent/csvinput"
 	"github.com/sluice-dev/sluice/agent/csvout"
+	"github.com/sluice-dev/sluice/agent/diskbuffer"
 	"github.com/sluice-dev/sluice/agent/grpcplugin"
 	"github.com/sluice-dev/sluice/agent/httpapi"
 	"github.com/sluice-dev/sluice/agent/ingest"
@@ -146,6 +147,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if err := sqliteout.Register(env); err != nil {
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register sqlite output: %w", err)
+	}
+	if err := diskbuffer.Register(env, diskbuffer.Options{}); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("register sluice_disk buffer: %w", err)
 	}
 	if err := ingest.Register(env); err != nil {
 		_ = a.Close(ctx)
