@@ -85,7 +85,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		}
 		a.tmpState, stateDir = dir, dir
 	}
-	st, err := state.Open(ctx, state.Options{Dir: stateDir, SyncWrites: true, Logger: logger})
+	sopts := state.Options{Dir: stateDir, SyncWrites: true, Logger: logger}
+	if cfg.StateMemory == "small" {
+		sopts.MemTableBytes, sopts.BlockCacheBytes = 8<<20, 16<<20
+	}
+	st, err := state.Open(ctx, sopts)
 	if err != nil {
 		a.removeScratch()
 		return nil, err

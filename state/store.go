@@ -81,6 +81,10 @@ type Options struct {
 	// compare the cost of durability with the same code path; the agent
 	// never uses it.
 	InMemory bool
+	// MemTableBytes and BlockCacheBytes size Badger's write buffer and
+	// block cache; 0 keeps Badger's defaults (64 MiB, 256 MiB), which
+	// dominate an idle agent's memory.
+	MemTableBytes, BlockCacheBytes int64
 	// Logger receives Badger's own warnings and errors (its info and debug
 	// output is dropped) and the store's. nil means slog.Default().
 	Logger *slog.Logger
@@ -268,6 +272,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		// compaction can drop the rest.
 		WithNumVersionsToKeep(1).
 		WithInMemory(opts.InMemory)
+	if opts.MemTableBytes > 0 {
+		bopts = bopts.WithMemTableSize(opts.MemTableBytes)
+	}
+	if opts.BlockCacheBytes > 0 {
+		bopts = bopts.WithBlockCacheSize(opts.BlockCacheBytes)
+	}
 	db, err := badger.Open(bopts)
 	if err != nil {
 		// Badger formats its lock error with %+v, not %w, so its text is

@@ -27,6 +27,8 @@ type Config struct {
 	DevKafka           bool     `koanf:"dev_kafka"`
 	DevKafkaAddress    string   `koanf:"dev_kafka_address"`
 	DevKafkaPartitions int      `koanf:"dev_kafka_partitions"`
+	// StateMemory sizes the state store's memory: "standard" or "small".
+	StateMemory string `koanf:"state_memory"`
 }
 
 // Default returns the built-in configuration, the bottom layer of Load.
@@ -43,6 +45,7 @@ func Default() Config {
 		DevKafka:           true,
 		DevKafkaAddress:    "127.0.0.1:9092",
 		DevKafkaPartitions: 3,
+		StateMemory:        "standard",
 	}
 }
 
@@ -56,6 +59,9 @@ const (
 // shared slice.
 func logLevels() []string  { return []string{"debug", "info", "warn", "error"} }
 func logFormats() []string { return []string{"text", "json"} }
+
+// StateMemories are the state_memory choices.
+func StateMemories() []string { return []string{"standard", "small"} }
 
 // keySpec ties a config key to its flag, its help text, how it prints and
 // what makes its value invalid, so that adding a key means adding one entry
@@ -221,6 +227,15 @@ func keySpecs() []keySpec {
 				return nil
 			},
 		},
+		{
+			key:    "state_memory",
+			flag:   "state-memory",
+			usage:  "memory of the state store: standard (64 MiB write buffer, 256 MiB block cache) or small (8 MiB, 16 MiB: edge agents, sidecars)",
+			format: func(c Config) string { return formatString(c.StateMemory) },
+			check: func(c Config) []string {
+				return checkEnum(c.StateMemory, "state memory size", StateMemories())
+			},
+		},
 	}
 }
 
@@ -283,6 +298,8 @@ func RegisterFlags(fs *pflag.FlagSet) {
 			fs.String(s.flag, d.DevKafkaAddress, usage)
 		case "dev_kafka_partitions":
 			fs.Int(s.flag, d.DevKafkaPartitions, usage)
+		case "state_memory":
+			fs.String(s.flag, d.StateMemory, usage)
 		default:
 			panic("config: no flag type for key " + s.key)
 		}

@@ -161,6 +161,12 @@ func TestPrecedence(t *testing.T) {
 			fileVal: "1", envVal: "2", flagVal: "4",
 			envName: "SLUICE_DEV_KAFKA_PARTITIONS", flagName: "--dev-kafka-partitions",
 		},
+		{
+			key:  "state_memory",
+			file: "state_memory: small", env: "SLUICE_STATE_MEMORY=standard", flags: []string{"--state-memory=small"},
+			fileVal: "small", envVal: "standard", flagVal: "small",
+			envName: "SLUICE_STATE_MEMORY", flagName: "--state-memory",
+		},
 	}
 	defaults := (&Loaded{Config: Default()}).Sources()
 	for i, tc := range tests {
@@ -220,6 +226,7 @@ func TestLayersMergePerKey(t *testing.T) {
 		DevKafka:           true,
 		DevKafkaAddress:    "127.0.0.1:9092",
 		DevKafkaPartitions: 3,
+		StateMemory:        "standard",
 	}
 	if !reflect.DeepEqual(l.Config, want) {
 		t.Errorf("Config = %+v, want %+v", l.Config, want)
@@ -236,6 +243,7 @@ func TestLayersMergePerKey(t *testing.T) {
 		{"dev_kafka", "true", "default"},
 		{"dev_kafka_address", "127.0.0.1:9092", "default"},
 		{"dev_kafka_partitions", "3", "default"},
+		{"state_memory", "standard", "default"},
 	}
 	if got := l.Sources(); !reflect.DeepEqual(got, wantSources) {
 		t.Errorf("Sources() = %+v\nwant %+v", got, wantSources)
@@ -549,6 +557,7 @@ kafka_brokers        = []                    (default)
 dev_kafka            = false                 (env SLUICE_DEV_KAFKA)
 dev_kafka_address    = 127.0.0.1:9092        (default)
 dev_kafka_partitions = 3                     (default)
+state_memory         = standard              (default)
 `
 	if b.String() != want {
 		t.Errorf("Print wrote:\n%s\nwant:\n%s", b.String(), want)

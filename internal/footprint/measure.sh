@@ -2,8 +2,8 @@
 # The agent's footprint, as docs/BENCHMARKS.md records it: binary size
 # (as built, stripped, linux/arm64), start-up time to /readyz for the main
 # job (cold: an empty data dir, so every builtin plugin is compiled; warm:
-# the compilation cache filled), idle RSS, and peak RSS while wrk posts
-# events to the HTTP ingest for 10 s. Usage, from the module root:
+# the compilation cache filled), idle RSS (with state_memory standard and
+# small), and peak RSS while wrk posts events to the HTTP ingest for 10 s. Usage, from the module root:
 #
 #   internal/footprint/measure.sh
 #
@@ -34,6 +34,10 @@ stop() { kill -TERM "$(cat "$work/pid")"; while kill -0 "$(cat "$work/pid")" 2>/
 echo "start-up to /readyz, cold (empty data dir): $(start "$work/data") s"
 sleep 5
 echo "idle RSS after 5 s: $(rss "$(cat "$work/pid")") MB"
+stop
+echo "start-up with state_memory: small: $(SLUICE_STATE_MEMORY=small start "$work/data") s"
+sleep 5
+echo "idle RSS after 5 s, state_memory small: $(rss "$(cat "$work/pid")") MB"
 stop
 echo "start-up to /readyz, warm (compilation cache filled): $(start "$work/data") s"
 sleep 2
