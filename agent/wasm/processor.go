@@ -2,6 +2,8 @@ package wasm
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +35,7 @@ const (
 	fOffsets    = "offsets"
 	fReadState  = "read_state"
 	fMaxCall    = "max_call_messages"
+	fSHA256     = "sha256"
 )
 
 // ConfigSpec is the `wasm` processor's spec: fields, defaults and docs.
@@ -55,6 +58,10 @@ The plugin runs in a sandbox: no files, environment variables, real clock or net
 			service.NewStringField(fBuiltin).
 				Description("Name of a plugin embedded in the agent binary.").
 				Example("transform").
+				Optional(),
+			service.NewStringField(fSHA256).
+				Description("Pin the module: the SHA-256 of its bytes, in hex, as `agent plugin inspect` prints it. A module whose bytes hash to anything else is refused at load (and by `agent lint`), so a rebuilt, swapped or corrupted file cannot silently run in the pinned one's place.").
+				Example("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08").
 				Optional(),
 			service.NewAnyField(fConfig).
 				Description("The plugin's own configuration, handed to its init as JSON. The plugin validates it; errors are reported at load and by `agent lint`.").
@@ -196,6 +203,9 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 	default:
 		return s, errors.New("one of path or builtin must be set")
 	}
+	if err := checkPin(conf, s.Name, s.Bin); err != nil {
+		return s, err
+	}
 	memStr, err := conf.FieldString(fMemory)
 	if err != nil {
 		return s, err
@@ -274,6 +284,32 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 	}
 	s.Instance.Store = eng.cfg.State
 	return s, nil
+}
+
+// ErrPinMismatch means a module's bytes do not hash to the sha256 its
+// processor pins.
+var ErrPinMismatch = errors.New("plugin does not match its pinned sha256")
+
+// checkPin refuses a module whose bytes do not hash to the processor's
+// `sha256`, before anything of it is compiled or run: the pin exists so
+// that a file replaced after review never executes.
+func checkPin(conf *service.ParsedConfig, name string, bin []byte) error {
+	if !conf.Contains(fSHA256) {
+		return nil
+	}
+	raw, err := conf.FieldString(fSHA256)
+	if err != nil {
+		return err
+	}
+	want := strings.ToLower(strings.TrimSpace(raw))
+	if _, err := hex.DecodeString(want); err != nil || len(want) != 2*sha256.Size {
+		return fmt.Errorf("%s: %q is not a SHA-256 (want 64 hex digits, as `agent plugin inspect` prints)", fSHA256, raw)
+	}
+	sum := sha256.Sum256(bin)
+	if got := hex.EncodeToString(sum[:]); got != want {
+		return fmt.Errorf("%w: plugin %s: expected sha256 %s, the module's is %s; it changed since it was pinned (if the new module is the one to run, pin sha256: %s)", ErrPinMismatch, name, want, got, got)
+	}
+	return nil
 }
 
 func parseKeyed(eng *Engine, conf *service.ParsedConfig) (*keyedStep, error) {

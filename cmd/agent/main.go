@@ -40,6 +40,10 @@ const usage = `usage: agent [run|lint|config|version] [flags] [FILE...]
   state stats                      print the state store's counters
   state backup FILE                write a full backup of the state store
   state restore FILE               load a backup (into a fresh data dir)
+  plugin new NAME [--lang go|c]    scaffold a Wasm plugin with a fixture and a test
+  plugin build [DIR]               build it reproducibly; prints its sha256
+  plugin test X.wasm --input F     run it on fixtures (--config, --expect, --state)
+  plugin inspect X.wasm            ABI, fields, imports and grants, sha256
 
 flags:
 `
@@ -52,6 +56,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) int {
+	if len(args) > 0 && args[0] == "plugin" { // before the agent's flags: plugin commands have their own
+		return pluginCmd(ctx, args[1:], stdout, stderr)
+	}
 	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
