@@ -53,6 +53,9 @@ func (p *pluginMetrics) record(kind uint32, name string, labels []string, v int6
 	if !metricName.MatchString(name) {
 		return fmt.Errorf("metric name %q: use letters, digits and _", name)
 	}
+	if strings.HasPrefix(name, reservedMetricPrefix) {
+		return fmt.Errorf("metric name %q: the %s prefix is the agent's own plugin metrics", name, reservedMetricPrefix)
+	}
 	keys := make([]string, 0, len(labels)/2)
 	vals := make([]string, 0, len(labels)/2)
 	for i := 0; i+1 < len(labels); i += 2 {

@@ -174,6 +174,14 @@ func (i *Instance) Descriptor() abi.Descriptor { return i.desc }
 // Broken reports whether the instance failed in a way that leaves it unsound.
 func (i *Instance) Broken() bool { return i.broken }
 
+// MemoryPages is the size of the instance's linear memory, in 64 KiB pages.
+func (i *Instance) MemoryPages() uint32 {
+	if i.mem == nil {
+		return 0
+	}
+	return i.mem.Size() / 65536
+}
+
 // Close releases the instance.
 func (i *Instance) Close(ctx context.Context) error {
 	if i.mod == nil {

@@ -49,7 +49,22 @@ The module is compiled once per process (and cached on disk under the agent's da
 
 A plugin declares at load whether it wants message bytes (simple mode) or typed columns of the fields it reads (fast mode: the host parses each message once, natively, and merges the fields the plugin writes back into the JSON).
 
-The plugin runs in a sandbox: no files, environment variables, real clock or network unless granted below, a memory cap, and a deadline per call. A trap, panic, timeout, memory exhaustion or malformed result fails that batch's messages with the plugin's reason, so `+"`catch`, `try` and `fallback`"+` handle them, and the instance is replaced. After three consecutive failures new instances are started with exponential back-off (100ms doubling to 5s).`).
+The plugin runs in a sandbox: no files, environment variables, real clock or network unless granted below, a memory cap, and a deadline per call. A trap, panic, timeout, memory exhaustion or malformed result fails that batch's messages with the plugin's reason, so `+"`catch`, `try` and `fallback`"+` handle them, and the instance is replaced. After three consecutive failures new instances are started with exponential back-off (100ms doubling to 5s).
+
+### Metrics
+
+Besides the metrics a plugin defines itself, every step reports these about its plugin, labelled with the step's `+"`label` and `path`"+` (and, in the agent, its `+"`pipeline`"+`). They are updated once per call into the plugin, never per message:
+
+- `+"`sluice_plugin_calls_total`"+` (counter): calls into the plugin, one per batch (or per `+"`max_call_messages`"+` slice of one).
+- `+"`sluice_plugin_batch_latency`"+` (timer, exported to Prometheus as the histogram `+"`sluice_plugin_batch_latency_seconds`"+`): how long each call took.
+- `+"`sluice_plugin_messages_in_total`"+`, `+"`sluice_plugin_messages_out_total`"+`, `+"`sluice_plugin_messages_dropped_total`"+` (counters): messages handed to the plugin, passed on by it (failed ones included), and dropped; in = out + dropped.
+- `+"`sluice_plugin_messages_errored_total`"+` (counter): messages passed on with an error, whether the plugin failed them or the whole call failed.
+- `+"`sluice_plugin_traps_total`"+` (counter): calls that failed with a trap, panic, exit or malformed result.
+- `+"`sluice_plugin_timeouts_total`"+` (counter): calls stopped at their `+"`timeout`"+`.
+- `+"`sluice_plugin_restarts_total`"+` (counter): instances discarded after a failure, to be replaced by a fresh one.
+- `+"`sluice_plugin_memory_pages`"+` (gauge): the linear memory of the instance last called, in 64 KiB pages, after the call.
+
+A plugin's own metric names may not start with `+"`sluice_plugin_`"+`.`).
 		Fields(
 			service.NewStringField(fPath).
 				Description("Path of the .wasm module, relative to the agent's working directory. Exactly one of `path` and `builtin` is set.").
@@ -159,6 +174,8 @@ type Processor struct {
 	mod    *Module
 	icfg   InstanceConfig
 	logger *slog.Logger
+	// stats are the step's own metrics about its plugin (stepmetrics.go).
+	stats *stepMetrics
 	// maxCall splits a stateless step's batch into calls of this many.
 	maxCall int
 
@@ -415,7 +432,7 @@ func NewProcessorWithMetrics(ctx context.Context, eng *Engine, conf *service.Par
 		_ = inst.Close(ctx)
 		return nil, fmt.Errorf("plugin %s keeps no state (it never calls sdk.UseState): remove key and state", s.Name)
 	}
-	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, idle: []*Instance{inst}, maxCall: s.MaxCall}
+	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, idle: []*Instance{inst}, maxCall: s.MaxCall, stats: newStepMetrics(metrics)}
 	if inst.Descriptor().StateView {
 		p.views = &eng.views
 		p.views.add(s.keyed.ns.Name, p)
@@ -487,13 +504,16 @@ func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 func (p *Processor) run(ctx context.Context, batch service.MessageBatch, kin *KeyedInput) (out service.MessageBatch, ok bool) {
 	inst, err := p.acquire(ctx)
 	if err != nil {
+		p.stats.messages(len(batch), len(batch), len(batch))
 		return failAll(batch, err), false
 	}
+	start := time.Now()
 	if kin != nil {
 		out, err = inst.ProcessKeyed(ctx, batch, kin)
 	} else {
 		out, err = inst.ProcessBatch(ctx, batch)
 	}
+	p.stats.call(batch, out, int64(time.Since(start)), err, inst.Broken(), inst.MemoryPages())
 	p.release(ctx, inst, err)
 	if err != nil {
 		p.logger.Error("plugin failed a batch", "messages", len(batch), "error", err)
@@ -557,6 +577,7 @@ func (p *Processor) release(ctx context.Context, inst *Instance, err error) {
 		return
 	}
 	_ = inst.Close(ctx)
+	p.stats.restart()
 	p.recordFailure()
 }
 
