@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/sluice-dev/sluice/internal/atomicfile"
 )
 
 // segment is one file of the log.
@@ -241,20 +243,6 @@ func openCursor(path string, warn func(string, ...any)) (*os.File, cursor, error
 	return f, best, nil
 }
 
-// syncDir fsyncs a directory, so that files created or removed in it stay
-// so after a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // createSegment creates the file of a new segment with its header.
 func createSegment(dir string, h segHeader) (*segment, error) {
 	s := &segment{base: h.base, baseSeq: h.baseSeq, created: h.created, path: filepath.Join(dir, segmentName(h.base))}
@@ -272,7 +260,7 @@ func createSegment(dir string, h segHeader) (*segment, error) {
 	}
 	// The file's own content is fsynced with its first records; its name
 	// needs the directory fsynced.
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		f.Close()
 		_ = os.Remove(s.path)
 		return nil, fmt.Errorf("fsync directory %s: %w", dir, err)

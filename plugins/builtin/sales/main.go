@@ -6,7 +6,10 @@
 // JSON bytes for the outputs that follow: no re-encoding per output.
 package main
 
-import "github.com/sluice-dev/sluice/plugins/sdk"
+import (
+	"github.com/sluice-dev/sluice/plugins/builtin/lib/civil"
+	"github.com/sluice-dev/sluice/plugins/sdk"
+)
 
 var (
 	date     = sdk.ReadString("date", sdk.Required)
@@ -35,7 +38,7 @@ func init() {
 			month.Set(b, i, m)
 			day.Set(b, i, dd)
 			// 1970-01-01 was a Thursday (3 with Monday = 0).
-			dayOfWeek.Set(b, i, ((daysFromCivil(y, m, dd)%7)+7+3)%7)
+			dayOfWeek.Set(b, i, ((civil.DaysFromEpoch(y, m, dd)%7)+7+3)%7)
 		}
 		return nil
 	})
@@ -60,40 +63,10 @@ func parseDate(s []byte) (y, m, d int64, ok bool) {
 	y, ok1 := num(s[:4])
 	m, ok2 := num(s[5:7])
 	d, ok3 := num(s[8:])
-	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > daysIn(y, m) {
+	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > civil.DaysIn(y, m) {
 		return 0, 0, 0, false
 	}
 	return y, m, d, true
-}
-
-func daysIn(y, m int64) int64 {
-	switch m {
-	case 2:
-		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
-}
-
-// daysFromCivil counts days from 1970-01-01 to y-m-d in the proleptic
-// Gregorian calendar (Howard Hinnant's algorithm).
-func daysFromCivil(y, m, d int64) int64 {
-	if m <= 2 {
-		y--
-	}
-	era := y / 400
-	if y < 0 && y%400 != 0 {
-		era--
-	}
-	yoe := y - era*400
-	mp := (m + 9) % 12
-	doy := (153*mp+2)/5 + d - 1
-	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return era*146097 + doe - 719468
 }
 
 func quote(b []byte) string {

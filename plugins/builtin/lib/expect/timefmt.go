@@ -3,6 +3,8 @@ package expect
 import (
 	"fmt"
 	"sync"
+
+	"github.com/sluice-dev/sluice/plugins/builtin/lib/civil"
 )
 
 // instant is a point in time as seconds and nanoseconds since the Unix
@@ -18,39 +20,6 @@ func (a instant) before(b instant) bool {
 
 func (a instant) nanos() int64 { return a.sec*1e9 + int64(a.nsec) }
 
-// daysFromCivil is the number of days from 1970-01-01 to y-m-d in the
-// proleptic Gregorian calendar (H. Hinnant's algorithm): no time package
-// and no allocation on the per-row path.
-func daysFromCivil(y, m, d int64) int64 {
-	if m <= 2 {
-		y--
-	}
-	era := y / 400
-	if y < 0 && y%400 != 0 {
-		era--
-	}
-	yoe := y - era*400
-	mp := (m + 9) % 12
-	doy := (153*mp+2)/5 + d - 1
-	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return era*146097 + doe - 719468
-}
-
-func isLeap(y int) bool { return y%4 == 0 && (y%100 != 0 || y%400 == 0) }
-
-func daysIn(y, m int) int {
-	switch m {
-	case 2:
-		if isLeap(y) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
-}
-
 // parseISO reads the ISO 8601 forms that Python's isoformat, pandas' to_json
 // and RFC 3339 write: YYYY-MM-DD, optionally followed by T (or a space) and
 // HH:MM[:SS[.fraction]], optionally followed by Z or a ±HH[:MM] offset. A
@@ -63,7 +32,7 @@ func parseISO(s []byte) (instant, bool) {
 	}
 	y := num2(s[0], s[1])*100 + num2(s[2], s[3])
 	m, d := num2(s[5], s[6]), num2(s[8], s[9])
-	if num2(s[0], s[1]) < 0 || num2(s[2], s[3]) < 0 || m < 1 || m > 12 || d < 1 || d > daysIn(y, m) {
+	if num2(s[0], s[1]) < 0 || num2(s[2], s[3]) < 0 || m < 1 || m > 12 || d < 1 || int64(d) > civil.DaysIn(int64(y), int64(m)) {
 		return instant{}, false
 	}
 	h, mi, sec, nsec, off := 0, 0, 0, 0, 0
@@ -106,7 +75,7 @@ func parseISO(s []byte) (instant, bool) {
 			}
 		}
 	}
-	days := daysFromCivil(int64(y), int64(m), int64(d))
+	days := civil.DaysFromEpoch(int64(y), int64(m), int64(d))
 	return instant{days*86400 + int64(h*3600+mi*60+sec-off), int32(nsec)}, true
 }
 
@@ -422,7 +391,7 @@ func (f *strftime) matchFrom(s []byte, i, k int, st date, budget *int) bool {
 	if i != len(s) {
 		return false
 	}
-	if st.month < 1 || st.month > 12 || st.day > daysIn(st.year, st.month) {
+	if st.month < 1 || st.month > 12 || int64(st.day) > civil.DaysIn(int64(st.year), int64(st.month)) {
 		return false
 	}
 	return true
