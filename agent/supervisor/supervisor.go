@@ -20,6 +20,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -238,6 +241,12 @@ func build(p Pipeline, env *service.Environment, log *slog.Logger, metrics func(
 	if env == nil {
 		return nil, errors.New("no service.Environment given in Options.Env")
 	}
+	// Benthos runs a pipeline whose ${VAR} is unset with the empty string
+	// in its place (only its linter objects); an unset token variable would
+	// then turn authentication off. A variable with no default must be set.
+	if missing := missingEnv(p.YAML, os.LookupEnv); len(missing) > 0 {
+		return nil, fmt.Errorf("required environment variables are not set: %s (set them, or give a default as ${%s:value})", strings.Join(missing, ", "), missing[0])
+	}
 	b := env.NewStreamBuilder()
 	if err := b.SetYAML(string(p.YAML)); err != nil {
 		return nil, withSource(p.Source, err)
@@ -320,4 +329,28 @@ func checkHTTPDisabled(b *service.StreamBuilder) error {
 			conf.HTTP.Address)
 	}
 	return nil
+}
+
+// envRef matches a Benthos environment reference, ${NAME} or
+// ${NAME:default}; ${! ...} is an interpolation, not one.
+var envRef = regexp.MustCompile(`\$\{([0-9A-Za-z_.]+)(:[^}]*)?\}`)
+
+// missingEnv lists, sorted and once each, the variables doc refers to
+// without a default that lookup does not know.
+func missingEnv(doc []byte, lookup func(string) (string, bool)) []string {
+	var missing []string
+	for _, m := range envRef.FindAllSubmatchIndex(doc, -1) {
+		if m[0] > 0 && doc[m[0]-1] == '$' {
+			continue // $${NAME} is Benthos' escape for a literal ${NAME}
+		}
+		name := string(doc[m[2]:m[3]])
+		if m[4] >= 0 {
+			continue // has a default
+		}
+		if _, ok := lookup(name); !ok && !slices.Contains(missing, name) {
+			missing = append(missing, name)
+		}
+	}
+	slices.Sort(missing)
+	return missing
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -548,5 +549,35 @@ func TestReport(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMissingEnv: a ${VAR} with no default that is not set stops the
+// pipeline from starting (Benthos alone would run it with ""), while
+// defaults, set variables, interpolations and $${escapes} pass.
+func TestMissingEnv(t *testing.T) {
+	env := map[string]string{"SET": "x", "EMPTY": ""}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	for _, tc := range []struct {
+		doc  string
+		want []string
+	}{
+		{"token: ${TOKEN}", []string{"TOKEN"}},
+		{"a: ${B}\nb: ${A}\nc: ${B}", []string{"A", "B"}},
+		{"token: ${TOKEN:}", nil},
+		{"addr: ${ADDR:127.0.0.1:4196}", nil},
+		{"a: ${SET}\nb: ${EMPTY}", nil},
+		{`key: ${! meta("kafka_key") }`, nil},
+		{"literal: $${NOT_A_VAR}", nil},
+	} {
+		if got := missingEnv([]byte(tc.doc), lookup); !slices.Equal(got, tc.want) {
+			t.Errorf("%q: missing %v, want %v", tc.doc, got, tc.want)
+		}
+	}
+
+	report := Run(t.Context(), []Pipeline{{Name: "p", Source: "p.yaml", YAML: []byte("input:\n  generate: {count: 1, mapping: 'root = \"${SLUICE_TEST_SURELY_UNSET}\"'}\noutput:\n  drop: {}\n")}},
+		Options{Env: service.NewEnvironment(), Logger: slog.New(slog.DiscardHandler), ShutdownTimeout: time.Second})
+	if err := report.Err(); err == nil || !strings.Contains(err.Error(), "required environment variables are not set: SLUICE_TEST_SURELY_UNSET") {
+		t.Errorf("Run with an unset variable: %v", err)
 	}
 }
