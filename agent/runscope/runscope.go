@@ -22,7 +22,6 @@ type Run struct {
 	outstanding int  // batches emitted and not yet acknowledged
 	ended       bool // the input has reached its end
 	failed      bool // a batch was acknowledged with an error
-	complete    bool
 }
 
 type key struct{}
@@ -55,7 +54,6 @@ func (r *Run) Acked(err error) {
 	if err != nil {
 		r.failed = true
 	}
-	r.update()
 }
 
 // Ended records that the input has emitted its last batch.
@@ -63,13 +61,6 @@ func (r *Run) Ended() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ended = true
-	r.update()
-}
-
-func (r *Run) update() {
-	if r.ended && r.outstanding == 0 && !r.failed {
-		r.complete = true
-	}
 }
 
 // Complete reports whether the input reached its end and every batch it
@@ -77,5 +68,5 @@ func (r *Run) update() {
 func (r *Run) Complete() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.complete
+	return r.ended && r.outstanding == 0 && !r.failed
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/sluice-dev/sluice/internal/jsonfield"
 )
 
 // The agent writes a Wasm plugin's fast-mode outputs into the event by
@@ -96,7 +98,7 @@ func (p *plan) merge(doc []byte, docStr string, vals []value, scratch *[]byte) (
 		}
 	}
 	if len(add) > 0 {
-		end, empty := rootEnd(cur)
+		end, empty := jsonfield.RootEnd(cur)
 		if end < 0 {
 			return nil, fmt.Errorf("output field %q: set %q: the message is not a JSON object", p.paths[0], p.paths[0])
 		}
@@ -114,21 +116,13 @@ func (p *plan) merge(doc []byte, docStr string, vals []value, scratch *[]byte) (
 	return cur, nil
 }
 
-// appendNumber renders a number as the agent does, as encoding/json would:
-// plain decimals between 1e-6 and 1e21, exponents outside. NaN and
-// infinities cannot be written.
+// appendNumber renders a number as the agent does (jsonfield.AppendFloat,
+// as encoding/json would); NaN and infinities cannot be written.
 func appendNumber(dst []byte, v float64) ([]byte, bool) {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return dst, false
 	}
-	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
-		dst = strconv.AppendFloat(dst, v, 'e', -1, 64)
-		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
-			dst = append(dst[:n-2], dst[n-1])
-		}
-		return dst, true
-	}
-	return strconv.AppendFloat(dst, v, 'f', -1, 64), true
+	return jsonfield.AppendFloat(dst, v), true
 }
 
 func (n *node) add(path []string, i int) bool {
@@ -236,25 +230,4 @@ func setPath(doc []byte, path string, raw []byte) ([]byte, error) {
 		return append(out, doc[end:]...), nil
 	}
 	return nil, errors.New("set " + strconv.Quote(path) + ": the message is not a JSON object")
-}
-
-// rootEnd returns the index of the closing brace of doc's top-level object
-// and whether the object is empty, or -1 if doc is not an object.
-func rootEnd(doc []byte) (int, bool) {
-	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-	start, end := 0, len(doc)-1
-	for start < len(doc) && isSpace(doc[start]) {
-		start++
-	}
-	for end > start && isSpace(doc[end]) {
-		end--
-	}
-	if start >= end || doc[start] != '{' || doc[end] != '}' {
-		return -1, false
-	}
-	inner := start + 1
-	for inner < end && isSpace(doc[inner]) {
-		inner++
-	}
-	return end, inner == end
 }
