@@ -28,20 +28,18 @@ import (
 	"github.com/sluice-dev/sluice/agent/csvinput"
 	"github.com/sluice-dev/sluice/agent/csvout"
 	"github.com/sluice-dev/sluice/agent/diskbuffer"
-	"github.com/sluice-dev/sluice/agent/grpcplugin"
 	"github.com/sluice-dev/sluice/agent/httpapi"
 	"github.com/sluice-dev/sluice/agent/ingest"
 	"github.com/sluice-dev/sluice/agent/kafka"
 	"github.com/sluice-dev/sluice/agent/metrics"
-	"github.com/sluice-dev/sluice/agent/parquetout"
 	"github.com/sluice-dev/sluice/agent/sampleinput"
-	"github.com/sluice-dev/sluice/agent/sqliteout"
 	"github.com/sluice-dev/sluice/agent/statecache"
 	"github.com/sluice-dev/sluice/agent/supervisor"
 	"github.com/sluice-dev/sluice/agent/wasm"
 	"github.com/sluice-dev/sluice/pipelines"
 	"github.com/sluice-dev/sluice/plugins/builtin"
 	"github.com/sluice-dev/sluice/state"
+	"github.com/sluice-dev/sluice/state/changelog"
 )
 
 // BuiltinPrefix names a pipeline embedded in the binary, as in builtin:demo.
@@ -57,6 +55,14 @@ type Agent struct {
 	reg    *metrics.Registry
 	dev    devKafka
 	runs   runTotals
+	// reloads lets running pipelines pick up changed files (reload.go).
+	reloads supervisor.Reloader
+	// assignments records the Kafka partitions this agent owns, for
+	// state that follows them (state/changelog).
+	assignments *changelog.Assignments
+	// partitioned are the namespaces the pipelines keep per Kafka
+	// partition, known from their configs before their steps are built.
+	partitioned map[string]bool
 	// tmpState is a throwaway state dir, for lint, which must not take the
 	// lock of a data dir a running agent holds.
 	tmpState string
@@ -76,7 +82,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir %q: %w", cfg.DataDir, err)
 	}
-	a := &Agent{cfg: cfg, logger: logger}
+	a := &Agent{cfg: cfg, logger: logger, assignments: changelog.NewAssignments()}
 	stateDir := filepath.Join(cfg.DataDir, "state")
 	if opts.ScratchState {
 		dir, err := os.MkdirTemp("", "sluice-lint-state-")
@@ -100,6 +106,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		Builtins:     builtin.Lookup,
 		BuiltinFiles: pipelines.File,
 		State:        st,
+		Changelog: wasm.ChangelogDeps{
+			Assignments: a.assignments,
+			ClientOpts:  a.changelogClientOpts,
+			Logger:      logger,
+		},
 	})
 	if err != nil {
 		_ = st.Close()
@@ -120,15 +131,17 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register wasm processor: %w", err)
 	}
-	if err := grpcplugin.Register(env, st); err != nil {
+	// grpc_plugin, parquet and sqlite: components_full.go, or
+	// placeholders saying they are not in a lean build.
+	if err := registerOptional(env, st); err != nil {
 		_ = a.Close(ctx)
-		return nil, fmt.Errorf("register grpc_plugin processor: %w", err)
+		return nil, err
 	}
 	if err := statecache.Register(env, st); err != nil {
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register sluice_state cache: %w", err)
 	}
-	if err := kafka.Register(env, kafka.Defaults{Brokers: a.kafkaBrokers}); err != nil {
+	if err := kafka.Register(env, kafka.Defaults{Brokers: a.kafkaBrokers, Assignments: a.assignments, Advertise: cfg.Advertised()}); err != nil {
 		_ = a.Close(ctx)
 		return nil, err
 	}
@@ -144,15 +157,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register csv_file output: %w", err)
 	}
-	if err := parquetout.Register(env); err != nil {
-		_ = a.Close(ctx)
-		return nil, fmt.Errorf("register parquet output: %w", err)
-	}
-	if err := sqliteout.Register(env); err != nil {
-		_ = a.Close(ctx)
-		return nil, fmt.Errorf("register sqlite output: %w", err)
-	}
-	if err := diskbuffer.Register(env, diskbuffer.Options{}); err != nil {
+	// A buffer with no path gets <data_dir>/buffers/<pipeline>.
+	if err := diskbuffer.Register(env, diskbuffer.Options{PipelineOf: a.reg.PipelineOf, Root: filepath.Join(cfg.DataDir, "buffers")}); err != nil {
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register sluice_disk buffer: %w", err)
 	}
@@ -192,19 +198,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.partitioned = partitionedNamespaces(pls)
 	stopDev, err := a.startDevKafka(pls)
 	if err != nil {
 		return err
 	}
 	// Deferred first so it runs last: pipelines drain into the broker.
 	defer stopDev()
+	stopWatch := a.watch(ctx)
+	defer stopWatch()
 	var ready atomic.Bool
 	if a.cfg.HTTPAddress != "" {
 		ln, err := net.Listen("tcp", a.cfg.HTTPAddress)
 		if err != nil {
 			return fmt.Errorf("start HTTP server on %s (set http_address, or empty to turn it off): %w", a.cfg.HTTPAddress, err)
 		}
-		srv := &http.Server{Handler: httpapi.New(httpapi.Config{Store: a.store, Token: a.cfg.HTTPToken, Ready: ready.Load, Metrics: a.reg.Handler(), Views: a.stateView}), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: httpapi.New(httpapi.Config{Store: a.store, Token: a.cfg.HTTPToken, Ready: ready.Load, Metrics: a.reg.Handler(), Views: a.stateView, Reload: a.reloadHTTP, Locate: a.locate, Self: a.cfg.Advertised()}), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.logger.Error("HTTP server stopped", "error", err)
@@ -227,7 +236,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		Metrics: func(p supervisor.Pipeline) string {
 			return fmt.Sprintf("%s: {pipeline: %q}", metrics.ExporterName, p.Name)
 		},
-		OnRun: a.recordRun,
+		OnRun:    a.recordRun,
+		Reloader: &a.reloads,
+		Check:    a.checkPipeline,
 	})
 	return report.Err()
 }

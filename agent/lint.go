@@ -10,10 +10,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/redpanda-data/benthos/v4/public/service"
 	"gopkg.in/yaml.v3"
 
-	"github.com/sluice-dev/sluice/agent/grpcplugin"
 	"github.com/sluice-dev/sluice/agent/wasm"
 )
 
@@ -123,27 +121,8 @@ func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Pr
 		}
 		_ = p.Close(ctx)
 	})
-	// A native plugin is started as the pipeline would start it: the
-	// binary exists and is executable, answers the handshake, and its Init
-	// accepts the step's config.
-	walkComponent(&root, "grpc_plugin", func(_, n *yaml.Node) {
-		text, err := yaml.Marshal(n)
-		if err != nil {
-			probs = append(probs, Problem{Source: source, Line: n.Line, Msg: err.Error()})
-			return
-		}
-		conf, err := grpcplugin.ConfigSpec().ParseYAML(string(text), a.env)
-		if err != nil {
-			probs = append(probs, Problem{Source: source, Line: n.Line, Msg: "grpc_plugin: " + err.Error()})
-			return
-		}
-		p, err := grpcplugin.NewProcessor(conf, service.MockResources(), a.store)
-		if err != nil {
-			probs = append(probs, Problem{Source: source, Line: n.Line, Msg: "grpc_plugin: " + err.Error()})
-			return
-		}
-		_ = p.Close(ctx)
-	})
+	// Native plugins are started, in builds that have them.
+	probs = append(probs, a.lintNativePlugins(ctx, source, &root)...)
 	return probs
 }
 

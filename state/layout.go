@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -44,7 +45,10 @@ const (
 // metaFormatKey holds the store's FormatVersion.
 var metaFormatKey = []byte{kindMeta, 'f', 'o', 'r', 'm', 'a', 't', '_', 'v', 'e', 'r', 's', 'i', 'o', 'n'}
 
-// validateNamespace checks a namespace name against [a-z0-9_-]{1,64}.
+// validateNamespace checks a namespace name against [a-z0-9_-]{1,64},
+// optionally followed by a partition suffix ".p<N>" (PartitionNamespace),
+// which a configured name cannot carry, so a partition's namespace never
+// collides with a step's own.
 func validateNamespace(name string) error {
 	if name == "" {
 		return errors.New("namespace name is empty")
@@ -52,13 +56,28 @@ func validateNamespace(name string) error {
 	if len(name) > maxNamespace {
 		return fmt.Errorf("namespace name %q is %d bytes, at most %d are allowed", name, len(name), maxNamespace)
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
+	base := name
+	if i := strings.LastIndexByte(name, '.'); i >= 0 {
+		base = name[:i]
+		if _, err := strconv.ParseUint(strings.TrimPrefix(name[i+1:], "p"), 10, 31); err != nil || !strings.HasPrefix(name[i+1:], "p") || base == "" {
+			return fmt.Errorf("namespace name %q: use lowercase letters, digits, _ and - only", name)
+		}
+	}
+	for i := 0; i < len(base); i++ {
+		c := base[i]
 		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
 			return fmt.Errorf("namespace name %q: use lowercase letters, digits, _ and - only", name)
 		}
 	}
 	return nil
+}
+
+// PartitionNamespace names the part of namespace ns that holds the state of
+// one source partition: ns + ".p" + partition. A step whose state follows
+// Kafka partitions (a changelog-backed step) keeps each partition's keys
+// apart, so the partition's state can be dropped or rebuilt on its own.
+func PartitionNamespace(ns string, partition int32) string {
+	return ns + ".p" + strconv.Itoa(int(partition))
 }
 
 // validate checks a Namespace's name and TTL.
@@ -351,4 +370,9 @@ func cmpErr(first, next error) error {
 
 // Validate reports whether the namespace's name and TTL are acceptable, so
 // components configuring one can fail at config time.
-func (ns Namespace) Validate() error { return ns.validate() }
+func (ns Namespace) Validate() error {
+	if strings.Contains(ns.Name, ".") {
+		return fmt.Errorf("namespace name %q: use lowercase letters, digits, _ and - only", ns.Name)
+	}
+	return ns.validate()
+}

@@ -21,6 +21,10 @@ type Config struct {
 	LogFormat       string        `koanf:"log_format"`
 	HTTPAddress     string        `koanf:"http_address"`
 	HTTPToken       string        `koanf:"http_token"`
+	// AdvertiseAddress is the HTTP address other agents reach this one
+	// at, for state lookups of keys it owns. Empty: http_address, unless
+	// that listens on every interface (then none is advertised).
+	AdvertiseAddress string `koanf:"advertise_address"`
 	// KafkaBrokers is the cluster a pipeline's kafka components use when
 	// they name no seed_brokers. Empty: the embedded dev broker, if on.
 	KafkaBrokers       []string `koanf:"kafka_brokers"`
@@ -29,6 +33,19 @@ type Config struct {
 	DevKafkaPartitions int      `koanf:"dev_kafka_partitions"`
 	// StateMemory sizes the state store's memory: "standard" or "small".
 	StateMemory string `koanf:"state_memory"`
+}
+
+// Advertised is the address to advertise to other agents: the
+// advertise_address, or the http_address when it names one host.
+func (c Config) Advertised() string {
+	if c.AdvertiseAddress != "" {
+		return c.AdvertiseAddress
+	}
+	host, _, err := net.SplitHostPort(c.HTTPAddress)
+	if err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
+		return ""
+	}
+	return c.HTTPAddress
 }
 
 // Default returns the built-in configuration, the bottom layer of Load.
@@ -155,6 +172,21 @@ func keySpecs() []keySpec {
 				}
 				if _, _, err := net.SplitHostPort(c.HTTPAddress); err != nil {
 					return []string{fmt.Sprintf("%q is not host:port: %v", c.HTTPAddress, err)}
+				}
+				return nil
+			},
+		},
+		{
+			key:    "advertise_address",
+			flag:   "advertise-address",
+			usage:  "host:port other agents in the consumer group reach this agent's HTTP server at, to forward state lookups of keys whose partition it owns; empty: http_address unless it binds every interface",
+			format: func(c Config) string { return formatString(c.AdvertiseAddress) },
+			check: func(c Config) []string {
+				if c.AdvertiseAddress == "" {
+					return nil
+				}
+				if _, _, err := net.SplitHostPort(c.AdvertiseAddress); err != nil {
+					return []string{fmt.Sprintf("%q is not host:port: %v", c.AdvertiseAddress, err)}
 				}
 				return nil
 			},
@@ -290,6 +322,8 @@ func RegisterFlags(fs *pflag.FlagSet) {
 			fs.String(s.flag, d.HTTPAddress, usage)
 		case "http_token":
 			fs.String(s.flag, d.HTTPToken, usage)
+		case "advertise_address":
+			fs.String(s.flag, d.AdvertiseAddress, usage)
 		case "kafka_brokers":
 			fs.StringSlice(s.flag, d.KafkaBrokers, usage+", comma-separated")
 		case "dev_kafka":

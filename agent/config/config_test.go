@@ -132,6 +132,12 @@ func TestPrecedence(t *testing.T) {
 			envName: "SLUICE_HTTP_ADDRESS", flagName: "--http-address",
 		},
 		{
+			key:  "advertise_address",
+			file: "advertise_address: 10.0.0.1:1", env: "SLUICE_ADVERTISE_ADDRESS=10.0.0.1:2", flags: []string{"--advertise-address=10.0.0.1:3"},
+			fileVal: "10.0.0.1:1", envVal: "10.0.0.1:2", flagVal: "10.0.0.1:3",
+			envName: "SLUICE_ADVERTISE_ADDRESS", flagName: "--advertise-address",
+		},
+		{
 			key:  "http_token",
 			file: "http_token: 0123456789abcdef", env: "SLUICE_HTTP_TOKEN=0123456789abcdef", flags: []string{"--http-token=0123456789abcdef"},
 			fileVal: "(set, hidden)", envVal: "(set, hidden)", flagVal: "(set, hidden)",
@@ -238,6 +244,7 @@ func TestLayersMergePerKey(t *testing.T) {
 		{"log_level", "debug", "env SLUICE_LOG_LEVEL"},
 		{"log_format", "json", "flag --log-format"},
 		{"http_address", "127.0.0.1:4195", "default"},
+		{"advertise_address", `""`, "default"},
 		{"http_token", `""`, "default"},
 		{"kafka_brokers", "[]", "default"},
 		{"dev_kafka", "true", "default"},
@@ -552,6 +559,7 @@ shutdown_timeout     = 10s                   (default)
 log_level            = debug                 (flag --log-level)
 log_format           = text                  (default)
 http_address         = 127.0.0.1:4195        (default)
+advertise_address    = ""                    (default)
 http_token           = ""                    (default)
 kafka_brokers        = []                    (default)
 dev_kafka            = false                 (env SLUICE_DEV_KAFKA)

@@ -45,7 +45,7 @@ func registerBenchBuffers(env *service.Environment) error {
 		return err
 	}
 	if err := env.RegisterBatchBuffer("bench_disk_inline", ConfigSpec(Options{}), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchBuffer, error) {
-		c, err := parseConfig(conf)
+		c, err := parseConfig(conf, "")
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -177,7 +178,11 @@ func open(c config, res *service.Resources) (*buffer, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create buffer directory %s: %w", dir, err)
 	}
-	lock, err := lockDir(filepath.Join(dir, lockFileName))
+	owner := ""
+	if c.owner != "" {
+		owner = strconv.Quote(c.owner)
+	}
+	lock, err := lockDir(filepath.Join(dir, lockFileName), owner)
 	if err != nil {
 		return nil, err
 	}

@@ -261,9 +261,9 @@ func TestReopenKeepsOutOfOrderAcks(t *testing.T) {
 
 func TestLockedDirectory(t *testing.T) {
 	dir := t.TempDir()
-	openT(t, config{Dir: dir})
-	_, err := open(config{Dir: dir}, nil)
-	if err == nil || !strings.Contains(err.Error(), "in use by another sluice_disk buffer") {
+	openT(t, config{Dir: dir, owner: "orders"})
+	_, err := open(config{Dir: dir, owner: "payments"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "in use by another sluice_disk buffer (pipeline \"orders\", in this process)") {
 		t.Fatalf("second open: %v", err)
 	}
 }

@@ -263,23 +263,45 @@ func TestLintRules(t *testing.T) {
 	}
 }
 
+// TestDefaultDir: with a root and a pipeline name, `path` may be left out;
+// without either it is required, and every problem is reported at once.
 func TestDefaultDir(t *testing.T) {
-	dir := t.TempDir()
-	spec := ConfigSpec(Options{DefaultDir: dir})
-	pc, err := spec.ParseYAML("max_bytes: 1000\n", nil)
-	if err != nil {
-		t.Fatal(err)
+	root := t.TempDir()
+	opts := Options{Root: root, PipelineOf: func(*service.Resources) (string, bool) { return "orders", true }}
+	dir, err := opts.dirFor("orders")
+	if err != nil || dir != filepath.Join(root, "orders") {
+		t.Fatalf("dirFor: %q, %v", dir, err)
 	}
-	c, err := parseConfig(pc)
-	if err != nil {
-		t.Fatal(err)
+	c, err := parseConfig(mustParse(t, ConfigSpec(opts), "max_bytes: 1000\n"), dir)
+	if err != nil || c.Dir != dir {
+		t.Fatalf("dir %q, %v; want %q", c.Dir, err, dir)
 	}
-	if c.Dir != dir {
-		t.Fatalf("dir %q, want %q", c.Dir, dir)
+	c, err = parseConfig(mustParse(t, ConfigSpec(opts), "path: ./mine\n"), dir)
+	if err != nil || c.Dir != "./mine" {
+		t.Fatalf("an explicit path: %q, %v", c.Dir, err)
 	}
-	if _, err := parseConfig(mustParse(t, ConfigSpec(Options{}), "path: \"\"\nmax_in_flight: 0\nread_batch_messages: 0\n")); err == nil ||
+	for _, name := range []string{"", ".", "..", "a/b"} {
+		if _, err := opts.dirFor(name); err == nil || !strings.Contains(err.Error(), "path is required") {
+			t.Errorf("pipeline name %q: %v", name, err)
+		}
+	}
+	if _, err := parseConfig(mustParse(t, ConfigSpec(Options{}), "path: \"\"\nmax_in_flight: 0\nread_batch_messages: 0\n"), ""); err == nil ||
 		!strings.Contains(err.Error(), "path is required: the directory") || !strings.Contains(err.Error(), "max_in_flight") || !strings.Contains(err.Error(), "read_batch_messages") {
 		t.Fatalf("every problem at once: %v", err)
+	}
+	// The linter knows whether `path` is needed.
+	for _, tc := range []struct {
+		opts Options
+		ok   bool
+	}{{opts, true}, {Options{}, false}} {
+		env := service.NewEnvironment()
+		if err := Register(env, tc.opts); err != nil {
+			t.Fatal(err)
+		}
+		err := env.NewStreamBuilder().SetYAML("input:\n  generate:\n    mapping: root = 1\nbuffer:\n  sluice_disk: {}\noutput:\n  drop: {}\n")
+		if (err == nil) != tc.ok {
+			t.Errorf("root %q: lint of a buffer without path: %v", tc.opts.Root, err)
+		}
 	}
 }
 

@@ -11,6 +11,8 @@ package diskbuffer
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -38,20 +40,42 @@ const (
 
 // Options are what the agent supplies when it registers the buffer.
 type Options struct {
-	// DefaultDir is the directory used when a config has no `path`; empty
-	// makes `path` required. Two buffers cannot share a directory (the
-	// second fails to open), so it suits one buffered pipeline at most.
-	DefaultDir string
+	// PipelineOf names the pipeline a buffer is part of, from the
+	// resources Benthos gives the buffer; nil, or false, when unknown. The
+	// name picks the default directory and tells the user which pipeline
+	// holds a directory another buffer wanted.
+	PipelineOf func(res *service.Resources) (string, bool)
+	// Root, with PipelineOf, makes `path` optional: a buffer without one
+	// uses Root/<pipeline name>. Empty makes `path` required.
+	Root string
+}
+
+// dirFor is the default directory of the named pipeline's buffer.
+func (o Options) dirFor(pipeline string) (string, error) {
+	if o.Root == "" {
+		return "", nil
+	}
+	if pipeline == "" {
+		return "", fmt.Errorf("%s is required here: the pipeline's name, which picks the default directory under %s, is not known", fPath, o.Root)
+	}
+	if pipeline == "." || pipeline == ".." || strings.ContainsAny(pipeline, `/\`+"\x00") {
+		return "", fmt.Errorf("%s is required: the pipeline name %q cannot name a directory under %s", fPath, pipeline, o.Root)
+	}
+	return filepath.Join(o.Root, pipeline), nil
 }
 
 // ConfigSpec is the buffer's spec.
 func ConfigSpec(opts Options) *service.ConfigSpec {
+	pathDesc := "The directory holding the buffer's files, created if missing. A relative path is relative to the agent's working directory. One buffer per directory: a second buffer (in this process or another) opening it fails, naming the pipeline that holds it. Changing it starts an empty buffer; what was left in the old directory stays there."
+	if opts.Root != "" {
+		pathDesc += " When not set, it is `" + filepath.Join(opts.Root, "<pipeline name>") + "`: the agent's data dir, `buffers`, then the pipeline's name (its file name without `.yaml`), so each pipeline has its own; two pipeline files of the same name in different directories would share one, and the second fails to start until one of them sets `path`."
+	}
 	path := service.NewStringField(fPath).
-		Description("The directory holding the buffer's files, created if missing. A relative path is relative to the agent's working directory. One buffer per directory: a second buffer (in this process or another) opening it fails. Changing it starts an empty buffer; what was left in the old directory stays there.").
+		Description(pathDesc).
 		Example("./data/buffers/orders").
 		Example("/var/lib/sluice/buffers/orders")
-	if opts.DefaultDir != "" {
-		path = path.Default(opts.DefaultDir)
+	if opts.Root != "" {
+		path = path.Optional()
 	}
 	return service.NewConfigSpec().
 		Beta().
@@ -143,10 +167,19 @@ output:
 // Register adds the `sluice_disk` buffer to env.
 func Register(env *service.Environment, opts Options) error {
 	return env.RegisterBatchBuffer(Name, ConfigSpec(opts), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchBuffer, error) {
-		c, err := parseConfig(conf)
+		var pipeline string
+		if opts.PipelineOf != nil {
+			pipeline, _ = opts.PipelineOf(res)
+		}
+		def, defErr := opts.dirFor(pipeline)
+		c, err := parseConfig(conf, def)
 		if err != nil {
+			if c.Dir == "" && defErr != nil {
+				err = errors.Join(defErr, err)
+			}
 			return nil, err
 		}
+		c.owner = pipeline
 		return open(c, res)
 	})
 }
@@ -162,6 +195,9 @@ type config struct {
 	MaxInFlight       int
 	ReadBatchMessages int
 
+	// owner names the pipeline the buffer is part of, if known, for the
+	// lock file.
+	owner string
 	// inlineSync fsyncs inside each WriteBatch instead of through the group
 	// commit goroutine: only for the benchmark that measures the
 	// difference.
@@ -173,7 +209,9 @@ type config struct {
 	onFull func()
 }
 
-func parseConfig(conf *service.ParsedConfig) (config, error) {
+// parseConfig reads the config; defaultDir is the directory when `path` is
+// not set ("": `path` is required).
+func parseConfig(conf *service.ParsedConfig, defaultDir string) (config, error) {
 	var errs []error
 	str := func(f string) string {
 		v, err := conf.FieldString(f)
@@ -197,8 +235,9 @@ func parseConfig(conf *service.ParsedConfig) (config, error) {
 		MaxInFlight:       num(fMaxInFlight),
 		ReadBatchMessages: num(fReadBatchMessages),
 	}
+	c.Dir = defaultDir
 	if conf.Contains(fPath) {
-		// Missing, validate reports it with the other problems.
+		// Empty, validate reports it with the other problems.
 		c.Dir = str(fPath)
 	}
 	if conf.Contains(fMaxAge) {
@@ -214,7 +253,7 @@ func parseConfig(conf *service.ParsedConfig) (config, error) {
 		}
 	}
 	if err := errors.Join(append(errs, c.validate())...); err != nil {
-		return config{}, err
+		return config{Dir: c.Dir}, err
 	}
 	return c, nil
 }

@@ -8,16 +8,20 @@
 //	GET    /v1/state/{namespace}?prefix=&after=&limit=   a page of keys
 //	DELETE /v1/state/{namespace}/{key}        erase one key
 //	GET    /metrics                           Prometheus: every pipeline's Benthos metrics and the state store's
+//	POST   /admin/reload                      load changed plugin and pipeline files now (as SIGHUP does); JSON per step
 //
 // Every endpoint but /healthz and /readyz needs `Authorization: Bearer <token>`; with no token
 // configured they are off (403), so state is never served unauthenticated.
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -39,7 +43,29 @@ type EntryView struct {
 	Value     json.RawMessage `json:"value,omitempty"`
 	ViewError string          `json:"view_error,omitempty"`
 	Raw       string          `json:"value_base64,omitempty"`
+	// Partition is the Kafka partition holding the key, for a namespace
+	// whose state follows partitions; ServedBy the agent that answered
+	// when this one forwarded the lookup.
+	Partition *int32 `json:"partition,omitempty"`
+	ServedBy  string `json:"served_by,omitempty"`
 }
+
+// Location is where a key of a namespace whose state follows Kafka
+// partitions is served.
+type Location struct {
+	Partition int32
+	// Local: this agent owns the partition; its state is in Namespace.
+	Local     bool
+	Namespace string
+	// Owner is the owning agent's advertised HTTP address ("" if it
+	// advertises none); OwnerID its Kafka client ID, for messages.
+	Owner, OwnerID string
+}
+
+// forwardedHeader marks a lookup one agent forwarded to another, which
+// answers it itself or not at all, so a lookup never goes round in
+// circles while the group rebalances.
+const forwardedHeader = "X-Sluice-Forwarded-By"
 
 // Viewer renders one stored state as JSON.
 type Viewer func(ctx context.Context, key string, state []byte) ([]byte, error)
@@ -56,6 +82,17 @@ type Config struct {
 	// Views finds the state view of a namespace, if a running step offers
 	// one; nil means none does.
 	Views func(ns string) (Viewer, bool)
+	// Reload loads changed plugin and pipeline files and returns what
+	// happened to each, as JSON, and whether any new version was refused;
+	// nil turns /admin/reload off.
+	Reload func(ctx context.Context) (report any, refused bool)
+	// Locate says where a key is served when its namespace's state
+	// follows Kafka partitions (partitioned true); nil means none does.
+	Locate func(ctx context.Context, ns, key string) (loc Location, partitioned bool, err error)
+	// Self is this agent's advertised address, named in forwarded lookups.
+	Self string
+	// Client forwards lookups; nil means a client with a 10s timeout.
+	Client *http.Client
 }
 
 // View builds the EntryView of a Get result.
@@ -128,9 +165,39 @@ func New(c Config) http.Handler {
 		}
 	}
 	mux.HandleFunc("GET /metrics", auth(metrics.ServeHTTP))
+	mux.HandleFunc("POST /admin/reload", auth(func(w http.ResponseWriter, r *http.Request) {
+		if c.Reload == nil {
+			http.Error(w, "reload is not available", http.StatusNotFound)
+			return
+		}
+		report, refused := c.Reload(r.Context())
+		// A refused version is a failed request for a deploy script (curl
+		// --fail), though the old version keeps running: the body says which.
+		status := http.StatusOK
+		if refused {
+			status = http.StatusUnprocessableEntity
+		}
+		writeJSON(w, status, report)
+	}))
 	mux.HandleFunc("GET /v1/state/{namespace}/{key}", auth(func(w http.ResponseWriter, r *http.Request) {
 		ns, key := r.PathValue("namespace"), r.PathValue("key")
-		e, found, err := st.Get(ns, key)
+		storeNS := ns
+		var part *int32
+		if c.Locate != nil {
+			loc, partitioned, err := c.Locate(r.Context(), ns, key)
+			switch {
+			case !partitioned:
+			case err != nil:
+				http.Error(w, fmt.Sprintf("namespace %s: locate key %q: %v", ns, key, err), http.StatusServiceUnavailable)
+				return
+			case !loc.Local:
+				forward(w, r, c, loc)
+				return
+			default:
+				storeNS, part = loc.Namespace, &loc.Partition
+			}
+		}
+		e, found, err := st.Get(storeNS, key)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -140,6 +207,7 @@ func New(c Config) http.Handler {
 			status = http.StatusNotFound
 		}
 		v := View(ns, key, e, found)
+		v.Partition = part
 		if found && c.Views != nil {
 			if view, ok := c.Views(ns); ok {
 				v.Render(r.Context(), view, e.Value)
@@ -177,6 +245,52 @@ func New(c Config) http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	return mux
+}
+
+// forward hands a lookup to the agent that owns the key's partition and
+// relays its answer.
+func forward(w http.ResponseWriter, r *http.Request, c Config, loc Location) {
+	if by := r.Header.Get(forwardedHeader); by != "" {
+		http.Error(w, fmt.Sprintf("partition %d is not this agent's (forwarded by %s; the group is rebalancing): try again", loc.Partition, by), http.StatusServiceUnavailable)
+		return
+	}
+	if loc.Owner == "" {
+		http.Error(w, fmt.Sprintf("partition %d is owned by %q, which advertises no HTTP address (advertise_address)", loc.Partition, loc.OwnerID), http.StatusServiceUnavailable)
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+loc.Owner+r.URL.EscapedPath(), nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	req.Header.Set("Authorization", r.Header.Get("Authorization"))
+	req.Header.Set(forwardedHeader, cmp.Or(c.Self, "unnamed agent"))
+	client := c.Client
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("partition %d is owned by %s: forward the lookup: %v", loc.Partition, loc.Owner, err), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("partition %d is owned by %s: read its answer: %v", loc.Partition, loc.Owner, err), http.StatusBadGateway)
+		return
+	}
+	var v EntryView
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound {
+		if json.Unmarshal(body, &v) == nil {
+			v.ServedBy = loc.Owner
+			writeJSON(w, resp.StatusCode, v)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

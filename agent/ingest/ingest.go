@@ -14,9 +14,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -31,6 +33,10 @@ import (
 const (
 	MetaIndex      = "http_ingest_index"
 	MetaRemoteAddr = "http_ingest_remote_addr"
+	// MetaClientSubject is the subject of the client's verified
+	// certificate, set only with mTLS, so a pipeline can tell senders
+	// apart without a token per client.
+	MetaClientSubject = "http_ingest_client_subject"
 )
 
 // Server limits that are not worth a config field: the header timeout stops
@@ -59,7 +65,19 @@ func ConfigSpec() *service.ConfigSpec {
 			service.NewDurationField("timeout").Description("How long a request waits for its batch to be acknowledged by the pipeline before it is answered 503 (not taken) or 504 (taken, outcome unknown).").Default("10s"),
 			service.NewIntField("max_body_bytes").Description("The largest request body accepted; larger ones answer 413.").Default(10485760),
 			service.NewStringField("token").Description("When set, requests must carry `Authorization: Bearer <token>`, else they answer 401.").Default("").Secret(),
-		)
+			tlsField(),
+		).
+		LintRule(tlsLintRule).
+		Example("Mutual TLS", "HTTPS for clients holding a certificate from the clients' CA, plus a bearer token.", `
+input:
+  http_ingest:
+    address: 0.0.0.0:4196
+    token: ${INGEST_TOKEN}
+    tls:
+      cert_file: /etc/sluice/tls/tls.crt
+      key_file: /etc/sluice/tls/tls.key
+      client_ca_file: /etc/sluice/tls/clients-ca.crt
+`)
 }
 
 // Register adds the `http_ingest` input to env.
@@ -116,6 +134,9 @@ func newInput(conf *service.ParsedConfig, log *service.Logger) (*input, error) {
 		return nil, err
 	}
 	in.token = []byte(token)
+	if in.tls, err = parseTLS(conf); err != nil {
+		return nil, fmt.Errorf("http_ingest: %w", err)
+	}
 	return in, nil
 }
 
@@ -126,6 +147,7 @@ type input struct {
 	timeout      time.Duration
 	maxBody      int64
 	token        []byte
+	tls          *tls.Config // nil: plain HTTP
 	log          *service.Logger
 	onListen     func(net.Addr)
 
@@ -139,6 +161,21 @@ type input struct {
 	mu  sync.Mutex
 	srv *http.Server
 	ln  net.Listener
+}
+
+// logWriter sends the HTTP server's own messages to the pipeline's log.
+type logWriter struct{ log *service.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	msg := bytes.TrimRight(p, "\n")
+	if bytes.HasSuffix(msg, []byte(": EOF")) {
+		// A connection closed before a handshake: port probes and
+		// health checks, every few seconds; not worth a warning.
+		w.log.Debugf("http_ingest: %s", msg)
+	} else {
+		w.log.Warnf("http_ingest: %s", msg)
+	}
+	return len(p), nil
 }
 
 // request is one HTTP request's batch on its way to the pipeline.
@@ -170,14 +207,28 @@ func (in *input) Connect(ctx context.Context) error {
 		Handler:           http.HandlerFunc(in.serveHTTP),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
+		TLSConfig:         in.tls,
+		// Refused handshakes (a client without a trusted certificate) are
+		// what an operator setting up mTLS needs to see, in the agent's log
+		// rather than on stderr.
+		ErrorLog: log.New(logWriter{in.log}, "", 0),
 	}
 	in.srv, in.ln = srv, ln
+	scheme, note, serve := "http", "", srv.Serve
+	if in.tls != nil {
+		// The certificates are in TLSConfig already; ServeTLS is used
+		// rather than a tls.Listener so that HTTP/2 is offered as well.
+		scheme, serve = "https", func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+		if in.tls.ClientCAs != nil {
+			note = " (client certificates required)"
+		}
+	}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			in.log.Errorf("http_ingest server on %s stopped: %v", ln.Addr(), err)
 		}
 	}()
-	in.log.Infof("http_ingest listening on http://%s%s", ln.Addr(), in.path)
+	in.log.Infof("http_ingest listening on %s://%s%s%s", scheme, ln.Addr(), in.path, note)
 	if in.onListen != nil {
 		in.onListen(ln.Addr())
 	}
@@ -259,11 +310,18 @@ func (in *input) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	var subject string
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		subject = r.TLS.PeerCertificates[0].Subject.String()
+	}
 	batch := make(service.MessageBatch, len(events))
 	for i, e := range events {
 		m := service.NewMessage(e)
 		m.MetaSetMut(MetaIndex, i)
 		m.MetaSetMut(MetaRemoteAddr, r.RemoteAddr)
+		if subject != "" {
+			m.MetaSetMut(MetaClientSubject, subject)
+		}
 		batch[i] = m
 	}
 	var store *service.SyncResponseStore

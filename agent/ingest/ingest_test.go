@@ -35,8 +35,10 @@ type recorder struct {
 	events  []string
 	indexes []string
 	remotes []string
-	fail    error
-	hold    chan struct{} // when set, writes wait for it to close
+	// subjects holds each event's client certificate subject, if any.
+	subjects []string
+	fail     error
+	hold     chan struct{} // when set, writes wait for it to close
 }
 
 func (r *recorder) Connect(context.Context) error { return nil }
@@ -65,9 +67,11 @@ func (r *recorder) WriteBatch(ctx context.Context, b service.MessageBatch) error
 		}
 		idx, _ := m.MetaGetMut(MetaIndex)
 		remote, _ := m.MetaGet(MetaRemoteAddr)
+		subject, _ := m.MetaGet(MetaClientSubject)
 		r.events = append(r.events, string(body))
 		r.indexes = append(r.indexes, fmt.Sprint(idx))
 		r.remotes = append(r.remotes, remote)
+		r.subjects = append(r.subjects, subject)
 	}
 	return nil
 }

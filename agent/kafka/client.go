@@ -24,6 +24,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/sluice-dev/sluice/state/changelog"
 )
 
 // Defaults are the agent-wide settings a pipeline's kafka components fall
@@ -33,6 +35,15 @@ type Defaults struct {
 	// is a function because the dev broker's address is known only once it
 	// listens, after the components are registered.
 	Brokers func() []string
+	// Assignments, if set, is told which partitions the kafka inputs'
+	// consumer groups give this agent, for state that follows them
+	// (state/changelog).
+	Assignments *changelog.Assignments
+	// Advertise, if set, is this agent's HTTP address as other agents
+	// reach it. Inputs append it to their client ID (client_id@address),
+	// which the consumer group shows every member, so an agent can send a
+	// state lookup to the one owning the key's partition.
+	Advertise string
 }
 
 // Register adds the `kafka` input and output to env.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/state/changelog"
 )
 
 const (
@@ -60,6 +62,9 @@ When a rebalance takes a partition away, the offsets acknowledged so far are com
 
 type input struct {
 	opts     []kgo.Opt
+	group    string
+	regex    bool
+	assign   *changelog.Assignments
 	brokers  []string
 	topics   []string
 	maxBatch int
@@ -117,6 +122,7 @@ func newInput(conf *service.ParsedConfig, mgr *service.Resources, d Defaults) (*
 	if err != nil {
 		return nil, err
 	}
+	in.regex = regex
 	if regex {
 		for i, t := range in.topics {
 			if _, err := regexp.Compile(t); err != nil {
@@ -161,6 +167,14 @@ func newInput(conf *service.ParsedConfig, mgr *service.Resources, d Defaults) (*
 	if rack != "" {
 		opts = append(opts, kgo.Rack(rack))
 	}
+	in.group, in.assign = group, d.Assignments
+	if d.Advertise != "" {
+		id, err := conf.FieldString(fClientID)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.ClientID(id+changelog.AdvertiseSeparator+d.Advertise))
+	}
 	in.opts = append(opts,
 		kgo.ConsumeTopics(in.topics...),
 		kgo.ConsumerGroup(group),
@@ -192,6 +206,17 @@ func (in *input) Connect(ctx context.Context) error {
 		return err
 	}
 	in.cl = cl
+	if in.assign != nil && !in.regex {
+		// Known before any assignment, so a member with no partitions
+		// yet can still find who owns a key's.
+		for _, t := range in.topics {
+			if err := in.assign.Assigned(in.group, t, nil); err != nil {
+				cl.Close()
+				in.cl = nil
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -201,6 +226,22 @@ func (in *input) assigned(_ context.Context, _ *kgo.Client, parts map[string][]i
 	for topic, ps := range parts {
 		slices.Sort(ps)
 		in.log.Infof("kafka partitions assigned: topic %s partitions %v", topic, ps)
+		if in.assign != nil {
+			if err := in.assign.Assigned(in.group, topic, ps); err != nil {
+				in.log.Errorf("kafka input: %v", err)
+			}
+		}
+	}
+}
+
+// release tells state that follows partitions they left; it waits for
+// commits in flight on them to finish writing their changelog.
+func (in *input) release(parts map[string][]int32) {
+	if in.assign == nil {
+		return
+	}
+	for topic, ps := range parts {
+		in.assign.Revoked(topic, ps)
 	}
 }
 
@@ -213,6 +254,7 @@ func (in *input) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]
 			in.log.Infof("kafka partitions revoked: topic %s partitions %v", topic, ps)
 		}
 	}
+	in.release(lost)
 	in.drop(lost, "revoked")
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		in.log.Warnf("commit offsets on rebalance: %v", err)
@@ -222,6 +264,7 @@ func (in *input) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]
 // lost is a fatal group error: the partitions may already be someone
 // else's, so nothing is committed.
 func (in *input) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	in.release(lost)
 	in.drop(lost, "lost")
 }
 

@@ -9,8 +9,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +38,11 @@ type Registry struct {
 	gauges   map[string]*prometheus.GaugeVec
 	timers   map[string]*prometheus.HistogramVec
 	labels   map[string][]string
+
+	// probes holds, per token, the pipeline whose exporter saw the token
+	// (see PipelineOf).
+	probes   sync.Map
+	probeSeq atomic.Uint64
 }
 
 // New returns a registry with Go runtime and process collectors.
@@ -172,6 +179,14 @@ func (e *exporter) NewTimerCtor(name string, keys ...string) service.MetricsExpo
 }
 
 func (e *exporter) NewGaugeCtor(name string, keys ...string) service.MetricsExporterGaugeCtor {
+	if name == probeMetric {
+		return func(vals ...string) service.MetricsExporterGauge {
+			if len(vals) > 0 { // the token is last, after Benthos' own labels
+				e.r.probes.Store(vals[len(vals)-1], e.pipeline)
+			}
+			return noop{}
+		}
+	}
 	v := e.r.gauge(name, keys)
 	return func(vals ...string) service.MetricsExporterGauge {
 		if v == nil {
@@ -194,6 +209,26 @@ func (t timer) Timing(ns int64) { t.o.Observe(float64(ns) / 1e9) }
 type gauge struct{ g prometheus.Gauge }
 
 func (g gauge) Set(v int64) { g.g.Set(float64(v)) }
+
+// probeMetric is a gauge that is never exported: PipelineOf sets it to
+// learn which pipeline's exporter a component's metrics go through.
+const probeMetric = "sluice_internal_pipeline_probe"
+
+// PipelineOf reports the name of the pipeline whose component was given
+// res, if the pipeline's metrics go to this registry (as every pipeline
+// the agent runs does). Benthos gives a component no other sign of the
+// stream it belongs to; the exporter, configured per pipeline by the
+// supervisor, is the one per-stream thing a component can reach, and a
+// gauge's label values reach it synchronously, on the caller's goroutine.
+func (r *Registry) PipelineOf(res *service.Resources) (string, bool) {
+	token := strconv.FormatUint(r.probeSeq.Add(1), 10)
+	res.Metrics().NewGauge(probeMetric, "probe").Set(0, token)
+	v, ok := r.probes.LoadAndDelete(token)
+	if !ok {
+		return "", false
+	}
+	return v.(string), true
+}
 
 // RegisterState exports the state store's counters, read at scrape time.
 func (r *Registry) RegisterState(st *state.Store) {

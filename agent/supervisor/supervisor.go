@@ -75,6 +75,14 @@ type Options struct {
 	// OnRun, if set, is told the outcome of every run of a scheduled
 	// pipeline, retries included.
 	OnRun func(RunOutcome)
+	// Reloader, if set, lets the caller have pipelines read from files
+	// pick up a changed file while they run (see Reloader).
+	Reloader *Reloader
+	// Check, if set, is run on a reloaded pipeline's config after it
+	// builds and before the running stream is stopped for it: the agent
+	// loads its plugins here, so a config whose plugin fails to load is
+	// refused while the old stream still runs.
+	Check func(ctx context.Context, p Pipeline) error
 }
 
 // Result is what happened to one pipeline.
@@ -167,7 +175,26 @@ func runOne(ctx context.Context, p Pipeline, opts Options, log *slog.Logger) err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pipeline %q (%s): not started: %w", p.Name, p.Source, err)
 	}
+	rn := opts.Reloader.subscribe(p)
+	defer opts.Reloader.unsubscribe(rn)
+	var reqs chan chan PipelineReload
+	if rn != nil {
+		reqs = rn.reqs
+	}
+	for {
+		np, nstrm, err := runStream(ctx, p, strm, opts, log, reqs)
+		if nstrm == nil {
+			return err
+		}
+		p, strm = np, nstrm
+		log.Info("pipeline reloaded: the new version is starting", "source", p.Source)
+	}
+}
 
+// runStream runs strm until it finishes, ctx is cancelled, or a reload
+// asked on reqs finds a new config that builds: then the stream is
+// drained and the new config and its stream are returned, to run next.
+func runStream(ctx context.Context, p Pipeline, strm *service.Stream, opts Options, log *slog.Logger, reqs chan chan PipelineReload) (Pipeline, *service.Stream, error) {
 	// Stream.Run must not see ctx's cancellation: it would return at once
 	// without stopping anything, leaving the stream running, undrained and
 	// unowned, in the background. Shutdown is driven by StopWithin instead;
@@ -183,15 +210,38 @@ func runOne(ctx context.Context, p Pipeline, opts Options, log *slog.Logger) err
 		runErr = strm.Run(runCtx)
 	}()
 
-	select {
-	case <-runDone:
-		if runErr != nil {
-			return fmt.Errorf("pipeline %q (%s): run: %w", p.Name, p.Source, runErr)
+	for {
+		select {
+		case <-runDone:
+			if runErr != nil {
+				return p, nil, fmt.Errorf("pipeline %q (%s): run: %w", p.Name, p.Source, runErr)
+			}
+			return p, nil, nil
+		case <-ctx.Done():
+			return p, nil, drain(p, strm, runDone, &runErr, cancelRun, opts, log)
+		case reply := <-reqs:
+			np, nstrm, res := next(ctx, p, opts, log)
+			if nstrm == nil {
+				reply <- res
+				continue
+			}
+			// The old stream is drained before the new one starts, so what it
+			// read is delivered and acknowledged and the input's committed
+			// position is where the new one resumes.
+			log.Info("pipeline file changed: draining the running version", "source", p.Source)
+			if err := drain(p, strm, runDone, &runErr, cancelRun, opts, log); err != nil {
+				res.Result, res.Error = ReloadRefused, err.Error()
+				reply <- res
+				return p, nil, err
+			}
+			reply <- res
+			return np, nstrm, nil
 		}
-		return nil
-	case <-ctx.Done():
 	}
+}
 
+// drain stops strm within the shutdown timeout and waits for its Run.
+func drain(p Pipeline, strm *service.Stream, runDone <-chan struct{}, runErr *error, cancelRun context.CancelFunc, opts Options, log *slog.Logger) error {
 	log.Info("draining pipeline", "timeout", opts.ShutdownTimeout)
 	failedBeforeStart, stopErr := stop(strm, runDone, opts.ShutdownTimeout)
 	cancelRun()
@@ -199,7 +249,7 @@ func runOne(ctx context.Context, p Pipeline, opts Options, log *slog.Logger) err
 
 	switch {
 	case failedBeforeStart:
-		return fmt.Errorf("pipeline %q (%s): run: %w", p.Name, p.Source, runErr)
+		return fmt.Errorf("pipeline %q (%s): run: %w", p.Name, p.Source, *runErr)
 	case errors.Is(stopErr, context.DeadlineExceeded):
 		return fmt.Errorf("pipeline %q (%s): drain exceeded shutdown timeout of %s: %w",
 			p.Name, p.Source, opts.ShutdownTimeout, stopErr)
@@ -209,8 +259,8 @@ func runOne(ctx context.Context, p Pipeline, opts Options, log *slog.Logger) err
 	// Once the drain succeeded, Run has either raced it with a redundant Stop
 	// of its own or been released by cancelRun; cancellation reported by
 	// either is an artefact of that, not a problem with the pipeline.
-	if runErr != nil && !errors.Is(runErr, context.Canceled) {
-		return fmt.Errorf("pipeline %q (%s): run: %w", p.Name, p.Source, runErr)
+	if *runErr != nil && !errors.Is(*runErr, context.Canceled) {
+		return fmt.Errorf("pipeline %q (%s): run: %w", p.Name, p.Source, *runErr)
 	}
 	return nil
 }

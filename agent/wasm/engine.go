@@ -50,6 +50,9 @@ type EngineConfig struct {
 	// State is the agent's state store, for stateful steps; nil means
 	// stateful plugins cannot be loaded.
 	State *state.Store
+	// Changelog is what a step whose state follows Kafka partitions
+	// (state.changelog) needs; zero means such steps cannot be loaded.
+	Changelog ChangelogDeps
 }
 
 // Engine compiles plugin modules once per process and hands out instances.
@@ -62,8 +65,15 @@ type Engine struct {
 	mu       sync.Mutex
 	runtimes map[runtimeKey]wazero.Runtime
 	modules  map[moduleKey]*Module
+	// refs counts the Loads of each cached module not yet released: a
+	// module replaced by a hot reload is closed when no step uses it.
+	refs map[moduleKey]int
 
 	views stateViews
+	logs  changelogSteps
+
+	// reloads are the live `path:` steps, for Reload and WatchFiles.
+	reloads reloadRegistry
 }
 
 // runtimeKey groups modules by the runtime-wide settings wazero offers:
@@ -81,7 +91,7 @@ type moduleKey struct {
 
 // NewEngine opens the compilation cache and returns an Engine.
 func NewEngine(cfg EngineConfig) (*Engine, error) {
-	e := &Engine{cfg: cfg, runtimes: map[runtimeKey]wazero.Runtime{}, modules: map[moduleKey]*Module{}}
+	e := &Engine{cfg: cfg, runtimes: map[runtimeKey]wazero.Runtime{}, modules: map[moduleKey]*Module{}, refs: map[moduleKey]int{}}
 	if cfg.CacheDir != "" {
 		dir := filepath.Clean(cfg.CacheDir)
 		c, err := wazero.NewCompilationCacheWithDir(dir)
@@ -105,6 +115,7 @@ func (e *Engine) Close(ctx context.Context) error {
 		delete(e.runtimes, k)
 	}
 	clear(e.modules)
+	clear(e.refs)
 	errs = append(errs, e.cache.Close(ctx))
 	return errors.Join(errs...)
 }
@@ -132,6 +143,7 @@ type Module struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	opts     LoadOptions
+	key      moduleKey
 }
 
 // Name is where the module came from, for messages.
@@ -144,7 +156,8 @@ func (e *Engine) Load(ctx context.Context, name string, bin []byte, opts LoadOpt
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if m, ok := e.modules[key]; ok {
-		return &Module{name: name, rt: m.rt, compiled: m.compiled, opts: opts}, nil
+		e.refs[key]++
+		return &Module{name: name, rt: m.rt, compiled: m.compiled, opts: opts, key: key}, nil
 	}
 	rt, err := e.runtime(ctx, key.runtimeKey)
 	if err != nil {
@@ -158,9 +171,32 @@ func (e *Engine) Load(ctx context.Context, name string, bin []byte, opts LoadOpt
 		_ = compiled.Close(ctx)
 		return nil, fmt.Errorf("plugin %s: %w", name, err)
 	}
-	m := &Module{name: name, rt: rt, compiled: compiled, opts: opts}
+	m := &Module{name: name, rt: rt, compiled: compiled, opts: opts, key: key}
 	e.modules[key] = m
+	e.refs[key]++
 	return m, nil
+}
+
+// releaseModule gives back one Load of m; the compiled module is closed
+// when every Load of it has been released. A step stopped with its pipeline
+// does not release its module, so a restarted pipeline finds it compiled;
+// a version replaced by a hot reload does, so reloads do not pile up
+// compiled code.
+func (e *Engine) releaseModule(ctx context.Context, m *Module) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.modules[m.key]; !ok {
+		return nil // the engine is closed
+	}
+	if e.refs[m.key]--; e.refs[m.key] > 0 {
+		return nil
+	}
+	delete(e.refs, m.key)
+	delete(e.modules, m.key)
+	if err := m.compiled.Close(ctx); err != nil {
+		return fmt.Errorf("plugin %s: close compiled module: %w", m.name, err)
+	}
+	return nil
 }
 
 func (e *Engine) runtime(ctx context.Context, k runtimeKey) (wazero.Runtime, error) {

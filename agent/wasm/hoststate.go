@@ -64,6 +64,9 @@ func hostStateGet(ctx context.Context, mod api.Module, stack []uint64) {
 			return
 		}
 	}
+	if kin := info.keyed; kin != nil && ns == kin.own {
+		ns = kin.storeNS
+	}
 	e, found, err := info.store.Get(ns, key)
 	switch {
 	case err != nil:
@@ -179,6 +182,9 @@ func hostStateScan(ctx context.Context, mod api.Module, stack []uint64) {
 	if !ok1 || !ok2 || limit < 1 || limit > 1000 {
 		stack[0] = api.EncodeI64(abi.StateFailed)
 		return
+	}
+	if kin := info.keyed; kin != nil && ns == kin.own {
+		ns = kin.storeNS // a changelog-backed step scans its batch's partition
 	}
 	keys, next, err := info.store.Scan(ns, prefix, after, limit)
 	if err != nil {

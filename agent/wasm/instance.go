@@ -80,6 +80,9 @@ type Instance struct {
 	scratch        scratch
 	info           callInfo
 	stack          [2]uint64
+	// gen is the version of the step's plugin the instance belongs to, whose
+	// pool it returns to.
+	gen *generation
 }
 
 // Instantiate creates an instance, runs the guest's init with cfg.Config and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strconv"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 	"github.com/sluice-dev/sluice/state"
+	"github.com/sluice-dev/sluice/state/changelog"
 )
 
 // KeyedInput is the state side of one batch through a stateful plugin:
@@ -35,10 +37,16 @@ type KeyedInput struct {
 
 	scratch []byte
 
-	// own is the step's namespace; inflight the batches before this one
-	// whose commits may not have landed. The state imports read them.
+	// own is the step's namespace as the plugin names it; storeNS where
+	// its keys live in the store: own, or for a changelog-backed step the
+	// batch's source partition's part of it. inflight is the batches
+	// before this one whose commits may not have landed. The state
+	// imports read them.
 	own      string
+	storeNS  string
 	inflight *pending
+	// part is the batch's source partition, for a changelog-backed step.
+	part *batchPartition
 	// random holds the call's state_set and state_delete writes, in
 	// order of first write; committed with the batch (mergeRandom).
 	random      map[string]pendingValue
@@ -71,7 +79,7 @@ func (k *KeyedInput) readOwn(key string) (v pendingValue, found bool) {
 	if v, ok := k.random[key]; ok {
 		return v, true
 	}
-	return k.inflight.lookup([]byte(key))
+	return k.inflight.lookup(k.storeNS, []byte(key))
 }
 
 // mergeRandom folds the call's random writes into the batch's state
@@ -189,6 +197,19 @@ type keyedStep struct {
 	key       keyReader
 	eventTime string // field path; "" if the namespace is wall-clock
 	offsets   *offsetReaders
+	// changelog, if set, keeps the state per source partition, backed by
+	// a compacted Kafka topic (state/changelog).
+	changelog *changelog.Log
+	logs      *changelogSteps
+	logger    *slog.Logger
+}
+
+// batchPartition is the source partition a changelog-backed step's batch
+// came from, and the assignment epoch its state was made current at.
+type batchPartition struct {
+	source string
+	part   int32
+	epoch  uint64
 }
 
 type keyReader struct {
@@ -230,8 +251,15 @@ type partitionKey struct{ source, partition string }
 // prepare reads every message's key, event time and offset, loads the
 // distinct keys' states in one read, and marks redeliveries. Messages whose
 // key cannot be read fail here and are not sent.
-func (k *keyedStep) prepare(batch service.MessageBatch, inflight *pending) (*KeyedInput, []int64, map[partitionKey]int64, error) {
-	kin := &KeyedInput{KeyIdx: make([]int, len(batch)), Replayed: make([]bool, len(batch)), own: k.ns.Name, inflight: inflight}
+func (k *keyedStep) prepare(ctx context.Context, batch service.MessageBatch, inflight *pending) (*KeyedInput, []int64, map[partitionKey]int64, error) {
+	kin := &KeyedInput{KeyIdx: make([]int, len(batch)), Replayed: make([]bool, len(batch)), own: k.ns.Name, storeNS: k.ns.Name, inflight: inflight}
+	ns := k.ns
+	if k.changelog != nil {
+		var err error
+		if ns, err = k.partitionOf(ctx, batch, kin); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	index := map[string]int{}
 	eventTimes := make([]int64, len(batch))
 	firstEvent := []int64{}
@@ -240,6 +268,9 @@ func (k *keyedStep) prepare(batch service.MessageBatch, inflight *pending) (*Key
 	maxOffset := map[partitionKey]int64{}
 	for idx, msg := range batch {
 		kin.KeyIdx[idx] = -1
+		if k.changelog != nil && msg.GetError() != nil {
+			continue // failed by partitionOf, or before the step
+		}
 		key, err := k.key.read(msg)
 		if err != nil {
 			msg.SetError(err)
@@ -299,13 +330,13 @@ func (k *keyedStep) prepare(batch service.MessageBatch, inflight *pending) (*Key
 		}
 		kin.KeyIdx[idx] = j
 	}
-	entries, err := k.store.Load(k.ns, kin.Keys, 0)
+	entries, err := k.store.Load(ns, kin.Keys, 0)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	kin.State = make([][]byte, len(kin.Keys))
 	for j, e := range entries {
-		if v, ok := inflight.lookup(kin.Keys[j]); ok {
+		if v, ok := inflight.lookup(kin.storeNS, kin.Keys[j]); ok {
 			e = state.Entry{Value: v.value, LastEvent: v.lastEvent}
 		}
 		// Event-time TTL: the entity is forgotten if it was idle longer
@@ -390,8 +421,71 @@ func (k *keyedStep) commit(ctx context.Context, kin *KeyedInput, eventTimes []in
 	if len(writes) == 0 && len(offsets) == 0 {
 		return nil
 	}
+	if p := kin.part; p != nil {
+		if err := k.changelog.Commit(ctx, p.source, p.part, p.epoch, writes, offsets); err != nil {
+			return fmt.Errorf("commit state of namespace %q partition %d: %w", k.ns.Name, p.part, err)
+		}
+		return nil
+	}
 	if err := k.store.Commit(ctx, k.ns, writes, offsets); err != nil {
 		return fmt.Errorf("commit state of namespace %q: %w", k.ns.Name, err)
 	}
 	return nil
+}
+
+// partitionOf finds the source partition of a changelog-backed step's
+// batch from the first message's offsets, fails the messages of any other
+// partition or of none (the kafka input hands out one partition per
+// batch; an event posted over HTTP has no partition to keep its state in),
+// and makes the partition's state current (changelog.Log.Ready).
+func (k *keyedStep) partitionOf(ctx context.Context, batch service.MessageBatch, kin *KeyedInput) (state.Namespace, error) {
+	var first *partitionKey
+	for _, msg := range batch {
+		if msg.GetError() != nil {
+			continue
+		}
+		pk, _, has, err := k.offsets.read(msg)
+		switch {
+		case err != nil:
+			msg.SetError(err)
+			continue
+		case !has:
+			msg.SetError(errors.New("the step's state follows Kafka partitions (state.changelog), and this message has no partition and offset: send it through the Kafka topic"))
+			continue
+		case first == nil:
+			first = &pk
+		case pk != *first:
+			msg.SetError(fmt.Errorf("the batch mixes partitions %s/%s and %s/%s: a step whose state follows Kafka partitions takes one partition per batch, as the kafka input delivers them", first.source, first.partition, pk.source, pk.partition))
+		}
+	}
+	if first == nil {
+		return k.ns, nil
+	}
+	p, err := strconv.ParseInt(first.partition, 10, 32)
+	if err != nil || p < 0 {
+		return state.Namespace{}, fmt.Errorf("offsets.partition: %q is not a Kafka partition number", first.partition)
+	}
+	// A restore that fails (broker unreachable, a changelog topic of the
+	// wrong shape) is retried rather than failing the batch: failed
+	// events would go to the error path and be acknowledged with their
+	// state never applied.
+	var ns state.Namespace
+	var epoch uint64
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		if ns, epoch, err = k.changelog.Ready(ctx, first.source, int32(p)); err == nil || errors.Is(err, changelog.ErrNotOwned) {
+			break
+		}
+		k.logger.Error("changelog restore failed; retrying", "partition", p, "retry_in", wait, "error", err)
+		select {
+		case <-ctx.Done():
+			return state.Namespace{}, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+	if err != nil {
+		return state.Namespace{}, err
+	}
+	kin.storeNS = ns.Name
+	kin.part = &batchPartition{source: first.source, part: int32(p), epoch: epoch}
+	return ns, nil
 }

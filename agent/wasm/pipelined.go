@@ -16,6 +16,9 @@ type pending struct {
 	done chan struct{} // closed when the commit returned; err is then set
 	err  error
 
+	// ns is the namespace the values belong to: a changelog-backed step
+	// keeps each source partition's keys in a namespace of their own.
+	ns      string
 	values  map[string]pendingValue
 	offsets map[partitionKey]int64
 	// prev is the batch before, if its commit had not returned when this
@@ -47,9 +50,13 @@ func inFlight(p *pending) *pending {
 	return p
 }
 
-// lookup returns key's value from the newest in-flight batch that wrote it.
-func (p *pending) lookup(key []byte) (pendingValue, bool) {
+// lookup returns key's value in namespace ns from the newest in-flight
+// batch that wrote it.
+func (p *pending) lookup(ns string, key []byte) (pendingValue, bool) {
 	for q := p; q != nil && !q.finished(); q = q.prev {
+		if q.ns != ns {
+			continue
+		}
 		if v, ok := q.values[string(key)]; ok {
 			return v, true
 		}
@@ -72,7 +79,7 @@ func (p *pending) applied(pk partitionKey) (int64, bool) {
 
 // newPending records what batch kin will commit, chained to prev.
 func newPending(prev *pending, kin *KeyedInput, eventTimes []int64, maxOffset map[partitionKey]int64) *pending {
-	p := &pending{done: make(chan struct{}), prev: inFlight(prev), offsets: maxOffset}
+	p := &pending{done: make(chan struct{}), prev: inFlight(prev), offsets: maxOffset, ns: kin.storeNS}
 	lastEvent := kin.lastEvents(eventTimes)
 	p.values = make(map[string]pendingValue, len(kin.Keys))
 	for j, a := range kin.Act {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -51,6 +52,10 @@ A plugin declares at load whether it wants message bytes (simple mode) or typed 
 
 The plugin runs in a sandbox: no files, environment variables, real clock or network unless granted below, a memory cap, and a deadline per call. A trap, panic, timeout, memory exhaustion or malformed result fails that batch's messages with the plugin's reason, so `+"`catch`, `try` and `fallback`"+` handle them, and the instance is replaced. After three consecutive failures new instances are started with exponential back-off (100ms doubling to 5s).
 
+### Hot reload
+
+A step that loads its plugin by `+"`path`"+` picks up a new version of the file while the pipeline runs: when the file changes (it is watched, and loaded once it has been quiet for 200ms), on SIGHUP, or on `+"`POST /admin/reload`"+`. The new version is loaded beside the running one and must pass everything the first load checked: its `+"`sha256`"+` pin (a pinned step refuses any other file), compilation and the ABI, its init with the step's `+"`config`"+`, stateful or not as the step is configured, and its `+"`self_test`"+`. Then it is swapped in between batches: a batch runs wholly on the version it started with, no message is lost or run twice, the input's position does not move, and a stateful step keeps its namespace and offsets. The old version's instances are closed when the batches using them finish. A version that fails any check is refused with one error line naming the step, the file and the reason, and the running version keeps serving; a file refused because it was half written is tried again when it changes. A `+"`builtin`"+` changes only with the agent.
+
 ### Metrics
 
 Besides the metrics a plugin defines itself, every step reports these about its plugin, labelled with the step's `+"`label` and `path`"+` (and, in the agent, its `+"`pipeline`"+`). They are updated once per call into the plugin, never per message:
@@ -63,6 +68,7 @@ Besides the metrics a plugin defines itself, every step reports these about its 
 - `+"`sluice_plugin_timeouts_total`"+` (counter): calls stopped at their `+"`timeout`"+`.
 - `+"`sluice_plugin_restarts_total`"+` (counter): instances discarded after a failure, to be replaced by a fresh one.
 - `+"`sluice_plugin_memory_pages`"+` (gauge): the linear memory of the instance last called, in 64 KiB pages, after the call.
+- `+"`sluice_plugin_reloads_total`"+` (counter, label `+"`result`"+`: `+"`ok` or `refused`"+`): new versions of a `+"`path`"+` plugin swapped in or refused by a hot reload.
 
 A plugin's own metric names may not start with `+"`sluice_plugin_`"+`.`).
 		Fields(
@@ -78,6 +84,7 @@ A plugin's own metric names may not start with `+"`sluice_plugin_`"+`.`).
 				Description("Pin the module: the SHA-256 of its bytes, in hex, as `agent plugin inspect` prints it. A module whose bytes hash to anything else is refused at load (and by `agent lint`), so a rebuilt, swapped or corrupted file cannot silently run in the pinned one's place.").
 				Example("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08").
 				Optional(),
+			selfTestField(),
 			service.NewAnyField(fConfig).
 				Description("The plugin's own configuration, handed to its init as JSON. The plugin validates it; errors are reported at load and by `agent lint`.").
 				Optional(),
@@ -124,6 +131,7 @@ A plugin's own metric names may not start with `+"`sluice_plugin_`"+`.`).
 				service.NewDurationField("ttl").Description("Forget an entity idle longer than this; 0 keeps it forever.").Default("0s"),
 				service.NewStringEnumField("ttl_clock", "event", "wall").Description("Measure the TTL in event time (from `event_time`, so a replay forgets the same entities) or in wall time.").Default("event"),
 				service.NewStringField("event_time").Description("Field path of the event's timestamp, for an event-time TTL.").Default(""),
+				changelogField(),
 			).
 				Description("Where a stateful plugin's per-key state lives. The states of a batch are loaded in one read before the call and committed in one transaction, with the batch's offsets, before the batch goes on.").
 				Optional(),
@@ -153,7 +161,7 @@ pipeline:
 // Register adds the `wasm` processor to env, backed by eng.
 func Register(env *service.Environment, eng *Engine) error {
 	return env.RegisterBatchProcessor("wasm", ConfigSpec(), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchProcessor, error) {
-		return NewProcessorWithMetrics(context.Background(), eng, conf, slog.New(&benthosHandler{l: res.Logger()}), res.Metrics())
+		return newProcessor(context.Background(), eng, conf, slog.New(&benthosHandler{l: res.Logger()}), res.Metrics(), res.Label())
 	})
 }
 
@@ -170,7 +178,9 @@ type Processor struct {
 	keyedMu sync.Mutex
 	// last is the step's latest batch, whose commit may still be in
 	// flight; guarded by keyedMu.
-	last   *pending
+	last *pending
+	// mod is the module first loaded; it names the plugin in messages (a
+	// reload loads the same path). The module serving is gen's.
 	mod    *Module
 	icfg   InstanceConfig
 	logger *slog.Logger
@@ -179,10 +189,13 @@ type Processor struct {
 	// maxCall splits a stateless step's batch into calls of this many.
 	maxCall int
 
-	mu       sync.Mutex
-	idle     []*Instance
-	failures int
-	retryAt  time.Time
+	// gen is the version of the plugin serving new batches, with its
+	// instances; a hot reload swaps it (reload.go).
+	gen atomic.Pointer[generation]
+	// reload is how to load a new version; nil for a builtin.
+	reload *reloader
+	// viewMu guards views, which a reload may change.
+	viewMu sync.Mutex
 }
 
 // Settings are the parsed fields of a `wasm` processor config.
@@ -195,6 +208,9 @@ type Settings struct {
 	ConfigRaw []byte
 	// MaxCall is the most messages of a stateless step per plugin call.
 	MaxCall int
+	// selfTest is the test every version of the plugin must pass; nil if
+	// none is declared.
+	selfTest *selfTest
 }
 
 // ParseSettings reads a parsed `wasm` config, resolving the module bytes.
@@ -216,13 +232,18 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 		if !ok {
 			return s, fmt.Errorf("no builtin plugin named %q", builtin)
 		}
-		s.Name, s.Bin = "builtin:"+builtin, bin
+		s.Name, s.Bin = builtinName+builtin, bin
 	default:
 		return s, errors.New("one of path or builtin must be set")
 	}
 	if err := checkPin(conf, s.Name, s.Bin); err != nil {
 		return s, err
 	}
+	st, err := parseSelfTest(conf)
+	if err != nil {
+		return s, err
+	}
+	s.selfTest = st
 	memStr, err := conf.FieldString(fMemory)
 	if err != nil {
 		return s, err
@@ -303,6 +324,9 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 	return s, nil
 }
 
+// builtinName prefixes the name of a builtin plugin.
+const builtinName = "builtin:"
+
 // ErrPinMismatch means a module's bytes do not hash to the sha256 its
 // processor pins.
 var ErrPinMismatch = errors.New("plugin does not match its pinned sha256")
@@ -311,16 +335,35 @@ var ErrPinMismatch = errors.New("plugin does not match its pinned sha256")
 // `sha256`, before anything of it is compiled or run: the pin exists so
 // that a file replaced after review never executes.
 func checkPin(conf *service.ParsedConfig, name string, bin []byte) error {
-	if !conf.Contains(fSHA256) {
-		return nil
-	}
-	raw, err := conf.FieldString(fSHA256)
+	want, err := parsePin(conf)
 	if err != nil {
 		return err
 	}
+	return matchPin(want, name, bin)
+}
+
+// parsePin returns the step's `sha256` in lower-case hex, or "" if the
+// module is not pinned.
+func parsePin(conf *service.ParsedConfig) (string, error) {
+	if !conf.Contains(fSHA256) {
+		return "", nil
+	}
+	raw, err := conf.FieldString(fSHA256)
+	if err != nil {
+		return "", err
+	}
 	want := strings.ToLower(strings.TrimSpace(raw))
 	if _, err := hex.DecodeString(want); err != nil || len(want) != 2*sha256.Size {
-		return fmt.Errorf("%s: %q is not a SHA-256 (want 64 hex digits, as `agent plugin inspect` prints)", fSHA256, raw)
+		return "", fmt.Errorf("%s: %q is not a SHA-256 (want 64 hex digits, as `agent plugin inspect` prints)", fSHA256, raw)
+	}
+	return want, nil
+}
+
+// matchPin refuses bin unless it hashes to want; an empty want pins
+// nothing.
+func matchPin(want, name string, bin []byte) error {
+	if want == "" {
+		return nil
 	}
 	sum := sha256.Sum256(bin)
 	if got := hex.EncodeToString(sum[:]); got != want {
@@ -397,6 +440,14 @@ func parseKeyed(eng *Engine, conf *service.ParsedConfig) (*keyedStep, error) {
 			return nil, err
 		}
 	}
+	if sc.Contains(fChangelog) {
+		if k.offsets == nil {
+			return nil, errors.New("state.changelog needs offsets: each message's source topic and partition say whose state it is")
+		}
+		if k.changelog, err = eng.newChangelog(k.ns, sc.Namespace(fChangelog)); err != nil {
+			return nil, fmt.Errorf("state.changelog: %w", err)
+		}
+	}
 	return k, nil
 }
 
@@ -410,6 +461,11 @@ func NewProcessor(ctx context.Context, eng *Engine, conf *service.ParsedConfig, 
 // NewProcessorWithMetrics is NewProcessor with the pipeline's metrics, which
 // receive the plugin's own metrics (the metric import, ABI.md §8.10).
 func NewProcessorWithMetrics(ctx context.Context, eng *Engine, conf *service.ParsedConfig, logger *slog.Logger, metrics *service.Metrics) (*Processor, error) {
+	return newProcessor(ctx, eng, conf, logger, metrics, "")
+}
+
+// newProcessor builds a step labelled label (for reload results).
+func newProcessor(ctx context.Context, eng *Engine, conf *service.ParsedConfig, logger *slog.Logger, metrics *service.Metrics, label string) (*Processor, error) {
 	s, err := ParseSettings(eng, conf)
 	if err != nil {
 		return nil, err
@@ -424,18 +480,36 @@ func NewProcessorWithMetrics(ctx context.Context, eng *Engine, conf *service.Par
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", s.Name, err)
 	}
-	switch stateful := inst.Descriptor().Stateful; {
-	case stateful && s.keyed == nil:
+	if err := checkDescriptor(s.Name, inst.Descriptor(), s.keyed); err != nil {
 		_ = inst.Close(ctx)
-		return nil, fmt.Errorf("plugin %s keeps per-key state: configure key and state.namespace", s.Name)
-	case !stateful && s.keyed != nil:
-		_ = inst.Close(ctx)
-		return nil, fmt.Errorf("plugin %s keeps no state (it never calls sdk.UseState): remove key and state", s.Name)
+		return nil, err
 	}
-	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, idle: []*Instance{inst}, maxCall: s.MaxCall, stats: newStepMetrics(metrics)}
+	if s.selfTest != nil {
+		if err := s.selfTest.run(ctx, mod, s.Instance, s.keyed, s.MaxCall); err != nil {
+			_ = inst.Close(ctx)
+			return nil, fmt.Errorf("plugin %s: %w", s.Name, err)
+		}
+	}
+	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, maxCall: s.MaxCall, stats: newStepMetrics(metrics)}
+	p.gen.Store(newGeneration(eng, mod, sha256.Sum256(s.Bin), inst))
+	if !strings.HasPrefix(s.Name, builtinName) {
+		if p.reload, err = newReloader(eng, conf, s, label, metrics); err != nil {
+			_ = inst.Close(ctx)
+			return nil, err
+		}
+	}
+	if s.keyed != nil && s.keyed.changelog != nil {
+		observeChangelog(s.keyed.changelog, metrics)
+		eng.logs.add(s.keyed.ns.Name, s.keyed.changelog)
+		s.keyed.logs = &eng.logs
+		s.keyed.logger = s.Instance.Logger
+	}
 	if inst.Descriptor().StateView {
 		p.views = &eng.views
 		p.views.add(s.keyed.ns.Name, p)
+	}
+	if p.reload != nil {
+		eng.register(p)
 	}
 	return p, nil
 }
@@ -451,14 +525,21 @@ const (
 
 // ProcessBatch implements service.BatchProcessor.
 func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	// The whole batch runs on the version serving at its start, so a hot
+	// reload falls between batches.
+	g := p.hold()
+	if g == nil {
+		return result(failAll(batch, fmt.Errorf("plugin %s: %w", p.mod.Name(), errClosed))), nil
+	}
+	defer g.unhold(ctx)
 	if p.keyed == nil {
 		if len(batch) <= p.maxCall {
-			out, _ := p.run(ctx, batch, nil)
+			out, _ := p.run(ctx, g, batch, nil)
 			return result(out), nil
 		}
 		var all service.MessageBatch
 		for start := 0; start < len(batch); start += p.maxCall {
-			out, _ := p.run(ctx, batch[start:min(start+p.maxCall, len(batch))], nil)
+			out, _ := p.run(ctx, g, batch[start:min(start+p.maxCall, len(batch))], nil)
 			all = append(all, out...)
 		}
 		return result(all), nil
@@ -468,12 +549,15 @@ func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 	// waits for the disk (see pending).
 	p.keyedMu.Lock()
 	prev := inFlight(p.last)
-	kin, eventTimes, maxOffset, err := p.keyed.prepare(batch, prev)
+	kin, eventTimes, maxOffset, err := p.keyed.prepare(ctx, batch, prev)
 	if err != nil {
 		p.keyedMu.Unlock()
+		if dropRevoked(p.logger, err) {
+			return nil, nil
+		}
 		return result(failAll(batch, fmt.Errorf("plugin %s: load state: %w", p.mod.Name(), err))), nil
 	}
-	out, ok := p.run(ctx, batch, kin)
+	out, ok := p.run(ctx, g, batch, kin)
 	if !ok {
 		p.keyedMu.Unlock()
 		return result(out), nil
@@ -490,6 +574,9 @@ func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 	cur.err = err
 	close(cur.done)
 	if err != nil {
+		if dropRevoked(p.logger, err) {
+			return nil, nil
+		}
 		// Nothing of this batch's state is stored: fail it so it is not
 		// passed on as if it had been counted.
 		p.logger.Error("state commit failed", "error", err)
@@ -498,11 +585,11 @@ func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 	return result(out), nil
 }
 
-// run calls the plugin on batch with an instance from the pool. If the call
-// fails, every message of the batch is failed with the reason and ok is
-// false.
-func (p *Processor) run(ctx context.Context, batch service.MessageBatch, kin *KeyedInput) (out service.MessageBatch, ok bool) {
-	inst, err := p.acquire(ctx)
+// run calls the plugin on batch with an instance from g's pool. If the
+// call fails, every message of the batch is failed with the reason and ok
+// is false.
+func (p *Processor) run(ctx context.Context, g *generation, batch service.MessageBatch, kin *KeyedInput) (out service.MessageBatch, ok bool) {
+	inst, err := g.acquire(ctx, p.icfg)
 	if err != nil {
 		p.stats.messages(len(batch), len(batch), len(batch))
 		return failAll(batch, err), false
@@ -514,7 +601,7 @@ func (p *Processor) run(ctx context.Context, batch service.MessageBatch, kin *Ke
 		out, err = inst.ProcessBatch(ctx, batch)
 	}
 	p.stats.call(batch, out, int64(time.Since(start)), err, inst.Broken(), inst.MemoryPages())
-	p.release(ctx, inst, err)
+	g.release(ctx, inst, err, p.stats)
 	if err != nil {
 		p.logger.Error("plugin failed a batch", "messages", len(batch), "error", err)
 		return failAll(batch, fmt.Errorf("plugin %s: %w", p.mod.Name(), err)), false
@@ -538,72 +625,58 @@ func failAll(batch service.MessageBatch, err error) service.MessageBatch {
 	return batch
 }
 
+// errClosed fails a batch that reaches a step after it was closed.
+var errClosed = errors.New("the step is closed")
+
+// acquire takes an instance of the version serving now, for a call outside
+// ProcessBatch (a state view); give it back with release.
 func (p *Processor) acquire(ctx context.Context) (*Instance, error) {
-	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
-		inst := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		return inst, nil
+	g := p.hold()
+	if g == nil {
+		return nil, fmt.Errorf("plugin %s: %w", p.mod.Name(), errClosed)
 	}
-	wait := time.Until(p.retryAt)
-	p.mu.Unlock()
-	if wait > 0 {
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	inst, err := p.mod.Instantiate(ctx, p.icfg)
+	inst, err := g.acquire(ctx, p.icfg)
 	if err != nil {
-		p.recordFailure()
-		return nil, fmt.Errorf("plugin %s: start instance: %w", p.mod.Name(), err)
+		g.unhold(ctx)
+		return nil, err
 	}
 	return inst, nil
 }
 
+// release gives back an instance from acquire after a call that returned
+// err.
 func (p *Processor) release(ctx context.Context, inst *Instance, err error) {
-	if err == nil || !inst.Broken() {
-		p.mu.Lock()
-		p.idle = append(p.idle, inst)
-		if err == nil {
-			p.failures, p.retryAt = 0, time.Time{}
-		}
-		p.mu.Unlock()
-		if err != nil {
-			p.recordFailure()
-		}
-		return
-	}
-	_ = inst.Close(ctx)
-	p.stats.restart()
-	p.recordFailure()
-}
-
-func (p *Processor) recordFailure() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.failures++
-	if p.failures >= backoffAfter {
-		d := backoffMin << min(p.failures-backoffAfter, 10)
-		p.retryAt = time.Now().Add(min(d, backoffMax))
-	}
+	g := inst.gen
+	g.release(ctx, inst, err, p.stats)
+	g.unhold(ctx)
 }
 
 // Close implements service.BatchProcessor.
 func (p *Processor) Close(ctx context.Context) error {
+	if r := p.reload; r != nil {
+		r.eng.unregister(p)
+		// Wait out a reload in progress, and keep any from starting: the
+		// version it would swap in would never be closed.
+		r.mu.Lock()
+		r.closed = true
+		r.mu.Unlock()
+	}
+	p.viewMu.Lock()
 	if p.views != nil {
 		p.views.remove(p.keyed.ns.Name, p)
+		p.views = nil
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var errs []error
-	for _, inst := range p.idle {
-		errs = append(errs, inst.Close(ctx))
+	p.viewMu.Unlock()
+	if p.keyed != nil && p.keyed.changelog != nil {
+		p.keyed.closeChangelog()
 	}
-	p.idle = nil
-	return errors.Join(errs...)
+	// Benthos closes a step after its last batch, so nothing holds the
+	// generation and its instances close now.
+	g := p.gen.Load()
+	g.mu.Lock()
+	g.retired = true
+	g.mu.Unlock()
+	return g.closeIfDrained(ctx)
 }
 
 // ParseBytes reads a size such as "64MiB", "512KiB", "1GiB" or "65536".

@@ -6,6 +6,9 @@
 //	agent config           print the effective configuration and where each value came from
 //	agent version          print the version
 //
+// A running agent loads changed pipeline and plugin files on SIGHUP (and
+// when they change, and on POST /admin/reload).
+//
 // With no config file, no flags and no SLUICE_* variables it runs the
 // embedded demo pipeline over embedded sample events and exits.
 package main
@@ -133,11 +136,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return 0
 	}
 
+	stopHangup := reloadOnHangup(ctx, a, logger)
+	defer stopHangup()
 	if err := a.Run(ctx); err != nil {
 		logger.Error("agent finished with failures", "error", err)
 		return 1
 	}
 	return 0
+}
+
+// reloadOnHangup makes SIGHUP load changed pipeline and plugin files, the
+// daemon convention (systemctl reload sends it), until stop is called.
+func reloadOnHangup(ctx context.Context, a *agent.Agent, logger *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-hup:
+				logger.Info("SIGHUP: reloading changed pipeline and plugin files")
+				a.Reload(ctx)
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		<-finished
+	}
 }
 
 func stateCmd(a *agent.Agent, args []string, stdout, stderr io.Writer) int {

@@ -164,17 +164,5 @@ func (s *step) close(ctx context.Context) {
 	}
 }
 
-// trimName removes the plugin-name prefix the processor puts on errors
-// ("NAME: reason" on a message, "plugin NAME: ..." for a failed call), so
-// that expected output does not depend on where the .wasm file lies.
-func trimName(msg, name string) string {
-	for _, p := range []string{"plugin " + name + ": ", name + ": "} {
-		if rest, ok := strings.CutPrefix(msg, p); ok {
-			return rest
-		}
-	}
-	return msg
-}
-
 // errNoPlugin is returned for an empty plugin argument.
 var errNoPlugin = errors.New("no plugin given: want a .wasm file or builtin:NAME")

@@ -1,7 +1,6 @@
 package plugintool
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -18,6 +17,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/agent/wasm"
+	"github.com/sluice-dev/sluice/internal/pluginfixture"
 	"github.com/sluice-dev/sluice/state"
 )
 
@@ -42,53 +42,17 @@ type RunOptions struct {
 
 // Result names what happened to one message.
 const (
-	Kept     = "kept"     // passed on with its body unchanged
-	Replaced = "replaced" // passed on with a new body: replaced (bytes mode) or fields merged in (fast mode)
-	Dropped  = "dropped"  // removed from the batch
-	Errored  = "errored"  // marked failed, with its original bytes
+	Kept     = pluginfixture.Kept
+	Replaced = pluginfixture.Replaced
+	Dropped  = pluginfixture.Dropped
+	Errored  = pluginfixture.Errored
 )
 
 // Record is what happened to one input message. Its JSON form, one per
 // line, is both what `agent plugin test --json` prints and what an
-// expected-output file holds.
-type Record struct {
-	// Line is the message's line in the input file, from 1.
-	Line   int    `json:"line"`
-	Result string `json:"result"`
-	// Error is the reason a message errored, without the `NAME: ` prefix a
-	// pipeline puts before it (NAME is where the plugin was loaded from).
-	Error string `json:"error,omitempty"`
-	// Body is the message's body after the step when it is JSON (compact:
-	// whitespace is not compared, key order, number spelling and escapes
-	// are); BodyText holds any other body. Neither is set for a drop.
-	Body     json.RawMessage `json:"body,omitempty"`
-	BodyText *string         `json:"body_text,omitempty"`
-	// Meta is the message's metadata after the step (the input has none).
-	Meta map[string]string `json:"meta,omitempty"`
-}
-
-// MarshalLine returns r as one line of JSON, with <, > and & as they are
-// (encoding/json would escape them, and a body must read as its bytes).
-func (r Record) MarshalLine() ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
-		return nil, fmt.Errorf("encode result of line %d: %w", r.Line, err)
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
-
-func setBody(r *Record, b []byte) {
-	if json.Valid(b) {
-		var c bytes.Buffer
-		_ = json.Compact(&c, b) // valid, so it cannot fail
-		r.Body = c.Bytes()
-		return
-	}
-	s := string(b)
-	r.BodyText = &s
-}
+// expected-output file holds (the format is pluginfixture's, which a
+// `wasm` step's self_test reads too).
+type Record = pluginfixture.Record
 
 // StateEntry is one key's state after a run.
 type StateEntry struct {
@@ -121,25 +85,6 @@ type Outcome struct {
 	// State lists, for a step with a state store, every key of the
 	// namespaces seeded or written, after the run.
 	State []StateEntry
-}
-
-type inputLine struct {
-	line int
-	body []byte
-}
-
-func splitInput(in []byte) []inputLine {
-	var out []inputLine
-	sc := bufio.NewScanner(bytes.NewReader(in))
-	sc.Buffer(nil, 64<<20)
-	for n := 1; sc.Scan(); n++ {
-		b := bytes.TrimSuffix(sc.Bytes(), []byte("\r"))
-		if len(bytes.TrimSpace(b)) == 0 {
-			continue
-		}
-		out = append(out, inputLine{n, append([]byte(nil), b...)})
-	}
-	return out
 }
 
 // Run runs the plugin of o.Step over o.Input through a real `wasm`
@@ -183,7 +128,7 @@ func Run(ctx context.Context, o RunOptions) (*Outcome, error) {
 	}
 	defer proc.Close(ctx)
 
-	lines := splitInput(o.Input)
+	lines := pluginfixture.SplitInput(o.Input)
 	size := o.Batch
 	if size <= 0 {
 		size = max(len(lines), 1)
@@ -222,55 +167,18 @@ func Run(ctx context.Context, o RunOptions) (*Outcome, error) {
 	return out, nil
 }
 
-func runBatch(ctx context.Context, proc *wasm.Processor, lines []inputLine, name string) ([]Record, error) {
-	batch := make(service.MessageBatch, len(lines))
-	for i, l := range lines {
-		batch[i] = service.NewMessage(l.body)
-	}
-	// The processor hands back the messages it was given, changed in
-	// place, minus the dropped ones: identity says which input each
-	// output is.
+func runBatch(ctx context.Context, proc *wasm.Processor, lines []pluginfixture.Line, name string) ([]Record, error) {
+	batch := pluginfixture.Messages(lines)
 	in := slices.Clone(batch)
 	res, err := proc.ProcessBatch(ctx, batch)
 	if err != nil {
 		return nil, fmt.Errorf("process batch: %w", err)
 	}
-	passed := map[*service.Message]bool{}
+	var passed service.MessageBatch
 	for _, b := range res {
-		for _, m := range b {
-			passed[m] = true
-		}
+		passed = append(passed, b...)
 	}
-	recs := make([]Record, len(in))
-	for i, m := range in {
-		r := &recs[i]
-		r.Line = lines[i].line
-		if !passed[m] {
-			r.Result = Dropped
-			continue
-		}
-		body, err := m.AsBytes()
-		if err != nil {
-			return nil, fmt.Errorf("line %d: read body: %w", r.Line, err)
-		}
-		setBody(r, body)
-		switch {
-		case m.GetError() != nil:
-			r.Result, r.Error = Errored, trimName(m.GetError().Error(), name)
-		case bytes.Equal(body, lines[i].body):
-			r.Result = Kept
-		default:
-			r.Result = Replaced
-		}
-		_ = m.MetaWalk(func(k, v string) error {
-			if r.Meta == nil {
-				r.Meta = map[string]string{}
-			}
-			r.Meta[k] = v
-			return nil
-		})
-	}
-	return recs, nil
+	return pluginfixture.Describe(lines, in, passed, name)
 }
 
 // Seed is one line of a state file: a key's state before the run.
@@ -303,20 +211,20 @@ func (s Seed) bytes() []byte {
 // ParseSeeds reads a state file: one Seed per non-blank line.
 func ParseSeeds(b []byte) ([]Seed, error) {
 	var seeds []Seed
-	for _, l := range splitInput(b) {
+	for _, l := range pluginfixture.SplitInput(b) {
 		var s Seed
-		dec := json.NewDecoder(bytes.NewReader(l.body))
+		dec := json.NewDecoder(bytes.NewReader(l.Body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&s); err != nil {
-			return nil, fmt.Errorf("state line %d: %w", l.line, err)
+			return nil, fmt.Errorf("state line %d: %w", l.N, err)
 		}
 		switch {
 		case s.Key == "":
-			return nil, fmt.Errorf("state line %d: no key", l.line)
+			return nil, fmt.Errorf("state line %d: no key", l.N)
 		case (s.Value == nil) == (s.ValueBase64 == nil):
-			return nil, fmt.Errorf("state line %d: want exactly one of value and value_base64", l.line)
+			return nil, fmt.Errorf("state line %d: want exactly one of value and value_base64", l.N)
 		}
-		s.line = l.line
+		s.line = l.N
 		seeds = append(seeds, s)
 	}
 	return seeds, nil
@@ -436,80 +344,5 @@ func bodyString(r Record) string {
 // a human-readable diff, empty when everything matches, or an error if the
 // file cannot be read as records.
 func Compare(got []Record, expected []byte, name string) (string, error) {
-	var want []Record
-	var wantLines []int
-	for _, l := range splitInput(expected) {
-		var r Record
-		dec := json.NewDecoder(bytes.NewReader(l.body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&r); err != nil {
-			return "", fmt.Errorf("%s:%d: %w", name, l.line, err)
-		}
-		if r.Body != nil {
-			var c bytes.Buffer
-			if err := json.Compact(&c, r.Body); err != nil {
-				return "", fmt.Errorf("%s:%d: body: %w", name, l.line, err)
-			}
-			r.Body = c.Bytes()
-		}
-		want = append(want, r)
-		wantLines = append(wantLines, l.line)
-	}
-	var b strings.Builder
-	bad := 0
-	for i := range max(len(got), len(want)) {
-		switch {
-		case i >= len(want):
-			bad++
-			g, _ := got[i].MarshalLine()
-			fmt.Fprintf(&b, "input line %d: not in %s (it has %d records)\n  got  %s\n", got[i].Line, name, len(want), g)
-			continue
-		case i >= len(got):
-			bad++
-			w, _ := want[i].MarshalLine()
-			fmt.Fprintf(&b, "%s:%d: no such input message (the input has %d)\n  want %s\n", name, wantLines[i], len(got), w)
-			continue
-		}
-		diffs := differences(want[i], got[i])
-		if len(diffs) == 0 {
-			continue
-		}
-		bad++
-		w, _ := want[i].MarshalLine()
-		g, _ := got[i].MarshalLine()
-		fmt.Fprintf(&b, "%s:%d (input line %d) differs in %s\n  want %s\n  got  %s\n", name, wantLines[i], got[i].Line, strings.Join(diffs, ", "), w, g)
-	}
-	if bad == 0 {
-		return "", nil
-	}
-	return fmt.Sprintf("%d of %d messages differ from %s:\n%s", bad, max(len(got), len(want)), name, b.String()), nil
-}
-
-// differences names the fields of got that differ from want. A zero Line
-// in want matches any line, so a hand-written file may leave it out.
-func differences(want, got Record) []string {
-	var d []string
-	if want.Line != 0 && want.Line != got.Line {
-		d = append(d, "line")
-	}
-	if want.Result != got.Result {
-		d = append(d, "result")
-	}
-	if want.Error != got.Error {
-		d = append(d, "error")
-	}
-	if !bytes.Equal(want.Body, got.Body) || !equalPtr(want.BodyText, got.BodyText) {
-		d = append(d, "body")
-	}
-	if !maps.Equal(want.Meta, got.Meta) {
-		d = append(d, "meta")
-	}
-	return d
-}
-
-func equalPtr(a, b *string) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
+	return pluginfixture.Compare(got, expected, name)
 }

@@ -412,6 +412,9 @@ type variant struct {
 	brokerOnDisk bool
 	// threads, when set, overrides the pipeline's thread count.
 	threads int
+	// changelog keeps the features step's state per partition, backed by
+	// a changelog topic (state.changelog), as for scale-out.
+	changelog bool
 	// events and warm are how many events are measured, after how many
 	// warm-up ones: fewer for the shipped pipeline, which is slow.
 	events, warm int
@@ -428,13 +431,39 @@ func (v variant) conf(b testing.TB, files ...string) string {
 	if v.threads > 0 {
 		m["pipeline"].(map[string]any)["threads"] = v.threads
 	}
+	if v.changelog {
+		featuresState(b, m)["changelog"] = map[string]any{}
+	}
 	return marshal(b, m)
+}
+
+// featuresState is the state block of the pipeline's stateful wasm step.
+func featuresState(b testing.TB, m map[string]any) map[string]any {
+	b.Helper()
+	for _, p := range m["pipeline"].(map[string]any)["processors"].([]any) {
+		sw, ok := p.(map[string]any)["switch"].([]any)
+		if !ok {
+			continue
+		}
+		for _, c := range sw {
+			for _, q := range c.(map[string]any)["processors"].([]any) {
+				if w, ok := q.(map[string]any)["wasm"].(map[string]any); ok {
+					if st, ok := w["state"].(map[string]any); ok {
+						return st
+					}
+				}
+			}
+		}
+	}
+	b.Fatal("the realtime pipeline has no stateful wasm step")
+	return nil
 }
 
 var variants = []variant{
 	{name: "shipped/kafka", kafka: true, events: 20_000, warm: 5_000},
 	{name: "shipped/files", events: 20_000, warm: 5_000},
 	{name: "shipped/kafka-broker-fsync", kafka: true, brokerOnDisk: true, events: 20_000, warm: 5_000},
+	{name: "shipped/kafka-changelog", kafka: true, changelog: true, events: 20_000, warm: 5_000},
 	{name: "shipped/files-threads=1", threads: 1, events: 20_000, warm: 5_000},
 }
 
@@ -534,6 +563,13 @@ func TestVariants(t *testing.T) {
 		var m map[string]any
 		if err := yaml.Unmarshal([]byte(conf), &m); err != nil {
 			t.Fatal(err)
+		}
+		if v.changelog {
+			st := featuresState(t, m)
+			if _, ok := st["changelog"]; !ok {
+				t.Errorf("%s: the features step has no changelog", v.name)
+			}
+			delete(st, "changelog")
 		}
 		pl := m["pipeline"].(map[string]any)
 		if v.threads > 0 {
