@@ -56,6 +56,10 @@ func changelogField() *service.ConfigField {
 		service.NewStringField("topic").
 			Description("The changelog topic. Unset: `<consumer group>-<namespace>-changelog`, with the group the source topic is consumed in.").
 			Optional(),
+		service.NewBoolField("standby").
+			Description("Standby replica: follow the changelog partitions this agent does not own and keep their local copies current, so that when the group gives this agent a failed agent's partition, it restores only the last moments instead of the whole history (Kafka Streams' standby tasks). Costs reading every other agent's changelog writes.").
+			Optional().
+			Advanced(),
 		service.NewIntField("replication_factor").
 			Description("Replication factor of the changelog topic when the agent creates it; unset or -1: the cluster's default.").
 			Optional().
@@ -67,10 +71,6 @@ func changelogField() *service.ConfigField {
 
 // newChangelog builds the changelog of a step's namespace.
 func (e *Engine) newChangelog(ns state.Namespace, conf *service.ParsedConfig) (_ *changelog.Log, err error) {
-	d := e.cfg.Changelog
-	if d.Assignments == nil || d.ClientOpts == nil {
-		return nil, errors.New("this agent has no Kafka connection for changelogs")
-	}
 	// Optional fields rather than defaults: an object whose fields all
 	// have defaults is present in every parsed config, set or not.
 	var topic string
@@ -88,6 +88,16 @@ func (e *Engine) newChangelog(ns state.Namespace, conf *service.ParsedConfig) (_
 	if rf == 0 || rf < -1 || rf > 32767 {
 		return nil, errors.New("replication_factor: -1 (the cluster's default) or a positive count")
 	}
+	standby := false
+	if conf.Contains("standby") {
+		if standby, err = conf.FieldBool("standby"); err != nil {
+			return nil, err
+		}
+	}
+	d := e.cfg.Changelog
+	if d.Assignments == nil || d.ClientOpts == nil {
+		return nil, errors.New("this agent has no Kafka connection for changelogs")
+	}
 	return changelog.New(changelog.Config{
 		Namespace:         ns,
 		Topic:             topic,
@@ -96,6 +106,7 @@ func (e *Engine) newChangelog(ns state.Namespace, conf *service.ParsedConfig) (_
 		Assignments:       d.Assignments,
 		ClientOpts:        d.ClientOpts,
 		Logger:            d.Logger,
+		Standby:           standby,
 	})
 }
 

@@ -197,6 +197,10 @@ func TestKeyedConfigErrors(t *testing.T) {
 		{"key without state", "path: " + plugins["counter"] + "\nkey: user_id", "key and state go together"},
 		{"event ttl without event_time", "path: " + plugins["counter"] + "\nkey: user_id\nstate: {namespace: x, ttl: 1h}", "needs event_time"},
 		{"bad namespace", "path: " + plugins["counter"] + "\nkey: user_id\nstate: {namespace: 'a/b'}", "namespace"},
+		{"a partition's namespace", "path: " + plugins["counter"] + "\nkey: user_id\nstate: {namespace: 'a.p1'}", "lowercase letters, digits"},
+		{"changelog without offsets", "path: " + plugins["counter"] + "\nkey: user_id\nstate: {namespace: x, changelog: {}}", "state.changelog needs offsets"},
+		{"changelog without kafka", "path: " + plugins["counter"] + "\nkey: user_id\nstate: {namespace: x, changelog: {}}\noffsets: {source: a, partition: '0', offset: '1'}", "no Kafka connection"},
+		{"changelog replication 0", "path: " + plugins["counter"] + "\nkey: user_id\nstate: {namespace: x, changelog: {replication_factor: 0}}\noffsets: {source: a, partition: '0', offset: '1'}", "replication_factor"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := newProcessor(t, eng, tc.yaml)

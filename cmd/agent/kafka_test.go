@@ -25,7 +25,7 @@ import (
 )
 
 // freeAddr returns a loopback address nothing listens on right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,7 +50,7 @@ func testBroker(t *testing.T) string {
 
 // agentProc is an agent running in the background.
 type agentProc struct {
-	t              *testing.T
+	t              testing.TB
 	cmd            interface{ Wait() error }
 	kill           func(syscall.Signal)
 	stdout, stderr *bytes.Buffer
@@ -72,7 +72,7 @@ func startAgent(t *testing.T, dir, broker, pipeline string, extraEnv ...string) 
 
 // startPipeline runs the agent in the background with env and args; it is
 // killed when the test ends if it is still running.
-func startPipeline(t *testing.T, dir string, env []string, args ...string) *agentProc {
+func startPipeline(t testing.TB, dir string, env []string, args ...string) *agentProc {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*runTimeout)
 	cmd, stdout, stderr := command(ctx, dir, env, args...)
@@ -103,7 +103,7 @@ func (p *agentProc) stop(sig syscall.Signal) {
 
 // produceLines writes each JSON line to user_events keyed by its user_id,
 // as the seed's producer does.
-func produceLines(t *testing.T, broker string, lines []string) {
+func produceLines(t testing.TB, broker string, lines []string) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
 	if err != nil {

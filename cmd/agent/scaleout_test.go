@@ -42,7 +42,7 @@ func scaleoutEvents(from, n, users int) []string {
 
 // scaleoutBroker is a Kafka-protocol broker outside the agents, with the
 // given partitions per topic.
-func scaleoutBroker(t *testing.T, partitions int) string {
+func scaleoutBroker(t testing.TB, partitions int) string {
 	t.Helper()
 	b, err := kafka.StartDevBroker(kafka.DevConfig{Address: "127.0.0.1:0", Partitions: partitions,
 		Topics: []string{"user_events", "predictions", "dead_letters"}})

@@ -70,6 +70,10 @@ type Config struct {
 	// TLS, SASL). A function: the dev broker's address is known late.
 	ClientOpts func() ([]kgo.Opt, error)
 	Logger     *slog.Logger
+	// Standby keeps the local copies of the partitions this agent does
+	// not own current by following their changelog (standby.go), so a
+	// failover restores little.
+	Standby bool
 }
 
 // Log is one namespace's changelog: it restores partitions and writes
@@ -87,6 +91,12 @@ type Log struct {
 	// restoring serialises restores, so two batches of a new partition do
 	// not both replay its tail.
 	restoring sync.Mutex
+	// partMus exclude a partition's restore and its standby apply.
+	partMus map[sourcePartition]*sync.Mutex
+	// stopStandby ends the standby follower; standbyDone is closed when
+	// it has.
+	stopStandby context.CancelFunc
+	standbyDone chan struct{}
 
 	stats counters
 	obs   Observer
@@ -117,6 +127,7 @@ type source struct {
 
 type counters struct {
 	restoredRecords, restoredBytes, restores, produced atomic.Int64
+	standbyRecords                                     atomic.Int64
 	lastRestoreRecords                                 atomic.Int64
 }
 
@@ -126,8 +137,9 @@ type Stats struct {
 	// RestoredRecords and RestoredBytes what they read in all, and
 	// LastRestoreRecords what the latest one read.
 	Restores, RestoredRecords, RestoredBytes, LastRestoreRecords int64
-	// Produced counts records written to the changelog.
-	Produced int64
+	// Produced counts records written to the changelog; StandbyRecords
+	// those a standby applied from other agents' partitions.
+	Produced, StandbyRecords int64
 }
 
 // New returns a Log; it connects on first use.
@@ -138,7 +150,14 @@ func New(cfg Config) (*Log, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Log{cfg: cfg, sources: map[string]*source{}, restored: map[sourcePartition]uint64{}}, nil
+	l := &Log{cfg: cfg, sources: map[string]*source{}, restored: map[sourcePartition]uint64{}, partMus: map[sourcePartition]*sync.Mutex{}}
+	if cfg.Standby {
+		var ctx context.Context
+		ctx, l.stopStandby = context.WithCancel(context.Background())
+		l.standbyDone = make(chan struct{})
+		go l.standbyLoop(ctx)
+	}
+	return l, nil
 }
 
 // Stats returns the log's counters.
@@ -149,11 +168,16 @@ func (l *Log) Stats() Stats {
 		RestoredBytes:      l.stats.restoredBytes.Load(),
 		LastRestoreRecords: l.stats.lastRestoreRecords.Load(),
 		Produced:           l.stats.produced.Load(),
+		StandbyRecords:     l.stats.standbyRecords.Load(),
 	}
 }
 
 // Close releases the log's Kafka client.
 func (l *Log) Close() {
+	if l.stopStandby != nil {
+		l.stopStandby()
+		<-l.standbyDone
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cl != nil {
@@ -293,7 +317,11 @@ func (l *Log) Ready(ctx context.Context, sourceTopic string, p int32) (state.Nam
 	done = l.restored[sp] == epoch
 	l.mu.Unlock()
 	if !done {
-		if _, err := l.restore(ctx, sourceTopic, p); err != nil {
+		mu := l.partMu(sourceTopic, p)
+		mu.Lock()
+		_, err := l.restore(ctx, sourceTopic, p)
+		mu.Unlock()
+		if err != nil {
 			return state.Namespace{}, 0, err
 		}
 		l.mu.Lock()
@@ -313,12 +341,9 @@ func (l *Log) restore(ctx context.Context, sourceTopic string, p int32) (int, er
 	if err != nil {
 		return 0, err
 	}
-	part := strconv.Itoa(int(p))
-	from := int64(0)
-	if off, ok, err := l.cfg.Store.Applied(offsetSource(topic), part); err != nil {
+	from, err := l.localOffset(topic, p)
+	if err != nil {
 		return 0, err
-	} else if ok {
-		from = off + 1
 	}
 	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err != nil {
@@ -353,79 +378,30 @@ func (l *Log) restore(ctx context.Context, sourceTopic string, p int32) (int, er
 	}
 	defer rc.Close()
 
-	localSrc, hasLocal, err := l.cfg.Store.Applied(sourceTopic, part)
+	ap, err := l.newApplier(topic, sourceTopic, p, from)
 	if err != nil {
 		return 0, err
 	}
-	ns := l.Namespace(p)
-	var (
-		chunk   = map[string]int{}
-		writes  []state.Write
-		srcMax  = int64(-1)
-		next    = from
-		records int
-		bytes   int64
-	)
-	flush := func() error {
-		offsets := []state.Offset{{Source: offsetSource(topic), Partition: part, Offset: next - 1}}
-		if srcMax >= 0 && (!hasLocal || srcMax > localSrc) {
-			offsets = append(offsets, state.Offset{Source: sourceTopic, Partition: part, Offset: srcMax})
-			localSrc, hasLocal = srcMax, true
-		}
-		if err := l.cfg.Store.Commit(ctx, ns, writes, offsets); err != nil {
-			return fmt.Errorf("changelog: restore %s/%d: %w", topic, p, err)
-		}
-		clear(chunk)
-		writes = writes[:0]
-		return nil
-	}
-	for next < end.Offset {
+	for ap.next < end.Offset {
 		fetches := rc.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return records, err
+			return ap.records, err
 		}
 		var ferr error
 		fetches.EachError(func(_ string, _ int32, err error) { ferr = errors.Join(ferr, err) })
 		if ferr != nil {
-			return records, fmt.Errorf("changelog: read %s/%d: %w", topic, p, ferr)
+			return ap.records, fmt.Errorf("changelog: read %s/%d: %w", topic, p, ferr)
 		}
 		for _, rec := range fetches.Records() {
-			w := state.Write{Key: rec.Key}
-			if rec.Value == nil {
-				w.Delete = true
-			} else {
-				if len(rec.Value) < 8 {
-					return records, fmt.Errorf("changelog %s/%d offset %d: value of %d bytes, want at least 8 (last event time)", topic, p, rec.Offset, len(rec.Value))
-				}
-				w.LastEvent = int64(binary.BigEndian.Uint64(rec.Value))
-				w.Value = rec.Value[8:]
-			}
-			for _, h := range rec.Headers {
-				if h.Key == HeaderSourceOffset {
-					if off, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil && off > srcMax {
-						srcMax = off
-					}
-				}
-			}
-			if i, ok := chunk[string(rec.Key)]; ok {
-				writes[i] = w
-			} else {
-				chunk[string(rec.Key)] = len(writes)
-				writes = append(writes, w)
-			}
-			next = rec.Offset + 1
-			records++
-			bytes += int64(len(rec.Key) + len(rec.Value))
-			if len(writes) >= restoreChunk {
-				if err := flush(); err != nil {
-					return records, err
-				}
+			if err := ap.add(ctx, rec); err != nil {
+				return ap.records, err
 			}
 		}
 	}
-	if err := flush(); err != nil {
-		return records, err
+	if err := ap.flush(ctx); err != nil {
+		return ap.records, err
 	}
+	records, bytes := ap.records, ap.bytes
 	l.stats.restores.Add(1)
 	l.stats.restoredRecords.Add(int64(records))
 	l.stats.restoredBytes.Add(bytes)

@@ -41,21 +41,25 @@ type agent struct {
 
 // newAgent is one agent's side: its own store on a temp dir, its own
 // assignments, and the step's changelog.
-func newAgent(t testing.TB, brokers []string, dir string) *agent {
+func newAgent(t testing.TB, brokers []string, dir string, opts ...func(*Config)) *agent {
 	t.Helper()
 	st, err := state.Open(context.Background(), state.Options{Dir: dir, SyncWrites: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := &agent{store: st, assign: NewAssignments()}
-	a.log, err = New(Config{
+	cfg := Config{
 		Namespace:         state.Namespace{Name: "feat"},
 		ReplicationFactor: -1,
 		Store:             st,
 		Assignments:       a.assign,
 		ClientOpts:        func() ([]kgo.Opt, error) { return []kgo.Opt{kgo.SeedBrokers(brokers...)}, nil },
 		Logger:            slog.New(slog.DiscardHandler),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	a.log, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,5 +280,69 @@ func TestChangelogTopicChecked(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("created changelog topic is not compacted: %+v", rc.Configs)
+	}
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestStandby: B follows the partitions it does not own, so when it takes
+// one over its restore reads nothing; a partition B owned and gave up is
+// followed again from where B's own commits left it, with no hole.
+func TestStandby(t *testing.T) {
+	brokers := cluster(t)
+	a := newAgent(t, brokers, t.TempDir())
+	if err := a.assign.Assigned(group, srcTopic, []int32{0, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	a.apply(t, 0, 10, "u1", "u2")
+	a.apply(t, 0, 20, "u1")
+
+	b := newAgent(t, brokers, t.TempDir(), func(c *Config) { c.Standby = true })
+	if err := b.assign.Assigned(group, srcTopic, nil); err != nil { // in the group, no partitions
+		t.Fatal(err)
+	}
+	waitFor(t, "B to follow partition 0", func() bool { return b.get(t, 0, "u1") == "2@20" && b.get(t, 0, "u2") == "1@10" })
+
+	// Partition 1 moves to B, which writes to it, then back to A.
+	a.assign.Revoked(srcTopic, []int32{1})
+	if err := b.assign.Assigned(group, srcTopic, []int32{1}); err != nil {
+		t.Fatal(err)
+	}
+	b.apply(t, 1, 5, "u3")
+	b.assign.Revoked(srcTopic, []int32{1})
+	if err := a.assign.Assigned(group, srcTopic, []int32{1}); err != nil {
+		t.Fatal(err)
+	}
+	a.apply(t, 1, 6, "u3")
+	a.apply(t, 1, 7, "u4")
+	waitFor(t, "B to follow partition 1 after giving it up", func() bool { return b.get(t, 1, "u3") == "2@6" && b.get(t, 1, "u4") == "1@7" })
+
+	// A fails; B takes partition 0 and has nothing left to restore.
+	a.assign.Revoked(srcTopic, []int32{0})
+	if err := b.assign.Assigned(group, srcTopic, []int32{0}); err != nil {
+		t.Fatal(err)
+	}
+	before := b.log.Stats().RestoredRecords
+	if _, _, err := b.log.Ready(context.Background(), srcTopic, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.log.Stats().RestoredRecords - before; got != 0 {
+		t.Errorf("B restored %d records taking over a partition it followed, want 0", got)
+	}
+	b.apply(t, 0, 30, "u1")
+	if got := b.get(t, 0, "u1"); got != "3@30" {
+		t.Errorf("B partition 0 u1 = %s, want 3@30", got)
+	}
+	off, _, _ := b.store.Applied(srcTopic, "0")
+	if off != 30 {
+		t.Errorf("B applied offset of partition 0 = %d, want 30", off)
 	}
 }
