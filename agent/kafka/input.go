@@ -61,9 +61,12 @@ When a rebalance takes a partition away, the offsets acknowledged so far are com
 }
 
 type input struct {
-	opts     []kgo.Opt
-	group    string
-	regex    bool
+	opts  []kgo.Opt
+	group string
+	regex bool
+	// conn is how the input reaches its cluster (brokers, TLS, SASL),
+	// shared with changelogs of state read from its topics.
+	conn     []kgo.Opt
 	assign   *changelog.Assignments
 	brokers  []string
 	topics   []string
@@ -168,6 +171,8 @@ func newInput(conf *service.ParsedConfig, mgr *service.Resources, d Defaults) (*
 		opts = append(opts, kgo.Rack(rack))
 	}
 	in.group, in.assign = group, d.Assignments
+	// The changelog's client is no group member: the plain client ID.
+	in.conn = slices.Clone(opts)
 	if d.Advertise != "" {
 		id, err := conf.FieldString(fClientID)
 		if err != nil {
@@ -210,7 +215,7 @@ func (in *input) Connect(ctx context.Context) error {
 		// Known before any assignment, so a member with no partitions
 		// yet can still find who owns a key's.
 		for _, t := range in.topics {
-			if err := in.assign.Assigned(in.group, t, nil); err != nil {
+			if err := in.assign.SetConnection(in.group, t, in.conn); err != nil {
 				cl.Close()
 				in.cl = nil
 				return err
@@ -227,6 +232,9 @@ func (in *input) assigned(_ context.Context, _ *kgo.Client, parts map[string][]i
 		slices.Sort(ps)
 		in.log.Infof("kafka partitions assigned: topic %s partitions %v", topic, ps)
 		if in.assign != nil {
+			if err := in.assign.SetConnection(in.group, topic, in.conn); err != nil {
+				in.log.Errorf("kafka input: %v", err)
+			}
 			if err := in.assign.Assigned(in.group, topic, ps); err != nil {
 				in.log.Errorf("kafka input: %v", err)
 			}

@@ -2,8 +2,11 @@ package changelog
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Assignments is an agent's record of the source partitions its Kafka
@@ -24,6 +27,8 @@ type Assignments struct {
 
 type topicAssignment struct {
 	group string
+	// conn reaches the topic's cluster as its consumer does.
+	conn []kgo.Opt
 	parts map[int32]*partAssignment
 }
 
@@ -122,6 +127,31 @@ func (a *Assignments) Group(topic string) (string, bool) {
 		return "", false
 	}
 	return t.group, true
+}
+
+// SetConnection records how the consumer of topic reaches its cluster
+// (seed brokers, TLS, SASL, client ID), for changelogs of state read from
+// it.
+func (a *Assignments) SetConnection(group, topic string, opts []kgo.Opt) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, err := a.topic(group, topic)
+	if err != nil {
+		return err
+	}
+	t.conn = slices.Clone(opts)
+	return nil
+}
+
+// Connection returns what SetConnection recorded for topic.
+func (a *Assignments) Connection(topic string) ([]kgo.Opt, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, ok := a.topics[topic]
+	if !ok || t.conn == nil {
+		return nil, false
+	}
+	return slices.Clone(t.conn), true
 }
 
 // Topics returns the topics this agent's consumers have joined a group

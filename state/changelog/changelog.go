@@ -186,13 +186,24 @@ func (l *Log) Close() {
 	}
 }
 
-func (l *Log) client() (*kgo.Client, *kadm.Client, error) {
+// connOpts reach the cluster of sourceTopic: the connection (brokers,
+// TLS, SASL) of the kafka input consuming it, so the changelog lives on
+// the source's cluster with the same credentials, or else the agent's
+// kafka_brokers.
+func (l *Log) connOpts(sourceTopic string) ([]kgo.Opt, error) {
+	if opts, ok := l.cfg.Assignments.Connection(sourceTopic); ok {
+		return opts, nil
+	}
+	return l.cfg.ClientOpts()
+}
+
+func (l *Log) client(sourceTopic string) (*kgo.Client, *kadm.Client, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cl != nil {
 		return l.cl, l.adm, nil
 	}
-	opts, err := l.cfg.ClientOpts()
+	opts, err := l.connOpts(sourceTopic)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -225,7 +236,7 @@ func (l *Log) TopicFor(ctx context.Context, sourceTopic string) (topic string, p
 	if ok {
 		return s.changelog, s.partitions, nil
 	}
-	_, adm, err := l.client()
+	_, adm, err := l.client(sourceTopic)
 	if err != nil {
 		return "", 0, err
 	}
@@ -337,7 +348,7 @@ func (l *Log) restore(ctx context.Context, sourceTopic string, p int32) (int, er
 	if err != nil {
 		return 0, err
 	}
-	_, adm, err := l.client()
+	_, adm, err := l.client(sourceTopic)
 	if err != nil {
 		return 0, err
 	}
@@ -368,7 +379,7 @@ func (l *Log) restore(ctx context.Context, sourceTopic string, p int32) (int, er
 		return 0, nil
 	}
 	began := time.Now()
-	opts, err := l.cfg.ClientOpts()
+	opts, err := l.connOpts(sourceTopic)
 	if err != nil {
 		return 0, err
 	}
@@ -435,7 +446,7 @@ func (l *Log) Commit(ctx context.Context, sourceTopic string, p int32, epoch uin
 	if err != nil {
 		return err
 	}
-	cl, _, err := l.client()
+	cl, _, err := l.client(sourceTopic)
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,7 @@ func (l *Log) Locate(ctx context.Context, key []byte) (Location, error) {
 		return loc, nil
 	}
 	group, _ := l.cfg.Assignments.Group(topic)
-	_, adm, err := l.client()
+	_, adm, err := l.client(topic)
 	if err != nil {
 		return Location{}, err
 	}

@@ -79,7 +79,7 @@ func (l *Log) standbyLoop(ctx context.Context) {
 		}
 		start[p] = kgo.NewOffset().At(off)
 	}
-	opts, err := l.cfg.ClientOpts()
+	opts, err := l.connOpts(source)
 	if err != nil {
 		l.cfg.Logger.Error("changelog standby", "error", err)
 		return
