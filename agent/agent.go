@@ -213,7 +213,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("start HTTP server on %s (set http_address, or empty to turn it off): %w", a.cfg.HTTPAddress, err)
 		}
-		srv := &http.Server{Handler: httpapi.New(httpapi.Config{Store: a.store, Token: a.cfg.HTTPToken, Ready: ready.Load, Metrics: a.reg.Handler(), Views: a.stateView, Reload: a.reloadHTTP, Locate: a.locate, Self: a.cfg.Advertised()}), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: httpapi.New(httpapi.Config{Store: a.store, Token: a.cfg.HTTPToken, Ready: ready.Load, Metrics: a.reg.Handler(), Views: a.stateView, Reload: a.reloadHTTP, Locate: a.locate, Partitioned: a.isPartitioned, Erase: a.erase, Self: a.cfg.Advertised()}), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.logger.Error("HTTP server stopped", "error", err)

@@ -66,3 +66,18 @@ func (a *Agent) locate(ctx context.Context, ns, key string) (httpapi.Location, b
 		OwnerID:   loc.OwnerID,
 	}, true, err
 }
+
+// isPartitioned reports whether namespace ns is kept per Kafka partition.
+func (a *Agent) isPartitioned(ns string) bool {
+	_, ok := a.engine.Changelog(ns)
+	return ok || a.partitioned[ns]
+}
+
+// erase deletes a key of a partitioned namespace through its changelog.
+func (a *Agent) erase(ctx context.Context, ns, key string) error {
+	l, ok := a.engine.Changelog(ns)
+	if !ok {
+		return fmt.Errorf("the step keeping namespace %s is not running", ns)
+	}
+	return l.Erase(ctx, []byte(key))
+}

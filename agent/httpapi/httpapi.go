@@ -89,6 +89,14 @@ type Config struct {
 	// Locate says where a key is served when its namespace's state
 	// follows Kafka partitions (partitioned true); nil means none does.
 	Locate func(ctx context.Context, ns, key string) (loc Location, partitioned bool, err error)
+	// Partitioned says whether a namespace's state is kept per Kafka
+	// partition; nil means none is.
+	Partitioned func(ns string) bool
+	// Erase deletes a key of a namespace whose state follows Kafka
+	// partitions, on the agent owning its partition: through the
+	// namespace's changelog, so a restore elsewhere does not bring it
+	// back.
+	Erase func(ctx context.Context, ns, key string) error
 	// Self is this agent's advertised address, named in forwarded lookups.
 	Self string
 	// Client forwards lookups; nil means a client with a 10s timeout.
@@ -227,7 +235,18 @@ func New(c Config) http.Handler {
 			}
 			limit = n
 		}
-		keys, next, err := st.Scan(ns, q.Get("prefix"), q.Get("after"), limit)
+		storeNS := ns
+		if c.Partitioned != nil {
+			if c.Partitioned(ns) {
+				p := q.Get("partition")
+				if _, err := strconv.ParseUint(p, 10, 31); err != nil {
+					http.Error(w, fmt.Sprintf("namespace %s is kept per Kafka partition: list one with ?partition=N (this agent's copy of it)", ns), http.StatusBadRequest)
+					return
+				}
+				storeNS = ns + ".p" + p
+			}
+		}
+		keys, next, err := st.Scan(storeNS, q.Get("prefix"), q.Get("after"), limit)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -238,7 +257,27 @@ func New(c Config) http.Handler {
 		writeJSON(w, http.StatusOK, Page{Namespace: ns, Keys: keys, Next: next})
 	}))
 	mux.HandleFunc("DELETE /v1/state/{namespace}/{key}", auth(func(w http.ResponseWriter, r *http.Request) {
-		if err := st.Delete(r.PathValue("namespace"), r.PathValue("key")); err != nil {
+		ns, key := r.PathValue("namespace"), r.PathValue("key")
+		if c.Locate != nil {
+			loc, partitioned, err := c.Locate(r.Context(), ns, key)
+			switch {
+			case !partitioned:
+			case err != nil:
+				http.Error(w, fmt.Sprintf("namespace %s: locate key %q: %v", ns, key, err), http.StatusServiceUnavailable)
+				return
+			case !loc.Local:
+				forward(w, r, c, loc)
+				return
+			default:
+				if err := c.Erase(r.Context(), ns, key); err != nil {
+					http.Error(w, err.Error(), http.StatusServiceUnavailable)
+					return
+				}
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		if err := st.Delete(ns, key); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -258,7 +297,7 @@ func forward(w http.ResponseWriter, r *http.Request, c Config, loc Location) {
 		http.Error(w, fmt.Sprintf("partition %d is owned by %q, which advertises no HTTP address (advertise_address)", loc.Partition, loc.OwnerID), http.StatusServiceUnavailable)
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+loc.Owner+r.URL.EscapedPath(), nil)
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+loc.Owner+r.URL.EscapedPath(), nil)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -280,8 +319,9 @@ func forward(w http.ResponseWriter, r *http.Request, c Config, loc Location) {
 		http.Error(w, fmt.Sprintf("partition %d is owned by %s: read its answer: %v", loc.Partition, loc.Owner, err), http.StatusBadGateway)
 		return
 	}
+	w.Header().Set("X-Sluice-Served-By", loc.Owner)
 	var v EntryView
-	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound {
+	if r.Method == http.MethodGet && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound) {
 		if json.Unmarshal(body, &v) == nil {
 			v.ServedBy = loc.Owner
 			writeJSON(w, resp.StatusCode, v)

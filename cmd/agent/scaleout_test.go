@@ -131,7 +131,7 @@ func purchases(lines []string) map[int]int {
 // checkStates asks addr for every user's state, which it answers itself or
 // forwards to the agent owning the user's partition, and compares it with
 // the reference. It returns how many lookups were forwarded.
-func checkStates(t *testing.T, addr string, ref scaleoutRef, purchased map[int]int) (forwarded int) {
+func checkStates(t *testing.T, addr string, ref scaleoutRef, purchased map[int]int) (forwarded []int) {
 	t.Helper()
 	for u, want := range ref.users {
 		var got userState
@@ -155,7 +155,7 @@ func checkStates(t *testing.T, addr string, ref scaleoutRef, purchased map[int]i
 			t.Errorf("user %d: the answer names no partition", u)
 		}
 		if got.ServedBy != "" {
-			forwarded++
+			forwarded = append(forwarded, u)
 		}
 	}
 	return forwarded
@@ -300,9 +300,17 @@ func TestScaleOutThreeAgentsOneKilled(t *testing.T) {
 	}
 	total := w.total
 	w.mu.Unlock()
-	forwarded := checkStates(t, addrA, ref, purchases(lines))
+	fw := checkStates(t, addrA, ref, purchases(lines))
+	forwarded := len(fw)
 	if forwarded == 0 || forwarded == users {
-		t.Errorf("agent A forwarded %d of %d lookups; with the partitions split, some users are its own and some are others'", forwarded, users)
+		t.Fatalf("agent A forwarded %d of %d lookups; with the partitions split, some users are its own and some are others'", forwarded, users)
+	}
+	// Erasing a user whose partition another agent owns, asked of A.
+	if status := httpDo(t, "DELETE", addrA, fmt.Sprintf("/v1/state/user_features/%d", fw[0])); status != http.StatusNoContent {
+		t.Errorf("erase of user %d through A: status %d, want 204", fw[0], status)
+	}
+	if _, status := lookupUser(t, addrA, fw[0]); status != http.StatusNotFound {
+		t.Errorf("user %d after its erase: status %d, want 404", fw[0], status)
 	}
 	if restored := restoredRecords(d.stderr.String()); restored == 0 {
 		t.Errorf("the agent that joined restored no changelog records, but it took over partitions with state\n%s", d.stderr)
@@ -367,7 +375,8 @@ func TestScaleOutRestartReadsOnlyTheTail(t *testing.T) {
 	a.stop(syscall.SIGTERM)
 	afterA := changelogEnd(t, broker)
 
-	b, _ := scaleoutAgent(t, t.TempDir(), broker)
+	dirB := t.TempDir()
+	b, _ := scaleoutAgent(t, dirB, broker)
 	produceLines(t, broker, second)
 	w.waitAll(t, len(first)+len(second), b)
 	b.stop(syscall.SIGTERM)
@@ -380,10 +389,42 @@ func TestScaleOutRestartReadsOnlyTheTail(t *testing.T) {
 	// Lookups find the namespace's partitions once the pipeline is built.
 	a.waitLog("kafka partitions assigned")
 	checkStates(t, addrA, ref, purchases(append(append([]string{}, first...), second...)))
-	if got := restoredRecords(a.stderr.String()); int64(got) != afterB-afterA {
+
+	// A user erased on A (GDPR) stays erased on B, which restores the
+	// partition from its own older copy plus the changelog's tail.
+	if status := httpDo(t, "DELETE", addrA, "/v1/state/user_features/7"); status != http.StatusNoContent {
+		t.Fatalf("erase user 7: status %d", status)
+	}
+	if _, status := lookupUser(t, addrA, 7); status != http.StatusNotFound {
+		t.Errorf("user 7 after erase on A: status %d, want 404", status)
+	}
+	// Listing is per partition: this agent's copy of one.
+	if status := httpDo(t, "GET", addrA, "/v1/state/user_features"); status != http.StatusBadRequest {
+		t.Errorf("listing a partitioned namespace without ?partition: status %d, want 400", status)
+	}
+	if status := httpDo(t, "GET", addrA, "/v1/state/user_features?partition=0"); status != http.StatusOK {
+		t.Errorf("listing partition 0: status %d, want 200", status)
+	}
+	restoredA := restoredRecords(a.stderr.String())
+	a.stop(syscall.SIGTERM)
+	b, addrB := scaleoutAgent(t, dirB, broker)
+	b.waitLog("kafka partitions assigned")
+	var status int
+	for deadline := time.Now().Add(runTimeout); ; time.Sleep(50 * time.Millisecond) {
+		if _, status = lookupUser(t, addrB, 7); (status != http.StatusServiceUnavailable && status != 0) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if status != http.StatusNotFound {
+		t.Errorf("user 7, erased on A, on B after its restore: status %d, want 404", status)
+	}
+	if _, status := lookupUser(t, addrB, 8); status != http.StatusOK {
+		t.Errorf("user 8 on B: status %d, want 200", status)
+	}
+	b.stop(syscall.SIGTERM)
+	if got := restoredA; int64(got) != afterB-afterA {
 		t.Errorf("A restarted restored %d changelog records, want the %d B wrote (its local copy has the first %d)\n%s", got, afterB-afterA, afterA, a.stderr)
 	}
-	a.stop(syscall.SIGTERM)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, s := range w.bad {
@@ -392,4 +433,16 @@ func TestScaleOutRestartReadsOnlyTheTail(t *testing.T) {
 	if w.total != len(first)+len(second) {
 		t.Errorf("%d predictions for %d events: with graceful hand-overs nothing is processed twice", w.total, len(first)+len(second))
 	}
+}
+
+func httpDo(t *testing.T, method, addr, path string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+addr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+scaleoutToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

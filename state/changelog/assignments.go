@@ -28,7 +28,7 @@ type Assignments struct {
 type topicAssignment struct {
 	group string
 	// conn reaches the topic's cluster as its consumer does.
-	conn []kgo.Opt
+	conn  []kgo.Opt
 	parts map[int32]*partAssignment
 }
 

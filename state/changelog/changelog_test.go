@@ -346,3 +346,39 @@ func TestStandby(t *testing.T) {
 		t.Errorf("B applied offset of partition 0 = %d, want 30", off)
 	}
 }
+
+// TestEraseSurvivesRestore: a key erased on its partition's owner stays
+// erased on the agent that restores the partition next.
+func TestEraseSurvivesRestore(t *testing.T) {
+	brokers := cluster(t)
+	a := newAgent(t, brokers, t.TempDir())
+	if err := a.assign.Assigned(group, srcTopic, []int32{0, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	p := int32(kgo.StickyKeyPartitioner(nil).ForTopic(srcTopic).Partition(&kgo.Record{Key: []byte("u1")}, 3))
+	a.apply(t, p, 10, "u1", "u2")
+	if err := a.log.Erase(context.Background(), []byte("u1")); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.get(t, p, "u1"); got != "<absent>" {
+		t.Errorf("after erase, A has u1 = %s", got)
+	}
+	a.assign.Revoked(srcTopic, []int32{p})
+	b := newAgent(t, brokers, t.TempDir())
+	if err := b.assign.Assigned(group, srcTopic, []int32{p}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.log.Ready(context.Background(), srcTopic, p); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.get(t, p, "u1"); got != "<absent>" {
+		t.Errorf("B restored the erased u1 = %s", got)
+	}
+	if got := b.get(t, p, "u2"); got != "1@10" {
+		t.Errorf("B u2 = %s, want 1@10", got)
+	}
+	// A no longer owns the partition: its erase is refused.
+	if err := a.log.Erase(context.Background(), []byte("u1")); err == nil {
+		t.Error("an erase on an agent that does not own the key's partition was accepted")
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/state"
 )
 
 // AdvertiseSeparator joins a Kafka client ID and the agent's advertised
@@ -114,4 +116,20 @@ func (l *Log) sourceTopic() (string, error) {
 	default:
 		return "", fmt.Errorf("the step reads several topics (%s): a key's partition is ambiguous", strings.Join(topics, ", "))
 	}
+}
+
+// Erase deletes key's state for good: on the agent owning the key's
+// partition, as a tombstone in the changelog and a deletion in the local
+// copy, committed like a batch, so no restore anywhere brings it back. A
+// key whose partition another agent owns is refused with ErrNotOwned.
+func (l *Log) Erase(ctx context.Context, key []byte) error {
+	loc, err := l.Locate(ctx, key)
+	if err != nil {
+		return err
+	}
+	if !loc.Local {
+		return fmt.Errorf("partition %s/%d: %w (owned by %s)", loc.SourceTopic, loc.Partition, ErrNotOwned, loc.OwnerID)
+	}
+	epoch, _, _ := l.cfg.Assignments.Owner(loc.SourceTopic, loc.Partition)
+	return l.Commit(ctx, loc.SourceTopic, loc.Partition, epoch, []state.Write{{Key: key, Delete: true}}, nil)
 }
