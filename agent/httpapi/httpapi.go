@@ -10,6 +10,11 @@
 //	GET    /metrics                           Prometheus: every pipeline's Benthos metrics and the state store's
 //	POST   /admin/reload                      load changed plugin and pipeline files now (as SIGHUP does); JSON per step
 //
+// For a namespace kept per Kafka partition (a scale-out step with a
+// changelog), a key's lookup or erasure is answered by the agent owning
+// the key's partition: this one, or the owner it is forwarded to
+// (docs/SCALEOUT.md); listing takes ?partition=N.
+//
 // Every endpoint but /healthz and /readyz needs `Authorization: Bearer <token>`; with no token
 // configured they are off (403), so state is never served unauthenticated.
 package httpapi
