@@ -247,6 +247,14 @@ func runWithRetries(ctx context.Context, p Pipeline, opts Options, log *slog.Log
 			log.Error("run failed, no retries left", "attempts", attempt, "error", err)
 			return err
 		}
+		// A config the linter refuses fails every attempt the same way:
+		// retrying only delays the error. (A component that fails to
+		// build, a plugin file not there yet, say, is retried.)
+		var lint *sourcedLintError
+		if errors.As(err, &lint) {
+			log.Error("run failed: the pipeline's config is invalid, not retried", "error", err)
+			return err
+		}
 		log.Warn("run failed, retrying", "attempt", attempt, "retry_in", backoff, "error", err)
 		select {
 		case <-ctx.Done():

@@ -97,3 +97,27 @@ func TestFailedRunRetried(t *testing.T) {
 		t.Errorf("runs %+v, want 3 failed attempts", runs)
 	}
 }
+
+// TestScheduledLintErrorNotRetried: a scheduled pipeline whose config the
+// linter refuses fails once, at once, rather than after its retries.
+func TestScheduledLintErrorNotRetried(t *testing.T) {
+	p := Pipeline{Name: "broken", Source: "broken.yaml", Schedule: &Schedule{Retries: 3, Backoff: time.Hour, Timeout: time.Minute},
+		YAML: []byte("input:\n  generate: {count: 1, mapping: 'root = 1'}\noutput:\n  no_such_output: {}\n")}
+	var runs []RunOutcome
+	done := make(chan Report, 1)
+	go func() {
+		done <- Run(context.Background(), []Pipeline{p}, Options{Env: service.NewEnvironment(), Logger: (&logTap{}).logger(), OnRun: func(o RunOutcome) { runs = append(runs, o) }})
+	}()
+	select {
+	case report := <-done:
+		err := report.Err()
+		if err == nil || !strings.Contains(err.Error(), "broken.yaml:4") {
+			t.Errorf("report error %v, want the lint error with its line", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run waited for a retry (backoff 1h) of a config that cannot lint")
+	}
+	if len(runs) != 1 {
+		t.Errorf("%d attempts, want 1", len(runs))
+	}
+}
