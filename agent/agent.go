@@ -28,6 +28,7 @@ import (
 	"github.com/sluice-dev/sluice/agent/csvinput"
 	"github.com/sluice-dev/sluice/agent/csvout"
 	"github.com/sluice-dev/sluice/agent/diskbuffer"
+	"github.com/sluice-dev/sluice/agent/distinct"
 	"github.com/sluice-dev/sluice/agent/httpapi"
 	"github.com/sluice-dev/sluice/agent/ingest"
 	"github.com/sluice-dev/sluice/agent/kafka"
@@ -148,6 +149,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if err := aggregate.Register(env); err != nil {
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register aggregate processor: %w", err)
+	}
+	if err := distinct.Register(env); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("register distinct processor: %w", err)
 	}
 	if err := csvinput.Register(env, pipelines.File); err != nil {
 		_ = a.Close(ctx)

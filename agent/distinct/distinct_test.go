@@ -1,0 +1,144 @@
+package distinct
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+)
+
+func parse(t testing.TB, yaml string) *Processor {
+	t.Helper()
+	conf, err := ConfigSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func msg(key, line string) *service.Message {
+	m := service.NewMessage([]byte(key))
+	m.MetaSetMut("raw", key)
+	m.MetaSetMut("line", line)
+	return m
+}
+
+func TestDistinct(t *testing.T) {
+	p := parse(t, `
+key: '${! meta("raw") }'
+reason: 'duplicate row: the same as line ${! meta("line") }'
+`)
+	failed := msg("c", "3")
+	failed.SetError(errors.New("bad price"))
+	batches := []service.MessageBatch{
+		{msg("a", "1"), msg("b", "2"), failed, msg("a", "4")},
+		// Across batches, and a key whose first message had failed
+		// earlier is new.
+		{msg("c", "5"), msg("b", "6"), msg("c", "7")},
+	}
+	var got []string
+	for _, b := range batches {
+		out, err := p.ProcessBatch(context.Background(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range out[0] {
+			line, _ := m.MetaGet("line")
+			if err := m.GetError(); err != nil {
+				got = append(got, line+":"+err.Error())
+			} else {
+				got = append(got, line+":ok")
+			}
+		}
+	}
+	want := []string{"1:ok", "2:ok", "3:bad price", "4:duplicate row: the same as line 4", "5:ok", "6:duplicate row: the same as line 6", "7:duplicate row: the same as line 7"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got  %v\nwant %v", got, want)
+	}
+}
+
+// BenchmarkDedupe: the sales ETL's dedupe step per message, as the `cache`
+// processor (operator add, memory cache) it replaced and as `distinct`, in
+// the same kind of stream, batches of 8192 rows with distinct keys.
+//
+//	go test -run '^$' -bench Dedupe -count 6 ./agent/distinct/
+func BenchmarkDedupe(b *testing.B) {
+	env := service.NewEnvironment()
+	if err := Register(env); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct{ name, resources, proc string }{
+		{"cache", "cache_resources:\n  - label: seen\n    memory: {}\n", `cache: {resource: seen, operator: add, key: '${! meta("raw") }', value: '${! meta("line") }'}`},
+		{"distinct", "", `distinct: {key: '${! meta("raw") }', reason: 'duplicate of ${! meta("line") }'}`},
+		{"noop", "", `noop: {}`},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			const batch = 8192
+			sb := env.NewStreamBuilder()
+			if err := sb.SetLoggerYAML("level: none"); err != nil {
+				b.Fatal(err)
+			}
+			if tc.resources != "" {
+				if err := sb.AddResourcesYAML(tc.resources); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := sb.AddProcessorYAML(tc.proc); err != nil {
+				b.Fatal(err)
+			}
+			produce, err := sb.AddBatchProducerFunc()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var dups atomic.Int64
+			if err := sb.AddBatchConsumerFunc(func(_ context.Context, mb service.MessageBatch) error {
+				for _, m := range mb {
+					if m.GetError() != nil {
+						dups.Add(1)
+					}
+				}
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+			strm, err := sb.Build()
+			if err != nil {
+				b.Fatal(err)
+			}
+			go func() { _ = strm.Run(context.Background()) }()
+			defer func() { _ = strm.StopWithin(10 * time.Second) }()
+			ctx := context.Background()
+			n := 0
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				mb := make(service.MessageBatch, batch)
+				for j := range mb {
+					s := "2025-01-02," + strconv.Itoa(n) + ",3,9.99,42"
+					mb[j] = msg(s, strconv.Itoa(n))
+					n++
+				}
+				b.StartTimer()
+				if err := produce(ctx, mb); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if dups.Load() != 0 {
+				b.Fatalf("%d distinct rows taken for duplicates", dups.Load())
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/row")
+		})
+	}
+}
