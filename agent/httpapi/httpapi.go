@@ -196,19 +196,12 @@ func New(c Config) http.Handler {
 		ns, key := r.PathValue("namespace"), r.PathValue("key")
 		storeNS := ns
 		var part *int32
-		if c.Locate != nil {
-			loc, partitioned, err := c.Locate(r.Context(), ns, key)
-			switch {
-			case !partitioned:
-			case err != nil:
-				http.Error(w, fmt.Sprintf("namespace %s: locate key %q: %v", ns, key, err), http.StatusServiceUnavailable)
-				return
-			case !loc.Local:
-				forward(w, r, c, loc)
-				return
-			default:
-				storeNS, part = loc.Namespace, &loc.Partition
-			}
+		loc, done := locate(w, r, c, ns, key)
+		if done {
+			return
+		}
+		if loc != nil {
+			storeNS, part = loc.Namespace, &loc.Partition
 		}
 		e, found, err := st.Get(storeNS, key)
 		if err != nil {
@@ -243,12 +236,12 @@ func New(c Config) http.Handler {
 		storeNS := ns
 		if c.Partitioned != nil {
 			if c.Partitioned(ns) {
-				p := q.Get("partition")
-				if _, err := strconv.ParseUint(p, 10, 31); err != nil {
+				p, err := strconv.ParseUint(q.Get("partition"), 10, 31)
+				if err != nil {
 					http.Error(w, fmt.Sprintf("namespace %s is kept per Kafka partition: list one with ?partition=N (this agent's copy of it)", ns), http.StatusBadRequest)
 					return
 				}
-				storeNS = ns + ".p" + p
+				storeNS = state.PartitionNamespace(ns, int32(p))
 			}
 		}
 		keys, next, err := st.Scan(storeNS, q.Get("prefix"), q.Get("after"), limit)
@@ -263,24 +256,17 @@ func New(c Config) http.Handler {
 	}))
 	mux.HandleFunc("DELETE /v1/state/{namespace}/{key}", auth(func(w http.ResponseWriter, r *http.Request) {
 		ns, key := r.PathValue("namespace"), r.PathValue("key")
-		if c.Locate != nil {
-			loc, partitioned, err := c.Locate(r.Context(), ns, key)
-			switch {
-			case !partitioned:
-			case err != nil:
-				http.Error(w, fmt.Sprintf("namespace %s: locate key %q: %v", ns, key, err), http.StatusServiceUnavailable)
-				return
-			case !loc.Local:
-				forward(w, r, c, loc)
-				return
-			default:
-				if err := c.Erase(r.Context(), ns, key); err != nil {
-					http.Error(w, err.Error(), http.StatusServiceUnavailable)
-					return
-				}
-				w.WriteHeader(http.StatusNoContent)
+		loc, done := locate(w, r, c, ns, key)
+		if done {
+			return
+		}
+		if loc != nil {
+			if err := c.Erase(r.Context(), ns, key); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
 			}
+			w.WriteHeader(http.StatusNoContent)
+			return
 		}
 		if err := st.Delete(ns, key); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -289,6 +275,28 @@ func New(c Config) http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	return mux
+}
+
+// locate handles a key's request in a namespace kept per Kafka
+// partition: it answers it (done) with an error, or by forwarding it to
+// the agent owning the key's partition, or returns where the key is here.
+// loc is nil for a namespace that is not kept per partition.
+func locate(w http.ResponseWriter, r *http.Request, c Config, ns, key string) (loc *Location, done bool) {
+	if c.Locate == nil {
+		return nil, false
+	}
+	l, partitioned, err := c.Locate(r.Context(), ns, key)
+	switch {
+	case !partitioned:
+		return nil, false
+	case err != nil:
+		http.Error(w, fmt.Sprintf("namespace %s: locate key %q: %v", ns, key, err), http.StatusServiceUnavailable)
+		return nil, true
+	case !l.Local:
+		forward(w, r, c, l)
+		return nil, true
+	}
+	return &l, false
 }
 
 // forward hands a lookup to the agent that owns the key's partition and

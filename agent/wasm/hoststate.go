@@ -63,9 +63,7 @@ func hostStateGet(ctx context.Context, mod api.Module, stack []uint64) {
 			writeValue(mod, stack, d(4), d(5), v.value)
 			return
 		}
-	}
-	if kin := info.keyed; kin != nil && ns == kin.own {
-		ns = kin.storeNS
+		ns = kin.storeNS // a changelog-backed step reads its batch's partition
 	}
 	e, found, err := info.store.Get(ns, key)
 	switch {

@@ -207,9 +207,9 @@ type keyedStep struct {
 // batchPartition is the source partition a changelog-backed step's batch
 // came from, and the assignment epoch its state was made current at.
 type batchPartition struct {
-	source string
-	part   int32
-	epoch  uint64
+	pk    partitionKey
+	part  int32
+	epoch uint64
 }
 
 type keyReader struct {
@@ -254,12 +254,6 @@ type partitionKey struct{ source, partition string }
 func (k *keyedStep) prepare(ctx context.Context, batch service.MessageBatch, inflight *pending) (*KeyedInput, []int64, map[partitionKey]int64, error) {
 	kin := &KeyedInput{KeyIdx: make([]int, len(batch)), Replayed: make([]bool, len(batch)), own: k.ns.Name, storeNS: k.ns.Name, inflight: inflight}
 	ns := k.ns
-	if k.changelog != nil {
-		var err error
-		if ns, err = k.partitionOf(ctx, batch, kin); err != nil {
-			return nil, nil, nil, err
-		}
-	}
 	index := map[string]int{}
 	eventTimes := make([]int64, len(batch))
 	firstEvent := []int64{}
@@ -269,7 +263,7 @@ func (k *keyedStep) prepare(ctx context.Context, batch service.MessageBatch, inf
 	for idx, msg := range batch {
 		kin.KeyIdx[idx] = -1
 		if k.changelog != nil && msg.GetError() != nil {
-			continue // failed by partitionOf, or before the step
+			continue // failed before the step: it touches no partition's state
 		}
 		key, err := k.key.read(msg)
 		if err != nil {
@@ -295,6 +289,23 @@ func (k *keyedStep) prepare(ctx context.Context, batch service.MessageBatch, inf
 			if err != nil {
 				msg.SetError(err)
 				continue
+			}
+			// A changelog-backed step takes one partition per batch, as
+			// the kafka input delivers them; the first message's is made
+			// current (restored) before any offset of it is looked up.
+			if k.changelog != nil {
+				switch {
+				case !has:
+					msg.SetError(errNoPartition)
+					continue
+				case kin.part == nil:
+					if ns, err = k.readyPartition(ctx, pk, kin); err != nil {
+						return nil, nil, nil, err
+					}
+				case pk != kin.part.pk:
+					msg.SetError(fmt.Errorf("the batch mixes partitions %s/%s and %s/%s: a step whose state follows Kafka partitions takes one partition per batch, as the kafka input delivers them", kin.part.pk.source, kin.part.pk.partition, pk.source, pk.partition))
+					continue
+				}
 			}
 			// An event with no position (posted over HTTP beside a Kafka
 			// input) has nothing to recognise a redelivery by: its update
@@ -422,7 +433,7 @@ func (k *keyedStep) commit(ctx context.Context, kin *KeyedInput, eventTimes []in
 		return nil
 	}
 	if p := kin.part; p != nil {
-		if err := k.changelog.Commit(ctx, p.source, p.part, p.epoch, writes, offsets); err != nil {
+		if err := k.changelog.Commit(ctx, p.pk.source, p.part, p.epoch, writes, offsets); err != nil {
 			return fmt.Errorf("commit state of namespace %q partition %d: %w", k.ns.Name, p.part, err)
 		}
 		return nil
@@ -433,37 +444,16 @@ func (k *keyedStep) commit(ctx context.Context, kin *KeyedInput, eventTimes []in
 	return nil
 }
 
-// partitionOf finds the source partition of a changelog-backed step's
-// batch from the first message's offsets, fails the messages of any other
-// partition or of none (the kafka input hands out one partition per
-// batch; an event posted over HTTP has no partition to keep its state in),
-// and makes the partition's state current (changelog.Log.Ready).
-func (k *keyedStep) partitionOf(ctx context.Context, batch service.MessageBatch, kin *KeyedInput) (state.Namespace, error) {
-	var first *partitionKey
-	for _, msg := range batch {
-		if msg.GetError() != nil {
-			continue
-		}
-		pk, _, has, err := k.offsets.read(msg)
-		switch {
-		case err != nil:
-			msg.SetError(err)
-			continue
-		case !has:
-			msg.SetError(errors.New("the step's state follows Kafka partitions (state.changelog), and this message has no partition and offset: send it through the Kafka topic"))
-			continue
-		case first == nil:
-			first = &pk
-		case pk != *first:
-			msg.SetError(fmt.Errorf("the batch mixes partitions %s/%s and %s/%s: a step whose state follows Kafka partitions takes one partition per batch, as the kafka input delivers them", first.source, first.partition, pk.source, pk.partition))
-		}
-	}
-	if first == nil {
-		return k.ns, nil
-	}
-	p, err := strconv.ParseInt(first.partition, 10, 32)
+// errNoPartition fails a message without a position in a step whose state
+// follows Kafka partitions.
+var errNoPartition = errors.New("the step's state follows Kafka partitions (state.changelog), and this message has no partition and offset: send it through the Kafka topic")
+
+// readyPartition makes the state of the batch's source partition current
+// (changelog.Log.Ready) and records it in kin.
+func (k *keyedStep) readyPartition(ctx context.Context, pk partitionKey, kin *KeyedInput) (state.Namespace, error) {
+	p, err := strconv.ParseInt(pk.partition, 10, 32)
 	if err != nil || p < 0 {
-		return state.Namespace{}, fmt.Errorf("offsets.partition: %q is not a Kafka partition number", first.partition)
+		return state.Namespace{}, fmt.Errorf("offsets.partition: %q is not a Kafka partition number", pk.partition)
 	}
 	// A restore that fails (broker unreachable, a changelog topic of the
 	// wrong shape) is retried rather than failing the batch: failed
@@ -472,7 +462,7 @@ func (k *keyedStep) partitionOf(ctx context.Context, batch service.MessageBatch,
 	var ns state.Namespace
 	var epoch uint64
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		if ns, epoch, err = k.changelog.Ready(ctx, first.source, int32(p)); err == nil || errors.Is(err, changelog.ErrNotOwned) {
+		if ns, epoch, err = k.changelog.Ready(ctx, pk.source, int32(p)); err == nil || errors.Is(err, changelog.ErrNotOwned) {
 			break
 		}
 		k.logger.Error("changelog restore failed; retrying", "partition", p, "retry_in", wait, "error", err)
@@ -486,6 +476,6 @@ func (k *keyedStep) partitionOf(ctx context.Context, batch service.MessageBatch,
 		return state.Namespace{}, err
 	}
 	kin.storeNS = ns.Name
-	kin.part = &batchPartition{source: first.source, part: int32(p), epoch: epoch}
+	kin.part = &batchPartition{pk: pk, part: int32(p), epoch: epoch}
 	return ns, nil
 }

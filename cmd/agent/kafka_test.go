@@ -324,9 +324,22 @@ type predictionWatch struct {
 	total int
 }
 
-func watchPredictions(t *testing.T, broker string) *predictionWatch {
+func watchPredictions(t testing.TB, broker string) *predictionWatch {
 	t.Helper()
 	w := &predictionWatch{seen: map[int]int{}}
+	eachPrediction(t, broker, func(p prediction) {
+		w.mu.Lock()
+		w.seen[p.EventData.Seq]++
+		w.total++
+		w.mu.Unlock()
+	})
+	return w
+}
+
+// eachPrediction calls fn, from a goroutine, with every prediction on the
+// topic from its start, for the rest of the test.
+func eachPrediction(t testing.TB, broker string, fn func(prediction)) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics("predictions"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -336,24 +349,19 @@ func watchPredictions(t *testing.T, broker string) *predictionWatch {
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
-			fs := cl.PollFetches(ctx)
-			fs.EachRecord(func(r *kgo.Record) {
+			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 				var p prediction
 				if json.Unmarshal(r.Value, &p) == nil {
-					w.mu.Lock()
-					w.seen[p.EventData.Seq]++
-					w.total++
-					w.mu.Unlock()
+					fn(p)
 				}
 			})
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done; cl.Close() })
-	return w
 }
 
 // waitFor polls cond until it holds or the run timeout passes.
-func (w *predictionWatch) waitFor(t *testing.T, what string, cond func(total, distinct int) bool) {
+func (w *predictionWatch) waitFor(t testing.TB, what string, cond func(total, distinct int) bool) {
 	t.Helper()
 	for deadline := time.Now().Add(runTimeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		w.mu.Lock()

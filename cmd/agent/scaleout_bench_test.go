@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -68,9 +66,10 @@ func failoverOnce(b *testing.B, standby bool) (failover, restore time.Duration, 
 			"SLUICE_HTTP_ADDRESS=", "SCALEOUT_SESSION_TIMEOUT=6s")
 		return startPipeline(b, dir, env, "--pipeline", pipeline)
 	}
+	w := watchPredictions(b, broker)
 	a, k := start(b.TempDir()), start(b.TempDir())
 	produceLines(b, broker, lines)
-	waitPredictions(b, broker, n)
+	w.waitFor(b, "every event's prediction", func(_, distinct int) bool { return distinct == n })
 	// Let the standby catch up with the last commits, as a running one is.
 	time.Sleep(2 * time.Second)
 	before := len(restoreSecondsRE.FindAllString(a.stderr.String(), -1))
@@ -92,7 +91,7 @@ func failoverOnce(b *testing.B, standby bool) (failover, restore time.Duration, 
 	killed := time.Now()
 	k.kill(syscall.SIGKILL)
 	produceLines(b, broker, markers)
-	waitPredictions(b, broker, n+len(markers))
+	w.waitFor(b, "the markers' predictions", func(_, distinct int) bool { return distinct == n+len(markers) })
 	failover = time.Since(killed)
 	b.StopTimer()
 	for _, m := range restoreSecondsRE.FindAllStringSubmatch(a.stderr.String(), -1)[before:] {
@@ -105,28 +104,4 @@ func failoverOnce(b *testing.B, standby bool) (failover, restore time.Duration, 
 	<-a.done
 	<-k.done
 	return failover, restore, restored
-}
-
-// waitPredictions waits until the predictions topic holds a prediction
-// for every event seq below n (duplicates aside).
-func waitPredictions(b *testing.B, broker string, n int) {
-	b.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics("predictions"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	seen := map[int]bool{}
-	deadline := time.Now().Add(5 * time.Minute)
-	for len(seen) < n {
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d predictions", len(seen), n)
-		}
-		cl.PollRecords(context.Background(), 10000).EachRecord(func(r *kgo.Record) {
-			var p prediction
-			if json.Unmarshal(r.Value, &p) == nil {
-				seen[p.EventData.Seq] = true
-			}
-		})
-	}
 }

@@ -177,33 +177,17 @@ type scaledPredictions struct {
 func watchScaled(t *testing.T, broker string, ref scaleoutRef) *scaledPredictions {
 	t.Helper()
 	w := &scaledPredictions{seen: map[int]int{}}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics("predictions"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-				var p prediction
-				if err := json.Unmarshal(r.Value, &p); err != nil {
-					return
-				}
-				seq := p.EventData.Seq
-				w.mu.Lock()
-				defer w.mu.Unlock()
-				w.seen[seq]++
-				w.total++
-				u := ref.users[ref.userOf[seq]]
-				if c := p.Features.EventCount; u == nil || c < ref.running[seq] || c > u.count {
-					w.bad = append(w.bad, fmt.Sprintf("event %d of user %d: event_count %d, want %d..%d", seq, p.UserID, c, ref.running[seq], u.count))
-				}
-			})
+	eachPrediction(t, broker, func(p prediction) {
+		seq := p.EventData.Seq
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.seen[seq]++
+		w.total++
+		u := ref.users[ref.userOf[seq]]
+		if c := p.Features.EventCount; u == nil || c < ref.running[seq] || c > u.count {
+			w.bad = append(w.bad, fmt.Sprintf("event %d of user %d: event_count %d, want %d..%d", seq, p.UserID, c, ref.running[seq], u.count))
 		}
-	}()
-	t.Cleanup(func() { cancel(); <-done; cl.Close() })
+	})
 	return w
 }
 
