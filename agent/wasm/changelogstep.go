@@ -111,14 +111,18 @@ func (e *Engine) newChangelog(ns state.Namespace, conf *service.ParsedConfig) (_
 }
 
 // dropRevoked reports whether err means the batch's partition left this
-// agent, and logs it. Such a batch is dropped, not failed: its offsets
-// will not be committed, the partition's new owner processes it, and a
-// dead letter for it would be false.
+// agent, or its Kafka transaction will abort, and logs it. Such a batch is
+// dropped, not failed: its offsets will not be committed, the partition's
+// owner processes it again, and a dead letter for it would be false.
 func dropRevoked(l *slog.Logger, err error) bool {
-	if !errors.Is(err, changelog.ErrNotOwned) {
+	switch {
+	case errors.Is(err, changelog.ErrNotOwned):
+		l.Info("batch dropped: its partition was revoked from this agent; its new owner processes it", "reason", err)
+	case errors.Is(err, changelog.ErrTxnFailed):
+		l.Info("batch dropped: its Kafka transaction will abort; the records are read again", "reason", err)
+	default:
 		return false
 	}
-	l.Info("batch dropped: its partition was revoked from this agent; its new owner processes it", "reason", err)
 	return true
 }
 

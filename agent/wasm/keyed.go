@@ -210,6 +210,9 @@ type batchPartition struct {
 	pk    partitionKey
 	part  int32
 	epoch uint64
+	// txn is the kafka input's transaction the batch is part of, in
+	// exactly-once mode: the changelog is written in it.
+	txn *changelog.Txn
 }
 
 type keyReader struct {
@@ -302,6 +305,7 @@ func (k *keyedStep) prepare(ctx context.Context, batch service.MessageBatch, inf
 					if ns, err = k.readyPartition(ctx, pk, kin); err != nil {
 						return nil, nil, nil, err
 					}
+					kin.part.txn = changelog.TxnFromContext(msg.Context())
 				case pk != kin.part.pk:
 					msg.SetError(fmt.Errorf("the batch mixes partitions %s/%s and %s/%s: a step whose state follows Kafka partitions takes one partition per batch, as the kafka input delivers them", kin.part.pk.source, kin.part.pk.partition, pk.source, pk.partition))
 					continue
@@ -433,7 +437,7 @@ func (k *keyedStep) commit(ctx context.Context, kin *KeyedInput, eventTimes []in
 		return nil
 	}
 	if p := kin.part; p != nil {
-		if err := k.changelog.Commit(ctx, p.pk.source, p.part, p.epoch, writes, offsets); err != nil {
+		if err := k.changelog.CommitIn(ctx, p.txn, p.pk.source, p.part, p.epoch, writes, offsets); err != nil {
 			return fmt.Errorf("commit state of namespace %q partition %d: %w", k.ns.Name, p.part, err)
 		}
 		return nil

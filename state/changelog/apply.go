@@ -56,6 +56,12 @@ func (l *Log) localOffset(topic string, p int32) (int64, error) {
 }
 
 func (a *applier) add(ctx context.Context, rec *kgo.Record) error {
+	if rec.Attrs.IsControl() {
+		// A transaction's commit or abort marker: no state, but the local
+		// copy has read past it.
+		a.next = rec.Offset + 1
+		return nil
+	}
 	w := state.Write{Key: rec.Key}
 	if rec.Value == nil {
 		w.Delete = true

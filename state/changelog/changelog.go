@@ -93,6 +93,9 @@ type Log struct {
 	restoring sync.Mutex
 	// partMus exclude a partition's restore and its standby apply.
 	partMus map[sourcePartition]*sync.Mutex
+	// txns are the open transactions that wrote partitions, for their
+	// end (eos.go).
+	txns map[*Txn]map[sourcePartition]string
 	// stopStandby ends the standby follower; standbyDone is closed when
 	// it has.
 	stopStandby context.CancelFunc
@@ -150,7 +153,7 @@ func New(cfg Config) (*Log, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	l := &Log{cfg: cfg, sources: map[string]*source{}, restored: map[sourcePartition]uint64{}, partMus: map[sourcePartition]*sync.Mutex{}}
+	l := &Log{cfg: cfg, sources: map[string]*source{}, restored: map[sourcePartition]uint64{}, partMus: map[sourcePartition]*sync.Mutex{}, txns: map[*Txn]map[sourcePartition]string{}}
 	if cfg.Standby {
 		var ctx context.Context
 		ctx, l.stopStandby = context.WithCancel(context.Background())
@@ -352,6 +355,9 @@ func (l *Log) restore(ctx context.Context, sourceTopic string, p int32) (int, er
 	if err != nil {
 		return 0, err
 	}
+	if _, err := l.discardUncommitted(ctx, topic, sourceTopic, p); err != nil {
+		return 0, err
+	}
 	from, err := l.localOffset(topic, p)
 	if err != nil {
 		return 0, err
@@ -360,7 +366,9 @@ func (l *Log) restore(ctx context.Context, sourceTopic string, p int32) (int, er
 	if err != nil {
 		return 0, fmt.Errorf("changelog: start offsets of %q: %w", topic, err)
 	}
-	ends, err := adm.ListEndOffsets(ctx, topic)
+	// The last stable offset: records past it may belong to a transaction
+	// still open, which a read_committed reader cannot read yet.
+	ends, err := adm.ListCommittedOffsets(ctx, topic)
 	if err != nil {
 		return 0, fmt.Errorf("changelog: end offsets of %q: %w", topic, err)
 	}
@@ -383,7 +391,7 @@ func (l *Log) restore(ctx context.Context, sourceTopic string, p int32) (int, er
 	if err != nil {
 		return 0, err
 	}
-	rc, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}}))...)
+	rc, err := kgo.NewClient(append(opts, readCommitted(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}}))...)...)
 	if err != nil {
 		return 0, fmt.Errorf("changelog: restore client: %w", err)
 	}
@@ -433,22 +441,65 @@ func (l *Log) restore(ctx context.Context, sourceTopic string, p int32) (int, er
 // written and the batch fails: its state was computed from a copy that
 // may be stale, and the partition's owner will process it again.
 func (l *Log) Commit(ctx context.Context, sourceTopic string, p int32, epoch uint64, writes []state.Write, offsets []state.Offset) error {
+	return l.CommitIn(ctx, nil, sourceTopic, p, epoch, writes, offsets)
+}
+
+// CommitIn is Commit inside txn, a kafka input's transaction in
+// exactly-once mode (nil: Commit). The changelog records are produced in
+// the transaction, so they become visible to read_committed readers (a
+// restore, a standby) only if it commits, together with the outputs and
+// the source offsets. The local commit is made at once, marked as holding
+// an open transaction's writes (txnMarker); the mark is cleared when the
+// transaction commits. If it aborts, or the agent dies before it ends, the
+// local copy holds writes the changelog does not, so the partition's next
+// Ready discards the local copy and restores it whole from the changelog,
+// as Kafka Streams wipes a task's stores after an unclean end under
+// exactly-once.
+func (l *Log) CommitIn(ctx context.Context, txn *Txn, sourceTopic string, p int32, epoch uint64, writes []state.Write, offsets []state.Offset) error {
 	release, ok := l.cfg.Assignments.Lease(sourceTopic, p, epoch)
 	if !ok {
 		return fmt.Errorf("partition %s/%d: %w: revoked while its batch was processed; state not committed, the partition's owner processes the batch again", sourceTopic, p, ErrNotOwned)
 	}
 	defer release()
 	ns := l.Namespace(p)
-	if len(writes) == 0 {
+	part := strconv.Itoa(int(p))
+	if txn != nil {
+		if err := txn.Err(); err != nil {
+			return fmt.Errorf("partition %s/%d: %w: %v", sourceTopic, p, ErrTxnFailed, err)
+		}
+	} else if len(writes) == 0 {
 		return l.cfg.Store.Commit(ctx, ns, nil, offsets)
 	}
 	topic, _, err := l.TopicFor(ctx, sourceTopic)
 	if err != nil {
 		return err
 	}
-	cl, _, err := l.client(sourceTopic)
-	if err != nil {
-		return err
+	offsets = offsets[:len(offsets):len(offsets)]
+	if txn != nil {
+		offsets = append(offsets, state.Offset{Source: txnMarker(topic), Partition: part, Offset: 1})
+		l.inTxn(txn, sourceTopic, p, topic)
+	}
+	if len(writes) > 0 {
+		last, err := l.produce(ctx, txn, sourceTopic, topic, p, writes, offsets)
+		if err != nil {
+			return err
+		}
+		offsets = append(offsets, state.Offset{Source: offsetSource(topic), Partition: part, Offset: last})
+	}
+	return l.cfg.Store.Commit(ctx, ns, writes, offsets)
+}
+
+// produce writes a commit's records to changelog partition p, in txn if
+// set, and returns the offset of the last.
+func (l *Log) produce(ctx context.Context, txn *Txn, sourceTopic, topic string, p int32, writes []state.Write, offsets []state.Offset) (int64, error) {
+	cl := (*kgo.Client)(nil)
+	if txn != nil {
+		cl = txn.Client()
+	} else {
+		var err error
+		if cl, _, err = l.client(sourceTopic); err != nil {
+			return 0, err
+		}
 	}
 	part := strconv.Itoa(int(p))
 	var hdr []kgo.RecordHeader
@@ -464,11 +515,18 @@ func (l *Log) Commit(ctx context.Context, sourceTopic string, p int32, epoch uin
 			r.Value = binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(w.Value)), uint64(w.LastEvent))
 			r.Value = append(r.Value, w.Value...)
 		}
+		if txn != nil {
+			ManualPartition(ctx, r)
+		}
 		recs[i] = r
 	}
 	res := cl.ProduceSync(ctx, recs...)
 	if err := res.FirstErr(); err != nil {
-		return fmt.Errorf("changelog: produce to %s/%d: %w", topic, p, err)
+		if txn != nil {
+			txn.Fail(err)
+			return 0, fmt.Errorf("changelog: produce to %s/%d: %w: %v", topic, p, ErrTxnFailed, err)
+		}
+		return 0, fmt.Errorf("changelog: produce to %s/%d: %w", topic, p, err)
 	}
 	last := int64(-1)
 	for _, r := range res {
@@ -478,8 +536,15 @@ func (l *Log) Commit(ctx context.Context, sourceTopic string, p int32, epoch uin
 	if l.obs.Produced != nil {
 		l.obs.Produced(int64(len(recs)))
 	}
-	offsets = append(offsets[:len(offsets):len(offsets)], state.Offset{Source: offsetSource(topic), Partition: part, Offset: last})
-	return l.cfg.Store.Commit(ctx, ns, writes, offsets)
+	return last, nil
+}
+
+// readCommitted are the options of a changelog reader: only committed
+// transactions' records (exactly-once mode writes the changelog in the
+// input's transactions), and the transaction markers too, which occupy
+// offsets: a restore reading up to an offset must see the last one.
+func readCommitted(opts ...kgo.Opt) []kgo.Opt {
+	return append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 }
 
 func errOr(err error, s string) string {

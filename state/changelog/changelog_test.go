@@ -79,6 +79,12 @@ func (a *agent) close() {
 // last source offset is off, through Ready and Commit like the wasm step.
 func (a *agent) apply(t *testing.T, p int32, off int64, keys ...string) {
 	t.Helper()
+	a.applyIn(t, nil, p, off, keys...)
+}
+
+// applyIn is apply inside txn (exactly-once mode); nil is apply.
+func (a *agent) applyIn(t *testing.T, txn *Txn, p int32, off int64, keys ...string) {
+	t.Helper()
 	ctx := context.Background()
 	ns, epoch, err := a.log.Ready(ctx, srcTopic, p)
 	if err != nil {
@@ -101,7 +107,7 @@ func (a *agent) apply(t *testing.T, p int32, off int64, keys ...string) {
 		writes = append(writes, state.Write{Key: []byte(k), Value: []byte(strconv.Itoa(n + 1)), LastEvent: off})
 	}
 	offs := []state.Offset{{Source: srcTopic, Partition: strconv.Itoa(int(p)), Offset: off}}
-	if err := a.log.Commit(ctx, srcTopic, p, epoch, writes, offs); err != nil {
+	if err := a.log.CommitIn(ctx, txn, srcTopic, p, epoch, writes, offs); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -84,7 +84,7 @@ func (l *Log) standbyLoop(ctx context.Context) {
 		l.cfg.Logger.Error("changelog standby", "error", err)
 		return
 	}
-	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}))...)
+	cl, err := kgo.NewClient(append(opts, readCommitted(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}))...)...)
 	if err != nil {
 		l.cfg.Logger.Error("changelog standby: client", "error", err)
 		return
@@ -115,12 +115,19 @@ func (f *follower) apply(ctx context.Context, p int32, recs []*kgo.Record) {
 		f.skipped[p] = true
 		return
 	}
+	// Given up with a transaction that did not commit, the local copy
+	// holds writes the changelog does not: start it again from nothing.
+	discarded, err := f.l.discardUncommitted(ctx, f.topic, f.source, p)
+	if err != nil {
+		f.l.cfg.Logger.Error("changelog standby", "partition", p, "error", err)
+		return
+	}
 	local, err := f.l.localOffset(f.topic, p)
 	if err != nil {
 		f.l.cfg.Logger.Error("changelog standby: read local offset", "partition", p, "error", err)
 		return
 	}
-	if f.skipped[p] {
+	if f.skipped[p] || discarded {
 		// The owner wrote the local copy up to local; records after it
 		// may have gone by unread while this agent owned the partition.
 		delete(f.skipped, p)
