@@ -53,6 +53,13 @@ func Register(env *service.Environment, d Defaults) error {
 		if err != nil {
 			return nil, err
 		}
+		if in.eos {
+			// A nack must reach the input and abort the transaction:
+			// retried into the same transaction, a batch's Kafka writes
+			// would commit twice. The records are read again after the
+			// abort.
+			return in, nil
+		}
 		// A nacked batch goes back downstream, and its partition waits.
 		return service.AutoRetryNacksBatched(in), nil
 	}); err != nil {

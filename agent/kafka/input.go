@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-dev/sluice/state/changelog"
 )
@@ -25,6 +27,10 @@ const (
 	fCommitPeriod    = "commit_period"
 	fSessionTimeout  = "session_timeout"
 	fRackID          = "rack_id"
+
+	fExactlyOnce        = "exactly_once"
+	fTransactionalID    = "transactional_id"
+	fTransactionTimeout = "transaction_timeout"
 )
 
 func inputSpec() *service.ConfigSpec {
@@ -36,6 +42,14 @@ func inputSpec() *service.ConfigSpec {
 Each batch holds records of one partition, in order. A partition's offset is committed only when every batch read from it before is acknowledged too, so a crash or a failed output loses nothing: the group resumes from the last acknowledged record and the rest is delivered again. A stateful `+"`wasm`"+` step that records `+"`kafka_topic`, `kafka_partition` and `kafka_offset`"+` in its `+"`offsets`"+` recognises those redelivered records and does not apply their state updates twice.
 
 When a rebalance takes a partition away, the offsets acknowledged so far are committed before it goes, records read but not yet handed downstream are dropped, and batches still in flight are abandoned: their acknowledgements no longer commit anything, and the partition's new owner reads them again.
+
+### Exactly-once
+
+With `+"`exactly_once: true`"+` the input reads only committed records (`+"`read_committed`"+`) and processes each poll of up to four times `+"`max_batch_records`"+` records in one Kafka transaction (consume-transform-produce, KIP-447). Its batches go downstream as above, one per partition at a time; what `+"`kafka`"+` outputs and changelog-backed steps write for them is written in the transaction, and once every batch of the poll is acknowledged the transaction commits with the poll's offsets. Either all of it becomes visible to `+"`read_committed`"+` consumers, offsets included, or none of it does: the transaction aborts, and the records are read again. It aborts when a batch fails downstream, when a write in it fails, and when a rebalance takes a partition away while it is open (the records of the partitions kept are read again too). Outputs that are not Kafka stay at least once: an aborted poll writes to them again. `+"`commit_period`"+` is not used.
+
+A transaction covers one cluster: a `+"`kafka`"+` output must write to the input's `+"`seed_brokers`"+`, and it writes through the input's transactional producer (by key, `+"`murmur2_hash`"+`, whatever its `+"`partitioner`"+`). Each poll pays a transaction's round trips to the brokers before the next poll begins.
+
+On a graceful shutdown the open transaction commits if every batch it handed downstream was acknowledged; records read but not handed downstream are left to the group, their offsets not committed. Otherwise it aborts, and the group reads its records again.
 
 ### Metadata
 
@@ -57,7 +71,11 @@ When a rebalance takes a partition away, the offsets acknowledged so far are com
 			service.NewDurationField(fCommitPeriod).Description("How often acknowledged offsets are committed to the group. They are also committed on rebalance and on shutdown.").Default("1s").Advanced(),
 			service.NewDurationField(fSessionTimeout).Description("How long the group waits for a silent member before giving its partitions to the others.").Default("45s").Advanced(),
 			service.NewStringField(fRackID).Description("Rack of this agent, to fetch from a replica in the same rack where the cluster allows it.").Default("").Advanced(),
-		)
+			service.NewBoolField(fExactlyOnce).Description("Exactly-once: consume `read_committed` and wrap each poll cycle in a Kafka transaction: what `kafka` outputs and changelog-backed steps write for the cycle's records, and the records' offsets, commit or abort together (consume-transform-produce, KIP-447). Outputs that are not Kafka stay at least once. Needs Kafka 2.5 or later and, where ACLs are on, the WRITE and DESCRIBE permissions on the transactional ID.").Default(false),
+			service.NewStringField(fTransactionalID).Description("Transactional ID of the input's producer, with `exactly_once`. It must be unique per running agent: two producers with one ID fence each other, and each of their transactions fails. A stable one lets a restarted agent fence its previous incarnation at once, aborting the transaction it left open. Empty: `<consumer_group>-<client_id>-<address>` when the agent advertises an address, else `<consumer_group>-<client_id>-<hostname>-<pid>`, which changes at every restart. Two `kafka` inputs of one agent sharing a consumer group and a client ID need distinct ones.").Default("").Advanced(),
+			service.NewDurationField(fTransactionTimeout).Description("With `exactly_once`, how long the brokers let a transaction stay open, counted from its first write, before they abort it. A poll whose processing takes longer aborts and is read again, so it must exceed the time one poll of records takes downstream. It also bounds the stall after a crash: the crashed agent's open transaction holds back `read_committed` consumers of the topics it wrote, and keeps the group's offsets unstable so the partitions' new owner cannot start, until the brokers abort it at this timeout (at once if the agent restarts with the same `transactional_id`). Must not exceed the brokers' `transaction.max.timeout.ms` (15 minutes by default).").Default("10s").Advanced(),
+		).
+		LintRule(`root = if !this.exactly_once.or(false) && this.transactional_id.or("") != "" { ["transactional_id is used only with exactly_once: true; without it this input writes no transactions"] }`)
 }
 
 type input struct {
@@ -84,6 +102,43 @@ type input struct {
 	// wake is closed, and replaced, when a batch is acknowledged: its
 	// partition may now hand out the next one.
 	wake chan struct{}
+
+	// Exactly-once mode (eos); the fields below are unused without it.
+	eos   bool
+	txnID string
+	// txnTimeout is how long the brokers let a transaction stay open,
+	// and bounds its End: by then they have aborted it themselves.
+	txnTimeout time.Duration
+	txns       *service.MetricCounter
+	// sessMu serialises the session's Poll, Begin, End and Close between
+	// ReadBatch and Close, which franz-go forbids running concurrently.
+	// Taken before mu.
+	sessMu sync.Mutex
+	// sess is cl's transact session. Whoever sets it to nil closes it.
+	sess *kgo.GroupTransactSession
+	// cycle is the open transaction, nil between polls.
+	cycle *cycle
+	// rebalances counts partitions revoked or lost, so a poll can tell
+	// whether a rebalance happened while it ran.
+	rebalances int
+}
+
+// cycle is one poll's records in exactly-once mode and the transaction
+// they are processed in. Its fields are guarded by input.mu.
+type cycle struct {
+	txn      *changelog.Txn
+	records  int
+	inflight int
+	// abort is why the transaction must abort, or nil.
+	abort error
+}
+
+// doomed is why the cycle cannot commit, or nil.
+func (c *cycle) doomed() error {
+	if c.abort != nil {
+		return c.abort
+	}
+	return c.txn.Err()
 }
 
 // partition is one partition's batch downstream. A partition has at most
@@ -170,30 +225,79 @@ func newInput(conf *service.ParsedConfig, mgr *service.Resources, d Defaults) (*
 	if rack != "" {
 		opts = append(opts, kgo.Rack(rack))
 	}
+	if in.eos, err = conf.FieldBool(fExactlyOnce); err != nil {
+		return nil, err
+	}
+	clientID, err := conf.FieldString(fClientID)
+	if err != nil {
+		return nil, err
+	}
 	in.group, in.assign = group, d.Assignments
 	// The changelog's client is no group member: the plain client ID.
 	in.conn = slices.Clone(opts)
 	if d.Advertise != "" {
-		id, err := conf.FieldString(fClientID)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, kgo.ClientID(id+changelog.AdvertiseSeparator+d.Advertise))
+		opts = append(opts, kgo.ClientID(clientID+changelog.AdvertiseSeparator+d.Advertise))
 	}
-	in.opts = append(opts,
+	opts = append(opts,
 		kgo.ConsumeTopics(in.topics...),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeResetOffset(reset),
 		kgo.SessionTimeout(session),
-		// Only offsets marked after a batch's acknowledgement are
-		// committed, on this period and on revoke.
-		kgo.AutoCommitMarks(),
-		kgo.AutoCommitInterval(period),
 		kgo.OnPartitionsAssigned(in.assigned),
 		kgo.OnPartitionsRevoked(in.revoked),
 		kgo.OnPartitionsLost(in.lost),
 	)
+	if !in.eos {
+		in.opts = append(opts,
+			// Only offsets marked after a batch's acknowledgement are
+			// committed, on this period and on revoke.
+			kgo.AutoCommitMarks(),
+			kgo.AutoCommitInterval(period),
+		)
+		return in, nil
+	}
+	if in.txnID, err = conf.FieldString(fTransactionalID); err != nil {
+		return nil, err
+	}
+	if in.txnID == "" {
+		if in.txnID, err = defaultTransactionalID(group, clientID, d.Advertise); err != nil {
+			return nil, err
+		}
+	}
+	if in.txnTimeout, err = conf.FieldDuration(fTransactionTimeout); err != nil {
+		return nil, err
+	}
+	if in.txnTimeout < time.Second {
+		return nil, fmt.Errorf("transaction_timeout: must be at least 1s, got %v", in.txnTimeout)
+	}
+	in.txns = mgr.Metrics().NewCounter("sluice_kafka_transactions_total", "result")
+	// Offsets are committed by the transactions, never on their own.
+	in.opts = append(opts,
+		kgo.TransactionalID(in.txnID),
+		kgo.TransactionTimeout(in.txnTimeout),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// One producer writes the outputs (by key) and the changelogs
+		// (to their source partition's number).
+		kgo.RecordPartitioner(changelog.TxnPartitioner()),
+		// A batch is written whole by ProduceSync; lingering only delays
+		// the transaction's end.
+		kgo.ProducerLinger(0),
+	)
 	return in, nil
+}
+
+// defaultTransactionalID is unique per running agent: an agent that
+// advertises an address is the only one at it, and otherwise the host and
+// process tell agents apart.
+func defaultTransactionalID(group, clientID, advertise string) (string, error) {
+	if advertise != "" {
+		return group + "-" + clientID + "-" + advertise, nil
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("transactional_id: empty, and no default without a hostname (set one): %w", err)
+	}
+	return fmt.Sprintf("%s-%s-%s-%d", group, clientID, host, os.Getpid()), nil
 }
 
 func (in *input) Connect(ctx context.Context) error {
@@ -202,26 +306,34 @@ func (in *input) Connect(ctx context.Context) error {
 	if in.cl != nil {
 		return nil
 	}
-	cl, err := kgo.NewClient(in.opts...)
-	if err != nil {
+	var (
+		cl   *kgo.Client
+		sess *kgo.GroupTransactSession
+		err  error
+	)
+	if in.eos {
+		if sess, err = kgo.NewGroupTransactSession(in.opts...); err != nil {
+			return fmt.Errorf("kafka input: transactional id %q: %w", in.txnID, err)
+		}
+		cl = sess.Client()
+	} else if cl, err = kgo.NewClient(in.opts...); err != nil {
 		return fmt.Errorf("kafka input: %w", err)
 	}
 	if err := ping(ctx, cl, in.brokers); err != nil {
 		cl.Close()
 		return err
 	}
-	in.cl = cl
 	if in.assign != nil && !in.regex {
 		// Known before any assignment, so a member with no partitions
 		// yet can still find who owns a key's.
 		for _, t := range in.topics {
 			if err := in.assign.SetConnection(in.group, t, in.conn); err != nil {
 				cl.Close()
-				in.cl = nil
 				return err
 			}
 		}
 	}
+	in.cl, in.sess = cl, sess
 	return nil
 }
 
@@ -263,7 +375,12 @@ func (in *input) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]
 		}
 	}
 	in.release(lost)
-	in.drop(lost, "revoked")
+	in.drop(lost, "revoked", false)
+	if in.eos {
+		// The session aborts the open transaction at its End: the
+		// offsets it would commit may be the partitions' new owner's.
+		return
+	}
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		in.log.Warnf("commit offsets on rebalance: %v", err)
 	}
@@ -273,12 +390,26 @@ func (in *input) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]
 // else's, so nothing is committed.
 func (in *input) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	in.release(lost)
-	in.drop(lost, "lost")
+	in.drop(lost, "lost", true)
 }
 
-func (in *input) drop(parts map[string][]int32, why string) {
+var errRebalanced = errors.New("a rebalance took partitions away while the transaction was open")
+
+// drop forgets parts: their buffered records and their batches in flight.
+// In exactly-once mode a revoke of any partition, or a loss (fatal), dooms
+// the open transaction, as the session does.
+func (in *input) drop(parts map[string][]int32, why string, fatal bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.eos && (fatal || len(parts) > 0) {
+		in.rebalances++
+		// The session aborts the transaction, and the abort rewinds
+		// every partition kept to its committed offset: what is still
+		// buffered would be processed only to be thrown away.
+		if c := in.cycle; c != nil && c.abort == nil {
+			c.abort = errRebalanced
+		}
+	}
 	gone := map[topicPartition]bool{}
 	for topic, ps := range parts {
 		for _, p := range ps {
@@ -313,6 +444,9 @@ func (in *input) signal() {
 }
 
 func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	if in.eos {
+		return in.readTxn(ctx)
+	}
 	for {
 		in.mu.Lock()
 		cl := in.cl
@@ -356,17 +490,8 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		var errs []error
-		fetches.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				errs = append(errs, fmt.Errorf("fetch %s/%d: %w", topic, p, err))
-			}
-		})
-		if len(errs) > 0 && fetches.NumRecords() == 0 {
-			return nil, nil, errors.Join(errs...)
-		}
-		for _, err := range errs {
-			in.log.Warnf("kafka input: %v", err)
+		if err := in.fetchErrors(fetches); err != nil {
+			return nil, nil, err
 		}
 		in.mu.Lock()
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -376,6 +501,214 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 			}
 		})
 		in.mu.Unlock()
+	}
+}
+
+// fetchErrors fails a poll that returned errors and no records; errors
+// beside records are logged.
+func (in *input) fetchErrors(fetches kgo.Fetches) error {
+	var errs []error
+	fetches.EachError(func(topic string, p int32, err error) {
+		if !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("fetch %s/%d: %w", topic, p, err))
+		}
+	})
+	if len(errs) > 0 && fetches.NumRecords() == 0 {
+		return errors.Join(errs...)
+	}
+	for _, err := range errs {
+		in.log.Warnf("kafka input: %v", err)
+	}
+	return nil
+}
+
+// readTxn is ReadBatch in exactly-once mode. It polls once and begins a
+// transaction, hands the poll's records out as ReadBatch does, and ends the
+// transaction once every one of them is acknowledged, before it polls
+// again: End commits the offsets of everything polled, so no record may be
+// left over.
+func (in *input) readTxn(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	for {
+		in.mu.Lock()
+		sess, c := in.sess, in.cycle
+		if sess == nil {
+			in.mu.Unlock()
+			return nil, nil, service.ErrNotConnected
+		}
+		if c == nil {
+			in.mu.Unlock()
+			if err := in.begin(ctx, sess); err != nil {
+				return nil, nil, err
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		if c.doomed() != nil {
+			// It aborts and its records are read again: whatever of
+			// it is processed now is thrown away.
+			clear(in.ready)
+			in.ready, in.buffered = in.ready[:0], 0
+		} else if b, ack := in.next(); b != nil {
+			in.mu.Unlock()
+			return b, ack, nil
+		}
+		if c.inflight == 0 && len(in.ready) == 0 {
+			in.mu.Unlock()
+			if err := in.end(ctx, sess, c); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		wake := in.wake
+		in.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			// On shutdown Benthos waits for the acks, then Close
+			// ends the transaction.
+			return nil, nil, ctx.Err()
+		}
+	}
+}
+
+// begin polls, and begins a transaction for the records polled.
+func (in *input) begin(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	in.sessMu.Lock()
+	defer in.sessMu.Unlock()
+	in.mu.Lock()
+	closed := in.sess != sess
+	rebalances, wake := in.rebalances, in.wake
+	in.mu.Unlock()
+	if closed {
+		return service.ErrNotConnected
+	}
+	// Close wakes us: it needs the session, and waits for the poll.
+	pctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-wake:
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	fetches := sess.PollRecords(pctx, 4*in.maxBatch)
+	cancel()
+	if fetches.IsClientClosed() {
+		return service.ErrEndOfInput
+	}
+	in.mu.Lock()
+	closed = in.sess != sess
+	in.mu.Unlock()
+	if closed {
+		// What was polled is not committed: the group reads it again.
+		return service.ErrNotConnected
+	}
+	if err := in.fetchErrors(fetches); err != nil {
+		return err
+	}
+	if fetches.NumRecords() == 0 {
+		return ctx.Err()
+	}
+	// Records are kept even when ctx is done: the session's position has
+	// passed them, and a later End would commit it.
+	if err := sess.Begin(); err != nil {
+		in.log.Errorf("kafka input: begin a transaction (transactional id %s): %v; reconnecting", in.txnID, err)
+		in.discard(sess)
+		return service.ErrNotConnected
+	}
+	c := &cycle{txn: changelog.NewTxn(sess.Client())}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.rebalances != rebalances {
+		// The poll may hold records of partitions no longer ours, and
+		// the session aborts this transaction anyway.
+		c.abort = errRebalanced
+	}
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			in.ready = append(in.ready, polled{topicPartition{p.Topic, p.Partition}, p.Records})
+			in.buffered += len(p.Records)
+			c.records += len(p.Records)
+		}
+	})
+	in.cycle = c
+	return nil
+}
+
+// end ends the transaction of c, none of whose batches is downstream.
+func (in *input) end(ctx context.Context, sess *kgo.GroupTransactSession, c *cycle) error {
+	in.sessMu.Lock()
+	defer in.sessMu.Unlock()
+	in.mu.Lock()
+	closed := in.sess != sess
+	in.mu.Unlock()
+	if closed {
+		// Close ended it.
+		return service.ErrNotConnected
+	}
+	// Canceling End midway leaves the session in an unknown state; a
+	// shutdown lets it finish.
+	if err := in.finish(context.WithoutCancel(ctx), sess, c); err != nil {
+		in.discard(sess)
+		return service.ErrNotConnected
+	}
+	return nil
+}
+
+// finish ends the transaction of c, a commit if every batch of it was
+// acknowledged without error and nothing in it failed, else an abort, and
+// runs its hooks before anything else happens on the session. The caller
+// holds sessMu. An error means the session's transaction state is unknown.
+func (in *input) finish(ctx context.Context, sess *kgo.GroupTransactSession, c *cycle) error {
+	in.mu.Lock()
+	why := c.doomed()
+	if why == nil && c.inflight > 0 {
+		why = fmt.Errorf("shut down with %d batches downstream", c.inflight)
+	}
+	if in.cycle == c {
+		in.cycle = nil
+	}
+	in.mu.Unlock()
+	try := kgo.TryCommit
+	if why != nil {
+		try = kgo.TryAbort
+	}
+	ctx, cancel := context.WithTimeout(ctx, in.txnTimeout)
+	defer cancel()
+	committed, err := sess.End(ctx, try)
+	c.txn.Ended(committed)
+	if committed {
+		in.txns.Incr(1, "committed")
+		return nil
+	}
+	in.txns.Incr(1, "aborted")
+	if err != nil {
+		in.log.Errorf("kafka input: end a transaction of %d records (transactional id %s): %v; the records are read again", c.records, in.txnID, err)
+		return err
+	}
+	if why == nil {
+		why = errors.New("the commit was refused: the group rebalanced, or the brokers aborted the transaction")
+	}
+	in.log.Infof("kafka transaction of %d records aborted, they are read again: %v", c.records, why)
+	return nil
+}
+
+// discard closes a session whose transaction state is unknown; Benthos
+// reconnects with a new one, whose transactional ID fences this one and
+// aborts its open transaction. The caller holds sessMu.
+func (in *input) discard(sess *kgo.GroupTransactSession) {
+	in.mu.Lock()
+	mine := in.sess == sess
+	if mine {
+		in.sess, in.cl, in.cycle = nil, nil, nil
+		clear(in.ready)
+		in.ready, in.buffered = in.ready[:0], 0
+	}
+	in.mu.Unlock()
+	if mine {
+		sess.Close()
 	}
 }
 
@@ -411,17 +744,34 @@ func (in *input) next() (service.MessageBatch, service.AckFunc) {
 	b := &partition{}
 	in.owned[tp] = b
 	batch := make(service.MessageBatch, len(recs))
+	c := in.cycle
+	var txnCtx context.Context
+	if c != nil {
+		c.inflight++
+		txnCtx = changelog.ContextWithTxn(context.Background(), c.txn)
+	}
 	for i, rec := range recs {
 		batch[i] = toMessage(rec)
+		if c != nil {
+			batch[i] = batch[i].WithContext(txnCtx)
+		}
 	}
 	last, cl := recs[len(recs)-1], in.cl
 	return batch, func(_ context.Context, err error) error {
 		in.mu.Lock()
 		defer in.mu.Unlock()
+		switch {
+		case c != nil:
+			// The transaction's End commits the offsets; a failed
+			// batch aborts it.
+			c.inflight--
+			if err != nil && c.abort == nil {
+				c.abort = fmt.Errorf("a batch of %s/%d failed downstream: %w", tp.topic, tp.partition, err)
+			}
 		// AutoRetryNacksBatched hands a nacked batch back to Benthos, so
 		// err is nil here but on shutdown, when the batch is left
 		// uncommitted for the group to deliver again.
-		if err == nil && !b.revoked {
+		case err == nil && !b.revoked:
 			cl.MarkCommitRecords(last)
 		}
 		if in.owned[tp] == b {
@@ -448,6 +798,9 @@ func toMessage(rec *kgo.Record) *service.Message {
 }
 
 func (in *input) Close(ctx context.Context) error {
+	if in.eos {
+		return in.closeTxn(ctx)
+	}
 	in.mu.Lock()
 	cl := in.cl
 	in.cl = nil
@@ -463,5 +816,58 @@ func (in *input) Close(ctx context.Context) error {
 		in.log.Warnf("commit offsets on close: %v", err)
 	}
 	cl.Close()
+	return nil
+}
+
+// closeTxn ends the open transaction and leaves the group. On shutdown
+// Benthos stops reading, waits for the acks of the batches it took (unless
+// the shutdown is cut short) and then closes the input; a transaction whose
+// batches are all acknowledged by then commits (ReadBatch may have ended it
+// already). One with a batch never acknowledged aborts, and the group reads
+// it again.
+func (in *input) closeTxn(ctx context.Context) error {
+	in.mu.Lock()
+	sess := in.sess
+	in.sess, in.cl = nil, nil
+	// A ReadBatch polling, or waiting, lets go of the session.
+	in.signal()
+	in.mu.Unlock()
+	if sess == nil {
+		return nil
+	}
+	in.sessMu.Lock()
+	defer in.sessMu.Unlock()
+	in.mu.Lock()
+	c := in.cycle
+	// Records read but not handed out are left to the group: the commit
+	// stops each partition at its first.
+	rewind := map[topicPartition]kgo.EpochOffset{}
+	for _, r := range in.ready {
+		if _, ok := rewind[r.tp]; !ok {
+			rewind[r.tp] = kgo.EpochOffset{Epoch: r.records[0].LeaderEpoch, Offset: r.records[0].Offset}
+		}
+	}
+	clear(in.ready)
+	in.ready, in.buffered = in.ready[:0], 0
+	in.mu.Unlock()
+	if c != nil {
+		// The hook only edits the request (franz-go holds its
+		// transaction lock while it runs).
+		ctx := kgo.PreTxnCommitFnContext(ctx, func(req *kmsg.TxnOffsetCommitRequest) error {
+			for i := range req.Topics {
+				t := &req.Topics[i]
+				for j := range t.Partitions {
+					p := &t.Partitions[j]
+					if eo, ok := rewind[topicPartition{t.Topic, p.Partition}]; ok {
+						p.Offset, p.LeaderEpoch = eo.Offset, eo.Epoch
+					}
+				}
+			}
+			return nil
+		})
+		_ = in.finish(ctx, sess, c)
+	}
+	// Leave the group so the others take our partitions at once.
+	sess.Close()
 	return nil
 }

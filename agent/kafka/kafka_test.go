@@ -94,9 +94,19 @@ func consume(t *testing.T, addr, topic string, n int) []*kgo.Record {
 // until stop is called.
 func runStream(t testing.TB, addr, yaml string) (stop func()) {
 	t.Helper()
+	return runStreamWith(t, addr, yaml, nil)
+}
+
+// runStreamWith is runStream with setup, if not nil, adding components of
+// the test's own to the environment.
+func runStreamWith(t testing.TB, addr, yaml string, setup func(*service.Environment)) (stop func()) {
+	t.Helper()
 	env := service.NewEnvironment()
 	if err := Register(env, Defaults{Brokers: func() []string { return []string{addr} }}); err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(env)
 	}
 	sb := env.NewStreamBuilder()
 	if err := sb.SetYAML(yaml); err != nil {

@@ -3,11 +3,16 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/state/changelog"
 )
 
 const (
@@ -29,7 +34,11 @@ func outputSpec() *service.ConfigSpec {
 		Categories("Services").
 		Summary("Writes messages to Kafka; a batch is acknowledged only after the brokers have acknowledged every record in it.").
 		Description(`
-The record key comes from `+"`key`"+`, so all of one key's records go to one partition (with the default `+"`murmur2_hash`"+` partitioner, the partition a Java client would choose). The producer is idempotent by default: a retried send is not written twice. Every record waits for all in-sync replicas.`).
+The record key comes from `+"`key`"+`, so all of one key's records go to one partition (with the default `+"`murmur2_hash`"+` partitioner, the partition a Java client would choose). The producer is idempotent by default: a retried send is not written twice. Every record waits for all in-sync replicas.
+
+### Exactly-once
+
+Messages read by a `+"`kafka`"+` input with `+"`exactly_once: true`"+` carry the input's open transaction, and this output writes them in it, through the input's transactional producer: they become visible to `+"`read_committed`"+` consumers only when the transaction commits, together with the input's offsets, and never if it aborts. A transaction covers one cluster, so this output's `+"`seed_brokers`"+` must be the input's (a batch fails otherwise). The producer partitions by key with `+"`murmur2_hash`"+`, and its own settings apply, not this output's `+"`partitioner`"+`, `+"`compression`"+`, `+"`idempotent_write`"+` and `+"`max_message_bytes`"+`. A write that fails dooms the transaction rather than failing the batch: nothing of it commits, and the input reads its records again. A batch whose transaction is already doomed is not written. A batch may not mix messages of different transactions, or messages with a transaction and without (as from two inputs): it fails.`).
 		Fields(connectionFields()...).
 		Fields(
 			service.NewInterpolatedStringField(fTopic).Description("Topic to write to.").Example("predictions").Example(`${! meta("kafka_topic") }-out`),
@@ -55,15 +64,25 @@ type output struct {
 	timeout time.Duration
 	mu      sync.RWMutex
 	cl      *kgo.Client
+
+	log *service.Logger
+	// murmur2: the output's partitioner is the transactional producer's.
+	murmur2  bool
+	warnPart sync.Once
+	// The last transactional client checked against brokers, and the
+	// result: an input keeps one client across its transactions.
+	txnMu    sync.Mutex
+	txnCl    *kgo.Client
+	txnClErr error
 }
 
-func newOutput(conf *service.ParsedConfig, _ *service.Resources, d Defaults) (service.BatchOutput, service.BatchPolicy, int, error) {
+func newOutput(conf *service.ParsedConfig, mgr *service.Resources, d Defaults) (service.BatchOutput, service.BatchPolicy, int, error) {
 	var pol service.BatchPolicy
 	opts, brokers, err := clientOpts(conf, d)
 	if err != nil {
 		return nil, pol, 0, err
 	}
-	o := &output{brokers: brokers}
+	o := &output{brokers: brokers, log: mgr.Logger()}
 	if o.topic, err = conf.FieldInterpolatedString(fTopic); err != nil {
 		return nil, pol, 0, err
 	}
@@ -88,6 +107,7 @@ func newOutput(conf *service.ParsedConfig, _ *service.Resources, d Defaults) (se
 	if err != nil {
 		return nil, pol, 0, err
 	}
+	o.murmur2 = part == "murmur2_hash"
 	switch part {
 	case "murmur2_hash":
 		opts = append(opts, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
@@ -155,6 +175,20 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if cl == nil {
 		return service.ErrNotConnected
 	}
+	txn, err := batchTxn(batch)
+	if err != nil {
+		return err
+	}
+	if txn != nil {
+		if err := o.checkTxn(txn); err != nil {
+			return err
+		}
+		if err := txn.Err(); err != nil {
+			// It aborts, and the input reads these records again.
+			o.log.Debugf("kafka output: %d messages not written, their transaction aborts: %v", len(batch), err)
+			return nil
+		}
+	}
 	recs := make([]*kgo.Record, len(batch))
 	topics := batch.InterpolationExecutor(o.topic)
 	var keys *service.MessageBatchInterpolationExecutor
@@ -193,10 +227,75 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
+	if txn != nil {
+		if err := txn.Client().ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			// Nothing of a failed transaction commits, its offsets
+			// neither, so the group reads these records again. An error
+			// would have Benthos retry the batch into a transaction
+			// that can only abort, forever.
+			txn.Fail(fmt.Errorf("kafka output: produce %d records: %w", len(recs), err))
+		}
+		return nil
+	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return fmt.Errorf("produce %d records: %w", len(recs), err)
 	}
 	return nil
+}
+
+// batchTxn is the transaction of the batch's messages, nil if none has
+// one.
+func batchTxn(batch service.MessageBatch) (*changelog.Txn, error) {
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	txn := changelog.TxnFromContext(batch[0].Context())
+	for i, msg := range batch[1:] {
+		if t := changelog.TxnFromContext(msg.Context()); t != txn {
+			return nil, fmt.Errorf("message %d: its Kafka transaction is not message 0's: a batch is written in one transaction, so it cannot mix messages of two exactly-once inputs, or of one and of another input", i+1)
+		}
+	}
+	return txn, nil
+}
+
+// checkTxn fails a transaction on a cluster other than this output's, and
+// warns, once, when the transaction's partitioner is not the one this
+// output was configured with.
+func (o *output) checkTxn(txn *changelog.Txn) error {
+	if !o.murmur2 {
+		o.warnPart.Do(func() {
+			o.log.Warn("kafka output: messages of an exactly-once kafka input are written by its transactional producer, which partitions by key with murmur2_hash, not this output's partitioner")
+		})
+	}
+	cl := txn.Client()
+	o.txnMu.Lock()
+	defer o.txnMu.Unlock()
+	if cl != o.txnCl {
+		o.txnCl, o.txnClErr = cl, nil
+		seeds, _ := cl.OptValue(kgo.SeedBrokers).([]string)
+		if !sameBrokers(o.brokers, seeds) {
+			o.txnClErr = fmt.Errorf("kafka output: writes to brokers %s, but the input's transaction is on %s: a transaction covers one cluster (give the output and the input the same seed_brokers)", strings.Join(o.brokers, ","), strings.Join(seeds, ","))
+		}
+	}
+	return o.txnClErr
+}
+
+// sameBrokers compares seed broker lists as sets, the port defaulting to
+// 9092 as franz-go's does.
+func sameBrokers(a, b []string) bool {
+	norm := func(bs []string) []string {
+		out := make([]string, 0, len(bs))
+		for _, b := range bs {
+			b = strings.TrimSpace(b)
+			if _, _, err := net.SplitHostPort(b); err != nil {
+				b = net.JoinHostPort(strings.Trim(b, "[]"), "9092")
+			}
+			out = append(out, b)
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	return slices.Equal(norm(a), norm(b))
 }
 
 func (o *output) Close(context.Context) error {

@@ -54,12 +54,13 @@ func scaleoutBroker(t testing.TB, partitions int) string {
 }
 
 // scaleoutAgent runs builtin:realtime_scaleout on its own data dir and
-// HTTP address, in the group with a 6s session timeout.
-func scaleoutAgent(t *testing.T, dir, broker string) (*agentProc, string) {
+// HTTP address, in the group with a 6s session timeout; env adds to its
+// environment.
+func scaleoutAgent(t *testing.T, dir, broker string, env ...string) (*agentProc, string) {
 	t.Helper()
 	addr := freeAddr(t)
-	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_KAFKA_BROKERS="+broker,
-		"SLUICE_HTTP_ADDRESS="+addr, "SLUICE_HTTP_TOKEN="+scaleoutToken, "SCALEOUT_SESSION_TIMEOUT=6s")
+	env = append(append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_KAFKA_BROKERS="+broker,
+		"SLUICE_HTTP_ADDRESS="+addr, "SLUICE_HTTP_TOKEN="+scaleoutToken, "SCALEOUT_SESSION_TIMEOUT=6s"), env...)
 	return startPipeline(t, dir, env, "--pipeline", "builtin:realtime_scaleout"), addr
 }
 
@@ -250,15 +251,27 @@ func waitSplit(t *testing.T, partitions int, agents ...*agentProc) {
 // for its own partitions and forwards the others', equals the reference
 // computed from the input.
 func TestScaleOutThreeAgentsOneKilled(t *testing.T) {
+	scaleOutOneKilled(t)
+}
+
+// TestScaleOutExactlyOnce is the same run in exactly-once mode: the
+// predictions topic, read read_committed, has exactly one prediction per
+// event, through the kill and the rebalances, and its count is exact.
+func TestScaleOutExactlyOnce(t *testing.T) {
+	scaleOutOneKilled(t, "SCALEOUT_EXACTLY_ONCE=true")
+}
+
+func scaleOutOneKilled(t *testing.T, env ...string) {
+	exactlyOnce := len(env) > 0
 	const partitions, n, users = 6, 24000, 120
 	broker := scaleoutBroker(t, partitions)
 	lines := scaleoutEvents(0, n, users)
 	ref := scaleoutReference(t, lines)
 	w := watchScaled(t, broker, ref)
 
-	a, addrA := scaleoutAgent(t, t.TempDir(), broker)
-	b, _ := scaleoutAgent(t, t.TempDir(), broker)
-	c, _ := scaleoutAgent(t, t.TempDir(), broker)
+	a, addrA := scaleoutAgent(t, t.TempDir(), broker, env...)
+	b, _ := scaleoutAgent(t, t.TempDir(), broker, env...)
+	c, _ := scaleoutAgent(t, t.TempDir(), broker, env...)
 	waitSplit(t, partitions, a, b, c)
 	// Events arrive over time, as a live topic's do, so the kill lands
 	// mid-stream: a third of them before it, the rest while the group
@@ -272,7 +285,7 @@ func TestScaleOutThreeAgentsOneKilled(t *testing.T) {
 		lo, hi := n/3+i*(n-n/3)/chunks, n/3+(i+1)*(n-n/3)/chunks
 		produceLines(t, broker, lines[lo:hi])
 		if i == chunks/3 {
-			d, _ = scaleoutAgent(t, t.TempDir(), broker)
+			d, _ = scaleoutAgent(t, t.TempDir(), broker, env...)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
@@ -284,6 +297,9 @@ func TestScaleOutThreeAgentsOneKilled(t *testing.T) {
 	}
 	total := w.total
 	w.mu.Unlock()
+	if exactlyOnce && total != n {
+		t.Errorf("exactly-once: %d predictions for %d events, want one each", total, n)
+	}
 	fw := checkStates(t, addrA, ref, purchases(lines))
 	forwarded := len(fw)
 	if forwarded == 0 || forwarded == users {
@@ -299,7 +315,16 @@ func TestScaleOutThreeAgentsOneKilled(t *testing.T) {
 	if restored := restoredRecords(d.stderr.String()); restored == 0 {
 		t.Errorf("the agent that joined restored no changelog records, but it took over partitions with state\n%s", d.stderr)
 	}
-	t.Logf("%d predictions for %d events (the surplus is at-least-once redelivery after the kill); A forwarded %d of %d lookups", total, n, forwarded, users)
+	if exactlyOnce {
+		// Later than waitAll: a duplicate committed after all events had
+		// one would show now.
+		w.mu.Lock()
+		if w.total != n {
+			t.Errorf("exactly-once: %d predictions for %d events at the end, want one each", w.total, n)
+		}
+		w.mu.Unlock()
+	}
+	t.Logf("%d predictions for %d events (in at-least-once mode the surplus is redelivery after the kill); A forwarded %d of %d lookups", total, n, forwarded, users)
 	for _, p := range []*agentProc{a, c, d} {
 		p.kill(syscall.SIGTERM)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -355,6 +356,73 @@ func (f *fileLines) count(context.Context) (pred, dead int64, err error) {
 	return f.n[0], f.n[1], nil
 }
 
+// groupCommitted counts the events whose transactions committed, by the
+// input group's committed offsets (all as predictions).
+type groupCommitted struct {
+	cl    *kgo.Client
+	group string
+}
+
+func (g groupCommitted) count(ctx context.Context) (pred, dead int64, err error) {
+	offs, err := kadm.NewClient(g.cl).FetchOffsets(ctx, g.group)
+	if err != nil {
+		return 0, 0, err
+	}
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topicIn && o.Err == nil {
+			pred += o.At
+		}
+	})
+	return pred, 0, nil
+}
+
+// committedRecords reads both output topics read_committed to their end.
+func committedRecords(r *rig, b *testing.B) (pred, dead int64, err error) {
+	cl := r.client(b, kgo.ConsumeTopics(topicPred, topicDead), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(context.Background(), topicPred, topicDead)
+	if err != nil {
+		return 0, 0, err
+	}
+	left := map[string]map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			if left[o.Topic] == nil {
+				left[o.Topic] = map[int32]int64{}
+			}
+			left[o.Topic][o.Partition] = o.Offset
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	// Transaction markers take offsets: kept, so the last offset is seen.
+	for len(left) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return pred, dead, fmt.Errorf("read the outputs: %v left: %w", left, err)
+		}
+		fs.EachRecord(func(rec *kgo.Record) {
+			switch {
+			case rec.Attrs.IsControl():
+			case rec.Topic == topicPred:
+				pred++
+			default:
+				dead++
+			}
+		})
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if n := len(p.Records); n > 0 && p.Records[n-1].Offset+1 >= left[p.Topic][p.Partition] {
+				delete(left[p.Topic], p.Partition)
+				if len(left[p.Topic]) == 0 {
+					delete(left, p.Topic)
+				}
+			}
+		})
+	}
+	return pred, dead, nil
+}
+
 // timer is what a run starts and stops around its measured window: the
 // benchmark's timer, or nothing for the latency benchmark's calibration.
 type timer interface {
@@ -415,6 +483,9 @@ type variant struct {
 	// changelog keeps the features step's state per partition, backed by
 	// a changelog topic (state.changelog), as for scale-out.
 	changelog bool
+	// exactlyOnce runs the kafka input in exactly-once mode: a Kafka
+	// transaction per poll cycle.
+	exactlyOnce bool
 	// events and warm are how many events are measured, after how many
 	// warm-up ones: fewer for the shipped pipeline, which is slow.
 	events, warm int
@@ -434,7 +505,22 @@ func (v variant) conf(b testing.TB, files ...string) string {
 	if v.changelog {
 		featuresState(b, m)["changelog"] = map[string]any{}
 	}
+	if v.exactlyOnce {
+		kafkaInput(b, m)["exactly_once"] = true
+	}
 	return marshal(b, m)
+}
+
+// kafkaInput is the config of the kafka pipeline's kafka input.
+func kafkaInput(b testing.TB, m map[string]any) map[string]any {
+	b.Helper()
+	for _, in := range m["input"].(map[string]any)["broker"].(map[string]any)["inputs"].([]any) {
+		if k, ok := in.(map[string]any)["kafka"].(map[string]any); ok {
+			return k
+		}
+	}
+	b.Fatal("the pipeline has no kafka input")
+	return nil
 }
 
 // featuresState is the state block of the pipeline's stateful wasm step.
@@ -464,6 +550,7 @@ var variants = []variant{
 	{name: "shipped/files", events: 20_000, warm: 5_000},
 	{name: "shipped/kafka-broker-fsync", kafka: true, brokerOnDisk: true, events: 20_000, warm: 5_000},
 	{name: "shipped/kafka-changelog", kafka: true, changelog: true, events: 20_000, warm: 5_000},
+	{name: "shipped/kafka-changelog-exactly-once", kafka: true, changelog: true, exactlyOnce: true, events: 20_000, warm: 5_000},
 	{name: "shipped/files-threads=1", threads: 1, events: 20_000, warm: 5_000},
 }
 
@@ -490,6 +577,12 @@ func runThroughput(b *testing.B, v variant, evs []event, warm int, t timer) (ela
 		produce(b, cl, evs)
 		conf = v.conf(b)
 		out = topicEnds{cl}
+		if v.exactlyOnce {
+			// The output topics' end offsets count transaction markers
+			// too; the group's offsets, committed with each transaction,
+			// count the events whose outputs are committed.
+			out = groupCommitted{cl, kafkaInput(b, kafkaPipeline(b))["consumer_group"].(string)}
+		}
 	} else {
 		in := filepath.Join(r.dir, "events.jsonl")
 		var buf bytes.Buffer
@@ -507,8 +600,15 @@ func runThroughput(b *testing.B, v variant, evs []event, warm int, t timer) (ela
 	stop, done := r.start(b, conf)
 	elapsed, pred, dead, others := watch(b, out, int64(warm), int64(len(evs)), t, done)
 	stop()
-	// Once drained, nothing more may come out: each event exactly once.
-	if p, d, err := out.count(context.Background()); err != nil || p != pred || d != dead {
+	if v.exactlyOnce {
+		// What a read_committed consumer sees.
+		p, d, err := committedRecords(r, b)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pred, dead = p, d
+	} else if p, d, err := out.count(context.Background()); err != nil || p != pred || d != dead {
+		// Once drained, nothing more may come out: each event exactly once.
 		b.Fatalf("after the run: %d predictions, %d dead letters (%v); at the end of the window %d, %d", p, d, err, pred, dead)
 	}
 	if pred+dead != int64(len(evs)) {
@@ -563,6 +663,13 @@ func TestVariants(t *testing.T) {
 		var m map[string]any
 		if err := yaml.Unmarshal([]byte(conf), &m); err != nil {
 			t.Fatal(err)
+		}
+		if v.exactlyOnce {
+			in := kafkaInput(t, m)
+			if in["exactly_once"] != true {
+				t.Errorf("%s: the kafka input is not exactly_once", v.name)
+			}
+			delete(in, "exactly_once")
 		}
 		if v.changelog {
 			st := featuresState(t, m)
