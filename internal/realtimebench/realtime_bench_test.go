@@ -365,6 +365,9 @@ type groupCommitted struct {
 
 func (g groupCommitted) count(ctx context.Context) (pred, dead int64, err error) {
 	offs, err := kadm.NewClient(g.cl).FetchOffsets(ctx, g.group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return 0, 0, nil // the input has not joined yet
+	}
 	if err != nil {
 		return 0, 0, err
 	}
