@@ -109,7 +109,9 @@ func quoteAll(names []string) string {
 	return strings.Join(q, ", ")
 }
 
-func createSQL(table string, cols []column, key []string) string {
+// createSQL creates table; withoutRowid makes the primary key the table's
+// own B-tree (it needs a key).
+func createSQL(table string, cols []column, key []string, withoutRowid bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (", quote(table))
 	for i, c := range cols {
@@ -129,6 +131,9 @@ func createSQL(table string, cols []column, key []string) string {
 		fmt.Fprintf(&b, ", PRIMARY KEY (%s)", quoteAll(key))
 	}
 	b.WriteString(")")
+	if withoutRowid {
+		b.WriteString(" WITHOUT ROWID")
+	}
 	return b.String()
 }
 

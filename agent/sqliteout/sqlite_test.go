@@ -165,8 +165,15 @@ func openDB(t testing.TB, path string, pragmas ...string) *sql.DB {
 
 func readSales(t *testing.T, path, table string) []sale {
 	t.Helper()
+	return readSalesBy(t, path, table, "rowid")
+}
+
+// readSalesBy reads the rows in the order of the column order (a WITHOUT
+// ROWID table has no rowid).
+func readSalesBy(t *testing.T, path, table, order string) []sale {
+	t.Helper()
 	db := openDB(t, path)
-	rows, err := db.Query(fmt.Sprintf("SELECT date, product_id, quantity, price, customer_id, total_amount FROM %s ORDER BY rowid", table))
+	rows, err := db.Query(fmt.Sprintf("SELECT date, product_id, quantity, price, customer_id, total_amount FROM %s ORDER BY %s", table, order))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,18 +446,20 @@ func quoteAllCols(cols []string) string {
 // key holding the second load's values; without a key, every row twice.
 func TestUpsert(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		key  []any
-		want func(first, second []sale) []sale
+		name         string
+		key          []any
+		withoutRowid bool
+		want         func(first, second []sale) []sale
 	}{
-		{"key", salesKey, func(_, second []sale) []sale { return second }},
-		{"no key", []any{}, func(first, second []sale) []sale { return append(append([]sale(nil), first...), second...) }},
+		{"key", salesKey, false, func(_, second []sale) []sale { return second }},
+		{"key without rowid", salesKey, true, func(_, second []sale) []sale { return second }},
+		{"no key", []any{}, false, func(first, second []sale) []sale { return append(append([]sale(nil), first...), second...) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "sales.db")
 			conf := map[string]any{
 				"path": path, "table": "sales", "columns": salesColumns(), "key": tc.key,
-				"batching": batching(8),
+				"batching": batching(8), "without_rowid": tc.withoutRowid,
 			}
 			first, second := sales(32, 0), sales(32, 10)
 			for _, run := range [][]sale{first, second} {
@@ -458,7 +467,11 @@ func TestUpsert(t *testing.T) {
 					t.Fatalf("failed messages: %q", errs)
 				}
 			}
-			got, want := readSales(t, path, "sales"), tc.want(first, second)
+			order := "rowid"
+			if tc.withoutRowid {
+				order = "customer_id" // the rows' order in sales()
+			}
+			got, want := readSalesBy(t, path, "sales", order), tc.want(first, second)
 			if len(got) != len(want) {
 				t.Fatalf("%d rows, want %d", len(got), len(want))
 			}
@@ -466,6 +479,13 @@ func TestUpsert(t *testing.T) {
 				if got[i] != want[i] {
 					t.Errorf("row %d is %+v, want %+v", i, got[i], want[i])
 				}
+			}
+			var ddl string
+			if err := openDB(t, path).QueryRow(`SELECT sql FROM sqlite_schema WHERE name = 'sales'`).Scan(&ddl); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.HasSuffix(ddl, "WITHOUT ROWID"); got != tc.withoutRowid {
+				t.Errorf("table created as %q, want WITHOUT ROWID %v", ddl, tc.withoutRowid)
 			}
 		})
 	}
@@ -660,6 +680,7 @@ func TestConfig(t *testing.T) {
 		{"unknown type", map[string]any{"columns": []any{col("a", "DECIMAL")}}, "DECIMAL"},
 		{"key not a column", map[string]any{"columns": []any{col("a", "REAL")}, "key": []any{"b"}}, `"b" is not one of the columns`},
 		{"synchronous", map[string]any{"synchronous": "off"}, "off"},
+		{"without rowid, no key", map[string]any{"without_rowid": true}, "without_rowid needs key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conf := map[string]any{"path": filepath.Join(t.TempDir(), "t.db"), "table": "t"}
