@@ -155,6 +155,9 @@ type schema struct {
 	// Otherwise columns are read at their paths and other fields ignored.
 	byField bool
 	index   map[string]int // lower-cased column name → index, when byField
+	// direct maps each column's path to its index when every path is a
+	// plain top-level field name, so a row is read in one pass.
+	direct map[string]int
 }
 
 func newSchema(table string, cols []column, key []string, byField bool) *schema {
@@ -166,6 +169,15 @@ func newSchema(table string, cols []column, key []string, byField bool) *schema 
 		s.index = make(map[string]int, len(cols))
 		for i, c := range cols {
 			s.index[strings.ToLower(c.name)] = i
+		}
+	} else {
+		s.direct = make(map[string]int, len(cols))
+		for i, c := range cols {
+			if _, dup := s.direct[c.path]; dup || c.path == "" || strings.ContainsAny(c.path, `.*?#|@\!=<>%"[]{}(),:`) {
+				s.direct = nil // a path gjson would interpret
+				break
+			}
+			s.direct[c.path] = i
 		}
 	}
 	names := make([]string, len(cols))
@@ -286,59 +298,90 @@ func isObject(doc string) bool {
 	return strings.HasPrefix(strings.TrimLeft(doc, " \t\r\n"), "{") && gjson.Valid(doc)
 }
 
-// row converts a message to the statement's arguments, in column order.
-func (s *schema) row(body []byte) ([]any, error) {
+// valKind is what a val holds.
+type valKind uint8
+
+const (
+	valNull valKind = iota
+	valText
+	valBlob
+	valInt
+	valReal
+)
+
+// val is one value of a row, unboxed: converting a batch costs one
+// allocation for all its values, not one per value.
+type val struct {
+	s    string // text, or a blob's bytes
+	n    uint64 // an integer, or a real's bits
+	kind valKind
+}
+
+func textVal(s string) val  { return val{s: s, kind: valText} }
+func intVal(n int64) val    { return val{n: uint64(n), kind: valInt} }
+func realVal(f float64) val { return val{n: math.Float64bits(f), kind: valReal} }
+
+// row converts a message to the statement's arguments, in column order,
+// into dst (len(s.cols) values).
+func (s *schema) row(body []byte, dst []val) error {
 	doc := string(body)
 	if !isObject(doc) {
-		return nil, fmt.Errorf("not a JSON object: %s", show(doc))
+		return fmt.Errorf("not a JSON object: %s", show(doc))
 	}
-	args := make([]any, len(s.cols))
-	if s.byField {
+	clear(dst)
+	switch {
+	case s.byField || s.direct != nil:
+		// One pass over the fields: reading each column's path on its own
+		// would scan the document once per column.
 		seen := make([]bool, len(s.cols))
 		var err error
 		gjson.Parse(doc).ForEach(func(k, v gjson.Result) bool {
-			i, ok := s.index[strings.ToLower(k.Str)]
-			if !ok {
-				err = fmt.Errorf("field %q is not a column of the table (its columns are %s)", k.Str, columnNames(s.cols))
-				return false
+			var i int
+			var ok bool
+			if s.byField {
+				if i, ok = s.index[strings.ToLower(k.Str)]; !ok {
+					err = fmt.Errorf("field %q is not a column of the table (its columns are %s)", k.Str, columnNames(s.cols))
+					return false
+				}
+			} else if i, ok = s.direct[k.Str]; !ok {
+				return true // not a column: ignored
 			}
 			// A field given twice: the first counts, as gjson.Get would read it.
 			if seen[i] {
 				return true
 			}
 			seen[i] = true
-			args[i], err = s.cols[i].value(v)
+			err = s.cols[i].value(v, &dst[i])
 			return err == nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
-	} else {
+	default:
 		for i, c := range s.cols {
-			v, err := c.value(gjson.Get(doc, c.path))
-			if err != nil {
-				return nil, err
+			if err := c.value(gjson.Get(doc, c.path), &dst[i]); err != nil {
+				return err
 			}
-			args[i] = v
 		}
 	}
 	for _, i := range s.keyIdx {
-		if args[i] == nil {
+		if dst[i].kind == valNull {
 			c := s.cols[i]
 			what := "missing"
 			if gjson.Get(doc, c.path).Exists() {
 				what = "null"
 			}
-			return nil, fmt.Errorf("column %q is part of the key, and the value at %q is %s", c.name, c.path, what)
+			return fmt.Errorf("column %q is part of the key, and the value at %q is %s", c.name, c.path, what)
 		}
 	}
-	return args, nil
+	return nil
 }
 
 // value converts v for the column; a missing or null v is NULL.
-func (c *column) value(v gjson.Result) (any, error) {
+func (c *column) value(v gjson.Result, dst *val) error {
 	if v.Type == gjson.Null {
-		return nil, nil
+		*dst = val{}
+		return nil
 	}
 	bad := func(want string) error {
 		return fmt.Errorf("column %q (%s): value %s is not %s", c.name, c.typ, show(v.Raw), want)
@@ -346,47 +389,58 @@ func (c *column) value(v gjson.Result) (any, error) {
 	switch c.typ {
 	case typeText:
 		if v.Type == gjson.String {
-			return v.Str, nil
+			*dst = textVal(v.Str)
+			return nil
 		}
-		return v.Raw, nil
+		*dst = textVal(v.Raw)
+		return nil
 	case typeBlob:
 		if v.Type == gjson.String {
-			return []byte(v.Str), nil
+			*dst = val{s: v.Str, kind: valBlob}
+			return nil
 		}
-		return []byte(v.Raw), nil
+		*dst = val{s: v.Raw, kind: valBlob}
+		return nil
 	case typeInteger:
 		if v.Type == gjson.Number || v.Type == gjson.String {
 			if n, ok := intOf(numText(v)); ok {
-				return n, nil
+				*dst = intVal(n)
+				return nil
 			}
 		}
-		return nil, bad("an integer")
+		return bad("an integer")
 	case typeReal:
 		if v.Type == gjson.Number || v.Type == gjson.String {
 			if f, ok := floatOf(numText(v)); ok {
-				return f, nil
+				*dst = realVal(f)
+				return nil
 			}
 		}
-		return nil, bad("a number")
+		return bad("a number")
 	case typeBoolean:
 		switch v.Type {
 		case gjson.True:
-			return int64(1), nil
+			*dst = intVal(1)
+			return nil
 		case gjson.False:
-			return int64(0), nil
+			*dst = intVal(0)
+			return nil
 		case gjson.Number:
 			if n, ok := intOf(v.Raw); ok && (n == 0 || n == 1) {
-				return n, nil
+				*dst = intVal(n)
+				return nil
 			}
 		case gjson.String:
 			if b, err := strconv.ParseBool(v.Str); err == nil {
 				if b {
-					return int64(1), nil
+					*dst = intVal(1)
+					return nil
 				}
-				return int64(0), nil
+				*dst = intVal(0)
+				return nil
 			}
 		}
-		return nil, bad("a boolean")
+		return bad("a boolean")
 	case typeTimestamp:
 		var t time.Time
 		ok := false
@@ -397,24 +451,31 @@ func (c *column) value(v gjson.Result) (any, error) {
 			t, ok = epoch(v.Raw)
 		}
 		if !ok {
-			return nil, bad("a timestamp (RFC 3339, 2006-01-02 15:04:05, 2006-01-02 or epoch seconds)")
+			return bad("a timestamp (RFC 3339, 2006-01-02 15:04:05, 2006-01-02 or epoch seconds)")
 		}
-		return t.UTC().Format(time.RFC3339Nano), nil
+		*dst = textVal(t.UTC().Format(time.RFC3339Nano))
+		return nil
 	}
 	switch v.Type {
 	case gjson.String:
-		return v.Str, nil
+		*dst = textVal(v.Str)
+		return nil
 	case gjson.Number:
 		if n, err := strconv.ParseInt(v.Raw, 10, 64); err == nil {
-			return n, nil
+			*dst = intVal(n)
+			return nil
 		}
-		return v.Num, nil
+		*dst = realVal(v.Num)
+		return nil
 	case gjson.True:
-		return int64(1), nil
+		*dst = intVal(1)
+		return nil
 	case gjson.False:
-		return int64(0), nil
+		*dst = intVal(0)
+		return nil
 	}
-	return v.Raw, nil
+	*dst = textVal(v.Raw)
+	return nil
 }
 
 func numText(v gjson.Result) string {
