@@ -1207,3 +1207,22 @@ func BenchmarkParquetWrite(b *testing.B) {
 		})
 	}
 }
+
+// TestISODay: the fast date path agrees with time.Parse on every day of
+// four centuries around the epoch, and leaves what it cannot read to it.
+func TestISODay(t *testing.T) {
+	for day := time.Date(1800, 1, 1, 0, 0, 0, 0, time.UTC); day.Year() < 2200; day = day.AddDate(0, 0, 1) {
+		got, ok := isoDay(day.Format("2006-01-02"))
+		if want := int32(day.Unix() / 86400); !ok || got != want {
+			t.Fatalf("%s: %d %v, want %d", day.Format("2006-01-02"), got, ok, want)
+		}
+	}
+	if got, ok := isoDay("0000-02-29"); !ok || got != int32(time.Date(0, 2, 29, 0, 0, 0, 0, time.UTC).Unix()/86400) {
+		t.Errorf("0000-02-29: %d %v", got, ok)
+	}
+	for _, s := range []string{"2024-02-30", "2023-02-29", "2024-13-01", "2024-00-10", "2024-1-01", "20240101", "2024-01-01T00:00:00Z", "２０２4-01-01", "2024-01-0x"} {
+		if _, ok := isoDay(s); ok {
+			t.Errorf("%q read as a date", s)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
@@ -160,8 +161,10 @@ func parseObject(js string) (gjson.Result, error) {
 // row converts one message into row, which has one value per column;
 // found is scratch space of the same length.
 func (s *schema) row(raw []byte, row parquet.Row, found []gjson.Result) error {
-	// One copy of the message; every value found below is a substring of it.
-	js := string(raw)
+	// The message's bytes, not a copy: every value found below is a
+	// substring of js, read during this call only (values kept in the row
+	// are copied or decoded), and the message is not modified meanwhile.
+	js := unsafe.String(unsafe.SliceData(raw), len(raw))
 	obj, err := parseObject(js)
 	if err != nil {
 		return err
@@ -355,6 +358,9 @@ func convDate(v gjson.Result) (parquet.Value, error) {
 		return parquet.Value{}, errors.New(bad)
 	}
 	text := strings.TrimSpace(v.Str)
+	if d, ok := isoDay(text); ok {
+		return parquet.Int32Value(d), nil
+	}
 	t, err := time.Parse("2006-01-02", text)
 	if err != nil {
 		if t, err = time.Parse(time.RFC3339Nano, text); err != nil {
@@ -365,6 +371,59 @@ func convDate(v gjson.Result) (parquet.Value, error) {
 	// that day.
 	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 	return parquet.Int32Value(int32(day.Unix() / 86400)), nil
+}
+
+// isoDay reads a plain YYYY-MM-DD date as days since 1970-01-01 without
+// time.Parse, which costs more than the rest of a row's conversion; false
+// for anything else, which time.Parse then decides.
+func isoDay(s string) (int32, bool) {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+		return 0, false
+	}
+	num := func(t string) (int, bool) {
+		n := 0
+		for i := 0; i < len(t); i++ {
+			c := t[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(s[:4])
+	m, ok2 := num(s[5:7])
+	d, ok3 := num(s[8:])
+	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > daysIn(y, m) {
+		return 0, false
+	}
+	// Days from civil (Howard Hinnant's algorithm), proleptic Gregorian.
+	if m <= 2 {
+		y--
+	}
+	era := y
+	if era < 0 {
+		era -= 399 // floor division: year 0's January and February
+	}
+	era /= 400
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return int32(era*146097 + doe - 719468), true
+}
+
+func daysIn(y, m int) int {
+	switch m {
+	case 2:
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
 
 // orderedGroup is a parquet group whose columns keep the order they were
