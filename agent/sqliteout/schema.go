@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
@@ -324,7 +325,10 @@ func realVal(f float64) val { return val{n: math.Float64bits(f), kind: valReal} 
 // row converts a message to the statement's arguments, in column order,
 // into dst (len(s.cols) values).
 func (s *schema) row(body []byte, dst []val) error {
-	doc := string(body)
+	// The message's bytes, not a copy: the text values in dst are
+	// substrings of doc, bound (and so copied by SQLite) within the same
+	// WriteBatch, while the batch's messages are alive and unchanged.
+	doc := unsafe.String(unsafe.SliceData(body), len(body))
 	if !isObject(doc) {
 		return fmt.Errorf("not a JSON object: %s", show(doc))
 	}
