@@ -235,6 +235,8 @@ func (b *buffer) failLocked(err error) {
 // the previous one ran.
 func (b *buffer) groupSyncer() {
 	defer b.bg.Done()
+	fs := newGroupFsync()
+	defer fs.close()
 	stopping := false
 	for {
 		if !stopping {
@@ -261,7 +263,7 @@ func (b *buffer) groupSyncer() {
 		b.smu.Lock()
 		var err error
 		if s.f != nil {
-			if err = s.f.Sync(); err != nil {
+			if err = fs.sync(s.f); err != nil {
 				err = fmt.Errorf("fsync %s: %w", s.path, err)
 			}
 		}
