@@ -474,16 +474,7 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		}
 		// An ack while we wait for records may free a partition whose
 		// records are already buffered: it interrupts the poll.
-		pctx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-wake:
-				cancel()
-			case <-pctx.Done():
-			}
-		}()
-		fetches := cl.PollRecords(pctx, 4*in.maxBatch)
-		cancel()
+		fetches := pollUntil(ctx, wake, func(ctx context.Context) kgo.Fetches { return cl.PollRecords(ctx, 4*in.maxBatch) })
 		if fetches.IsClientClosed() {
 			return nil, nil, service.ErrEndOfInput
 		}
@@ -494,14 +485,37 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 			return nil, nil, err
 		}
 		in.mu.Lock()
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) > 0 {
-				in.ready = append(in.ready, polled{topicPartition{p.Topic, p.Partition}, p.Records})
-				in.buffered += len(p.Records)
-			}
-		})
+		in.buffer(fetches)
 		in.mu.Unlock()
 	}
+}
+
+// pollUntil polls, interrupted when wake is closed.
+func pollUntil(ctx context.Context, wake <-chan struct{}, poll func(context.Context) kgo.Fetches) kgo.Fetches {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-wake:
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	return poll(pctx)
+}
+
+// buffer queues a poll's records for next, and returns how many. The
+// caller holds in.mu.
+func (in *input) buffer(fetches kgo.Fetches) int {
+	n := 0
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			in.ready = append(in.ready, polled{topicPartition{p.Topic, p.Partition}, p.Records})
+			n += len(p.Records)
+		}
+	})
+	in.buffered += n
+	return n
 }
 
 // fetchErrors fails a poll that returned errors and no records; errors
@@ -585,16 +599,7 @@ func (in *input) begin(ctx context.Context, sess *kgo.GroupTransactSession) erro
 		return service.ErrNotConnected
 	}
 	// Close wakes us: it needs the session, and waits for the poll.
-	pctx, cancel := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-wake:
-			cancel()
-		case <-pctx.Done():
-		}
-	}()
-	fetches := sess.PollRecords(pctx, 4*in.maxBatch)
-	cancel()
+	fetches := pollUntil(ctx, wake, func(ctx context.Context) kgo.Fetches { return sess.PollRecords(ctx, 4*in.maxBatch) })
 	if fetches.IsClientClosed() {
 		return service.ErrEndOfInput
 	}
@@ -626,13 +631,7 @@ func (in *input) begin(ctx context.Context, sess *kgo.GroupTransactSession) erro
 		// the session aborts this transaction anyway.
 		c.abort = errRebalanced
 	}
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) > 0 {
-			in.ready = append(in.ready, polled{topicPartition{p.Topic, p.Partition}, p.Records})
-			in.buffered += len(p.Records)
-			c.records += len(p.Records)
-		}
-	})
+	c.records = in.buffer(fetches)
 	in.cycle = c
 	return nil
 }

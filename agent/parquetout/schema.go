@@ -14,6 +14,8 @@ import (
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/encoding"
 	"github.com/tidwall/gjson"
+
+	"github.com/sluice-dev/sluice/plugins/builtin/lib/civil"
 )
 
 // Column types, as spelled in the config.
@@ -377,53 +379,11 @@ func convDate(v gjson.Result) (parquet.Value, error) {
 // time.Parse, which costs more than the rest of a row's conversion; false
 // for anything else, which time.Parse then decides.
 func isoDay(s string) (int32, bool) {
-	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+	y, m, d, ok := civil.ParseISO(s)
+	if !ok {
 		return 0, false
 	}
-	num := func(t string) (int, bool) {
-		n := 0
-		for i := 0; i < len(t); i++ {
-			c := t[i]
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			n = n*10 + int(c-'0')
-		}
-		return n, true
-	}
-	y, ok1 := num(s[:4])
-	m, ok2 := num(s[5:7])
-	d, ok3 := num(s[8:])
-	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > daysIn(y, m) {
-		return 0, false
-	}
-	// Days from civil (Howard Hinnant's algorithm), proleptic Gregorian.
-	if m <= 2 {
-		y--
-	}
-	era := y
-	if era < 0 {
-		era -= 399 // floor division: year 0's January and February
-	}
-	era /= 400
-	yoe := y - era*400
-	mp := (m + 9) % 12
-	doy := (153*mp+2)/5 + d - 1
-	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return int32(era*146097 + doe - 719468), true
-}
-
-func daysIn(y, m int) int {
-	switch m {
-	case 2:
-		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
+	return int32(civil.DaysFromEpoch(y, m, d)), true
 }
 
 // orderedGroup is a parquet group whose columns keep the order they were

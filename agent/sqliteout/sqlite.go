@@ -566,14 +566,7 @@ func (o *output) write(ctx context.Context, s *schema, rows []val) error {
 				o.rolledBack()
 			}
 		}()
-		if err := o.createIn(c, s); err != nil {
-			return err
-		}
-		stmt, err := o.insertStmt(c, s)
-		if err != nil {
-			return err
-		}
-		if err := insertRows(stmt, rows, len(s.cols)); err != nil {
+		if err := o.insertIn(c, s, rows); err != nil {
 			return err
 		}
 		if err := c.Exec("COMMIT"); err != nil {
@@ -581,6 +574,19 @@ func (o *output) write(ctx context.Context, s *schema, rows []val) error {
 		}
 		return nil
 	})
+}
+
+// insertIn writes rows in the open transaction, creating the table first
+// if the first message decided its columns.
+func (o *output) insertIn(c *sqlite3.Conn, s *schema, rows []val) error {
+	if err := o.createIn(c, s); err != nil {
+		return err
+	}
+	stmt, err := o.insertStmt(c, s)
+	if err != nil {
+		return err
+	}
+	return insertRows(stmt, rows, len(s.cols))
 }
 
 // createIn creates the table in the open transaction when the first
@@ -670,14 +676,7 @@ func (o *output) writeRun(ctx context.Context, batch service.MessageBatch, s *sc
 			}
 			_ = c.Exec("RELEASE sluice_batch")
 		}()
-		if err := o.createIn(c, s); err != nil {
-			return err
-		}
-		stmt, err := o.insertStmt(c, s)
-		if err != nil {
-			return err
-		}
-		if err := insertRows(stmt, rows, len(s.cols)); err != nil {
+		if err := o.insertIn(c, s, rows); err != nil {
 			return err
 		}
 		o.runRows += len(rows) / len(s.cols)

@@ -37,3 +37,30 @@ func DaysIn(y, m int64) int64 {
 	}
 	return 31
 }
+
+// ParseISO reads a YYYY-MM-DD date by hand (time.Parse in a guest costs
+// more than the rest of a row); ok is false for anything else, including
+// days a month does not have.
+func ParseISO[T ~string | ~[]byte](s T) (y, m, d int64, ok bool) {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+		return 0, 0, 0, false
+	}
+	num := func(b T) (int64, bool) {
+		var n int64
+		for i := 0; i < len(b); i++ {
+			c := b[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int64(c-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(s[:4])
+	m, ok2 := num(s[5:7])
+	d, ok3 := num(s[8:])
+	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > DaysIn(y, m) {
+		return 0, 0, 0, false
+	}
+	return y, m, d, true
+}
