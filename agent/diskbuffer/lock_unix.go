@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // lockDir takes an exclusive lock on the directory's lock file, held until
@@ -44,12 +45,21 @@ func lockDir(path, owner string) (*os.File, error) {
 // wrote there, as ` (pipeline "x", in this process)`, and says whether it
 // has the same owner as the caller.
 func holder(path, owner string) (string, bool) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", false
+	// The holder writes its record just after it takes the lock: a
+	// refusal in between finds the file empty, so wait for it briefly.
+	var rec string
+	i := -1
+	for try := 0; try < 20 && i < 0; try++ {
+		if try > 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", false
+		}
+		rec = strings.TrimRight(string(b), "\n")
+		i = strings.LastIndexByte(rec, ' ')
 	}
-	rec := strings.TrimRight(string(b), "\n")
-	i := strings.LastIndexByte(rec, ' ')
 	if i < 0 {
 		return "", false
 	}
