@@ -160,3 +160,103 @@ func bulkLoad(b *testing.B, suffix string, conf func(dir string) map[string]any,
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "rows/s")
 	})
 }
+
+// BenchmarkSummaries: the sales ETL's daily and customer summaries over
+// 1M rows of sales_data (gen_sales.py's spread: 90 days, 500 products,
+// 5000 customers, in random order), side by side: as the two SQL GROUP BYs
+// the pipeline ran in after_run, and as the output's summaries (one scan,
+// hash tables). Each runs inside a transaction that is rolled back, as in
+// a run before its commit.
+func BenchmarkSummaries(b *testing.B) {
+	const n = 1_000_000
+	dir := b.TempDir()
+	conf := map[string]any{"path": filepath.Join(dir, "sales.db"), "table": "sales_data", "columns": etlColumns(), "key": []any{"source_file", "line"},
+		"transaction": "run", "summaries": etlSummaries()}
+	o := connected(b, conf)
+	ctx := context.Background()
+	// A fixed LCG, so every run sums the same values in the same order.
+	x := uint64(7)
+	next := func(m int) int64 {
+		x = x*6364136223846793005 + 1442695040888963407
+		return int64((x >> 33) % uint64(m))
+	}
+	err := o.raw(ctx, func(c *sqlite3.Conn) error {
+		if err := c.Exec("BEGIN"); err != nil {
+			return err
+		}
+		stmt, _, err := c.Prepare(o.schema.insert)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i := range n {
+			q, p := 1+next(5), float64(100+next(99900))/100
+			row := []val{textVal("sales.csv"), intVal(int64(i + 2)), textVal(fmt.Sprintf("2025-%02d-%02d", 1+next(3), 1+next(28))),
+				intVal(1 + next(500)), intVal(q), realVal(p), intVal(1 + next(5000)), realVal(float64(q) * p),
+				intVal(2025), intVal(1), intVal(1), intVal(0)}
+			if err := bindRow(stmt, row); err != nil {
+				return err
+			}
+			if err := stmt.Exec(); err != nil {
+				return err
+			}
+		}
+		return c.Exec("COMMIT")
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	inTxn := func(b *testing.B, f func(c *sqlite3.Conn) error) {
+		for b.Loop() {
+			err := o.raw(ctx, func(c *sqlite3.Conn) error {
+				if err := c.Exec("BEGIN"); err != nil {
+					return err
+				}
+				defer c.Exec("ROLLBACK")
+				return f(c)
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	}
+	b.Run("sql-group-by", func(b *testing.B) {
+		inTxn(b, func(c *sqlite3.Conn) error {
+			for _, q := range []string{
+				"DELETE FROM daily_summary",
+				`INSERT INTO daily_summary SELECT date, round(sum(total_amount), 2), sum(quantity),
+				 count(DISTINCT customer_id), count(DISTINCT product_id) FROM sales_data GROUP BY date`,
+				"DELETE FROM customer_summary",
+				`INSERT INTO customer_summary SELECT customer_id, round(sum(total_amount), 2), round(avg(total_amount), 2),
+				 count(*), count(DISTINCT product_id), CAST(julianday(max(date)) - julianday(min(date)) AS INTEGER)
+				 FROM sales_data GROUP BY customer_id`,
+			} {
+				if err := c.Exec(q); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	b.Run("summaries", func(b *testing.B) {
+		inTxn(b, o.computeSummaries)
+	})
+}
+
+// etlSummaries are pipelines/sales_etl.yaml's summaries.
+func etlSummaries() []any {
+	f := func(as, op, column string, round int) map[string]any {
+		return map[string]any{"as": as, "op": op, "column": column, "round": round}
+	}
+	return []any{
+		map[string]any{"table": "daily_summary", "group_by": []any{"date"}, "fields": []any{
+			f("daily_revenue", "sum", "total_amount", 2), f("daily_quantity", "sum", "quantity", -1),
+			f("daily_customers", "count_distinct", "customer_id", -1), f("daily_products", "count_distinct", "product_id", -1),
+		}},
+		map[string]any{"table": "customer_summary", "group_by": []any{"customer_id"}, "fields": []any{
+			f("total_spent", "sum", "total_amount", 2), f("avg_order_value", "mean", "total_amount", 2), f("order_count", "count", "", -1),
+			f("unique_products", "count_distinct", "product_id", -1), f("customer_lifetime_days", "day_span", "date", -1),
+		}},
+	}
+}

@@ -115,7 +115,8 @@ SQLite has one writer, so `+"`max_in_flight`"+` above 1 gains nothing; use `+"`b
 			service.NewStringListField(fInitStatements).Description("SQL statements run in order each time the output connects, once the table exists, such as indexes and views; they run on every start, so write them to be repeatable (`IF NOT EXISTS`).").Default([]any{}).
 				Example([]any{"CREATE INDEX IF NOT EXISTS sales_by_customer ON sales(customer_id)"}),
 			service.NewStringEnumField(fTransaction, "batch", "run").Description("`batch`: each batch is a transaction, committed before it is acknowledged. `run`: the whole run of a bounded input (`csv_file`) is one transaction, committed when the output closes and only if the run read its input to the end and every row was delivered; a run stopped partway (a timeout, a shutdown, a kill) leaves the database as it was. A batch is then acknowledged once it is in the transaction, and a failed batch is rolled back alone (a savepoint per batch). See `after_run`.").Default("batch"),
-			service.NewStringListField(fAfterRun).Description("With `transaction: run`: SQL statements run in order inside the run's transaction just before it commits, such as summaries recomputed from the loaded rows, so the table and its summaries change together or not at all. A failing statement rolls the whole run back.").Default([]any{}).
+			summariesField(),
+			service.NewStringListField(fAfterRun).Description("With `transaction: run`: SQL statements run in order inside the run's transaction just before it commits (after the `summaries`), such as summaries recomputed from the loaded rows, so the table and its summaries change together or not at all. A failing statement rolls the whole run back.").Default([]any{}).
 				Example([]any{"DELETE FROM daily_summary", "INSERT INTO daily_summary SELECT date, round(sum(total_amount), 2), sum(quantity) FROM sales_data GROUP BY date"}),
 			service.NewStringEnumField(fSynchronous, "full", "normal").Description("SQLite's `synchronous` setting. `full` fsyncs every transaction, so an acknowledged batch survives a power loss; `normal` may lose the last transactions on a power loss (never on a crash of the agent alone) and writes faster.").Default("full").Advanced(),
 			service.NewOutputMaxInFlightField().Default(1),
@@ -147,6 +148,7 @@ type output struct {
 	init         []string
 	runMode      bool     // transaction: run
 	afterRun     []string // run mode: SQL before the commit
+	summaries    []summary
 
 	// mu serialises writes: SQLite has one writer, and the schema may be
 	// settled by the first batch.
@@ -216,6 +218,19 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, ser
 	}
 	if len(o.afterRun) > 0 && !o.runMode {
 		return nil, pol, 0, fmt.Errorf("%s needs %s: run (with a transaction per batch there is no end of a run to run it at)", fAfterRun, fTransaction)
+	}
+	if o.summaries, err = parseSummaries(conf, o.table); err != nil {
+		return nil, pol, 0, err
+	}
+	if len(o.summaries) > 0 && !o.runMode {
+		return nil, pol, 0, fmt.Errorf("%s needs %s: run (they are recomputed from the whole table at the end of each run)", fSummaries, fTransaction)
+	}
+	for i := range o.summaries {
+		if o.cols != nil {
+			if err := o.summaries[i].check(o.cols); err != nil {
+				return nil, pol, 0, err
+			}
+		}
 	}
 	synchronous, err := conf.FieldString(fSynchronous)
 	if err != nil {
@@ -446,6 +461,15 @@ func (o *output) setUp(ctx context.Context, db *sql.DB) error {
 	s := newSchema(o.table, cols, o.key, o.cols == nil)
 	if err := runInit(ctx, db, o.init); err != nil {
 		return err
+	}
+	// Created now, so a reader finds them before the first run ends.
+	for i := range o.summaries {
+		if err := o.summaries[i].check(cols); err != nil {
+			return err
+		}
+		if _, err := db.ExecContext(ctx, o.summaries[i].createSQL(cols)); err != nil {
+			return fmt.Errorf("%s (%s): creating the table: %w", fSummaries, o.summaries[i].table, err)
+		}
 	}
 	// Preparing checks the statement against the table, in particular that
 	// an existing table has a unique index an upsert's key can use.
@@ -698,6 +722,10 @@ func (o *output) endRun(ctx context.Context) error {
 			return c.Exec("ROLLBACK")
 		}
 		start := time.Now()
+		if err := o.computeSummaries(c); err != nil {
+			_ = c.Exec("ROLLBACK")
+			return fmt.Errorf("sqlite output: %w; the run's %d rows were rolled back", err, o.runRows)
+		}
 		for i, q := range o.afterRun {
 			if err := c.Exec(q); err != nil {
 				_ = c.Exec("ROLLBACK")
@@ -708,7 +736,7 @@ func (o *output) endRun(ctx context.Context) error {
 			_ = c.Exec("ROLLBACK")
 			return fmt.Errorf("sqlite output: committing the run's %d rows into table %q in %s: %w", o.runRows, o.table, o.path, err)
 		}
-		o.log.Infof("sqlite output: committed the run: %d rows into table %q in %s (after_run and commit took %s)", o.runRows, o.table, o.path, time.Since(start).Round(time.Millisecond))
+		o.log.Infof("sqlite output: committed the run: %d rows into table %q in %s (summaries, after_run and commit took %s)", o.runRows, o.table, o.path, time.Since(start).Round(time.Millisecond))
 		return nil
 	})
 }

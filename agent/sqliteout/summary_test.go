@@ -1,0 +1,303 @@
+package sqliteout
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/runscope"
+)
+
+// exactRows reads a query's rows with each value's Go type and exact
+// text, sorted, so that both the value (to the last bit of a real) and
+// its storage class are compared.
+func exactRows(t *testing.T, db *sql.DB, query string) []string {
+	t.Helper()
+	rows, err := db.Query(query)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			switch v := v.(type) {
+			case float64:
+				parts[i] = "real " + strconv.FormatFloat(v, 'g', -1, 64)
+			case []byte:
+				parts[i] = "bytes " + strconv.Quote(string(v))
+			default:
+				parts[i] = fmt.Sprintf("%T %v", v, v)
+			}
+		}
+		out = append(out, strings.Join(parts, " | "))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// runOnce writes batches as one complete run and closes the output.
+func runOnce(t *testing.T, conf map[string]any, batches ...service.MessageBatch) error {
+	t.Helper()
+	o := connected(t, conf)
+	ctx := context.Background()
+	r := &runscope.Run{}
+	for _, b := range batches {
+		r.Emitted()
+		if err := o.WriteBatch(ctx, inRun(r, b)); err != nil {
+			t.Fatal(err)
+		}
+		r.Acked(nil)
+	}
+	r.Ended()
+	return o.Close(ctx)
+}
+
+// TestSummariesMatchGroupBy: each summary table holds exactly what the
+// GROUP BY it stands for gives over the same table (the oracle is SQLite),
+// on the seed's sales and on values that test SQLite's rules: NULLs,
+// integers and reals mixed in one column, text that holds a number or
+// none, integers past 2^53, whole reals, and a run that replaces rows of
+// an earlier one.
+func TestSummariesMatchGroupBy(t *testing.T) {
+	salesSummaries := []any{
+		map[string]any{"table": "daily", "group_by": []any{"date"}, "fields": []any{
+			map[string]any{"as": "revenue", "op": "sum", "column": "total_amount", "round": 2},
+			map[string]any{"as": "quantity", "op": "sum", "column": "quantity"},
+			map[string]any{"as": "customers", "op": "count_distinct", "column": "customer_id"},
+			map[string]any{"as": "products", "op": "count_distinct", "column": "product_id"},
+		}},
+		map[string]any{"table": "by_customer", "group_by": []any{"customer_id"}, "fields": []any{
+			map[string]any{"as": "spent", "op": "sum", "column": "total_amount", "round": 2},
+			map[string]any{"as": "avg_order", "op": "mean", "column": "total_amount", "round": 2},
+			map[string]any{"as": "orders", "op": "count"},
+			map[string]any{"as": "products", "op": "count_distinct", "column": "product_id"},
+			map[string]any{"as": "lifetime_days", "op": "day_span", "column": "date"},
+			map[string]any{"as": "first", "op": "min", "column": "date"},
+			map[string]any{"as": "top_price", "op": "max", "column": "price"},
+		}},
+		map[string]any{"table": "by_product_day", "group_by": []any{"product_id", "date"}, "fields": []any{
+			map[string]any{"as": "mean_qty", "op": "mean", "column": "quantity"},
+			map[string]any{"as": "low", "op": "min", "column": "price", "round": 1},
+		}},
+	}
+	salesOracle := map[string]string{
+		"daily": `SELECT date, round(sum(total_amount), 2), sum(quantity), count(DISTINCT customer_id), count(DISTINCT product_id)
+			FROM sales GROUP BY date`,
+		"by_customer": `SELECT customer_id, round(sum(total_amount), 2), round(avg(total_amount), 2), count(*), count(DISTINCT product_id),
+			CAST(julianday(max(date)) - julianday(min(date)) AS INTEGER), min(date), max(price) FROM sales GROUP BY customer_id`,
+		"by_product_day": `SELECT product_id, date, avg(quantity), round(min(price), 1) FROM sales GROUP BY product_id, date`,
+	}
+	// Many customers buy more than once: customer ids repeat every 97 rows.
+	salesRun := func(n int, bump int64) service.MessageBatch {
+		rows := sales(n, bump)
+		for i := range rows {
+			rows[i].CustomerID = int64(1000 + i%97)
+		}
+		return batchOf(lines(t, rows)...)
+	}
+
+	mixed := []string{
+		`{"k":1,"g":"a","v":1,"d":"2024-01-01"}`,
+		`{"k":2,"g":"a","v":1.0,"d":"2024-03-01"}`,
+		`{"k":3,"g":"a","v":2.5,"d":null}`,
+		`{"k":4,"g":"a","v":null,"d":"2023-12-31"}`,
+		`{"k":5,"g":"b","v":"7","d":"2024-02-29"}`,
+		`{"k":6,"g":"b","v":"abc","d":"2024-02-28T23:00:00"}`,
+		`{"k":7,"g":"b","v":3}`,
+		`{"k":8,"g":"big","v":9007199254740993}`,
+		`{"k":9,"g":"big","v":4611686018427387904}`,
+		`{"k":10,"g":"big","v":0.1}`,
+		`{"k":11,"g":"big","v":-4611686018427387903}`,
+		`{"k":12,"g":null,"v":5}`,
+		`{"k":13,"g":null,"v":6}`,
+		`{"k":14,"g":1,"v":0.1}`,
+		`{"k":15,"g":1,"v":0.2}`,
+		`{"k":16,"g":1,"v":0.3}`,
+		`{"k":17,"g":"1","v":"x"}`,
+		`{"k":18,"g":"nulls","v":null,"d":null}`,
+	}
+	mixedSummaries := []any{
+		map[string]any{"table": "m", "group_by": []any{"g"}, "fields": []any{
+			map[string]any{"as": "s", "op": "sum", "column": "v"},
+			map[string]any{"as": "a", "op": "mean", "column": "v", "round": 3},
+			map[string]any{"as": "n", "op": "count"},
+			map[string]any{"as": "nd", "op": "count_distinct", "column": "v"},
+			map[string]any{"as": "lo", "op": "min", "column": "v"},
+			map[string]any{"as": "hi", "op": "max", "column": "v"},
+			map[string]any{"as": "span", "op": "day_span", "column": "d"},
+		}},
+	}
+	mixedOracle := map[string]string{
+		"m": `SELECT g, sum(v), round(avg(v), 3), count(*), count(DISTINCT v), min(v), max(v),
+			CAST(julianday(max(d)) - julianday(min(d)) AS INTEGER) FROM t GROUP BY g`,
+	}
+
+	for _, tc := range []struct {
+		name      string
+		create    string // the table, made before the output connects, or ""
+		conf      map[string]any
+		runs      []service.MessageBatch
+		oracle    map[string]string
+		summaries []any
+	}{
+		{
+			name:   "sales, two runs, the second replacing rows and adding more",
+			conf:   map[string]any{"table": "sales", "columns": salesColumns(), "key": salesKey},
+			runs:   []service.MessageBatch{salesRun(500, 0), salesRun(800, 3)},
+			oracle: salesOracle, summaries: salesSummaries,
+		},
+		{
+			name:   "SQLite's rules on mixed values",
+			create: "CREATE TABLE t (k INTEGER PRIMARY KEY, g, v, d TEXT)",
+			conf:   map[string]any{"table": "t", "key": []any{"k"}},
+			runs:   []service.MessageBatch{batchOf(mixed...)},
+			oracle: mixedOracle, summaries: mixedSummaries,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "s.db")
+			if tc.create != "" {
+				if _, err := openDB(t, path).Exec(tc.create); err != nil {
+					t.Fatal(err)
+				}
+			}
+			conf := map[string]any{"path": path, "transaction": "run", "summaries": tc.summaries}
+			for k, v := range tc.conf {
+				conf[k] = v
+			}
+			db := openDB(t, path)
+			for i, run := range tc.runs {
+				if err := runOnce(t, conf, run); err != nil {
+					t.Fatalf("run %d: %v", i, err)
+				}
+				for table, q := range tc.oracle {
+					want := exactRows(t, db, q)
+					got := exactRows(t, db, "SELECT * FROM "+table)
+					if len(want) == 0 {
+						t.Fatalf("run %d: the oracle for %s has no rows", i, table)
+					}
+					if !slices.Equal(got, want) {
+						t.Errorf("run %d: summary %s:\n got %q\nwant %q", i, table, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestSummaryTables: the summary tables exist, typed after the columns
+// they read, as soon as the output connects; an overflowing integer sum
+// fails the run as SQLite's sum() would, naming the summary and the
+// column, and rolls the run back.
+func TestSummaryTables(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	conf := map[string]any{
+		"path": path, "table": "sales", "columns": salesColumns(), "key": salesKey, "transaction": "run",
+		"summaries": []any{map[string]any{"table": "daily", "group_by": []any{"date"}, "fields": []any{
+			map[string]any{"as": "revenue", "op": "sum", "column": "total_amount"},
+			map[string]any{"as": "quantity", "op": "sum", "column": "quantity"},
+			map[string]any{"as": "avg_price", "op": "mean", "column": "price"},
+			map[string]any{"as": "orders", "op": "count"},
+			map[string]any{"as": "first_sale", "op": "min", "column": "date"},
+			map[string]any{"as": "span", "op": "day_span", "column": "date"},
+		}}},
+	}
+	connected(t, conf)
+	db := openDB(t, path)
+	got := literals(t, db, "SELECT name || ' ' || type || ' ' || pk FROM pragma_table_info('daily')")
+	want := []string{"date TEXT 1", "revenue REAL 0", "quantity INTEGER 0", "avg_price REAL 0", "orders INTEGER 0", "first_sale TEXT 0", "span INTEGER 0"}
+	if !slices.Equal(got, want) {
+		t.Errorf("daily's columns:\n got %q\nwant %q", got, want)
+	}
+
+	rows := sales(3, 0)
+	big := lines(t, rows)
+	for i := range big {
+		big[i] = strings.Replace(big[i], fmt.Sprintf(`"quantity":%d`, rows[i].Quantity), `"quantity":4611686018427387904`, 1)
+		big[i] = strings.Replace(big[i], `"date":"2024-01-0`+strconv.Itoa(i+1), `"date":"2024-01-01`, 1)
+	}
+	err := runOnce(t, conf, batchOf(big...))
+	if err == nil || !strings.Contains(err.Error(), "summaries (daily): quantity: sum of \"quantity\": integer overflow") || !strings.Contains(err.Error(), "rolled back") {
+		t.Errorf("an overflowing sum: %v", err)
+	}
+	if n := count(t, db, "sales"); n != 0 {
+		t.Errorf("%d rows after a failed run, want none", n)
+	}
+}
+
+// TestSummaryConfig: mistakes in summaries are refused with the field
+// that is wrong, at config time or, for columns the table lacks, at
+// connection.
+func TestSummaryConfig(t *testing.T) {
+	sum := func(fields ...any) []any {
+		if fields == nil {
+			fields = []any{}
+		}
+		return []any{map[string]any{"table": "daily", "group_by": []any{"date"}, "fields": fields}}
+	}
+	field := func(as, op, column string) map[string]any {
+		return map[string]any{"as": as, "op": op, "column": column}
+	}
+	for _, tc := range []struct {
+		name      string
+		mode      string
+		summaries []any
+		want      string
+	}{
+		{"batch mode", "batch", sum(field("r", "sum", "total_amount")), "summaries needs transaction: run"},
+		{"the output's own table", "run", []any{map[string]any{"table": "sales", "group_by": []any{"date"}, "fields": []any{field("r", "sum", "price")}}}, "is the output's table or another summary's"},
+		{"two summaries, one table", "run", append(sum(field("r", "sum", "price")), sum(field("q", "sum", "quantity"))...), "is the output's table or another summary's"},
+		{"no group_by", "run", []any{map[string]any{"table": "t", "group_by": []any{}, "fields": []any{field("r", "sum", "price")}}}, "group_by needs at least one column"},
+		{"no fields", "run", sum(), "fields: at least one is required"},
+		{"an unknown op", "run", sum(field("r", "median", "price")), `op "median" is not one of`},
+		{"count with a column", "run", sum(field("n", "count", "price")), "count counts rows and takes no column"},
+		{"sum without a column", "run", sum(field("r", "sum", "")), "sum needs a column"},
+		{"a name used twice", "run", sum(field("date", "max", "price")), `"date" names two columns of the summary`},
+		{"round on a count", "run", sum(map[string]any{"as": "n", "op": "count_distinct", "column": "price", "round": 2}), "round applies to sum, mean, min and max"},
+		{"a column the table lacks", "run", sum(field("r", "sum", "revenue")), `summaries (daily): the table has no column "revenue"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := newTestOutput(t, map[string]any{"path": "x.db", "table": "sales", "columns": salesColumns(), "transaction": tc.mode, "summaries": tc.summaries})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+
+	// Without columns in the config, the table's are checked at connection.
+	path := filepath.Join(t.TempDir(), "s.db")
+	if _, err := openDB(t, path).Exec("CREATE TABLE sales (date TEXT, price REAL)"); err != nil {
+		t.Fatal(err)
+	}
+	o, err := newTestOutput(t, map[string]any{"path": path, "table": "sales", "transaction": "run", "summaries": sum(field("r", "sum", "total_amount"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Connect(context.Background()); err == nil || !strings.Contains(err.Error(), `the table has no column "total_amount" (it has [date, price])`) {
+		t.Errorf("connect with a column the table lacks: %v", err)
+	}
+}
