@@ -494,10 +494,10 @@ func intOf(s string) (int64, bool) {
 		return n, true
 	}
 	f, ok := floatOf(s)
-	if !ok || f != math.Trunc(f) || math.Abs(f) >= 1<<63 {
+	if !ok {
 		return 0, false
 	}
-	return int64(f), true
+	return wholeReal(f)
 }
 
 // floatOf parses a decimal number; SQLite would store NaN as NULL and an

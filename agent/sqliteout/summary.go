@@ -1,11 +1,11 @@
 package sqliteout
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -326,12 +326,16 @@ func columnVal(stmt *sqlite3.Stmt, j int) val {
 
 // aggregation accumulates one summary's groups during the scan.
 type aggregation struct {
-	s      *summary
-	keyCol []int // scan index of each group_by column
-	valCol []int // scan index of each field's column, -1 for count
-	groups map[string]*sumGroup
-	order  []*sumGroup
-	key    []byte
+	s         *summary
+	keyCol    []int // scan index of each group_by column
+	valCol    []int // scan index of each field's column, -1 for count
+	kinds     []opKind
+	groups    map[string]*sumGroup
+	intGroups map[int64]*sumGroup // with one group_by column, its integers
+	order     []*sumGroup
+	// budgets bound each count_distinct field's bitmaps.
+	budgets []bitBudget
+	key     []byte
 }
 
 type sumGroup struct {
@@ -348,43 +352,52 @@ type acc struct {
 	rSum, rErr float64
 	approx     bool // a non-integer value, or an overflow, was summed
 	overflow   bool // the integer sum overflowed while only integers were summed
-	ints       map[int64]struct{}
+	ints       intSet
 	others     map[string]struct{}
 	min, max   val
 }
 
 func newAggregation(s *summary, index func(string) int) *aggregation {
-	a := &aggregation{s: s, groups: map[string]*sumGroup{}}
+	a := &aggregation{s: s, groups: map[string]*sumGroup{}, intGroups: map[int64]*sumGroup{}, budgets: make([]bitBudget, len(s.fields))}
 	for _, g := range s.groupBy {
 		a.keyCol = append(a.keyCol, index(g))
 	}
 	for _, f := range s.fields {
-		if f.op == "count" {
+		var k opKind
+		switch f.op {
+		case "count":
 			a.valCol = append(a.valCol, -1)
+			a.kinds = append(a.kinds, opCount)
 			continue
+		case "sum", "mean":
+			k = opSum
+		case "count_distinct":
+			k = opDistinct
+		default:
+			k = opRange
 		}
 		a.valCol = append(a.valCol, index(f.column))
+		a.kinds = append(a.kinds, k)
 	}
 	return a
 }
 
+// opKind is what an op accumulates, decided once rather than by comparing
+// op names for every row.
+type opKind uint8
+
+const (
+	opCount    opKind = iota // rows
+	opSum                    // sum, mean
+	opDistinct               // count_distinct
+	opRange                  // min, max, day_span
+)
+
 func (a *aggregation) add(row []val) {
-	a.key = a.key[:0]
-	for _, j := range a.keyCol {
-		a.key = appendGroupKey(a.key, row[j])
-	}
-	g := a.groups[string(a.key)]
-	if g == nil {
-		g = &sumGroup{accs: make([]acc, len(a.s.fields))}
-		for _, j := range a.keyCol {
-			g.key = append(g.key, cloneVal(row[j]))
-		}
-		a.groups[string(a.key)] = g
-		a.order = append(a.order, g)
-	}
-	for i, f := range a.s.fields {
+	g := a.group(row)
+	for i, k := range a.kinds {
 		ac := &g.accs[i]
-		if f.op == "count" {
+		if k == opCount {
 			ac.n++
 			continue
 		}
@@ -393,12 +406,12 @@ func (a *aggregation) add(row []val) {
 			continue
 		}
 		ac.n++
-		switch f.op {
-		case "sum", "mean":
+		switch k {
+		case opSum:
 			ac.sum(v)
-		case "count_distinct":
-			ac.distinct(v)
-		case "min", "max", "day_span":
+		case opDistinct:
+			ac.distinct(v, &a.budgets[i])
+		case opRange:
 			if ac.n == 1 || compareVals(v, ac.min) < 0 {
 				ac.min = cloneVal(v)
 			}
@@ -409,13 +422,58 @@ func (a *aggregation) add(row []val) {
 	}
 }
 
+// group finds or makes the row's group.
+func (a *aggregation) group(row []val) *sumGroup {
+	// One integer column, the usual group (a customer): keyed by the
+	// integer itself, which costs a third of encoding a key.
+	if len(a.keyCol) == 1 {
+		if i, ok := sqlInt(row[a.keyCol[0]]); ok {
+			g := a.intGroups[i]
+			if g == nil {
+				g = a.newGroup(row)
+				a.intGroups[i] = g
+			}
+			return g
+		}
+	}
+	a.key = a.key[:0]
+	for _, j := range a.keyCol {
+		a.key = appendGroupKey(a.key, row[j])
+	}
+	g := a.groups[string(a.key)]
+	if g == nil {
+		g = a.newGroup(row)
+		a.groups[string(a.key)] = g
+	}
+	return g
+}
+
+func (a *aggregation) newGroup(row []val) *sumGroup {
+	g := &sumGroup{accs: make([]acc, len(a.s.fields))}
+	for _, j := range a.keyCol {
+		g.key = append(g.key, cloneVal(row[j]))
+	}
+	a.order = append(a.order, g)
+	return g
+}
+
+// sqlInt is an integer, or a whole real, which SQL groups and counts as the
+// same value as the integer.
+func sqlInt(v val) (int64, bool) {
+	switch v.kind {
+	case valInt:
+		return int64(v.n), true
+	case valReal:
+		return wholeReal(math.Float64frombits(v.n))
+	}
+	return 0, false
+}
+
 // appendGroupKey appends v's identity as a group: SQL groups 1 and 1.0
 // together, so a whole real is keyed as the integer.
 func appendGroupKey(b []byte, v val) []byte {
-	if v.kind == valReal {
-		if i, ok := wholeReal(math.Float64frombits(v.n)); ok {
-			v = intVal(i)
-		}
+	if i, ok := sqlInt(v); ok {
+		v = intVal(i)
 	}
 	b = append(b, byte(v.kind))
 	switch v.kind {
@@ -538,17 +596,9 @@ func (a *acc) real() float64 {
 
 // distinct adds v to the group's set of distinct values. Integers, the
 // common case, get a set of their own.
-func (a *acc) distinct(v val) {
-	if v.kind == valReal {
-		if i, ok := wholeReal(math.Float64frombits(v.n)); ok {
-			v = intVal(i)
-		}
-	}
-	if v.kind == valInt {
-		if a.ints == nil {
-			a.ints = map[int64]struct{}{}
-		}
-		a.ints[int64(v.n)] = struct{}{}
+func (a *acc) distinct(v val, b *bitBudget) {
+	if i, ok := sqlInt(v); ok {
+		a.ints.add(i, b)
 		return
 	}
 	if a.others == nil {
@@ -558,6 +608,60 @@ func (a *acc) distinct(v val) {
 	if _, ok := a.others[string(k)]; !ok {
 		a.others[string(k)] = struct{}{}
 	}
+}
+
+// intSet is a set of integers: a bitmap while they are non-negative and
+// dense enough (ids, the usual case: on the sales ETL five times faster
+// than a map, whose lookups missed the cache), else a map.
+type intSet struct {
+	bits []uint64
+	n    int // members while a bitmap
+	m    map[int64]struct{}
+}
+
+// bitBudget bounds the bitmaps of one field across all its groups: at
+// most 4 words (32 bytes) per member, plus 64 KiB, so that many groups
+// with a few large values each fall back to maps instead of holding
+// mostly empty bitmaps.
+type bitBudget struct {
+	words, members int
+}
+
+func (s *intSet) add(i int64, b *bitBudget) {
+	if s.m == nil && i >= 0 {
+		w := i >> 6
+		if grow := w + 1 - int64(len(s.bits)); grow > 0 && int64(b.words)+grow <= 4*int64(b.members+1)+8192 {
+			s.bits = slices.Grow(s.bits, int(grow))[:w+1]
+			b.words += int(grow)
+		}
+		if w < int64(len(s.bits)) {
+			if s.bits[w]&(1<<(i&63)) == 0 {
+				s.bits[w] |= 1 << (i & 63)
+				s.n++
+				b.members++
+			}
+			return
+		}
+	}
+	if s.m == nil {
+		s.m = make(map[int64]struct{}, s.n+1)
+		for w, b := range s.bits {
+			for ; b != 0; b &= b - 1 {
+				s.m[int64(w)<<6|int64(bits.TrailingZeros64(b))] = struct{}{}
+			}
+		}
+		b.words -= len(s.bits)
+		b.members -= s.n
+		s.bits = nil
+	}
+	s.m[i] = struct{}{}
+}
+
+func (s *intSet) len() int {
+	if s.m != nil {
+		return len(s.m)
+	}
+	return s.n
 }
 
 // compareVals orders values as SQLite does: numbers, then text, then blobs,
@@ -584,7 +688,7 @@ func compareVals(x, y val) int {
 		}
 		return cmp.Compare(realOf(x), realOf(y))
 	}
-	return bytes.Compare([]byte(x.s), []byte(y.s))
+	return strings.Compare(x.s, y.s)
 }
 
 // write replaces the summary table's rows with the groups.
@@ -607,7 +711,7 @@ func (a *aggregation) write(c *sqlite3.Conn) error {
 			case "count":
 				args = append(args, intVal(ac.n))
 			case "count_distinct":
-				args = append(args, intVal(int64(len(ac.ints)+len(ac.others))))
+				args = append(args, intVal(int64(ac.ints.len()+len(ac.others))))
 			case "sum":
 				switch {
 				case ac.n == 0:

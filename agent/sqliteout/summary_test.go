@@ -301,3 +301,40 @@ func TestSummaryConfig(t *testing.T) {
 		t.Errorf("connect with a column the table lacks: %v", err)
 	}
 }
+
+// TestIntSet: the set counts each member once whether it is a bitmap, a
+// map, or a bitmap that became a map midway (a negative or a sparse value,
+// or a field whose bitmaps reached their budget).
+func TestIntSet(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		values  []int64
+		budget  bitBudget // the field's budget used before this set
+		wantMap bool
+	}{
+		{"dense ids", []int64{5, 3, 5, 4095, 0, 3, 63, 64}, bitBudget{}, false},
+		{"a negative value", []int64{1, 2, -7, 2, 1, -7}, bitBudget{}, true},
+		{"sparse: one huge id", []int64{1, 2, 1 << 40, 2}, bitBudget{}, true},
+		{"the field's budget spent", []int64{10, 20, 10}, bitBudget{words: 4*1 + 8192, members: 0}, true},
+		{"ids above 4096 grow the bitmap", []int64{4000, 9000, 4000, 70000, 9000}, bitBudget{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s intSet
+			b := tc.budget
+			want := map[int64]bool{}
+			for _, v := range tc.values {
+				s.add(v, &b)
+				want[v] = true
+			}
+			if s.len() != len(want) {
+				t.Errorf("len %d, want %d", s.len(), len(want))
+			}
+			if (s.m != nil) != tc.wantMap {
+				t.Errorf("a map: %v, want %v", s.m != nil, tc.wantMap)
+			}
+			if s.m != nil && (len(s.bits) != 0 || b.members != tc.budget.members || b.words != tc.budget.words) {
+				t.Errorf("a map still holds %d bitmap words, budget %+v (was %+v)", len(s.bits), b, tc.budget)
+			}
+		})
+	}
+}
