@@ -726,17 +726,22 @@ func (o *output) endRun(ctx context.Context) error {
 			_ = c.Exec("ROLLBACK")
 			return fmt.Errorf("sqlite output: %w; the run's %d rows were rolled back", err, o.runRows)
 		}
+		summarised := time.Now()
 		for i, q := range o.afterRun {
 			if err := c.Exec(q); err != nil {
 				_ = c.Exec("ROLLBACK")
 				return fmt.Errorf("sqlite output: %s[%d] (%s): %w; the run's %d rows were rolled back", fAfterRun, i, q, err, o.runRows)
 			}
 		}
+		afterRun := time.Now()
 		if err := c.Exec("COMMIT"); err != nil {
 			_ = c.Exec("ROLLBACK")
 			return fmt.Errorf("sqlite output: committing the run's %d rows into table %q in %s: %w", o.runRows, o.table, o.path, err)
 		}
-		o.log.Infof("sqlite output: committed the run: %d rows into table %q in %s (summaries, after_run and commit took %s)", o.runRows, o.table, o.path, time.Since(start).Round(time.Millisecond))
+		// Split, because these run after the last row, alone, and so add
+		// to the run's time in full.
+		o.log.Infof("sqlite output: committed the run: %d rows into table %q in %s (summaries, after_run and commit took %s: %s, %s, %s)", o.runRows, o.table, o.path,
+			time.Since(start).Round(time.Millisecond), summarised.Sub(start).Round(time.Millisecond), afterRun.Sub(summarised).Round(time.Millisecond), time.Since(afterRun).Round(time.Millisecond))
 		return nil
 	})
 }

@@ -36,6 +36,7 @@ const (
 	fOffsets    = "offsets"
 	fReadState  = "read_state"
 	fMaxCall    = "max_call_messages"
+	fSkipErr    = "skip_errored"
 	fSHA256     = "sha256"
 )
 
@@ -106,6 +107,9 @@ A plugin's own metric names may not start with `+"`sluice_plugin_`"+`.`).
 				Description("Most messages handed to the plugin in one call. A larger batch (a whole file made one batch for a summary) is split into calls of at most this many, in order, so the plugin's memory and each call's `timeout` stay bounded whatever the batch size; a call that fails fails only its own messages. A plugin therefore must not compute across a whole batch (a median, a distinct count) when batches can be larger; do that in a native step. Does not apply to a stateful (`key`) step, whose batch is one state transaction.").
 				Default(8192).
 				Advanced(),
+			service.NewBoolField(fSkipErr).
+				Description("Pass messages that an earlier step flagged as errored (`errored()` in Bloblang) through untouched, in their place in the batch: the plugin never sees them, so a rejected row keeps its first reason. The same as wrapping the step in a `switch` on `!errored()`, without the switch's cost per message (a Bloblang check, and splitting and reordering the batch; measured in docs/BENCHMARKS.md). Off by default, as Benthos processors see every message.").
+				Default(false),
 			service.NewBoolField(fClock).
 				Description("Give the plugin the real wall and monotonic clocks. Without it the plugin sees a fixed time, which keeps it deterministic when input is replayed; compute time features from event timestamps instead.").
 				Default(false).
@@ -188,6 +192,8 @@ type Processor struct {
 	stats *stepMetrics
 	// maxCall splits a stateless step's batch into calls of this many.
 	maxCall int
+	// skipErrored passes errored messages through without the plugin.
+	skipErrored bool
 
 	// gen is the version of the plugin serving new batches, with its
 	// instances; a hot reload swaps it (reload.go).
@@ -208,6 +214,8 @@ type Settings struct {
 	ConfigRaw []byte
 	// MaxCall is the most messages of a stateless step per plugin call.
 	MaxCall int
+	// SkipErrored passes errored messages through without the plugin.
+	SkipErrored bool
 	// selfTest is the test every version of the plugin must pass; nil if
 	// none is declared.
 	selfTest *selfTest
@@ -267,6 +275,9 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 	if s.MaxCall, err = conf.FieldInt(fMaxCall); err != nil {
 		return s, err
 	}
+	if s.SkipErrored, err = conf.FieldBool(fSkipErr); err != nil {
+		return s, err
+	}
 	if s.MaxCall <= 0 {
 		return s, fmt.Errorf("%s must be positive, got %d", fMaxCall, s.MaxCall)
 	}
@@ -305,6 +316,11 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 	s.Instance.LookupEnv = os.LookupEnv
 	if s.keyed, err = parseKeyed(eng, conf); err != nil {
 		return s, err
+	}
+	if s.keyed != nil && s.SkipErrored {
+		// A stateful step's batch is one state transaction and carries
+		// the offsets its changelog records: it sees the whole batch.
+		return s, fmt.Errorf("%s is for a stateless step; put this keyed step behind a switch on !errored() instead", fSkipErr)
 	}
 	if s.Instance.ReadState, err = conf.FieldStringList(fReadState); err != nil {
 		return s, err
@@ -490,7 +506,7 @@ func newProcessor(ctx context.Context, eng *Engine, conf *service.ParsedConfig, 
 			return nil, fmt.Errorf("plugin %s: %w", s.Name, err)
 		}
 	}
-	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, maxCall: s.MaxCall, stats: newStepMetrics(metrics)}
+	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, maxCall: s.MaxCall, skipErrored: s.SkipErrored, stats: newStepMetrics(metrics)}
 	p.gen.Store(newGeneration(eng, mod, sha256.Sum256(s.Bin), inst))
 	if !strings.HasPrefix(s.Name, builtinName) {
 		if p.reload, err = newReloader(eng, conf, s, label, metrics); err != nil {
@@ -525,6 +541,53 @@ const (
 
 // ProcessBatch implements service.BatchProcessor.
 func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	if !p.skipErrored {
+		return p.processBatch(ctx, batch)
+	}
+	todo := make(service.MessageBatch, 0, len(batch))
+	for _, m := range batch {
+		if m.GetError() == nil {
+			todo = append(todo, m)
+		}
+	}
+	switch len(todo) {
+	case len(batch):
+		return p.processBatch(ctx, batch)
+	case 0:
+		return []service.MessageBatch{batch}, nil
+	}
+	res, err := p.processBatch(ctx, todo)
+	if err != nil {
+		return nil, err
+	}
+	var done service.MessageBatch
+	if len(res) > 0 {
+		done = res[0]
+	}
+	return []service.MessageBatch{interleave(batch, todo, done)}, nil
+}
+
+// interleave puts the messages of batch that were not processed back in
+// their places among done: what processing todo (the rest of batch, in
+// order) kept, in order, without the ones it dropped.
+func interleave(batch, todo, done service.MessageBatch) service.MessageBatch {
+	out := make(service.MessageBatch, 0, len(batch))
+	t, d := 0, 0
+	for _, m := range batch {
+		if t < len(todo) && todo[t] == m {
+			t++
+			if d < len(done) && done[d] == m {
+				out = append(out, m)
+				d++
+			}
+			continue
+		}
+		out = append(out, m)
+	}
+	return append(out, done[d:]...)
+}
+
+func (p *Processor) processBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	// The whole batch runs on the version serving at its start, so a hot
 	// reload falls between batches.
 	g := p.hold()

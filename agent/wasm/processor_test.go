@@ -543,3 +543,72 @@ func TestBatchSplitIntoCalls(t *testing.T) {
 		t.Errorf("max_call_messages 0: %v", err)
 	}
 }
+
+// TestSkipErrored: with skip_errored, messages an earlier step errored
+// keep their place, bytes and first error and never reach the plugin;
+// the others are processed as without it (kept, replaced, dropped,
+// failed), in row mode and in columns mode.
+func TestSkipErrored(t *testing.T) {
+	eng := newEngine(t, "")
+	earlier := errors.New("csv: line 3: quantity is not a number")
+	for _, tc := range []struct {
+		name    string
+		plugin  string
+		bodies  []string
+		errored []int    // indexes errored before the step
+		want    []string // body, and " !" + error if errored after it
+	}{
+		{
+			name:    "row mode, errored between kept, dropped and failed",
+			plugin:  "echo",
+			bodies:  []string{"upper:a", "upper:x", "drop", "upper:b", "fail", "upper:y", "keep"},
+			errored: []int{1, 5},
+			want:    []string{"A", "upper:x !" + earlier.Error(), "B", "fail !told to fail", "upper:y !" + earlier.Error(), "keep"},
+		},
+		{
+			name:    "row mode, every message errored",
+			plugin:  "echo",
+			bodies:  []string{"upper:a", "drop"},
+			errored: []int{0, 1},
+			want:    []string{"upper:a !" + earlier.Error(), "drop !" + earlier.Error()},
+		},
+		{
+			name:    "row mode, none errored",
+			plugin:  "echo",
+			bodies:  []string{"upper:a", "drop", "upper:b"},
+			errored: nil,
+			want:    []string{"A", "B"},
+		},
+		{
+			name:    "columns mode, the first and last errored",
+			plugin:  "columns",
+			bodies:  []string{`{"n":1}`, `{"n":2}`, `{"n":3,"action":"drop"}`, `{"n":4}`},
+			errored: []int{0, 3},
+			want:    []string{`{"n":1} !` + earlier.Error(), `{"n":2,"n2":4}`, `{"n":4} !` + earlier.Error()},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := mustProcessor(t, eng, fmt.Sprintf("path: %s\nskip_errored: true\n", plugins[tc.plugin]))
+			batch := batchOf(tc.bodies...)
+			for _, i := range tc.errored {
+				batch[i].SetError(earlier)
+			}
+			var got []string
+			for _, m := range run(t, p, batch) {
+				s := body(t, m)
+				if err := m.GetError(); err != nil {
+					s += " !" + strings.TrimPrefix(err.Error(), plugins[tc.plugin]+": ")
+				}
+				got = append(got, s)
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
+			}
+		})
+	}
+
+	keyed := keyedEngine(t, openStore(t, t.TempDir()))
+	if _, err := newProcessor(t, keyed, fmt.Sprintf("path: %s\nskip_errored: true\nkey: user_id\nstate: {namespace: tallies}\n", plugins["counter"])); err == nil || !strings.Contains(err.Error(), "skip_errored is for a stateless step") {
+		t.Errorf("skip_errored on a keyed step: %v", err)
+	}
+}

@@ -40,7 +40,7 @@ log, rows, py, sl, rss, pylog, pydb, sldb = sys.argv[1:9]
 rows, py, sl, rss = int(rows), float(py), float(sl), int(rss)
 text = open(log).read()
 outcome = re.search(r'msg="run outcome" (.*)', text).group(1)
-commit = re.search(r'summaries, after_run and commit took (\S+)\)', text)
+commit = re.search(r"summaries, after_run and commit took ([^)]+)\)", text)
 print("python seed_sales_etl.py: %6.2f s  %8.0f rows/s  (%s)" % (py, rows / py, open(pylog).read().strip()))
 print("sluice sales_etl:         %6.2f s  %8.0f rows/s  max RSS %d MB" % (sl, rows / sl, rss // 1024))
 print("  outcome: " + outcome)
