@@ -2,8 +2,8 @@
 # Side by side: the seed's sales ETL in Python (../shared/peers/seed_sales_etl.py)
 # and Sluice's pipelines/sales_etl.yaml on the same generated CSV, with
 # the time each of Sluice's steps spent, from its run outcome (the steps
-# run concurrently, so they add up to more than the run), and the
-# summaries of both compared. Usage, from the module root:
+# run concurrently, so they add up to more than the run), the Python's
+# own steps timed by seed_steps.py, and the summaries of both compared. Usage, from the module root:
 #
 #   internal/etlbench/compare.sh [ROWS] [PEERS_DIR]
 #
@@ -29,19 +29,25 @@ start=$(date +%s.%N)
 python3 "$peers/seed_sales_etl.py" "$work/sales.csv" "$work/python.db" 2>"$work/python.log"
 py=$(echo "$(date +%s.%N) - $start" | bc)
 
+# The same Python again, with a clock around each of its steps
+# (seed_steps.py), for the per-step comparison; its total is not the one
+# compared.
+python3 "$(dirname "$0")/seed_steps.py" "$work/sales.csv" "$work/python-steps.db" >"$work/python-steps.log"
+
 start=$(date +%s.%N)
 SALES_CSV="$work/sales.csv" SALES_OUT="$work/out" /usr/bin/time -f "%M" -o "$work/rss" "$work/agent" \
 	--pipeline builtin:sales_etl --http-address "" --data-dir "$work/data" 2>"$work/agent.log"
 sl=$(echo "$(date +%s.%N) - $start" | bc)
 
-python3 - "$work/agent.log" "$rows" "$py" "$sl" "$(cat "$work/rss")" "$work/python.log" "$work/python.db" "$work/out/sales.db" <<'PY'
+python3 - "$work/agent.log" "$rows" "$py" "$sl" "$(cat "$work/rss")" "$work/python.log" "$work/python.db" "$work/out/sales.db" "$work/python-steps.log" <<'PY'
 import re, sqlite3, sys
-log, rows, py, sl, rss, pylog, pydb, sldb = sys.argv[1:9]
+log, rows, py, sl, rss, pylog, pydb, sldb, pysteps = sys.argv[1:10]
 rows, py, sl, rss = int(rows), float(py), float(sl), int(rss)
 text = open(log).read()
 outcome = re.search(r'msg="run outcome" (.*)', text).group(1)
 commit = re.search(r"summaries, after_run and commit took ([^)]+)\)", text)
 print("python seed_sales_etl.py: %6.2f s  %8.0f rows/s  (%s)" % (py, rows / py, open(pylog).read().strip()))
+print("  python steps (seed_steps.py, a second run): " + open(pysteps).read().strip())
 print("sluice sales_etl:         %6.2f s  %8.0f rows/s  max RSS %d MB" % (sl, rows / sl, rss // 1024))
 print("  outcome: " + outcome)
 if commit:
