@@ -284,7 +284,7 @@ func (p *Processor) render(g *group) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = strconv.AppendQuote(b, name)
+		b = jsonfield.AppendString(b, name)
 		b = append(b, ':')
 		b = append(b, g.key[i].Raw...)
 	}
@@ -292,7 +292,7 @@ func (p *Processor) render(g *group) []byte {
 		if len(p.names) > 0 || i > 0 {
 			b = append(b, ',')
 		}
-		b = strconv.AppendQuote(b, f.as)
+		b = jsonfield.AppendString(b, f.as)
 		b = append(b, ':')
 		a := &g.accs[i]
 		switch f.op {

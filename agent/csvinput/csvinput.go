@@ -28,6 +28,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent/runscope"
 	"github.com/sluice-dev/sluice/internal/jsonfield"
+	"github.com/sluice-dev/sluice/plugins/builtin/lib/civil"
 )
 
 // Types are the column types a row's values are converted to.
@@ -265,7 +266,11 @@ type fileReader struct {
 	r      *csv.Reader
 	header []string
 	types  []string // per header column; "" keeps the string
-	off    int64    // byte offset where the next row starts
+	// keys are each column's `"name":`, and suffix the file and line
+	// fields' names and the file's, written once per file, not per row.
+	keys   [][]byte
+	suffix []byte
+	off    int64 // byte offset where the next row starts
 	done   bool
 	// headerErr, if set, is emitted once, as the file's reject.
 	headerErr error
@@ -289,6 +294,13 @@ func (in *input) open(name string, data []byte) *fileReader {
 	}
 	f.header = header
 	f.types = make([]string, len(header))
+	for _, h := range header {
+		f.keys = append(f.keys, append(jsonfield.AppendString(nil, h), ':'))
+	}
+	if in.fileField != "" {
+		f.suffix = append(jsonfield.AppendString(append(f.suffix, ','), in.fileField), ':')
+		f.suffix = jsonfield.AppendString(f.suffix, name)
+	}
 	var missing []string
 	for _, c := range in.columns {
 		i := slices.Index(header, c.name)
@@ -369,13 +381,17 @@ func (f *fileReader) convert(rec []string, line int) ([]byte, error) {
 	if len(rec) != len(f.header) {
 		return nil, fmt.Errorf("%d fields, the header has %d", len(rec), len(f.header))
 	}
-	b := []byte{'{'}
+	// Room for the row: its text, the keys and a little quoting.
+	size := len(f.suffix) + 32
+	for i, v := range rec {
+		size += len(f.keys[i]) + len(v) + 3
+	}
+	b := append(make([]byte, 0, size), '{')
 	for i, v := range rec {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = strconv.AppendQuote(b, f.header[i])
-		b = append(b, ':')
+		b = append(b, f.keys[i]...)
 		if v == "" {
 			b = append(b, "null"...)
 			continue
@@ -385,12 +401,9 @@ func (f *fileReader) convert(rec []string, line int) ([]byte, error) {
 			return nil, fmt.Errorf("column %s: %w", f.header[i], err)
 		}
 	}
-	if name := f.in.fileField; name != "" {
-		b = append(strconv.AppendQuote(append(b, ','), name), ':')
-		b = strconv.AppendQuote(b, f.name)
-	}
+	b = append(b, f.suffix...)
 	if name := f.in.lineField; name != "" {
-		b = append(strconv.AppendQuote(append(b, ','), name), ':')
+		b = append(jsonfield.AppendString(append(b, ','), name), ':')
 		b = strconv.AppendInt(b, int64(line), 10)
 	}
 	return append(b, '}'), nil
@@ -420,17 +433,17 @@ func appendTyped(b []byte, typ, v string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("%q is not true, false, 1 or 0", v)
 	case "date":
-		if _, err := time.Parse("2006-01-02", s); err != nil {
+		if _, _, _, ok := civil.ParseISO(s); !ok {
 			return nil, fmt.Errorf("%q is not a date (YYYY-MM-DD)", v)
 		}
-		return strconv.AppendQuote(b, s), nil
+		return jsonfield.AppendString(b, s), nil
 	case "timestamp":
 		for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02"} {
 			if t, err := time.Parse(layout, s); err == nil {
-				return strconv.AppendQuote(b, t.UTC().Format(time.RFC3339Nano)), nil
+				return jsonfield.AppendString(b, t.UTC().Format(time.RFC3339Nano)), nil
 			}
 		}
 		return nil, fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 15:04:05 or a date)", v)
 	}
-	return strconv.AppendQuote(b, v), nil
+	return jsonfield.AppendString(b, v), nil
 }
