@@ -35,20 +35,21 @@ py=$(echo "$(date +%s.%N) - $start" | bc)
 python3 "$(dirname "$0")/seed_steps.py" "$work/sales.csv" "$work/python-steps.db" >"$work/python-steps.log"
 
 start=$(date +%s.%N)
-SALES_CSV="$work/sales.csv" SALES_OUT="$work/out" /usr/bin/time -f "%M" -o "$work/rss" "$work/agent" \
+SALES_CSV="$work/sales.csv" SALES_OUT="$work/out" /usr/bin/time -f "%M %U %S" -o "$work/rss" "$work/agent" \
 	--pipeline builtin:sales_etl --http-address "" --data-dir "$work/data" 2>"$work/agent.log"
 sl=$(echo "$(date +%s.%N) - $start" | bc)
 
-python3 - "$work/agent.log" "$rows" "$py" "$sl" "$(cat "$work/rss")" "$work/python.log" "$work/python.db" "$work/out/sales.db" "$work/python-steps.log" <<'PY'
+python3 - "$work/agent.log" "$rows" "$py" "$sl" "$(cut -d' ' -f1 "$work/rss")" "$work/python.log" "$work/python.db" "$work/out/sales.db" "$work/python-steps.log" "$work/rss" <<'PY'
 import re, sqlite3, sys
-log, rows, py, sl, rss, pylog, pydb, sldb, pysteps = sys.argv[1:10]
+log, rows, py, sl, rss, pylog, pydb, sldb, pysteps, timef = sys.argv[1:11]
+cpu = sum(float(x) for x in open(timef).read().split()[1:3])
 rows, py, sl, rss = int(rows), float(py), float(sl), int(rss)
 text = open(log).read()
 outcome = re.search(r'msg="run outcome" (.*)', text).group(1)
 commit = re.search(r"summaries, after_run and commit took ([^)]+)\)", text)
 print("python seed_sales_etl.py: %6.2f s  %8.0f rows/s  (%s)" % (py, rows / py, open(pylog).read().strip()))
 print("  python steps (seed_steps.py, a second run): " + open(pysteps).read().strip())
-print("sluice sales_etl:         %6.2f s  %8.0f rows/s  max RSS %d MB" % (sl, rows / sl, rss // 1024))
+print("sluice sales_etl:         %6.2f s  %8.0f rows/s  max RSS %d MB, CPU %.1f s (user+sys)" % (sl, rows / sl, rss // 1024, cpu))
 print("  outcome: " + outcome)
 if commit:
     print("  summaries and commit: " + commit.group(1))
