@@ -13,8 +13,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/internal/filewatch"
 )
 
 // Results of a pipeline reload, as PipelineReload.Result says them.
@@ -46,11 +47,8 @@ type PipelineReload struct {
 type Reloader struct {
 	mu      sync.Mutex
 	runners []*runner
-	w       *fsnotify.Watcher
-	dirs    map[string]int
-	timers  map[*runner]*time.Timer
+	fw      *filewatch.Watcher // nil unless Watch runs
 	logger  *slog.Logger
-	ctx     context.Context
 }
 
 // NewReloader returns a Reloader to pass in Options.Reloader.
@@ -61,6 +59,9 @@ type runner struct {
 	source string // absolute
 	reqs   chan chan PipelineReload
 	done   chan struct{}
+	// unwatch ends the file watch's subscription; nil unless Watch runs.
+	// Guarded by the Reloader's mutex.
+	unwatch func()
 }
 
 func (r *Reloader) subscribe(p Pipeline) *runner {
@@ -78,7 +79,7 @@ func (r *Reloader) subscribe(p Pipeline) *runner {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.runners = append(r.runners, rn)
-	if r.w != nil {
+	if r.fw != nil {
 		r.watch(rn)
 	}
 	return rn
@@ -94,16 +95,9 @@ func (r *Reloader) unsubscribe(rn *runner) {
 	if i := slices.Index(r.runners, rn); i >= 0 {
 		r.runners = slices.Delete(r.runners, i, i+1)
 	}
-	if r.w != nil {
-		if t := r.timers[rn]; t != nil {
-			t.Stop()
-			delete(r.timers, rn)
-		}
-		dir := filepath.Dir(rn.source)
-		if r.dirs[dir]--; r.dirs[dir] <= 0 {
-			delete(r.dirs, dir)
-			_ = r.w.Remove(dir)
-		}
+	if rn.unwatch != nil {
+		rn.unwatch()
+		rn.unwatch = nil
 	}
 }
 
@@ -145,92 +139,45 @@ func (r *Reloader) Reload(ctx context.Context) []PipelineReload {
 // stop is called. Directories are watched, since editors and deploy tools
 // replace a file rather than write it.
 func (r *Reloader) Watch(ctx context.Context, logger *slog.Logger) (stop func(), err error) {
-	w, err := fsnotify.NewWatcher()
+	fw, err := filewatch.New(ctx, logger.With("watching", "pipeline files"), reloadDebounce)
 	if err != nil {
 		return nil, fmt.Errorf("watch pipeline files: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
 	r.mu.Lock()
-	if r.w != nil {
+	if r.fw != nil {
 		r.mu.Unlock()
-		cancel()
-		_ = w.Close()
+		_ = fw.Close()
 		return nil, errors.New("watch pipeline files: already watching")
 	}
-	r.w, r.ctx, r.logger = w, ctx, logger
-	r.dirs, r.timers = map[string]int{}, map[*runner]*time.Timer{}
+	r.fw, r.logger = fw, logger
 	for _, rn := range r.runners {
 		r.watch(rn)
 	}
 	r.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				r.event(ev)
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				logger.Warn("watching pipeline files", "error", err)
-			}
-		}
-	}()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			cancel()
 			r.mu.Lock()
-			for _, t := range r.timers {
-				t.Stop()
+			r.fw = nil
+			for _, rn := range r.runners {
+				rn.unwatch = nil // Close ends every subscription
 			}
-			r.w = nil
 			r.mu.Unlock()
-			_ = w.Close()
-			<-done
+			// Outside the mutex: Close waits for a reload request in flight,
+			// and a pipeline stopping meanwhile needs the mutex to
+			// unsubscribe.
+			_ = fw.Close()
 		})
 	}, nil
 }
 
+// watch subscribes rn to the file watch; r.mu is held.
 func (r *Reloader) watch(rn *runner) {
-	dir := filepath.Dir(rn.source)
-	if r.dirs[dir] == 0 {
-		if err := r.w.Add(dir); err != nil {
-			r.logger.Warn("cannot watch pipeline directory; reload with SIGHUP or POST /admin/reload", "dir", dir, "error", err)
-			return
-		}
+	unwatch, err := r.fw.Add([]string{rn.source}, func(ctx context.Context) { rn.request(ctx) })
+	if err != nil {
+		r.logger.Warn("cannot watch pipeline directory; reload with SIGHUP or POST /admin/reload", "source", rn.source, "error", err)
 	}
-	r.dirs[dir]++
-}
-
-func (r *Reloader) event(ev fsnotify.Event) {
-	name := filepath.Clean(ev.Name)
-	dirOp := ev.Op&(fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rn := range r.runners {
-		if name != rn.source && (!dirOp || filepath.Dir(name) != filepath.Dir(rn.source)) {
-			continue
-		}
-		if t := r.timers[rn]; t != nil {
-			t.Reset(reloadDebounce)
-			continue
-		}
-		ctx := r.ctx
-		r.timers[rn] = time.AfterFunc(reloadDebounce, func() {
-			r.mu.Lock()
-			delete(r.timers, rn)
-			r.mu.Unlock()
-			rn.request(ctx)
-		})
-	}
+	rn.unwatch = unwatch
 }
 
 // next reads p's file again and, if it holds a new config that builds and

@@ -23,9 +23,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/sluice-dev/sluice/internal/filewatch"
 	"github.com/sluice-dev/sluice/internal/pluginfixture"
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
@@ -551,17 +551,15 @@ func (e *Engine) Reload(ctx context.Context) []ReloadResult {
 // directories, since editors, cp and mv replace a file rather than write
 // it, and waits for a file to stay quiet for a moment before loading it.
 func (e *Engine) WatchFiles(ctx context.Context, logger *slog.Logger) (stop func(), err error) {
-	fsw, err := fsnotify.NewWatcher()
+	fw, err := filewatch.New(ctx, logger.With("watching", "plugin files"), reloadDebounce)
 	if err != nil {
 		return nil, fmt.Errorf("watch plugin files: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	w := &fileWatcher{fsw: fsw, ctx: ctx, logger: logger, reg: &e.reloads, dirs: map[string]int{}, timers: map[*Processor]*time.Timer{}}
+	w := &fileWatcher{fw: fw, logger: logger, subs: map[*Processor]func(){}}
 	e.reloads.mu.Lock()
 	if e.reloads.w != nil {
 		e.reloads.mu.Unlock()
-		cancel()
-		_ = fsw.Close()
+		_ = fw.Close()
 		return nil, errors.New("watch plugin files: already watching")
 	}
 	e.reloads.w = w
@@ -569,120 +567,43 @@ func (e *Engine) WatchFiles(ctx context.Context, logger *slog.Logger) (stop func
 		w.watch(p)
 	}
 	e.reloads.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w.loop()
-	}()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			cancel()
 			e.reloads.mu.Lock()
 			e.reloads.w = nil
-			for _, t := range w.timers {
-				t.Stop()
-			}
 			e.reloads.mu.Unlock()
-			_ = fsw.Close()
-			<-done
+			// Outside the registry's mutex: Close waits for a reload in
+			// progress, which can take as long as a compile, and steps
+			// starting or stopping meanwhile need the mutex.
+			_ = fw.Close()
 		})
 	}, nil
 }
 
-// fileWatcher turns file events into debounced step reloads. Its maps are
-// guarded by the registry's mutex.
+// fileWatcher reloads a step when one of its files changes: the module or
+// a self-test file, or any entry of their directories created, renamed or
+// removed (see filewatch.Watcher.Add). A spurious reload costs a read and
+// a hash: the version is unchanged. Its map is guarded by the registry's
+// mutex.
 type fileWatcher struct {
-	fsw    *fsnotify.Watcher
-	ctx    context.Context
+	fw     *filewatch.Watcher
 	logger *slog.Logger
-	reg    *reloadRegistry
-	dirs   map[string]int // directory -> how many watched files are in it
-	timers map[*Processor]*time.Timer
+	subs   map[*Processor]func() // step -> its unwatch
 }
 
 func (w *fileWatcher) watch(p *Processor) {
-	for _, f := range p.reload.files {
-		dir := filepath.Dir(f)
-		if w.dirs[dir] == 0 {
-			if err := w.fsw.Add(dir); err != nil {
-				w.logger.Warn("cannot watch plugin directory; reload this step with SIGHUP or POST /admin/reload", "dir", dir, "error", err)
-				continue
-			}
-		}
-		w.dirs[dir]++
+	unwatch, err := w.fw.Add(p.reload.files, func(ctx context.Context) { p.reloadPlugin(ctx, true) })
+	if err != nil {
+		w.logger.Warn("cannot watch plugin directory; reload this step with SIGHUP or POST /admin/reload", "step", p.reload.label, "error", err)
 	}
+	w.subs[p] = unwatch
 }
 
 func (w *fileWatcher) unwatch(p *Processor) {
-	if t := w.timers[p]; t != nil {
-		t.Stop()
-		delete(w.timers, p)
-	}
-	for _, f := range p.reload.files {
-		dir := filepath.Dir(f)
-		if w.dirs[dir] == 0 {
-			continue
-		}
-		if w.dirs[dir]--; w.dirs[dir] == 0 {
-			delete(w.dirs, dir)
-			_ = w.fsw.Remove(dir)
-		}
-	}
-}
-
-func (w *fileWatcher) loop() {
-	for {
-		select {
-		case <-w.ctx.Done():
-			return
-		case ev, ok := <-w.fsw.Events:
-			if !ok {
-				return
-			}
-			w.event(ev)
-		case err, ok := <-w.fsw.Errors:
-			if !ok {
-				return
-			}
-			w.logger.Warn("watching plugin files", "error", err)
-		}
-	}
-}
-
-// event schedules a reload of every step with a file the event may have
-// changed: the file itself, or any entry of its directory created, renamed
-// or removed (a Kubernetes ConfigMap swaps a symlink beside the file, not
-// the file). A spurious reload costs a read and a hash: the version is
-// unchanged.
-func (w *fileWatcher) event(ev fsnotify.Event) {
-	name := filepath.Clean(ev.Name)
-	dirOp := ev.Op&(fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0
-	w.reg.mu.Lock()
-	defer w.reg.mu.Unlock()
-	for _, p := range w.reg.steps {
-		hit := false
-		for _, f := range p.reload.files {
-			if name == f || (dirOp && filepath.Dir(name) == filepath.Dir(f)) {
-				hit = true
-				break
-			}
-		}
-		if !hit {
-			continue
-		}
-		if t := w.timers[p]; t != nil {
-			t.Reset(reloadDebounce)
-			continue
-		}
-		w.timers[p] = time.AfterFunc(reloadDebounce, func() {
-			w.reg.mu.Lock()
-			delete(w.timers, p)
-			w.reg.mu.Unlock()
-			if w.ctx.Err() == nil {
-				p.reloadPlugin(w.ctx, true)
-			}
-		})
+	if unwatch := w.subs[p]; unwatch != nil {
+		unwatch()
+		delete(w.subs, p)
 	}
 }
 
