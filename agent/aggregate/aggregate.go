@@ -26,6 +26,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/sluice-dev/sluice/internal/jsonfield"
+	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
 )
 
 // Ops are the aggregations a field may use.
@@ -284,7 +285,7 @@ func (p *Processor) render(g *group) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = jsonfield.AppendString(b, name)
+		b = jsonstr.Append(b, name)
 		b = append(b, ':')
 		b = append(b, g.key[i].Raw...)
 	}
@@ -292,7 +293,7 @@ func (p *Processor) render(g *group) []byte {
 		if len(p.names) > 0 || i > 0 {
 			b = append(b, ',')
 		}
-		b = jsonfield.AppendString(b, f.as)
+		b = jsonstr.Append(b, f.as)
 		b = append(b, ':')
 		a := &g.accs[i]
 		switch f.op {

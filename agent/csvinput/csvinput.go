@@ -29,6 +29,7 @@ import (
 	"github.com/sluice-dev/sluice/agent/runscope"
 	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/civil"
+	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
 )
 
 // Types are the column types a row's values are converted to.
@@ -295,11 +296,11 @@ func (in *input) open(name string, data []byte) *fileReader {
 	f.header = header
 	f.types = make([]string, len(header))
 	for _, h := range header {
-		f.keys = append(f.keys, append(jsonfield.AppendString(nil, h), ':'))
+		f.keys = append(f.keys, append(jsonstr.Append(nil, h), ':'))
 	}
 	if in.fileField != "" {
-		f.suffix = append(jsonfield.AppendString(append(f.suffix, ','), in.fileField), ':')
-		f.suffix = jsonfield.AppendString(f.suffix, name)
+		f.suffix = append(jsonstr.Append(append(f.suffix, ','), in.fileField), ':')
+		f.suffix = jsonstr.Append(f.suffix, name)
 	}
 	var missing []string
 	for _, c := range in.columns {
@@ -403,7 +404,7 @@ func (f *fileReader) convert(rec []string, line int) ([]byte, error) {
 	}
 	b = append(b, f.suffix...)
 	if name := f.in.lineField; name != "" {
-		b = append(jsonfield.AppendString(append(b, ','), name), ':')
+		b = append(jsonstr.Append(append(b, ','), name), ':')
 		b = strconv.AppendInt(b, int64(line), 10)
 	}
 	return append(b, '}'), nil
@@ -436,14 +437,14 @@ func appendTyped(b []byte, typ, v string) ([]byte, error) {
 		if _, _, _, ok := civil.ParseISO(s); !ok {
 			return nil, fmt.Errorf("%q is not a date (YYYY-MM-DD)", v)
 		}
-		return jsonfield.AppendString(b, s), nil
+		return jsonstr.Append(b, s), nil
 	case "timestamp":
 		for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02"} {
 			if t, err := time.Parse(layout, s); err == nil {
-				return jsonfield.AppendString(b, t.UTC().Format(time.RFC3339Nano)), nil
+				return jsonstr.Append(b, t.UTC().Format(time.RFC3339Nano)), nil
 			}
 		}
 		return nil, fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 15:04:05 or a date)", v)
 	}
-	return jsonfield.AppendString(b, v), nil
+	return jsonstr.Append(b, v), nil
 }

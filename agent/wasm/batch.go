@@ -3,12 +3,12 @@ package wasm
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"time"
-	"unsafe"
 
 	"github.com/sluice-dev/sluice/internal/jsonfield"
 
@@ -471,7 +471,11 @@ func (rv *rowValues) appendValue(raw []byte, c int) ([]byte, error) {
 			rv.inst.broken = true
 			return nil, fmt.Errorf("malformed result: output field %q row %d: bad string offsets", f.Name, row)
 		}
-		raw = jsonfield.AppendString(raw, unsafe.String(unsafe.SliceData(str), len(str)))
+		q, err := json.Marshal(string(str))
+		if err != nil {
+			return nil, fmt.Errorf("output field %q: %w", f.Name, err)
+		}
+		raw = append(raw, q...)
 	}
 	return raw, nil
 }

@@ -3,6 +3,8 @@ package expect
 import (
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
 )
 
 // Kind is what a record holds at a column. The numbering is the Sluice ABI's
@@ -46,10 +48,9 @@ func (k Kind) String() string {
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
 
-// appendJSONString appends s as a JSON string. strconv.AppendQuote would
-// write Go escapes (\x01) that are not JSON. At most limit bytes of s are
-// kept (cut on a rune boundary, marked with an ellipsis); limit <= 0 keeps
-// all.
+// appendJSONString appends s as a JSON string. At most limit bytes of s
+// are kept (cut on a rune boundary, marked with an ellipsis); limit <= 0
+// keeps all.
 func appendJSONString(dst, s []byte, limit int) []byte {
 	cut := false
 	if limit > 0 && len(s) > limit {
@@ -60,62 +61,15 @@ func appendJSONString(dst, s []byte, limit int) []byte {
 		s, cut = s[:n], true
 	}
 	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		// Runs of plain bytes go in one append: a byte-at-a-time loop is
-		// what costs most in Wasm.
-		start := i
-		for i < len(s) && jsonPlain[s[i]] {
-			i++
-		}
-		dst = append(dst, s[start:i]...)
-		if i == len(s) {
-			break
-		}
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigit[c>>4], hexDigit[c&0xf])
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
+	dst = jsonstr.AppendContent(dst, s)
 	if cut {
 		dst = append(dst, "…"...)
 	}
 	return append(dst, '"')
 }
 
-const hexDigit = "0123456789abcdef"
-
-// jsonPlain marks the bytes a JSON string holds as they are: printable
-// ASCII but the quote and the backslash. (DEL is escaped too, so that
-// metadata stays printable.)
-var jsonPlain = func() (t [256]bool) {
-	for c := 0x20; c < 0x7f; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
 func appendJSONStr(dst []byte, s string) []byte {
-	return appendJSONString(dst, []byte(s), 0)
+	return jsonstr.Append(dst, s)
 }
 
 // appendValue appends v as JSON, for observed values in reasons and
