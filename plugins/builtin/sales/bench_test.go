@@ -32,11 +32,9 @@ root.day = $d.ts_format("2").number()
 root.day_of_week = ((($d.ts_unix() / 86400).floor() + 3) % 7)
 `
 
-// BenchmarkSalesTransform: the seed's sales transform over batches of
-// 8192 rows as the Wasm plugin and as the Bloblang mapping it replaced,
-// each followed by reading the row's bytes, as every output does: a
-// mapping leaves a structured row that each output copy encodes again.
-func BenchmarkSalesTransform(b *testing.B) {
+// buildPlugin builds this plugin and an engine to run it in.
+func buildPlugin(b *testing.B) (string, *wasm.Engine) {
+	b.Helper()
 	ctx := context.Background()
 	bin := filepath.Join(b.TempDir(), "sales.wasm")
 	if err := wasmbuild.Build(ctx, ".", bin); err != nil {
@@ -46,7 +44,17 @@ func BenchmarkSalesTransform(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer eng.Close(ctx)
+	b.Cleanup(func() { _ = eng.Close(ctx) })
+	return bin, eng
+}
+
+// BenchmarkSalesTransform: the seed's sales transform over batches of
+// 8192 rows as the Wasm plugin and as the Bloblang mapping it replaced,
+// each followed by reading the row's bytes, as every output does: a
+// mapping leaves a structured row that each output copy encodes again.
+func BenchmarkSalesTransform(b *testing.B) {
+	ctx := context.Background()
+	bin, eng := buildPlugin(b)
 	conf, err := wasm.ConfigSpec().ParseYAML("path: "+bin+"\ninterrupt_on_timeout: false\n", nil)
 	if err != nil {
 		b.Fatal(err)
@@ -124,15 +132,7 @@ func BenchmarkSalesTransform(b *testing.B) {
 //	go test -run '^$' -bench SkipErrored -count 6 ./plugins/builtin/sales/
 func BenchmarkSkipErrored(b *testing.B) {
 	ctx := context.Background()
-	bin := filepath.Join(b.TempDir(), "sales.wasm")
-	if err := wasmbuild.Build(ctx, ".", bin); err != nil {
-		b.Fatal(err)
-	}
-	eng, err := wasm.NewEngine(wasm.EngineConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer eng.Close(ctx)
+	bin, eng := buildPlugin(b)
 	env := service.NewEnvironment()
 	if err := wasm.Register(env, eng); err != nil {
 		b.Fatal(err)
