@@ -338,3 +338,46 @@ func TestIntSet(t *testing.T) {
 		})
 	}
 }
+
+// TestSummariesOfAnInferredTable: with no columns configured and no table
+// yet, the table comes from the first batch and its summaries are created
+// and filled at the end of the run; a summary naming a column the first
+// batch did not have fails the run, naming the column, and rolls it back.
+func TestSummariesOfAnInferredTable(t *testing.T) {
+	rows := lines(t, sales(40, 0))
+	for _, tc := range []struct {
+		name    string
+		column  string
+		wantErr string
+	}{
+		{"a column the rows have", "total_amount", ""},
+		{"a column they lack", "revenue", `summaries (days): the table has no column "revenue"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "s.db")
+			conf := map[string]any{"path": path, "table": "sales", "transaction": "run", "summaries": []any{
+				map[string]any{"table": "days", "group_by": []any{"date"}, "fields": []any{
+					map[string]any{"as": "revenue", "op": "sum", "column": tc.column, "round": 2},
+				}},
+			}}
+			err := runOnce(t, conf, batchOf(rows...))
+			db := openDB(t, path)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+				}
+				if n := literals(t, db, "SELECT count(*) FROM sqlite_master WHERE name = 'sales'"); n[0] != "0" {
+					t.Errorf("the inferred table survived a failed run")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := exactRows(t, db, "SELECT date, round(sum(total_amount), 2) FROM sales GROUP BY date")
+			if got := exactRows(t, db, "SELECT * FROM days"); len(want) != 28 || !slices.Equal(got, want) {
+				t.Errorf("days:\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}
