@@ -196,18 +196,35 @@ func readSalesBy(t *testing.T, path, table, order string) []sale {
 // so that both a value and its storage class are compared.
 func literals(t *testing.T, db *sql.DB, query string) []string {
 	t.Helper()
+	var out []string
+	eachRow(t, db, query, func(vals []any) {
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			if b, ok := v.([]byte); ok {
+				v = string(b)
+			}
+			parts[i] = fmt.Sprint(v)
+		}
+		out = append(out, strings.Join(parts, " | "))
+	})
+	return out
+}
+
+// eachRow runs query and calls f with each row's values as the driver
+// gives them.
+func eachRow(t *testing.T, db *sql.DB, query string, f func(vals []any)) {
+	t.Helper()
 	rows, err := db.Query(query)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", query, err)
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
 	for rows.Next() {
-		vals := make([]string, len(cols))
+		vals := make([]any, len(cols))
 		ptrs := make([]any, len(cols))
 		for i := range vals {
 			ptrs[i] = &vals[i]
@@ -215,12 +232,11 @@ func literals(t *testing.T, db *sql.DB, query string) []string {
 		if err := rows.Scan(ptrs...); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, strings.Join(vals, " | "))
+		f(vals)
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return out
 }
 
 func count(t testing.TB, db *sql.DB, table string) int {

@@ -20,25 +20,8 @@ import (
 // its storage class are compared.
 func exactRows(t *testing.T, db *sql.DB, query string) []string {
 	t.Helper()
-	rows, err := db.Query(query)
-	if err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
+	eachRow(t, db, query, func(vals []any) {
 		parts := make([]string, len(vals))
 		for i, v := range vals {
 			switch v := v.(type) {
@@ -51,10 +34,7 @@ func exactRows(t *testing.T, db *sql.DB, query string) []string {
 			}
 		}
 		out = append(out, strings.Join(parts, " | "))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	})
 	slices.Sort(out)
 	return out
 }
