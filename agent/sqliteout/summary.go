@@ -335,7 +335,8 @@ type aggregation struct {
 	order     []*sumGroup
 	// budgets bound each count_distinct field's bitmaps.
 	budgets []bitBudget
-	key     []byte
+	// key is scratch for encoding a group's or a distinct value's identity.
+	key []byte
 }
 
 type sumGroup struct {
@@ -410,7 +411,7 @@ func (a *aggregation) add(row []val) {
 		case opSum:
 			ac.sum(v)
 		case opDistinct:
-			ac.distinct(v, &a.budgets[i])
+			ac.distinct(v, &a.budgets[i], &a.key)
 		case opRange:
 			if ac.n == 1 || compareVals(v, ac.min) < 0 {
 				ac.min = cloneVal(v)
@@ -596,7 +597,7 @@ func (a *acc) real() float64 {
 
 // distinct adds v to the group's set of distinct values. Integers, the
 // common case, get a set of their own.
-func (a *acc) distinct(v val, b *bitBudget) {
+func (a *acc) distinct(v val, b *bitBudget, scratch *[]byte) {
 	if i, ok := sqlInt(v); ok {
 		a.ints.add(i, b)
 		return
@@ -604,9 +605,9 @@ func (a *acc) distinct(v val, b *bitBudget) {
 	if a.others == nil {
 		a.others = map[string]struct{}{}
 	}
-	k := appendGroupKey(nil, v)
-	if _, ok := a.others[string(k)]; !ok {
-		a.others[string(k)] = struct{}{}
+	*scratch = appendGroupKey((*scratch)[:0], v)
+	if _, ok := a.others[string(*scratch)]; !ok {
+		a.others[string(*scratch)] = struct{}{}
 	}
 }
 
@@ -645,9 +646,9 @@ func (s *intSet) add(i int64, b *bitBudget) {
 	}
 	if s.m == nil {
 		s.m = make(map[int64]struct{}, s.n+1)
-		for w, b := range s.bits {
-			for ; b != 0; b &= b - 1 {
-				s.m[int64(w)<<6|int64(bits.TrailingZeros64(b))] = struct{}{}
+		for w, word := range s.bits {
+			for ; word != 0; word &= word - 1 {
+				s.m[int64(w)<<6|int64(bits.TrailingZeros64(word))] = struct{}{}
 			}
 		}
 		b.words -= len(s.bits)

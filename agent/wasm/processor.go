@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -541,19 +542,20 @@ const (
 
 // ProcessBatch implements service.BatchProcessor.
 func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
-	if !p.skipErrored {
+	first := -1
+	if p.skipErrored {
+		first = slices.IndexFunc(batch, func(m *service.Message) bool { return m.GetError() != nil })
+	}
+	if first < 0 {
 		return p.processBatch(ctx, batch)
 	}
-	todo := make(service.MessageBatch, 0, len(batch))
-	for _, m := range batch {
+	todo := slices.Clone(batch[:first])
+	for _, m := range batch[first+1:] {
 		if m.GetError() == nil {
 			todo = append(todo, m)
 		}
 	}
-	switch len(todo) {
-	case len(batch):
-		return p.processBatch(ctx, batch)
-	case 0:
+	if len(todo) == 0 {
 		return []service.MessageBatch{batch}, nil
 	}
 	res, err := p.processBatch(ctx, todo)

@@ -3,7 +3,8 @@
 # and Sluice's pipelines/sales_etl.yaml on the same generated CSV, with
 # the time each of Sluice's steps spent, from its run outcome (the steps
 # run concurrently, so they add up to more than the run), the Python's
-# own steps timed by seed_steps.py, and the summaries of both compared. Usage, from the module root:
+# own steps timed by seed_steps.py, and the summaries of both compared.
+# Usage, from the module root:
 #
 #   internal/etlbench/compare.sh [ROWS] [PEERS_DIR]
 #
