@@ -53,7 +53,7 @@ type agentProc struct {
 	t              testing.TB
 	cmd            interface{ Wait() error }
 	kill           func(syscall.Signal)
-	stdout, stderr *bytes.Buffer
+	stdout, stderr *output
 	ingest         string
 	done           chan struct{}
 }

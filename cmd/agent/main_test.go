@@ -110,12 +110,31 @@ func testEnv(t *testing.T, extra ...string) []string {
 	return append(baseEnv(), append([]string{"SLUICE_DATA_DIR=" + filepath.Join(t.TempDir(), "data")}, extra...)...)
 }
 
+// output collects a running agent's stdout or stderr. Tests read it
+// while exec's copier goroutine still writes it, so it is locked.
+type output struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.Write(p)
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
 // command prepares the agent to run in dir with env and args.
-func command(ctx context.Context, dir string, env []string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+func command(ctx context.Context, dir string, env []string, args ...string) (*exec.Cmd, *output, *output) {
 	cmd := exec.CommandContext(ctx, agentBin, args...)
 	cmd.Dir = dir
 	cmd.Env = env
-	var stdout, stderr bytes.Buffer
+	var stdout, stderr output
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 10 * time.Second
 	return cmd, &stdout, &stderr
