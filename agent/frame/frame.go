@@ -1,0 +1,538 @@
+// Package frame is the agent's columnar batch: many rows in one Benthos
+// message, as typed columns in the plugin ABI's column layout
+// (plugins/sdk/ABI.md §8.4), with a reason per rejected row.
+//
+// A row per message costs every step its own message, metadata map,
+// context and tracing span, and costs every step and output a JSON parse
+// of the row. For bounded batch jobs (the sales ETL) that overhead is most
+// of the run: csv_file with `frames: true` reads a batch of rows into one
+// frame, the wasm processor hands a frame's columns to a columns-mode
+// plugin without parsing anything, and the sqlite and parquet outputs
+// bind and write columns. `unframe` turns a frame back into one JSON
+// message per row for any other Benthos component.
+//
+// A rejected row stays in its frame, with its reason and its original
+// bytes (csv_file's csv_raw metadata column), so nothing is lost: outputs
+// that load rows skip it and `unframe: {rows: rejected}` hands it on as an
+// errored message, e.g. to a rejects file.
+//
+// Encoding, little-endian throughout:
+//
+//	magic (8 bytes) | rows u32 | columns u32
+//	per column: type u8 | flags u8 (1 = metadata) | name length u16 | name
+//	padding to 8
+//	reasons: a string column (valid = 1 where the row is rejected)
+//	each column in the ABI layout (abi.AppendColumn)
+//
+// A decoded Frame aliases the message body it was read from.
+package frame
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/jsonfield"
+	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+)
+
+// Magic starts every encoded frame. A JSON or CSV body cannot start with
+// a NUL byte, so a frame is told from a row by its first bytes.
+const Magic = "\x00sluicef"
+
+// Is reports whether body is an encoded frame.
+func Is(body []byte) bool { return bytes.HasPrefix(body, []byte(Magic)) }
+
+// flagMeta marks a column that is per-row metadata (csv_file, csv_line,
+// csv_raw, what a plugin set with SetMeta) rather than a field of the row.
+const flagMeta = 1
+
+// Column is one named column of a frame.
+type Column struct {
+	Name string
+	// Meta is true for per-row metadata: unframe sets it as the message's
+	// metadata, and outputs that load fields do not see it.
+	Meta bool
+	abi.Column
+}
+
+// Null reports whether row i has no value.
+func (c *Column) Null(i int) bool { return c.Valid[i] == 0 }
+
+// Int is row i of an int or time column.
+func (c *Column) Int(i int) int64 { return int64(binary.LittleEndian.Uint64(c.Fixed[i*8:])) }
+
+// Float is row i of a float column.
+func (c *Column) Float(i int) float64 {
+	return math.Float64frombits(binary.LittleEndian.Uint64(c.Fixed[i*8:]))
+}
+
+// Bool is row i of a bool column.
+func (c *Column) Bool(i int) bool { return c.Fixed[i] != 0 }
+
+// Bytes is row i of a string column, aliasing the frame.
+func (c *Column) Bytes(i int) []byte {
+	lo := binary.LittleEndian.Uint32(c.Offs[i*4:])
+	hi := binary.LittleEndian.Uint32(c.Offs[i*4+4:])
+	return c.Data[lo:hi:hi]
+}
+
+// AppendJSON appends row i's value as JSON: null when it has none,
+// numbers as the agent spells them everywhere (jsonfield.AppendFloat),
+// times as RFC 3339 strings.
+func (c *Column) AppendJSON(dst []byte, i int) []byte {
+	if c.Null(i) {
+		return append(dst, "null"...)
+	}
+	switch c.Type {
+	case abi.TypeInt:
+		return strconv.AppendInt(dst, c.Int(i), 10)
+	case abi.TypeFloat:
+		return jsonfield.AppendFloat(dst, c.Float(i))
+	case abi.TypeBool:
+		return strconv.AppendBool(dst, c.Bool(i))
+	case abi.TypeTime:
+		dst = append(dst, '"')
+		dst = time.Unix(0, c.Int(i)).UTC().AppendFormat(dst, time.RFC3339Nano)
+		return append(dst, '"')
+	}
+	return jsonstr.Append(dst, string(c.Bytes(i)))
+}
+
+// AppendText appends row i's value as text: strings as they are, other
+// values as AppendJSON spells them; nothing for a null.
+func (c *Column) AppendText(dst []byte, i int) []byte {
+	switch {
+	case c.Null(i):
+		return dst
+	case c.Type == abi.TypeString:
+		return append(dst, c.Bytes(i)...)
+	case c.Type == abi.TypeTime:
+		return time.Unix(0, c.Int(i)).UTC().AppendFormat(dst, time.RFC3339Nano)
+	}
+	return c.AppendJSON(dst, i)
+}
+
+// Frame is a decoded frame. Reject and Set change it in memory; Append
+// writes the changed frame.
+type Frame struct {
+	Rows int
+	Cols []Column
+
+	reasons abi.Column
+	// rejected holds reasons given since decoding, by row.
+	rejected map[int]string
+}
+
+// Decode reads an encoded frame. The frame aliases body.
+func Decode(body []byte) (*Frame, error) {
+	if !Is(body) {
+		return nil, fmt.Errorf("not a frame: the body does not start with the frame magic")
+	}
+	r := abi.NewReader(body)
+	r.Raw(len(Magic))
+	f := &Frame{Rows: int(r.U32())}
+	n := int(r.U32())
+	if r.Err() == nil && (n > 1<<16 || f.Rows > len(body)) {
+		return nil, fmt.Errorf("malformed frame: %d rows, %d columns in %d bytes", f.Rows, n, len(body))
+	}
+	f.Cols = make([]Column, n)
+	for c := range f.Cols {
+		col := &f.Cols[c]
+		col.Type = abi.Type(r.U8())
+		col.Meta = r.U8()&flagMeta != 0
+		col.Name = string(r.Raw(int(r.U16())))
+		if r.Err() == nil && (col.Type < abi.TypeInt || col.Type > abi.TypeTime) {
+			return nil, fmt.Errorf("malformed frame: column %q has type %d", col.Name, col.Type)
+		}
+	}
+	r.Align8()
+	f.reasons = abi.ReadColumn(r, abi.TypeString, f.Rows)
+	for c := range f.Cols {
+		f.Cols[c].Column = abi.ReadColumn(r, f.Cols[c].Type, f.Rows)
+	}
+	if err := r.Err(); err != nil {
+		return nil, fmt.Errorf("malformed frame: %w", err)
+	}
+	// Offsets are checked once here so readers can index without checks.
+	for _, col := range append([]abi.Column{f.reasons}, columns(f.Cols)...) {
+		if col.Type.Fixed() != 0 {
+			continue
+		}
+		prev := uint32(0)
+		for i := 0; i <= f.Rows; i++ {
+			off := binary.LittleEndian.Uint32(col.Offs[i*4:])
+			if off < prev || int(off) > len(col.Data) {
+				return nil, fmt.Errorf("malformed frame: string offsets out of order at row %d", i)
+			}
+			prev = off
+		}
+	}
+	return f, nil
+}
+
+func columns(cs []Column) []abi.Column {
+	out := make([]abi.Column, len(cs))
+	for i := range cs {
+		out[i] = cs[i].Column
+	}
+	return out
+}
+
+// Col returns the column named name, field or metadata, or nil.
+func (f *Frame) Col(name string) *Column {
+	for c := range f.Cols {
+		if f.Cols[c].Name == name {
+			return &f.Cols[c]
+		}
+	}
+	return nil
+}
+
+// Field returns the field (not metadata) column named name, or nil.
+func (f *Frame) Field(name string) *Column {
+	for c := range f.Cols {
+		if f.Cols[c].Name == name && !f.Cols[c].Meta {
+			return &f.Cols[c]
+		}
+	}
+	return nil
+}
+
+// Reason returns why row i was rejected, or false if it was not.
+func (f *Frame) Reason(i int) (string, bool) {
+	if s, ok := f.rejected[i]; ok {
+		return s, true
+	}
+	if f.reasons.Valid[i] == 0 {
+		return "", false
+	}
+	lo := binary.LittleEndian.Uint32(f.reasons.Offs[i*4:])
+	hi := binary.LittleEndian.Uint32(f.reasons.Offs[i*4+4:])
+	return string(f.reasons.Data[lo:hi]), true
+}
+
+// Rejected reports whether row i was rejected.
+func (f *Frame) Rejected(i int) bool {
+	if f.reasons.Valid[i] != 0 {
+		return true
+	}
+	_, ok := f.rejected[i]
+	return ok
+}
+
+// Accepted counts the rows not rejected.
+func (f *Frame) Accepted() int {
+	n := 0
+	for i := 0; i < f.Rows; i++ {
+		if !f.Rejected(i) {
+			n++
+		}
+	}
+	return n
+}
+
+// Reject marks row i rejected with reason. A row keeps its first reason.
+func (f *Frame) Reject(i int, reason string) {
+	if f.Rejected(i) {
+		return
+	}
+	if f.rejected == nil {
+		f.rejected = map[int]string{}
+	}
+	f.rejected[i] = reason
+}
+
+// Set adds col, or replaces the column of the same name and kind.
+func (f *Frame) Set(col Column) {
+	for c := range f.Cols {
+		if f.Cols[c].Name == col.Name && f.Cols[c].Meta == col.Meta {
+			f.Cols[c] = col
+			return
+		}
+	}
+	f.Cols = append(f.Cols, col)
+}
+
+// AppendRowJSON appends row i's fields as one JSON object in column order,
+// as the row would be if it had travelled as a JSON message.
+func (f *Frame) AppendRowJSON(dst []byte, i int) []byte {
+	dst = append(dst, '{')
+	first := true
+	for c := range f.Cols {
+		col := &f.Cols[c]
+		if col.Meta {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(jsonstr.Append(dst, col.Name), ':')
+		dst = col.AppendJSON(dst, i)
+	}
+	return append(dst, '}')
+}
+
+// Append encodes the frame after dst, leaving out the rows keep says
+// false to (all rows are kept if keep is nil).
+func (f *Frame) Append(dst []byte, keep []bool) []byte {
+	rows := f.Rows
+	if keep != nil {
+		rows = 0
+		for _, k := range keep {
+			if k {
+				rows++
+			}
+		}
+	}
+	w := abi.Writer{Buf: dst}
+	base := len(dst)
+	w.Raw([]byte(Magic))
+	w.U32(uint32(rows))
+	w.U32(uint32(len(f.Cols)))
+	for _, col := range f.Cols {
+		w.U8(uint8(col.Type))
+		var flags uint8
+		if col.Meta {
+			flags |= flagMeta
+		}
+		w.U8(flags)
+		w.U16(uint16(len(col.Name)))
+		w.Raw([]byte(col.Name))
+	}
+	align(&w, base)
+	// The reasons column, with the reasons given since decoding.
+	reasons := Builder{Type: abi.TypeString}
+	for i := 0; i < f.Rows; i++ {
+		if keep != nil && !keep[i] {
+			continue
+		}
+		if s, ok := f.Reason(i); ok {
+			reasons.String([]byte(s))
+		} else {
+			reasons.Null()
+		}
+	}
+	reasons.append(&w, base)
+	for c := range f.Cols {
+		appendColumn(&w, base, &f.Cols[c].Column, f.Rows, keep)
+	}
+	return w.Buf
+}
+
+// align pads w to a multiple of 8 from base, where the frame starts.
+func align(w *abi.Writer, base int) {
+	for (len(w.Buf)-base)%8 != 0 {
+		w.Buf = append(w.Buf, 0)
+	}
+}
+
+// appendColumn writes a decoded column, keeping the rows keep says true to.
+func appendColumn(w *abi.Writer, base int, c *abi.Column, rows int, keep []bool) {
+	if keep == nil {
+		w.Raw(c.Valid[:rows])
+		align(w, base)
+		if c.Type.Fixed() != 0 {
+			w.Raw(c.Fixed[:rows*c.Type.Fixed()])
+			align(w, base)
+			return
+		}
+		w.Raw(c.Offs[:(rows+1)*4])
+		align(w, base)
+		end := binary.LittleEndian.Uint32(c.Offs[rows*4:])
+		w.Raw(c.Data[:end])
+		align(w, base)
+		return
+	}
+	b := Builder{Type: c.Type}
+	col := Column{Column: *c}
+	for i := 0; i < rows; i++ {
+		if !keep[i] {
+			continue
+		}
+		b.copyRow(&col, i)
+	}
+	b.append(w, base)
+}
+
+// Builder builds one column, row by row.
+type Builder struct {
+	Type  abi.Type
+	valid []byte
+	fixed []byte
+	offs  []byte
+	data  []byte
+}
+
+// Reset empties the builder for a new column of type t, keeping its memory.
+func (b *Builder) Reset(t abi.Type) {
+	b.Type, b.valid, b.fixed, b.offs, b.data = t, b.valid[:0], b.fixed[:0], b.offs[:0], b.data[:0]
+}
+
+// Len is the number of rows appended.
+func (b *Builder) Len() int { return len(b.valid) }
+
+// Null appends a row with no value.
+func (b *Builder) Null() {
+	b.valid = append(b.valid, 0)
+	b.zero()
+}
+
+func (b *Builder) zero() {
+	switch b.Type.Fixed() {
+	case 8:
+		b.fixed = append(b.fixed, 0, 0, 0, 0, 0, 0, 0, 0)
+	case 1:
+		b.fixed = append(b.fixed, 0)
+	default:
+		b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
+	}
+}
+
+// Int appends an int (or, for a time column, nanoseconds since the epoch).
+func (b *Builder) Int(v int64) {
+	b.valid = append(b.valid, 1)
+	b.fixed = binary.LittleEndian.AppendUint64(b.fixed, uint64(v))
+}
+
+// Float appends a float.
+func (b *Builder) Float(v float64) {
+	b.valid = append(b.valid, 1)
+	b.fixed = binary.LittleEndian.AppendUint64(b.fixed, math.Float64bits(v))
+}
+
+// Bool appends a bool.
+func (b *Builder) Bool(v bool) {
+	b.valid = append(b.valid, 1)
+	if v {
+		b.fixed = append(b.fixed, 1)
+	} else {
+		b.fixed = append(b.fixed, 0)
+	}
+}
+
+// String appends a string; s is copied.
+func (b *Builder) String(s []byte) {
+	b.valid = append(b.valid, 1)
+	b.data = append(b.data, s...)
+	b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
+}
+
+// Raw appends one row from the ABI's column parts: valid, and the value's
+// 8 or 1 fixed bytes (fixed types) or its bytes (strings).
+func (b *Builder) Raw(valid byte, fixed uint64, s []byte) {
+	b.valid = append(b.valid, valid)
+	switch b.Type.Fixed() {
+	case 8:
+		b.fixed = binary.LittleEndian.AppendUint64(b.fixed, fixed)
+	case 1:
+		b.fixed = append(b.fixed, byte(fixed))
+	default:
+		b.data = append(b.data, s...)
+		b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
+	}
+}
+
+// copyRow appends row i of col, which has the builder's type.
+func (b *Builder) copyRow(col *Column, i int) {
+	b.valid = append(b.valid, col.Valid[i])
+	if w := b.Type.Fixed(); w != 0 {
+		b.fixed = append(b.fixed, col.Fixed[i*w:(i+1)*w]...)
+		return
+	}
+	b.data = append(b.data, col.Bytes(i)...)
+	b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
+}
+
+// Column returns the built column named name (a metadata column if meta),
+// to Set in a frame. It aliases the builder until the next Reset.
+func (b *Builder) Column(name string, meta bool) Column {
+	col := Column{Name: name, Meta: meta, Column: abi.Column{Type: b.Type, Valid: b.valid, Fixed: b.fixed}}
+	if b.Type.Fixed() == 0 {
+		col.Offs = append(binary.LittleEndian.AppendUint32(make([]byte, 0, len(b.offs)+4), 0), b.offs...)
+		col.Data = b.data
+	}
+	return col
+}
+
+// append writes the built column in the ABI layout.
+func (b *Builder) append(w *abi.Writer, base int) {
+	w.Raw(b.valid)
+	align(w, base)
+	if b.Type.Fixed() != 0 {
+		w.Raw(b.fixed)
+		align(w, base)
+		return
+	}
+	w.U32(0)
+	w.Raw(b.offs)
+	align(w, base)
+	w.Raw(b.data)
+	align(w, base)
+}
+
+// Writer builds a new frame column by column, as csv_file does.
+type Writer struct {
+	Cols    []*Builder
+	Names   []string
+	Meta    []bool
+	reasons Builder
+}
+
+// NewWriter starts a frame of the named columns.
+func NewWriter() *Writer { return &Writer{reasons: Builder{Type: abi.TypeString}} }
+
+// Add declares a column and returns its builder.
+func (w *Writer) Add(name string, t abi.Type, meta bool) *Builder {
+	b := &Builder{Type: t}
+	w.Cols, w.Names, w.Meta = append(w.Cols, b), append(w.Names, name), append(w.Meta, meta)
+	return b
+}
+
+// Accept ends a row that is not rejected.
+func (w *Writer) Accept() { w.reasons.Null() }
+
+// Reject ends a row rejected for reason. Every column must have a value
+// (Null, for those the row did not reach) for the row.
+func (w *Writer) Reject(reason string) { w.reasons.String([]byte(reason)) }
+
+// Rows is the number of rows ended.
+func (w *Writer) Rows() int { return w.reasons.Len() }
+
+// Append encodes the frame after dst and empties the writer for the next.
+func (w *Writer) Append(dst []byte) ([]byte, error) {
+	rows := w.reasons.Len()
+	for i, b := range w.Cols {
+		if b.Len() != rows {
+			return dst, fmt.Errorf("frame column %q has %d rows, the frame %d", w.Names[i], b.Len(), rows)
+		}
+	}
+	aw := abi.Writer{Buf: dst}
+	base := len(dst)
+	aw.Raw([]byte(Magic))
+	aw.U32(uint32(rows))
+	aw.U32(uint32(len(w.Cols)))
+	for i, b := range w.Cols {
+		aw.U8(uint8(b.Type))
+		var flags uint8
+		if w.Meta[i] {
+			flags |= flagMeta
+		}
+		aw.U8(flags)
+		aw.U16(uint16(len(w.Names[i])))
+		aw.Raw([]byte(w.Names[i]))
+	}
+	align(&aw, base)
+	w.reasons.append(&aw, base)
+	w.reasons.Reset(abi.TypeString)
+	for _, b := range w.Cols {
+		b.append(&aw, base)
+		b.Reset(b.Type)
+	}
+	return aw.Buf, nil
+}

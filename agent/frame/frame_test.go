@@ -1,0 +1,161 @@
+package frame
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+)
+
+// sample builds a three-row frame of every column type, the second row
+// rejected and with nulls.
+func sample(t *testing.T, prefix []byte) []byte {
+	t.Helper()
+	w := NewWriter()
+	id, price, ok, name, at, raw := w.Add("id", abi.TypeInt, false), w.Add("price", abi.TypeFloat, false),
+		w.Add("ok", abi.TypeBool, false), w.Add("name", abi.TypeString, false), w.Add("at", abi.TypeTime, false),
+		w.Add("csv_raw", abi.TypeString, true)
+	id.Int(1)
+	price.Float(2.5)
+	ok.Bool(true)
+	name.String([]byte(`a "quoted" <name>`))
+	at.Int(1_700_000_000_123_000_000)
+	raw.String([]byte("1,2.5,true"))
+	w.Accept()
+	id.Int(2)
+	price.Null()
+	ok.Null()
+	name.Null()
+	at.Null()
+	raw.String([]byte("2,abc,,"))
+	w.Reject("price: \"abc\" is not a number")
+	id.Int(-3)
+	price.Float(1e21)
+	ok.Bool(false)
+	name.String([]byte("ü\x01"))
+	at.Int(0)
+	raw.String(nil)
+	w.Accept()
+	b, err := w.Append(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestRoundTrip(t *testing.T) {
+	body := sample(t, nil)
+	// A frame written after other bytes pads from its own start.
+	other := sample(t, []byte("xyz"))
+	if string(other[3:]) != string(body) {
+		t.Fatal("a frame appended after 3 bytes differs from one written alone")
+	}
+	if !Is(body) || Is([]byte(`{"a":1}`)) {
+		t.Fatal("Is does not tell a frame from JSON")
+	}
+	f, err := Decode(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRows := []string{
+		`{"id":1,"price":2.5,"ok":true,"name":"a \"quoted\" \u003cname\u003e","at":"2023-11-14T22:13:20.123Z"}`,
+		`{"id":2,"price":null,"ok":null,"name":null,"at":null}`,
+		`{"id":-3,"price":1e+21,"ok":false,"name":"ü\u0001","at":"1970-01-01T00:00:00Z"}`,
+	}
+	for i, want := range wantRows {
+		got := f.AppendRowJSON(nil, i)
+		if !json.Valid(got) {
+			t.Errorf("row %d: invalid JSON %s", i, got)
+		}
+		// Compare as values: jsonstr may spell escapes differently.
+		var g, w any
+		_ = json.Unmarshal(got, &g)
+		_ = json.Unmarshal([]byte(want), &w)
+		if gs, ws := mustJSON(g), mustJSON(w); gs != ws {
+			t.Errorf("row %d: %s, want %s", i, got, want)
+		}
+	}
+	if r, ok := f.Reason(1); !ok || !strings.Contains(r, "abc") {
+		t.Errorf("row 1 reason %q %v, want the rejection", r, ok)
+	}
+	if _, ok := f.Reason(0); ok || f.Accepted() != 2 {
+		t.Errorf("row 0 rejected or %d accepted, want 2", f.Accepted())
+	}
+	if c := f.Col("csv_raw"); c == nil || !c.Meta || string(c.Bytes(1)) != "2,abc,," || f.Field("csv_raw") != nil {
+		t.Error("the metadata column is not kept apart from fields")
+	}
+}
+
+func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestRejectSetAndFilter(t *testing.T) {
+	tests := []struct {
+		name     string
+		keep     []bool
+		wantIDs  []int64
+		wantRej  []bool
+		wantTier []string
+	}{
+		{"all rows", nil, []int64{1, 2, -3}, []bool{false, true, true}, []string{"x", "", "z"}},
+		{"first and last", []bool{true, false, true}, []int64{1, -3}, []bool{false, true}, []string{"x", "z"}},
+		{"none", []bool{false, false, false}, nil, nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Decode(sample(t, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Reject(2, "too negative")
+			f.Reject(1, "a second reason is ignored")
+			var tier Builder
+			tier.Reset(abi.TypeString)
+			tier.String([]byte("x"))
+			tier.Null()
+			tier.String([]byte("z"))
+			f.Set(tier.Column("tier", false))
+			g, err := Decode(f.Append(nil, tc.keep))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g.Rows != len(tc.wantIDs) {
+				t.Fatalf("%d rows, want %d", g.Rows, len(tc.wantIDs))
+			}
+			id, tc2 := g.Field("id"), g.Field("tier")
+			for i := range tc.wantIDs {
+				if id.Int(i) != tc.wantIDs[i] || g.Rejected(i) != tc.wantRej[i] || string(tc2.AppendText(nil, i)) != tc.wantTier[i] {
+					t.Errorf("row %d: id %d rejected %v tier %q, want %d %v %q", i, id.Int(i), g.Rejected(i), tc2.AppendText(nil, i), tc.wantIDs[i], tc.wantRej[i], tc.wantTier[i])
+				}
+			}
+			if tc.keep == nil {
+				if r, _ := g.Reason(1); !strings.Contains(r, "abc") {
+					t.Errorf("row 1 reason %q: the first reason is not kept", r)
+				}
+				if r, _ := g.Reason(2); r != "too negative" {
+					t.Errorf("row 2 reason %q", r)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	body := sample(t, nil)
+	tests := []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"json", []byte(`{"a":1}`), "not a frame"},
+		{"truncated", body[:len(body)-9], "malformed frame"},
+		{"header only", body[:len(Magic)+4], "malformed frame"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Decode(tc.body); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
