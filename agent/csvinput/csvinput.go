@@ -30,6 +30,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/civil"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
 // Types are the column types a row's values are converted to.
@@ -67,6 +68,7 @@ The input ends when it has read its files. Outputs with `+"`transaction: run`"+`
 			service.NewStringField("delimiter").Description("Field delimiter, one character.").Default(","),
 			service.NewIntField("batch_size").Description("Most rows per batch the input hands on. Rows are read as batches because handing Benthos one message at a time costs more than reading the row; a `memory` buffer or the outputs' `batching` regroup them as the pipeline needs.").Default(1024).Advanced(),
 			service.NewStringField("file_field").Description("If set, each row also gets a field of this name holding the file it came from (as csv_file), so a step or output that reads only the row sees it without a mapping. A header with a column of this name is rejected.").Default("").Example("source_file").Advanced(),
+			service.NewBoolField("frames").Description("Hand on each batch as one frame (the agent's columnar batch: typed columns, a reason per rejected row, csv_file, csv_line and csv_raw as metadata columns) instead of one JSON message per row. A frame holds the rows of one file. The wasm processor, `distinct`, and the sqlite and parquet outputs read frames directly, without a JSON parse per row per step; `unframe` turns a frame back into one message per row for any other component. Rows, values and rejects are the same either way.").Default(false).Advanced(),
 			service.NewStringField("line_field").Description("If set, each row also gets a field of this name holding its line number (as csv_line), e.g. for an upsert key that makes a re-run replace its rows. A header with a column of this name is rejected.").Default("").Example("line").Advanced(),
 		)
 }
@@ -82,6 +84,7 @@ func Register(env *service.Environment, builtin Files) error {
 			return nil, err
 		}
 		in.readTime = res.Metrics().NewTimer("read_latency_ns")
+		in.rowsRead = res.Metrics().NewCounter("input_rows_received")
 		return service.AutoRetryNacksBatched(in), nil
 	})
 }
@@ -106,6 +109,11 @@ type input struct {
 	run *runscope.Run
 	// fileField and lineField, if set, name fields added to each row.
 	fileField, lineField string
+	// frames hands each batch on as one frame (agent/frame).
+	frames bool
+	// rowsRead counts rows, which a frame holds many of, so a run's
+	// outcome can say how many rows it read.
+	rowsRead *service.MetricCounter
 
 	mu    sync.Mutex
 	files []string // resolved at Connect
@@ -161,6 +169,9 @@ func newInput(conf *service.ParsedConfig, builtin Files) (*input, error) {
 	if in.lineField, err = conf.FieldString("line_field"); err != nil {
 		return nil, err
 	}
+	if in.frames, err = conf.FieldBool("frames"); err != nil {
+		return nil, err
+	}
 	if in.fileField != "" && in.fileField == in.lineField {
 		return nil, fmt.Errorf("file_field and line_field are both %q", in.fileField)
 	}
@@ -200,6 +211,9 @@ func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFu
 	if in.readTime != nil {
 		defer func(start time.Time) { in.readTime.Timing(time.Since(start).Nanoseconds()) }(time.Now())
 	}
+	if in.frames {
+		return in.readFrame()
+	}
 	batch := make(service.MessageBatch, 0, min(in.batchSize, 1024))
 	for len(batch) < in.batchSize {
 		if in.cur == nil {
@@ -224,6 +238,12 @@ func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFu
 		}
 		batch = append(batch, msg)
 	}
+	return in.emit(batch, len(batch))
+}
+
+// emit hands on a batch holding rows rows, or ends the input if it is
+// empty.
+func (in *input) emit(batch service.MessageBatch, rows int) (service.MessageBatch, service.AckFunc, error) {
 	if len(batch) == 0 {
 		in.run.Ended()
 		return nil, nil, service.ErrEndOfInput
@@ -231,6 +251,9 @@ func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFu
 	ctx := runscope.With(context.Background(), in.run)
 	for i, m := range batch {
 		batch[i] = m.WithContext(ctx)
+	}
+	if in.rowsRead != nil {
+		in.rowsRead.Incr(int64(rows))
 	}
 	in.run.Emitted()
 	// Nothing else to acknowledge: a failed run reads its files again.
@@ -275,6 +298,8 @@ type fileReader struct {
 	done   bool
 	// headerErr, if set, is emitted once, as the file's reject.
 	headerErr error
+	// fc builds the file's frames, in frames mode.
+	fc *frameCols
 }
 
 func (in *input) open(name string, data []byte) *fileReader {
@@ -283,7 +308,9 @@ func (in *input) open(name string, data []byte) *fileReader {
 	f.r = csv.NewReader(bytes.NewReader(data))
 	f.r.Comma = in.delim
 	f.r.FieldsPerRecord = -1 // a short row is the row's problem, reported per row
-	f.r.ReuseRecord = false
+	// A frame copies each cell into its columns; a JSON row keeps the
+	// record's strings only until it is written.
+	f.r.ReuseRecord = in.frames
 	header, err := f.r.Read()
 	f.off = f.r.InputOffset()
 	if err != nil {
@@ -293,7 +320,7 @@ func (in *input) open(name string, data []byte) *fileReader {
 		f.headerErr = fmt.Errorf("header: %w", err)
 		return f
 	}
-	f.header = header
+	f.header = slices.Clone(header) // the reader may reuse the record
 	f.types = make([]string, len(header))
 	for _, h := range header {
 		f.keys = append(f.keys, append(jsonstr.Append(nil, h), ':'))
@@ -411,40 +438,79 @@ func (f *fileReader) convert(rec []string, line int) ([]byte, error) {
 }
 
 func appendTyped(b []byte, typ, v string) ([]byte, error) {
+	c, err := convertCell(typ, v)
+	if err != nil {
+		return nil, err
+	}
+	switch c.t {
+	case abi.TypeInt:
+		return strconv.AppendInt(b, c.i, 10), nil
+	case abi.TypeFloat:
+		return jsonfield.AppendFloat(b, c.f), nil
+	case abi.TypeBool:
+		return strconv.AppendBool(b, c.b), nil
+	}
+	return jsonstr.Append(b, c.s), nil
+}
+
+// cell is one converted CSV value: a JSON row's value, a frame's column.
+type cell struct {
+	t abi.Type
+	i int64
+	f float64
+	b bool
+	s string
+}
+
+// columnType is the type a column of typ has in a frame: dates and
+// timestamps stay text, as in a JSON row.
+func columnType(typ string) abi.Type {
+	switch typ {
+	case "int":
+		return abi.TypeInt
+	case "float":
+		return abi.TypeFloat
+	case "bool":
+		return abi.TypeBool
+	}
+	return abi.TypeString
+}
+
+func convertCell(typ, v string) (cell, error) {
 	s := strings.TrimSpace(v)
 	switch typ {
 	case "int":
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("%q is not an integer", v)
+			return cell{}, fmt.Errorf("%q is not an integer", v)
 		}
-		return strconv.AppendInt(b, n, 10), nil
+		return cell{t: abi.TypeInt, i: n}, nil
 	case "float":
 		x, err := strconv.ParseFloat(s, 64)
 		if err != nil || x != x || x > 1e308 || x < -1e308 {
-			return nil, fmt.Errorf("%q is not a number", v)
+			return cell{}, fmt.Errorf("%q is not a number", v)
 		}
-		return jsonfield.AppendFloat(b, x), nil
+		return cell{t: abi.TypeFloat, f: x}, nil
 	case "bool":
 		switch strings.ToLower(s) {
 		case "true", "1":
-			return append(b, "true"...), nil
+			return cell{t: abi.TypeBool, b: true}, nil
 		case "false", "0":
-			return append(b, "false"...), nil
+			return cell{t: abi.TypeBool}, nil
 		}
-		return nil, fmt.Errorf("%q is not true, false, 1 or 0", v)
+		return cell{}, fmt.Errorf("%q is not true, false, 1 or 0", v)
 	case "date":
 		if _, _, _, ok := civil.ParseISO(s); !ok {
-			return nil, fmt.Errorf("%q is not a date (YYYY-MM-DD)", v)
+			return cell{}, fmt.Errorf("%q is not a date (YYYY-MM-DD)", v)
 		}
-		return jsonstr.Append(b, s), nil
+		return cell{t: abi.TypeString, s: s}, nil
 	case "timestamp":
 		for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02"} {
 			if t, err := time.Parse(layout, s); err == nil {
-				return jsonstr.Append(b, t.UTC().Format(time.RFC3339Nano)), nil
+				return cell{t: abi.TypeString, s: t.UTC().Format(time.RFC3339Nano)}, nil
 			}
 		}
-		return nil, fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 15:04:05 or a date)", v)
+		return cell{}, fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 15:04:05 or a date)", v)
 	}
-	return jsonstr.Append(b, v), nil
+	return cell{t: abi.TypeString, s: v}, nil
 }

@@ -11,11 +11,27 @@ import (
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/frame"
 )
 
 // readAll runs the input over its files and renders each message as
-// "line: body" or "line: body ! reason".
+// "line: body" or "line: body ! reason". It reads them again with
+// `frames: true` and fails the test unless the frames' rows, unframed, are
+// the same messages with the same metadata.
 func readAll(t *testing.T, yaml string, builtin Files) []string {
+	t.Helper()
+	rows, rowsMeta := readMode(t, yaml, builtin)
+	_, framesMeta := readMode(t, yaml+"\nframes: true\nbatch_size: 2\n", builtin)
+	if strings.Join(rowsMeta, "\n") != strings.Join(framesMeta, "\n") {
+		t.Errorf("frames differ from rows:\nrows:\n%s\nframes:\n%s", strings.Join(rowsMeta, "\n"), strings.Join(framesMeta, "\n"))
+	}
+	return rows
+}
+
+// readMode reads the input; it returns each message rendered, and again
+// with its metadata.
+func readMode(t *testing.T, yaml string, builtin Files) (out, withMeta []string) {
 	t.Helper()
 	conf, err := ConfigSpec().ParseYAML(yaml, nil)
 	if err != nil {
@@ -29,16 +45,15 @@ func readAll(t *testing.T, yaml string, builtin Files) []string {
 	if err := in.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var out []string
 	for {
 		batch, _, err := in.ReadBatch(ctx)
 		if errors.Is(err, service.ErrEndOfInput) {
-			return out
+			return out, withMeta
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, msg := range batch {
+		for _, msg := range unframeAll(t, batch) {
 			line, _ := msg.MetaGet("csv_line")
 			body, _ := msg.AsBytes()
 			s := line + ": " + string(body)
@@ -46,8 +61,32 @@ func readAll(t *testing.T, yaml string, builtin Files) []string {
 				s += " ! " + err.Error()
 			}
 			out = append(out, s)
+			file, _ := msg.MetaGet("csv_file")
+			raw, _ := msg.MetaGet("csv_raw")
+			withMeta = append(withMeta, fmt.Sprintf("%s [file %s, raw %q]", s, file, raw))
 		}
 	}
+}
+
+// unframeAll expands frames into their rows' messages.
+func unframeAll(t *testing.T, batch service.MessageBatch) service.MessageBatch {
+	t.Helper()
+	var out service.MessageBatch
+	for _, msg := range batch {
+		body, _ := msg.AsBytes()
+		if !frame.Is(body) {
+			out = append(out, msg)
+			continue
+		}
+		f, err := frame.Decode(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < f.Rows; i++ {
+			out = append(out, f.RowMessage(msg, i))
+		}
+	}
+	return out
 }
 
 func TestMissingRequiredColumn(t *testing.T) {
@@ -176,34 +215,52 @@ func BenchmarkRead(b *testing.B) {
 	if err := os.WriteFile(path, []byte(csv.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	conf, err := ConfigSpec().ParseYAML("paths: ["+path+"]\nbatch_size: 8192\nfile_field: source_file\nline_field: line\n"+
-		"columns: [{name: date, type: date}, {name: product_id, type: int}, {name: quantity, type: int}, {name: price, type: float}, {name: customer_id, type: int}]\n", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	for b.Loop() {
-		in, err := newInput(conf, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := in.Connect(ctx); err != nil {
-			b.Fatal(err)
-		}
-		n := 0
-		for {
-			batch, _, err := in.ReadBatch(ctx)
-			if errors.Is(err, service.ErrEndOfInput) {
-				break
-			}
+	// Rows (one JSON message each) and frames (one message per batch)
+	// side by side.
+	for _, mode := range []string{"rows", "frames"} {
+		b.Run(mode, func(b *testing.B) {
+			conf, err := ConfigSpec().ParseYAML("paths: ["+path+"]\nbatch_size: 8192\nfile_field: source_file\nline_field: line\n"+
+				"columns: [{name: date, type: date}, {name: product_id, type: int}, {name: quantity, type: int}, {name: price, type: float}, {name: customer_id, type: int}]\n"+
+				fmt.Sprintf("frames: %v\n", mode == "frames"), nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			n += len(batch)
-		}
-		if n != rows {
-			b.Fatalf("%d rows, want %d", n, rows)
-		}
+			ctx := context.Background()
+			for b.Loop() {
+				in, err := newInput(conf, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := in.Connect(ctx); err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				for {
+					batch, _, err := in.ReadBatch(ctx)
+					if errors.Is(err, service.ErrEndOfInput) {
+						break
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, msg := range batch {
+						body, _ := msg.AsBytes()
+						if !frame.Is(body) {
+							n++
+							continue
+						}
+						f, err := frame.Decode(body)
+						if err != nil {
+							b.Fatal(err)
+						}
+						n += f.Rows
+					}
+				}
+				if n != rows {
+					b.Fatalf("%d rows, want %d", n, rows)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 }

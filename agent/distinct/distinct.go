@@ -18,6 +18,8 @@ import (
 	"sync"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/frame"
 )
 
 const (
@@ -34,7 +36,9 @@ func ConfigSpec() *service.ConfigSpec {
 		Description(`
 The keys seen are kept for the stream's life: for a scheduled pipeline, one run (each run is a new stream). They are kept as 128-bit hashes (two independently seeded 64-bit hashes), so memory is about 40 bytes per distinct key whatever the key's length, and two different keys are taken for one with a probability below 10^-20 for a billion keys.
 
-Which of two equal messages is "the earlier" is the order the processor sees them in: run the pipeline with one thread (`+"`pipeline.threads: 1`"+`) when that must not depend on scheduling. Messages that already failed are passed on untouched and their keys are not recorded.`).
+Which of two equal messages is "the earlier" is the order the processor sees them in: run the pipeline with one thread (`+"`pipeline.threads: 1`"+`) when that must not depend on scheduling. Messages that already failed are passed on untouched and their keys are not recorded.
+
+A frame (csv_file with `+"`frames: true`"+`) is checked row by row in its order, its rejected rows skipped and its duplicates rejected in place with the reason; a key that is one metadata value (`+"`${! meta(\"csv_raw\") }`"+`) is read straight from the frame's column.`).
 		Fields(
 			service.NewInterpolatedStringField(fKey).
 				Description("The message's key: equal keys are duplicates.").
@@ -96,6 +100,10 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 		if msg.GetError() != nil {
 			continue
 		}
+		if body, err := msg.AsBytes(); err == nil && frame.Is(body) {
+			p.processFrame(msg, body)
+			continue
+		}
 		// Message-level interpolation: the batch-level one costs a pass
 		// over the batch per call.
 		var k string
@@ -124,6 +132,61 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 		msg.SetError(errors.New(reason))
 	}
 	return []service.MessageBatch{batch}, nil
+}
+
+// processFrame checks a frame's rows not yet rejected, in order, and
+// rejects the duplicates. A key that is one metadata value is read from
+// the frame's column of that name; any other key is interpolated on the
+// row's message, as it would be had the row travelled alone.
+func (p *Processor) processFrame(msg *service.Message, body []byte) {
+	f, err := frame.Decode(body)
+	if err != nil {
+		msg.SetError(fmt.Errorf("distinct: %w", err))
+		return
+	}
+	var col *frame.Column
+	if p.keyMeta != "" {
+		if col = f.Col(p.keyMeta); col != nil && !col.Meta {
+			col = nil
+		}
+	}
+	var key []byte
+	changed := false
+	for i := 0; i < f.Rows; i++ {
+		if f.Rejected(i) {
+			continue
+		}
+		switch {
+		case col != nil && !col.Null(i):
+			key = col.AppendText(key[:0], i)
+		case p.keyMeta != "":
+			f.Reject(i, fmt.Sprintf("distinct: key: metadata %q is not set", p.keyMeta))
+			changed = true
+			continue
+		default:
+			k, err := p.key.TryString(f.RowMessage(msg, i))
+			if err != nil {
+				f.Reject(i, fmt.Sprintf("distinct: key: %v", err))
+				changed = true
+				continue
+			}
+			key = append(key[:0], k...)
+		}
+		h := [2]uint64{maphash.Bytes(p.s1, key), maphash.Bytes(p.s2, key)}
+		if _, dup := p.seen[h]; !dup {
+			p.seen[h] = struct{}{}
+			continue
+		}
+		reason, err := p.reason.TryString(f.RowMessage(msg, i))
+		if err != nil {
+			reason = fmt.Sprintf("duplicate (reason: %v)", err)
+		}
+		f.Reject(i, reason)
+		changed = true
+	}
+	if changed {
+		msg.SetBytes(f.Append(nil, nil))
+	}
 }
 
 // Close implements service.BatchProcessor.

@@ -12,6 +12,9 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+
+	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
 func parse(t testing.TB, yaml string) *Processor {
@@ -65,6 +68,56 @@ reason: 'duplicate row: the same as line ${! meta("line") }'
 	want := []string{"1:ok", "2:ok", "3:bad price", "4:duplicate row: the same as line 4", "5:ok", "6:duplicate row: the same as line 6", "7:duplicate row: the same as line 7"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got  %v\nwant %v", got, want)
+	}
+}
+
+// TestDistinctFrames: a frame's rows are checked in order like messages,
+// whether the key is a metadata column or an interpolation on the row.
+func TestDistinctFrames(t *testing.T) {
+	for _, tc := range []struct{ name, key string }{
+		{"metadata column", `${! meta("raw") }`},
+		{"interpolated", `${! json("k") }`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := parse(t, "key: '"+tc.key+"'\nreason: 'duplicate row: the same as line ${! meta(\"line\") }'\n")
+			w := frame.NewWriter()
+			k, raw, line := w.Add("k", abi.TypeString, false), w.AddRaw("raw"), w.Add("line", abi.TypeInt, true)
+			for i, key := range []string{"a", "b", "c", "a", "c", "b"} {
+				k.Text(key)
+				raw.Text(key)
+				line.Int(int64(i + 1))
+				if i == 2 {
+					w.Reject("bad price")
+				} else {
+					w.Accept()
+				}
+			}
+			body, err := w.Append(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := p.ProcessBatch(context.Background(), service.MessageBatch{service.NewMessage(body)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := out[0][0].AsBytes()
+			f, err := frame.Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for i := 0; i < f.Rows; i++ {
+				if r, ok := f.Reason(i); ok {
+					got = append(got, fmt.Sprintf("%d:%s", i+1, r))
+				} else {
+					got = append(got, fmt.Sprintf("%d:ok", i+1))
+				}
+			}
+			want := []string{"1:ok", "2:ok", "3:bad price", "4:duplicate row: the same as line 4", "5:ok", "6:duplicate row: the same as line 6"}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("got  %v\nwant %v", got, want)
+			}
+		})
 	}
 }
 

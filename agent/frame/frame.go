@@ -21,7 +21,9 @@
 //	magic (8 bytes) | rows u32 | columns u32
 //	per column: type u8 | flags u8 (1 = metadata) | name length u16 | name
 //	padding to 8
-//	reasons: a string column (valid = 1 where the row is rejected)
+//	reasons: a string column; valid is 0 for a row not rejected, 1 for a
+//	  row rejected by a step (its values stand), 2 for a row rejected
+//	  before it had values (csv_file's rejects: only its raw bytes)
 //	each column in the ABI layout (abi.AppendColumn)
 //
 // A decoded Frame aliases the message body it was read from.
@@ -47,9 +49,17 @@ const Magic = "\x00sluicef"
 // Is reports whether body is an encoded frame.
 func Is(body []byte) bool { return bytes.HasPrefix(body, []byte(Magic)) }
 
-// flagMeta marks a column that is per-row metadata (csv_file, csv_line,
-// csv_raw, what a plugin set with SetMeta) rather than a field of the row.
-const flagMeta = 1
+// Column flags.
+const (
+	// flagMeta marks a column that is per-row metadata (csv_file,
+	// csv_line, csv_raw, what a plugin set with SetMeta) rather than a
+	// field of the row.
+	flagMeta = 1
+	// flagRaw marks the metadata column holding each row's original bytes
+	// (csv_raw): a rejected row unframes to them, as a rejected row that
+	// travelled alone would have carried them as its body.
+	flagRaw = 2
+)
 
 // Column is one named column of a frame.
 type Column struct {
@@ -57,11 +67,26 @@ type Column struct {
 	// Meta is true for per-row metadata: unframe sets it as the message's
 	// metadata, and outputs that load fields do not see it.
 	Meta bool
+	// Raw marks the metadata column of each row's original bytes.
+	Raw bool
 	abi.Column
 }
 
-// Null reports whether row i has no value.
-func (c *Column) Null(i int) bool { return c.Valid[i] == 0 }
+// Validity bytes of a frame column's rows. The ABI's columns have 0 and
+// 1; a frame also tells a field the row lacks from a null, as a JSON row
+// would.
+const (
+	validNull   = 0
+	validValue  = 1
+	validAbsent = 2
+)
+
+// Null reports whether row i has no value: null or absent.
+func (c *Column) Null(i int) bool { return c.Valid[i] != validValue }
+
+// Absent reports whether row i lacks the field altogether (a step that
+// adds it did not set it for this row), as opposed to holding null.
+func (c *Column) Absent(i int) bool { return c.Valid[i] == validAbsent }
 
 // Int is row i of an int or time column.
 func (c *Column) Int(i int) int64 { return int64(binary.LittleEndian.Uint64(c.Fixed[i*8:])) }
@@ -144,7 +169,8 @@ func Decode(body []byte) (*Frame, error) {
 	for c := range f.Cols {
 		col := &f.Cols[c]
 		col.Type = abi.Type(r.U8())
-		col.Meta = r.U8()&flagMeta != 0
+		flags := r.U8()
+		col.Meta, col.Raw = flags&flagMeta != 0, flags&flagRaw != 0
 		col.Name = string(r.Raw(int(r.U16())))
 		if r.Err() == nil && (col.Type < abi.TypeInt || col.Type > abi.TypeTime) {
 			return nil, fmt.Errorf("malformed frame: column %q has type %d", col.Name, col.Type)
@@ -236,6 +262,19 @@ func (f *Frame) Accepted() int {
 	return n
 }
 
+// Unread reports whether row i was rejected before it had values: it is
+// its original bytes (the raw column) and a reason.
+func (f *Frame) Unread(i int) bool {
+	_, later := f.rejected[i]
+	return !later && f.reasons.Valid[i] == reasonUnread
+}
+
+// Reasons' validity bytes.
+const (
+	reasonRejected = 1
+	reasonUnread   = 2
+)
+
 // Reject marks row i rejected with reason. A row keeps its first reason.
 func (f *Frame) Reject(i int, reason string) {
 	if f.Rejected(i) {
@@ -265,7 +304,7 @@ func (f *Frame) AppendRowJSON(dst []byte, i int) []byte {
 	first := true
 	for c := range f.Cols {
 		col := &f.Cols[c]
-		if col.Meta {
+		if col.Meta || col.Absent(i) {
 			continue
 		}
 		if !first {
@@ -297,11 +336,7 @@ func (f *Frame) Append(dst []byte, keep []bool) []byte {
 	w.U32(uint32(len(f.Cols)))
 	for _, col := range f.Cols {
 		w.U8(uint8(col.Type))
-		var flags uint8
-		if col.Meta {
-			flags |= flagMeta
-		}
-		w.U8(flags)
+		w.U8(flagsOf(col.Meta, col.Raw))
 		w.U16(uint16(len(col.Name)))
 		w.Raw([]byte(col.Name))
 	}
@@ -314,6 +349,9 @@ func (f *Frame) Append(dst []byte, keep []bool) []byte {
 		}
 		if s, ok := f.Reason(i); ok {
 			reasons.String([]byte(s))
+			if f.Unread(i) {
+				reasons.valid[len(reasons.valid)-1] = reasonUnread
+			}
 		} else {
 			reasons.Null()
 		}
@@ -323,6 +361,27 @@ func (f *Frame) Append(dst []byte, keep []bool) []byte {
 		appendColumn(&w, base, &f.Cols[c].Column, f.Rows, keep)
 	}
 	return w.Buf
+}
+
+func flagsOf(meta, raw bool) uint8 {
+	var flags uint8
+	if meta {
+		flags |= flagMeta
+	}
+	if raw {
+		flags |= flagRaw
+	}
+	return flags
+}
+
+// RawCol returns the column of the rows' original bytes, or nil.
+func (f *Frame) RawCol() *Column {
+	for c := range f.Cols {
+		if f.Cols[c].Raw {
+			return &f.Cols[c]
+		}
+	}
+	return nil
 }
 
 // align pads w to a multiple of 8 from base, where the frame starts.
@@ -394,6 +453,12 @@ func (b *Builder) zero() {
 	}
 }
 
+// Absent appends a row that lacks the field.
+func (b *Builder) Absent() {
+	b.valid = append(b.valid, validAbsent)
+	b.zero()
+}
+
 // Int appends an int (or, for a time column, nanoseconds since the epoch).
 func (b *Builder) Int(v int64) {
 	b.valid = append(b.valid, 1)
@@ -418,6 +483,13 @@ func (b *Builder) Bool(v bool) {
 
 // String appends a string; s is copied.
 func (b *Builder) String(s []byte) {
+	b.valid = append(b.valid, 1)
+	b.data = append(b.data, s...)
+	b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
+}
+
+// Text appends a string.
+func (b *Builder) Text(s string) {
 	b.valid = append(b.valid, 1)
 	b.data = append(b.data, s...)
 	b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
@@ -478,9 +550,11 @@ func (b *Builder) append(w *abi.Writer, base int) {
 
 // Writer builds a new frame column by column, as csv_file does.
 type Writer struct {
-	Cols    []*Builder
-	Names   []string
-	Meta    []bool
+	Cols  []*Builder
+	Names []string
+	Meta  []bool
+	// Raw is 1 + the index of the column of original bytes, 0 for none.
+	Raw     int
 	reasons Builder
 }
 
@@ -494,12 +568,23 @@ func (w *Writer) Add(name string, t abi.Type, meta bool) *Builder {
 	return b
 }
 
+// AddRaw declares the metadata column of each row's original bytes.
+func (w *Writer) AddRaw(name string) *Builder {
+	b := w.Add(name, abi.TypeString, true)
+	w.Raw = len(w.Cols)
+	return b
+}
+
 // Accept ends a row that is not rejected.
 func (w *Writer) Accept() { w.reasons.Null() }
 
-// Reject ends a row rejected for reason. Every column must have a value
-// (Null, for those the row did not reach) for the row.
-func (w *Writer) Reject(reason string) { w.reasons.String([]byte(reason)) }
+// Reject ends a row rejected for reason before it had values (a row that
+// did not parse): every column has a Null for it but the metadata, and it
+// stands for its original bytes (AddRaw's column).
+func (w *Writer) Reject(reason string) {
+	w.reasons.Text(reason)
+	w.reasons.valid[len(w.reasons.valid)-1] = reasonUnread
+}
 
 // Rows is the number of rows ended.
 func (w *Writer) Rows() int { return w.reasons.Len() }
@@ -519,11 +604,7 @@ func (w *Writer) Append(dst []byte) ([]byte, error) {
 	aw.U32(uint32(len(w.Cols)))
 	for i, b := range w.Cols {
 		aw.U8(uint8(b.Type))
-		var flags uint8
-		if w.Meta[i] {
-			flags |= flagMeta
-		}
-		aw.U8(flags)
+		aw.U8(flagsOf(w.Meta[i], w.Raw == i+1))
 		aw.U16(uint16(len(w.Names[i])))
 		aw.Raw([]byte(w.Names[i]))
 	}

@@ -15,8 +15,11 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 
+	"github.com/sluice-dev/sluice/agent/frame"
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
+
+func leUint64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
 
 // scratch is per-instance reusable memory for encoding requests, so a
 // steady stream of batches does not allocate per batch.
@@ -27,6 +30,10 @@ type scratch struct {
 	raw   []byte
 	add   []byte
 	merge [2][]byte
+	// arena holds a frame call's rendered values (frames.go), frameCols
+	// its columns per declared field.
+	arena     []byte
+	frameCols []*frame.Column
 }
 
 type colScratch struct {
@@ -148,14 +155,7 @@ func (i *Instance) processBytes(ctx context.Context, batch service.MessageBatch)
 func (i *Instance) processColumns(ctx context.Context, batch service.MessageBatch, kin *KeyedInput) (service.MessageBatch, error) {
 	s := &i.scratch
 	in := i.desc.In
-	if len(s.cols) < len(in) {
-		s.cols = make([]colScratch, len(in))
-	}
-	for c := range in {
-		cs := &s.cols[c]
-		cs.valid, cs.fixed, cs.strs = cs.valid[:0], cs.fixed[:0], cs.strs[:0]
-	}
-	s.rows = s.rows[:0]
+	s.resetColumns(in)
 	for idx, msg := range batch {
 		if kin != nil && kin.KeyIdx[idx] < 0 {
 			continue // its key could not be read: failed already
@@ -174,23 +174,40 @@ func (i *Instance) processColumns(ctx context.Context, batch service.MessageBatc
 	if len(s.rows) == 0 {
 		return batch, nil
 	}
-	rows := len(s.rows)
+	out, err := i.callColumns(ctx, kin)
+	if err != nil {
+		return nil, err
+	}
+	return i.mergeColumns(batch, out, kin)
+}
+
+// resetColumns empties the column scratch for a new call.
+func (s *scratch) resetColumns(in []abi.Field) {
+	if len(s.cols) < len(in) {
+		s.cols = make([]colScratch, len(in))
+	}
+	for c := range in {
+		cs := &s.cols[c]
+		cs.valid, cs.fixed, cs.strs = cs.valid[:0], cs.fixed[:0], cs.strs[:0]
+	}
+	s.rows = s.rows[:0]
+}
+
+// callColumns calls the plugin on the rows gathered in the scratch.
+func (i *Instance) callColumns(ctx context.Context, kin *KeyedInput) ([]byte, error) {
+	s := &i.scratch
 	w := &s.req
 	w.Reset()
-	w.U32(uint32(rows))
+	w.U32(uint32(len(s.rows)))
 	w.U32(0)
-	for c, f := range in {
+	for c, f := range i.desc.In {
 		cs := &s.cols[c]
 		abi.AppendColumn(w, f.Type, cs.valid, cs.fixed, cs.strs)
 	}
 	if i.desc.Stateful {
 		kin.appendSection(w, s.rows)
 	}
-	out, err := i.call(ctx, i.process, w.Buf)
-	if err != nil {
-		return nil, err
-	}
-	return i.mergeColumns(batch, out, kin)
+	return i.call(ctx, i.process, w.Buf)
 }
 
 // appendRow parses the declared fields of one message into the column
@@ -264,20 +281,33 @@ func (s *scratch) truncate(fields []abi.Field, n int) {
 	}
 }
 
-func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *KeyedInput) (service.MessageBatch, error) {
-	s := &i.scratch
-	rows := len(s.rows)
+// columnsResult is a columns-mode plugin's decoded reply.
+type columnsResult struct {
+	actions []byte
+	outCols []abi.Column
+	reasons map[int]string
+	metas   []rowMeta
+}
+
+// rowMeta is metadata a plugin set on one row.
+type rowMeta struct {
+	row        int
+	key, value string
+}
+
+// readColumnsResult decodes and checks a reply to a call of rows rows.
+func (i *Instance) readColumnsResult(out []byte, rows int, kin *KeyedInput) (*columnsResult, error) {
 	r := abi.NewReader(out)
 	r.U32()
 	if n := int(r.U32()); n != rows {
 		i.broken = true
 		return nil, fmt.Errorf("malformed result: %d rows for %d sent", n, rows)
 	}
-	actions := r.Raw(rows)
+	res := &columnsResult{actions: r.Raw(rows), reasons: map[int]string{}}
 	r.Align8()
-	outCols := make([]abi.Column, len(i.desc.Out))
+	res.outCols = make([]abi.Column, len(i.desc.Out))
 	for c, f := range i.desc.Out {
-		outCols[c] = abi.ReadColumn(r, f.Type, rows)
+		res.outCols[c] = abi.ReadColumn(r, f.Type, rows)
 	}
 	if i.desc.Stateful {
 		if err := kin.readSection(r); err != nil {
@@ -285,7 +315,6 @@ func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *Key
 			return nil, err
 		}
 	}
-	reasons := map[int]string{}
 	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
 		row := int(r.U32())
 		reason := string(r.Bytes())
@@ -293,13 +322,8 @@ func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *Key
 			i.broken = true
 			return nil, fmt.Errorf("malformed result: failure for row %d of %d", row, rows)
 		}
-		reasons[row] = reason
+		res.reasons[row] = reason
 	}
-	type rowMeta struct {
-		row        int
-		key, value string
-	}
-	var metas []rowMeta
 	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
 		row := int(r.U32())
 		k, v := string(r.Bytes()), string(r.Bytes())
@@ -307,13 +331,13 @@ func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *Key
 			i.broken = true
 			return nil, fmt.Errorf("malformed result: metadata for row %d of %d", row, rows)
 		}
-		metas = append(metas, rowMeta{row, k, v})
+		res.metas = append(res.metas, rowMeta{row, k, v})
 	}
 	if err := r.Err(); err != nil {
 		i.broken = true
 		return nil, fmt.Errorf("malformed result: %w", err)
 	}
-	for row, a := range actions {
+	for row, a := range res.actions {
 		switch abi.Action(a) {
 		case abi.ActionKeep, abi.ActionDrop, abi.ActionFail:
 		default:
@@ -329,13 +353,22 @@ func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *Key
 			continue
 		}
 		for row := 0; row < rows; row++ {
-			if _, ok := outCols[c].Str(row); !ok && outCols[c].Valid[row] != 0 {
+			if _, ok := res.outCols[c].Str(row); !ok && res.outCols[c].Valid[row] != 0 {
 				i.broken = true
 				return nil, fmt.Errorf("malformed result: output field %q row %d: bad string offsets", f.Name, row)
 			}
 		}
 	}
+	return res, nil
+}
 
+func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *KeyedInput) (service.MessageBatch, error) {
+	s := &i.scratch
+	res, err := i.readColumnsResult(out, len(s.rows), kin)
+	if err != nil {
+		return nil, err
+	}
+	actions, outCols, reasons, metas := res.actions, res.outCols, res.reasons, res.metas
 	for _, m := range metas {
 		batch[s.rows[m.row]].MetaSetMut(m.key, m.value)
 	}

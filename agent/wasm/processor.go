@@ -17,6 +17,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/sluice-dev/sluice/agent/frame"
 	"github.com/sluice-dev/sluice/state"
 )
 
@@ -542,6 +543,9 @@ const (
 
 // ProcessBatch implements service.BatchProcessor.
 func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	if slices.ContainsFunc(batch, isFrame) {
+		return p.processFrames(ctx, batch)
+	}
 	first := -1
 	if p.skipErrored {
 		first = slices.IndexFunc(batch, func(m *service.Message) bool { return m.GetError() != nil })
@@ -567,6 +571,46 @@ func (p *Processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		done = res[0]
 	}
 	return []service.MessageBatch{interleave(batch, todo, done)}, nil
+}
+
+func isFrame(m *service.Message) bool {
+	body, err := m.AsBytes()
+	return err == nil && frame.Is(body)
+}
+
+// processFrames runs each frame of batch through the plugin (frames.go)
+// and the other messages as a batch of rows, keeping their order.
+func (p *Processor) processFrames(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	var rows service.MessageBatch
+	for _, m := range batch {
+		body, err := m.AsBytes()
+		if err != nil || !frame.Is(body) {
+			rows = append(rows, m)
+			continue
+		}
+		if p.skipErrored && m.GetError() != nil {
+			continue
+		}
+		g := p.hold()
+		if g == nil {
+			m.SetError(fmt.Errorf("plugin %s: %w", p.mod.Name(), errClosed))
+			continue
+		}
+		p.processFrame(ctx, g, m, body)
+		g.unhold(ctx)
+	}
+	if len(rows) == 0 {
+		return []service.MessageBatch{batch}, nil
+	}
+	res, err := p.ProcessBatch(ctx, rows)
+	if err != nil {
+		return nil, err
+	}
+	var done service.MessageBatch
+	if len(res) > 0 {
+		done = res[0]
+	}
+	return []service.MessageBatch{interleave(batch, rows, done)}, nil
 }
 
 // interleave puts the messages of batch that were not processed back in

@@ -55,6 +55,18 @@ func newStepMetrics(m *service.Metrics) *stepMetrics {
 // nanoseconds and came back as out (nil when the call failed, err).
 // broken says whether the call left the instance unsound.
 func (s *stepMetrics) call(in service.MessageBatch, out service.MessageBatch, ns int64, err error, broken bool, pages uint32) {
+	failed := 0
+	for _, m := range out {
+		if m.GetError() != nil {
+			failed++
+		}
+	}
+	s.callRows(len(in), len(out), failed, ns, err, broken, pages)
+}
+
+// callRows records a call of in rows (messages, or a frame's rows) of
+// which out were kept and failed failed.
+func (s *stepMetrics) callRows(in, out, failed int, ns int64, err error, broken bool, pages uint32) {
 	if s == nil || s.calls == nil {
 		return
 	}
@@ -68,16 +80,10 @@ func (s *stepMetrics) call(in service.MessageBatch, out service.MessageBatch, ns
 		case broken:
 			s.traps.Incr(1)
 		}
-		s.messages(len(in), len(in), len(in))
+		s.messages(in, in, in)
 		return
 	}
-	failed := 0
-	for _, m := range out {
-		if m.GetError() != nil {
-			failed++
-		}
-	}
-	s.messages(len(in), len(out), failed)
+	s.messages(in, out, failed)
 }
 
 // messages counts a call's messages: in went in, out went on (failed ones

@@ -1,0 +1,189 @@
+package csvinput
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+)
+
+// readFrame hands on the next rows of the current file as one frame.
+func (in *input) readFrame() (service.MessageBatch, service.AckFunc, error) {
+	for {
+		if in.cur == nil {
+			if len(in.files) == 0 {
+				return in.emit(nil, 0)
+			}
+			name := in.files[0]
+			data, err := in.read(name)
+			if err != nil {
+				return nil, nil, err
+			}
+			in.files = in.files[1:]
+			in.cur = in.open(name, data)
+		}
+		body, rows, err := in.cur.frame(in.batchSize)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rows == 0 {
+			in.cur = nil
+			continue
+		}
+		return in.emit(service.MessageBatch{service.NewMessage(body)}, rows)
+	}
+}
+
+// frameCols are the builders of one file's frames.
+type frameCols struct {
+	w      *frame.Writer
+	fields []*frame.Builder // per header column
+	file   *frame.Builder   // file_field, if set
+	line   *frame.Builder   // line_field, if set
+	// metadata, as a row's message would carry it
+	metaFile, metaLine, metaRaw *frame.Builder
+	cells                       []cell
+}
+
+func (f *fileReader) frameCols() *frameCols {
+	fc := &frameCols{w: frame.NewWriter()}
+	if f.headerErr == nil {
+		for i, h := range f.header {
+			fc.fields = append(fc.fields, fc.w.Add(h, columnType(f.types[i]), false))
+		}
+		if f.in.fileField != "" {
+			fc.file = fc.w.Add(f.in.fileField, abi.TypeString, false)
+		}
+		if f.in.lineField != "" {
+			fc.line = fc.w.Add(f.in.lineField, abi.TypeInt, false)
+		}
+		fc.cells = make([]cell, len(f.header))
+	}
+	fc.metaFile = fc.w.Add("csv_file", abi.TypeString, true)
+	fc.metaLine = fc.w.Add("csv_line", abi.TypeInt, true)
+	fc.metaRaw = fc.w.AddRaw("csv_raw")
+	return fc
+}
+
+// frame encodes up to max of the file's next rows; 0 rows at its end.
+func (f *fileReader) frame(max int) ([]byte, int, error) {
+	if f.done {
+		return nil, 0, nil
+	}
+	if f.fc == nil {
+		f.fc = f.frameCols()
+	}
+	fc := f.fc
+	if f.headerErr != nil {
+		f.done = true
+		end := bytes.IndexByte(f.data, '\n')
+		if end < 0 {
+			end = len(f.data)
+		}
+		fc.reject(f, 1, bytes.TrimRight(f.data[:end], "\r"), f.headerErr)
+		return f.encode()
+	}
+	for fc.w.Rows() < max {
+		start := f.off
+		rec, err := f.r.Read()
+		if errors.Is(err, io.EOF) {
+			f.done = true
+			break
+		}
+		f.off = f.r.InputOffset()
+		line, _ := f.r.FieldPos(0)
+		raw := bytes.Trim(f.data[start:f.off], "\r\n")
+		if err != nil {
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				line = pe.StartLine
+			}
+			fc.reject(f, line, raw, err)
+			continue
+		}
+		if err := fc.convert(f, rec); err != nil {
+			fc.reject(f, line, raw, err)
+			continue
+		}
+		for i, b := range fc.fields {
+			switch c := &fc.cells[i]; {
+			case rec[i] == "":
+				b.Null()
+			case c.t == abi.TypeInt:
+				b.Int(c.i)
+			case c.t == abi.TypeFloat:
+				b.Float(c.f)
+			case c.t == abi.TypeBool:
+				b.Bool(c.b)
+			default:
+				b.Text(c.s)
+			}
+		}
+		if fc.file != nil {
+			fc.file.Text(f.name)
+		}
+		if fc.line != nil {
+			fc.line.Int(int64(line))
+		}
+		fc.meta(f, line, raw)
+		fc.w.Accept()
+	}
+	return f.encode()
+}
+
+func (f *fileReader) encode() ([]byte, int, error) {
+	rows := f.fc.w.Rows()
+	if rows == 0 {
+		return nil, 0, nil
+	}
+	body, err := f.fc.w.Append(nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("csv_file %s: %w", f.name, err)
+	}
+	return body, rows, nil
+}
+
+// convert checks and converts a row's cells, as a JSON row's would be.
+func (fc *frameCols) convert(f *fileReader, rec []string) error {
+	if len(rec) != len(f.header) {
+		return fmt.Errorf("%d fields, the header has %d", len(rec), len(f.header))
+	}
+	for i, v := range rec {
+		if v == "" {
+			continue
+		}
+		c, err := convertCell(f.types[i], v)
+		if err != nil {
+			return fmt.Errorf("column %s: %w", f.header[i], err)
+		}
+		fc.cells[i] = c
+	}
+	return nil
+}
+
+func (fc *frameCols) meta(f *fileReader, line int, raw []byte) {
+	fc.metaFile.Text(f.name)
+	fc.metaLine.Int(int64(line))
+	fc.metaRaw.String(raw)
+}
+
+// reject ends a row rejected for err: no values, its metadata, the reason
+// a rejected JSON row would carry.
+func (fc *frameCols) reject(f *fileReader, line int, raw []byte, err error) {
+	for _, b := range fc.fields {
+		b.Null()
+	}
+	for _, b := range []*frame.Builder{fc.file, fc.line} {
+		if b != nil {
+			b.Null()
+		}
+	}
+	fc.meta(f, line, raw)
+	fc.w.Reject(fmt.Sprintf("%s line %d: %v", f.name, line, err))
+}

@@ -1,0 +1,365 @@
+package wasm
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/tidwall/gjson"
+
+	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/internal/jsonfield"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+)
+
+// A frame (agent/frame) reaches a columns-mode plugin without a JSON
+// parse: its columns are the plugin's declared fields, copied (or, for a
+// value-typed field, described) into the request; the plugin's output
+// fields become columns, its failures rejected rows, its metadata
+// metadata columns. What the plugin sees, and what each row ends up as,
+// is what the row would have seen and become as a JSON message.
+
+// frameRows gathers rows of f (frame row indices) into the column scratch
+// and returns, per request row, its frame row. A row whose declared field
+// the host cannot give the plugin is rejected in f, as the JSON path
+// fails its message.
+func (i *Instance) frameRows(f *frame.Frame, rows []int) []int {
+	s := &i.scratch
+	in := i.desc.In
+	s.resetColumns(in)
+	s.arena = s.arena[:0]
+	if cap(s.frameCols) < len(in) {
+		s.frameCols = make([]*frame.Column, len(in))
+	}
+	cols := s.frameCols[:len(in)]
+	for c, fd := range in {
+		cols[c] = f.Field(fd.Name)
+	}
+	for _, row := range rows {
+		if err := s.appendFrameRow(in, cols, f, row); err != nil {
+			f.Reject(row, fmt.Sprintf("%s: %v", i.name, err))
+			continue
+		}
+		s.rows = append(s.rows, row)
+	}
+	return s.rows
+}
+
+// keep copies b into the call's arena: the request's strings must outlive
+// the buffers they were rendered in. A full chunk is replaced, not grown,
+// so earlier slices stay valid.
+func (s *scratch) keep(b []byte) []byte {
+	if cap(s.arena)-len(s.arena) < len(b) {
+		s.arena = make([]byte, 0, max(64<<10, len(b)))
+	}
+	start := len(s.arena)
+	s.arena = append(s.arena, b...)
+	return s.arena[start:len(s.arena):len(s.arena)]
+}
+
+// appendFrameRow is appendRow for a frame's row. On error nothing is
+// appended.
+func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *frame.Frame, row int) error {
+	for c, fd := range fields {
+		col := cols[c]
+		if fd.Type == abi.TypeValue {
+			kind, text := abi.KindAbsent, []byte(nil)
+			switch {
+			case fd.Name == abi.BodyPath:
+				kind, text = abi.KindObject, s.keep(f.AppendRowJSON(s.raw[:0], row))
+			case col == nil || col.Absent(row):
+			case col.Null(row):
+				kind = abi.KindNull
+			default:
+				kind, text = s.frameValue(col, row)
+			}
+			if fd.Required && kind <= abi.KindNull {
+				s.truncate(fields, c)
+				return fmt.Errorf("required field %q is missing", fd.Name)
+			}
+			s.appendValue(c, fd.Type, true, uint64(kind), text)
+			continue
+		}
+		if col == nil || col.Null(row) {
+			if fd.Required {
+				s.truncate(fields, c)
+				return fmt.Errorf("required field %q is missing", fd.Name)
+			}
+			s.appendValue(c, fd.Type, false, 0, nil)
+			continue
+		}
+		if col.Type == fd.Type {
+			switch fd.Type.Fixed() {
+			case 8:
+				s.appendValue(c, fd.Type, true, uint64(col.Int(row)), nil)
+			case 1:
+				s.appendValue(c, fd.Type, true, uint64(col.Fixed[row]), nil)
+			default:
+				s.appendValue(c, fd.Type, true, 0, col.Bytes(row))
+			}
+			continue
+		}
+		// Another type: convert exactly as the row's JSON value would be.
+		s.raw = col.AppendJSON(s.raw[:0], row)
+		u, str, err := jsonfield.Convert(fd.Type, gjson.ParseBytes(s.raw))
+		if err != nil {
+			s.truncate(fields, c)
+			return fmt.Errorf("field %q: %w", fd.Name, err)
+		}
+		s.appendValue(c, fd.Type, true, u, s.keep(str))
+	}
+	return nil
+}
+
+// frameValue describes a typed value as a value-typed field gets it.
+func (s *scratch) frameValue(col *frame.Column, row int) (abi.Kind, []byte) {
+	switch col.Type {
+	case abi.TypeBool:
+		if col.Bool(row) {
+			return abi.KindTrue, nil
+		}
+		return abi.KindFalse, nil
+	case abi.TypeString:
+		return abi.KindString, col.Bytes(row)
+	case abi.TypeTime:
+		return abi.KindString, s.keep(time.Unix(0, col.Int(row)).UTC().AppendFormat(s.raw[:0], time.RFC3339Nano))
+	}
+	s.raw = col.AppendJSON(s.raw[:0], row)
+	return abi.KindNumber, s.keep(s.raw)
+}
+
+// frameOutputs collects a frame's plugin results across its calls.
+type frameOutputs struct {
+	rows   int
+	fields []abi.Field
+	valid  [][]byte   // per output field, per frame row
+	fixed  [][]uint64 // fixed-width values
+	strs   [][][]byte // strings, copied out of the instance's memory
+	metas  map[string]map[int]string
+	drop   []bool
+}
+
+func newFrameOutputs(rows int, fields []abi.Field) *frameOutputs {
+	o := &frameOutputs{rows: rows, fields: fields, drop: make([]bool, rows)}
+	for _, fd := range fields {
+		o.valid = append(o.valid, make([]byte, rows))
+		if fd.Type.Fixed() != 0 {
+			o.fixed = append(o.fixed, make([]uint64, rows))
+			o.strs = append(o.strs, nil)
+		} else {
+			o.fixed = append(o.fixed, nil)
+			o.strs = append(o.strs, make([][]byte, rows))
+		}
+	}
+	return o
+}
+
+// add applies one call's result: rows maps its request rows to frame rows.
+func (o *frameOutputs) add(name string, f *frame.Frame, res *columnsResult, rows []int) {
+	for r, row := range rows {
+		switch abi.Action(res.actions[r]) {
+		case abi.ActionDrop:
+			o.drop[row] = true
+			continue
+		case abi.ActionFail:
+			f.Reject(row, name+": "+res.reasons[r])
+			continue
+		}
+		for c, fd := range o.fields {
+			col := &res.outCols[c]
+			if col.Valid[r] == 0 {
+				continue
+			}
+			o.valid[c][row] = 1
+			switch fd.Type.Fixed() {
+			case 8:
+				o.fixed[c][row] = leUint64(col.Fixed[r*8:])
+			case 1:
+				o.fixed[c][row] = uint64(col.Fixed[r])
+			default:
+				str, _ := col.Str(r) // checked by readColumnsResult
+				o.strs[c][row] = append([]byte(nil), str...)
+			}
+		}
+	}
+	for _, m := range res.metas {
+		if o.metas == nil {
+			o.metas = map[string]map[int]string{}
+		}
+		if o.metas[m.key] == nil {
+			o.metas[m.key] = map[int]string{}
+		}
+		o.metas[m.key][rows[m.row]] = m.value
+	}
+}
+
+// apply sets the outputs as f's columns, merged with the columns of the
+// same names as the JSON path merges fields: a row the plugin left unset
+// keeps its value. It returns the rows to keep, nil for all.
+func (o *frameOutputs) apply(name string, f *frame.Frame) []bool {
+	for c, fd := range o.fields {
+		old := f.Field(fd.Name)
+		var b frame.Builder
+		b.Reset(fd.Type)
+		for row := 0; row < o.rows; row++ {
+			switch {
+			case o.valid[c][row] != 0 && fd.Type.Fixed() != 0:
+				b.Raw(1, o.fixed[c][row], nil)
+			case o.valid[c][row] != 0:
+				b.Raw(1, 0, o.strs[c][row])
+			case old == nil || old.Absent(row):
+				b.Absent()
+			case old.Null(row):
+				b.Null()
+			case old.Type == fd.Type:
+				b.Raw(1, oldFixed(old, row), oldStr(old, row))
+			default:
+				// A JSON row would keep its old value of another type; a
+				// column has one type, so the row is rejected rather than
+				// changed.
+				f.Reject(row, fmt.Sprintf("%s: output field %q: the plugin left it unset and the row's %s value cannot stay in a %s column; use unframe before this step", name, fd.Name, old.Type, fd.Type))
+				b.Null()
+			}
+		}
+		f.Set(b.Column(fd.Name, false))
+	}
+	for key, vals := range o.metas {
+		old := f.Col(key)
+		if old != nil && !old.Meta {
+			old = nil
+		}
+		var b frame.Builder
+		b.Reset(abi.TypeString)
+		for row := 0; row < o.rows; row++ {
+			if v, ok := vals[row]; ok {
+				b.Text(v)
+			} else if old != nil && !old.Null(row) {
+				b.String(old.AppendText(nil, row))
+			} else {
+				b.Null()
+			}
+		}
+		f.Set(b.Column(key, true))
+	}
+	for _, d := range o.drop {
+		if d {
+			keep := make([]bool, o.rows)
+			for row, d := range o.drop {
+				keep[row] = !d
+			}
+			return keep
+		}
+	}
+	return nil
+}
+
+func oldFixed(c *frame.Column, row int) uint64 {
+	switch c.Type.Fixed() {
+	case 8:
+		return uint64(c.Int(row))
+	case 1:
+		return uint64(c.Fixed[row])
+	}
+	return 0
+}
+
+func oldStr(c *frame.Column, row int) []byte {
+	if c.Type.Fixed() != 0 {
+		return nil
+	}
+	return c.Bytes(row)
+}
+
+// frameRefusal says why this step cannot take frames, or "".
+func frameRefusal(d abi.Descriptor, keyed bool) string {
+	switch {
+	case keyed || d.Stateful:
+		return "a keyed (stateful) step does not take frames; put `unframe` before it"
+	case d.Mode != abi.ModeColumns:
+		return "a bytes-mode plugin does not take frames; put `unframe` before it"
+	}
+	for _, fd := range d.Out {
+		if strings.Contains(fd.Name, ".") {
+			return fmt.Sprintf("output field %q is a path and frames hold flat rows; put `unframe` before this step", fd.Name)
+		}
+	}
+	return ""
+}
+
+// processFrame runs msg's frame through the plugin, in calls of at most
+// maxCall rows. Rows rejected before are not passed (a row keeps its
+// first reason); a failed call rejects its rows with the reason.
+func (p *Processor) processFrame(ctx context.Context, g *generation, msg *service.Message, body []byte) {
+	f, err := frame.Decode(body)
+	if err != nil {
+		msg.SetError(fmt.Errorf("plugin %s: %w", p.mod.Name(), err))
+		return
+	}
+	var rows []int
+	for row := 0; row < f.Rows; row++ {
+		if !f.Rejected(row) {
+			rows = append(rows, row)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	var outs *frameOutputs
+	for start := 0; start < len(rows); start += p.maxCall {
+		chunk := rows[start:min(start+p.maxCall, len(rows))]
+		inst, err := g.acquire(ctx, p.icfg)
+		if err == nil {
+			if why := frameRefusal(inst.desc, p.keyed != nil); why != "" {
+				g.release(ctx, inst, nil, p.stats)
+				err = fmt.Errorf("%s", why)
+			}
+		}
+		if err != nil {
+			p.stats.messages(len(chunk), len(chunk), len(chunk))
+			p.logger.Error("plugin failed a frame", "rows", len(chunk), "error", err)
+			for _, row := range chunk {
+				f.Reject(row, fmt.Sprintf("plugin %s: %v", p.mod.Name(), err))
+			}
+			continue
+		}
+		callStart := time.Now()
+		sent := inst.frameRows(f, chunk)
+		var res *columnsResult
+		if len(sent) > 0 {
+			var out []byte
+			if out, err = inst.callColumns(ctx, nil); err == nil {
+				res, err = inst.readColumnsResult(out, len(sent), nil)
+			}
+		}
+		failed, dropped := len(chunk)-len(sent), 0
+		if err == nil && res != nil {
+			if outs == nil {
+				outs = newFrameOutputs(f.Rows, inst.desc.Out)
+			}
+			outs.add(inst.name, f, res, sent)
+			for _, a := range res.actions {
+				switch abi.Action(a) {
+				case abi.ActionFail:
+					failed++
+				case abi.ActionDrop:
+					dropped++
+				}
+			}
+		}
+		p.stats.callRows(len(chunk), len(chunk)-dropped, failed, int64(time.Since(callStart)), err, inst.Broken(), inst.MemoryPages())
+		g.release(ctx, inst, err, p.stats)
+		if err != nil {
+			p.logger.Error("plugin failed a frame", "rows", len(chunk), "error", err)
+			for _, row := range sent {
+				f.Reject(row, fmt.Sprintf("plugin %s: %v", p.mod.Name(), err))
+			}
+		}
+	}
+	var keep []bool
+	if outs != nil {
+		keep = outs.apply(p.mod.Name(), f)
+	}
+	msg.SetBytes(f.Append(nil, keep))
+}

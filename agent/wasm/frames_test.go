@@ -1,0 +1,177 @@
+package wasm_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/agent/wasm"
+	"github.com/sluice-dev/sluice/pipelines"
+	"github.com/sluice-dev/sluice/plugins/builtin"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+)
+
+// salesFrame is a frame of sales rows as csv_file reads them, with the
+// cases the seed's checks and transform care about.
+func salesFrame(t testing.TB) []byte {
+	t.Helper()
+	w := frame.NewWriter()
+	date, product, qty, price, customer := w.Add("date", abi.TypeString, false), w.Add("product_id", abi.TypeInt, false),
+		w.Add("quantity", abi.TypeInt, false), w.Add("price", abi.TypeFloat, false), w.Add("customer_id", abi.TypeInt, false)
+	line := w.Add("line", abi.TypeInt, false)
+	raw := w.AddRaw("csv_raw")
+	type row struct {
+		date              string
+		product, qty, cus int64
+		price             float64
+		nullPrice         bool
+		reject            string
+	}
+	rows := []row{
+		{date: "2024-01-15", product: 7, qty: 2, price: 9.99, cus: 100},
+		{date: "2024-01-15", product: 8, qty: -1, price: 5, cus: 101},              // negative quantity
+		{date: "2024-02-30", product: 9, qty: 1, price: 3.5, cus: 102},             // not a date
+		{date: "2024-03-01", product: 9, qty: 3, nullPrice: true, cus: 103},        // missing price
+		{date: "2024-03-02", product: 1, qty: 1, price: 1, reject: "csv: earlier"}, // rejected before the step
+		{date: "2023-12-31", product: 2, qty: 4, price: 0.1, cus: 104},
+	}
+	for i, r := range rows {
+		date.Text(r.date)
+		product.Int(r.product)
+		qty.Int(r.qty)
+		if r.nullPrice {
+			price.Null()
+		} else {
+			price.Float(r.price)
+		}
+		customer.Int(r.cus)
+		line.Int(int64(i + 2))
+		raw.Text(fmt.Sprintf("raw row %d", i))
+		if r.reject != "" {
+			w.Reject(r.reject)
+		} else {
+			w.Accept()
+		}
+	}
+	b, err := w.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// rowsOf unframes a frame message into its rows' messages.
+func rowsOf(t testing.TB, msg *service.Message) service.MessageBatch {
+	t.Helper()
+	b, err := msg.AsBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := frame.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out service.MessageBatch
+	for i := 0; i < f.Rows; i++ {
+		out = append(out, f.RowMessage(msg, i))
+	}
+	return out
+}
+
+// describe renders a message as what a user checks: its body as a JSON
+// value, its error, its metadata.
+func describe(t testing.TB, m *service.Message) string {
+	t.Helper()
+	b, _ := m.AsBytes()
+	var v any
+	s := string(b)
+	if json.Unmarshal(b, &v) == nil {
+		nb, _ := json.Marshal(v)
+		s = string(nb)
+	}
+	if err := m.GetError(); err != nil {
+		s += " ! " + err.Error()
+	}
+	meta := map[string]string{}
+	_ = m.MetaWalk(func(k, v string) error { meta[k] = v; return nil })
+	for _, k := range slices.Sorted(maps.Keys(meta)) {
+		s += fmt.Sprintf(" [%s=%s]", k, meta[k])
+	}
+	return s
+}
+
+// TestFramesMatchRows runs the shipped sales steps over the same rows as
+// one frame and as one JSON message each: every row must come out the
+// same — body, error and metadata.
+func TestFramesMatchRows(t *testing.T) {
+	eng, err := wasm.NewEngine(wasm.EngineConfig{Builtins: builtin.Lookup, BuiltinFiles: pipelines.File})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	for _, tc := range []struct {
+		name, yaml string
+	}{
+		{"validate", "builtin: validate\nconfig_file: builtin:suites/sales_data.yaml\nskip_errored: true\n"},
+		{"transform", "builtin: sales\nskip_errored: true\n"},
+		{"transform in calls of 2 rows", "builtin: sales\nskip_errored: true\nmax_call_messages: 2\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			frameMsg := service.NewMessage(salesFrame(t))
+			rows := rowsOf(t, frameMsg)
+			pr, pf := mustProcessor(t, eng, tc.yaml), mustProcessor(t, eng, tc.yaml)
+			var want []string
+			for _, m := range run(t, pr, rows) {
+				want = append(want, describe(t, m))
+			}
+			out := run(t, pf, service.MessageBatch{frameMsg})
+			if len(out) != 1 {
+				t.Fatalf("%d messages out of a frame, want the frame", len(out))
+			}
+			var got []string
+			for _, m := range rowsOf(t, out[0]) {
+				got = append(got, describe(t, m))
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("frame rows:\n  %s\nJSON rows:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+			}
+			if !strings.Contains(strings.Join(got, "\n"), "!") {
+				t.Error("no row failed: the sample lost its bad rows")
+			}
+		})
+	}
+}
+
+// TestFrameRefused: a step that cannot take a frame rejects its rows with
+// a reason that says what to do, and loses none of them.
+func TestFrameRefused(t *testing.T) {
+	eng := newEngine(t, "")
+	p := mustProcessor(t, eng, "path: "+plugins["echo"])
+	out := run(t, p, service.MessageBatch{service.NewMessage(salesFrame(t))})
+	rows := rowsOf(t, out[0])
+	if len(rows) != 6 {
+		t.Fatalf("%d rows, want 6", len(rows))
+	}
+	for i, m := range rows {
+		err := m.GetError()
+		if i == 4 {
+			if err == nil || err.Error() != "csv: earlier" {
+				t.Errorf("row 4: error %v, want its first reason kept", err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "bytes-mode plugin does not take frames; put `unframe` before it") {
+			t.Errorf("row %d: error %v, want the refusal", i, err)
+		}
+		if b, _ := m.AsBytes(); !strings.Contains(string(b), fmt.Sprintf(`"line":%d`, i+2)) {
+			t.Errorf("row %d: body %s, want the row as it was", i, b)
+		}
+	}
+}
