@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,9 +56,9 @@ func ConfigSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
 		Categories("Local").
-		Summary("Writes JSON messages as rows of Parquet files; a file appears under its name only when complete, and a batch is acknowledged only once the file holding its rows has appeared. With `transaction: run` the files of a bounded input's run appear together when the run completed, or none does.").
+		Summary("Writes JSON messages, and the rows of frames, as rows of Parquet files; a file appears under its name only when complete, and a batch is acknowledged only once the file holding its rows has appeared. With `transaction: run` the files of a bounded input's run appear together when the run completed, or none does.").
 		Description(`
-Each message must be a JSON object and becomes one row.
+Each message must be a JSON object, which becomes one row, or a frame (`+"`csv_file`"+` with `+"`frames: true`"+`), whose accepted rows each become one; see Frames below. The counter `+"`output_rows_sent`"+` counts the rows written and acknowledged.
 
 ### Files
 
@@ -80,6 +81,10 @@ A batch job's output should appear whole or not at all: a reader must not take t
 Every message must come from such an input, and from one run: one output instance serves one run. A message with no run, or of another run than the earlier batches, fails its batch with an error naming this field, and the run is then not published. So does a failure to write or finish one of the run's files, since the file may hold rows already acknowledged; later batches of the run then fail at once. A final name must still be new when the output closes, or nothing of the run is published. A message that cannot be converted still fails alone, its batch's other rows written: unless a `+"`fallback`"+` output takes it, the failure reaches the input and the run is not published.
 
 Publishing is a rename per file, not one atomic step: a crash while publishing leaves the files renamed so far (a prefix in name order) under their final names and the rest as `+"`.tmp`"+` leftovers, and running the job again writes those rows again.
+
+### Frames
+
+A frame is one message holding many rows as typed columns. Its accepted rows are converted from the columns, with no JSON in between, and are written as each would be if sent as the JSON message `+"`unframe`"+` makes of it: the same conversions, the same schema inferred (from the values of the first accepted row), the same failures. Its rejected rows and its metadata columns (`+"`csv_file`"+`, `+"`csv_line`"+`, `+"`csv_raw`"+`) are never written. A frame is still one message: `+"`path`"+` is evaluated on it, a file may end partway through it (`+"`max_rows`"+` counts rows, `+"`batching`"+` counts messages), and it is acknowledged or failed whole, so if one of its accepted rows cannot be converted none of them is written, and the error names the first such row, by its index in the frame, and its column.
 
 ### Leftovers of a crash
 
@@ -185,9 +190,14 @@ type output struct {
 	runFiles []*file
 	runFault error
 
-	// vals recycles the batches' row values: at a million rows a second
-	// they are most of the garbage.
-	vals sync.Pool
+	// scratch recycles the batches' row values and working memory: at a
+	// million rows a second they are most of the garbage.
+	scratch sync.Pool
+
+	// rowsSent counts the rows written, which a frame holds many of, so
+	// that a run's outcome can say how many rows it loaded where Benthos's
+	// own metrics count messages. Nil when built without resources.
+	rowsSent *service.MetricCounter
 }
 
 func newBareOutput(log *service.Logger) *output {
@@ -197,13 +207,14 @@ func newBareOutput(log *service.Logger) *output {
 		rename:   os.Rename,
 		syncDir:  atomicfile.SyncDir,
 		names:    map[string]bool{},
-		vals:     sync.Pool{New: func() any { return new([]parquet.Value) }},
+		scratch:  sync.Pool{New: func() any { return new(scratch) }},
 	}
 }
 
 func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, service.BatchPolicy, int, error) {
 	var pol service.BatchPolicy
 	o := newBareOutput(res.Logger())
+	o.rowsSent = res.Metrics().NewCounter("output_rows_sent")
 	var err error
 	if o.path, err = conf.FieldInterpolatedString(fPath); err != nil {
 		return nil, pol, 0, err
@@ -312,24 +323,30 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			return err
 		}
 	}
-	sch, failed, err := o.schemaFor(batch)
+	fr, failed := decodeFrames(batch)
+	sch, noSchema, err := o.schemaFor(batch, fr)
 	if err != nil {
 		return err
 	}
+	failed = append(failed, noSchema...)
 	var rows []parquet.Row
 	var msgs []int
-	vals := o.vals.Get().(*[]parquet.Value)
+	sc := o.scratch.Get().(*scratch)
 	if sch != nil {
-		rows, msgs, failed = convert(sch, batch, vals)
+		var bad []failure
+		rows, msgs, bad = convert(sch, batch, fr, sc)
+		failed = append(failed, bad...)
 	}
 	var files, finish []*file
 	if len(rows) > 0 {
 		files, finish, err = o.append(batch, rows, msgs)
 	}
+	written := len(rows)
 	// The writer has copied the values: the buffer can serve the next batch
 	// while this one waits, without holding on to its strings.
-	clear(*vals)
-	o.vals.Put(vals)
+	sc.rows, sc.msgs = rows, msgs
+	sc.reset()
+	o.scratch.Put(sc)
 	// Other batches wait for these files too, so they are finished whatever
 	// became of this one.
 	for _, f := range finish {
@@ -350,9 +367,16 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			return err
 		}
 	}
+	// The rows are written and acknowledged, whatever failed beside them.
+	if o.rowsSent != nil && written > 0 {
+		o.rowsSent.Incr(int64(written))
+	}
 	if len(failed) == 0 {
 		return nil
 	}
+	// Decoding, inferring and converting each found some: the batch error
+	// leads with the first message's.
+	slices.SortStableFunc(failed, func(a, b failure) int { return a.index - b.index })
 	head := fmt.Errorf("%d of %d messages rejected, the first: %w", len(failed), len(batch), failed[0].err)
 	if len(failed) == 1 {
 		head = failed[0].err
@@ -365,9 +389,9 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 }
 
 // schemaFor gives the configured schema, or the one inferred from the first
-// message that allows it. With no schema yet and none to infer, every
-// message has failed.
-func (o *output) schemaFor(batch service.MessageBatch) (*schema, []failure, error) {
+// message (a frame: its first accepted row) that allows it. With no schema
+// yet and none to infer, every message with a row has failed.
+func (o *output) schemaFor(batch service.MessageBatch, fr framed) (*schema, []failure, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if !o.connected {
@@ -378,6 +402,18 @@ func (o *output) schemaFor(batch service.MessageBatch) (*schema, []failure, erro
 	}
 	var failed []failure
 	for i, msg := range batch {
+		if f := fr.at(i); f != nil {
+			s, row, err := inferFromFrame(f)
+			if s != nil {
+				o.schema = s
+				o.log.Infof("parquet output: schema inferred from row %d of the frame in message %d: %s", row, i, s.describe())
+				return s, nil, nil
+			}
+			if err != nil {
+				failed = append(failed, failure{i, fmt.Errorf("message %d: frame row %d: no schema can be inferred from it: %w", i, row, err)})
+			}
+			continue
+		}
 		raw, err := msg.AsBytes()
 		if err == nil {
 			var s *schema
@@ -392,19 +428,32 @@ func (o *output) schemaFor(batch service.MessageBatch) (*schema, []failure, erro
 	return nil, failed, nil
 }
 
-// convert turns the batch into rows, whose values go in buf, and gives
-// the index of each row's message and the messages that cannot be rows.
-func convert(sch *schema, batch service.MessageBatch, buf *[]parquet.Value) ([]parquet.Row, []int, []failure) {
+// convert turns the batch into rows, whose values go in sc, and gives the
+// index of each row's message and the messages that cannot be rows. A
+// frame gives its accepted rows, or none if one of them cannot be a row.
+func convert(sch *schema, batch service.MessageBatch, fr framed, sc *scratch) ([]parquet.Row, []int, []failure) {
 	n := len(sch.cols)
-	if cap(*buf) < len(batch)*n {
-		*buf = make([]parquet.Value, len(batch)*n)
+	if len(sc.vals) < fr.rows*n {
+		sc.vals = make([]parquet.Value, fr.rows*n)
 	}
-	vals := (*buf)[:len(batch)*n]
+	vals := sc.vals[:fr.rows*n]
 	found := make([]gjson.Result, n)
-	rows := make([]parquet.Row, 0, len(batch))
-	msgs := make([]int, 0, len(batch))
+	rows, msgs := sc.rows[:0], sc.msgs[:0]
 	var failed []failure
 	for i, msg := range batch {
+		if f := fr.at(i); f != nil {
+			k := len(rows)
+			got, err := sch.frameRows(f, vals[k*n:], sc)
+			if err != nil {
+				failed = append(failed, failure{i, fmt.Errorf("message %d: %w", i, err)})
+				continue
+			}
+			for r := k; r < k+got; r++ {
+				rows = append(rows, parquet.Row(vals[r*n:(r+1)*n:(r+1)*n]))
+				msgs = append(msgs, i)
+			}
+			continue
+		}
 		raw, err := msg.AsBytes()
 		if err == nil {
 			k := len(rows)

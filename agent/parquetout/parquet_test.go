@@ -23,7 +23,9 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/sluice-dev/sluice/agent/frame"
 	"github.com/sluice-dev/sluice/internal/atomicfile"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 	"github.com/tidwall/gjson"
 )
 
@@ -1147,7 +1149,10 @@ func TestConversions(t *testing.T) {
 }
 
 // BenchmarkParquetWrite writes files of 2^20 rows of the sales shape, the
-// batches in flight at once as Benthos would write them.
+// batches in flight at once as Benthos would write them: as JSON messages
+// (snappy, zstd), and as the same rows in frames of a batch each, typed as
+// csv_file types them, with its metadata columns (frames/snappy,
+// frames/zstd).
 func BenchmarkParquetWrite(b *testing.B) {
 	const batchRows, batches = 8192, 128
 	rows := sales(batchRows * batches)
@@ -1158,11 +1163,26 @@ func BenchmarkParquetWrite(b *testing.B) {
 	}
 	lines := jsonLines(b, rows)
 	msgs := make([]service.MessageBatch, batches)
+	frames := make([]service.MessageBatch, batches)
 	for i := range msgs {
 		msgs[i] = batchOf(lines[i*batchRows : (i+1)*batchRows]...)
+		frames[i] = service.MessageBatch{service.NewMessage(salesFrame(b, rows[i*batchRows:(i+1)*batchRows], lines[i*batchRows:(i+1)*batchRows]))}
 	}
-	for _, codec := range []string{"snappy", "zstd"} {
-		b.Run(codec, func(b *testing.B) {
+	// The frames hold the same rows: unframed, they are the JSON messages.
+	first, _ := frames[0][0].AsBytes()
+	if got := rowsAsJSON(b, first); !slices.Equal(got, lines[:batchRows]) {
+		b.Fatalf("a frame's rows as JSON differ from the messages: %s, want %s", got[0], lines[0])
+	}
+	cases := []struct {
+		name, codec string
+		batches     []service.MessageBatch
+	}{
+		{"snappy", "snappy", msgs}, {"zstd", "zstd", msgs},
+		{"frames/snappy", "snappy", frames}, {"frames/zstd", "zstd", frames},
+	}
+	for _, c := range cases {
+		codec := c.codec
+		b.Run(c.name, func(b *testing.B) {
 			dir := b.TempDir()
 			conf, err := ConfigSpec().ParseYAML(fmt.Sprintf("path: '%s/b-${! counter() }.parquet'\ncompression: %s\nmax_rows: %d\nmax_in_flight: %d\nmax_age: 1m\n%s",
 				dir, codec, batchRows*batches, batches, salesColumns), service.NewEnvironment())
@@ -1181,7 +1201,7 @@ func BenchmarkParquetWrite(b *testing.B) {
 			for b.Loop() {
 				var wg sync.WaitGroup
 				errs := make(chan error, batches)
-				for _, m := range msgs {
+				for _, m := range c.batches {
 					wg.Go(func() { errs <- o.WriteBatch(context.Background(), m) })
 				}
 				wg.Wait()
@@ -1206,6 +1226,34 @@ func BenchmarkParquetWrite(b *testing.B) {
 			b.ReportMetric(float64(size)/float64(files*batchRows*batches), "file-bytes/row")
 		})
 	}
+}
+
+// salesFrame is the rows as csv_file frames them: dates and timestamps as
+// text, the metadata columns beside; lines are the rows' CSV stand-in.
+func salesFrame(b testing.TB, rows []sale, lines []string) []byte {
+	w := frame.NewWriter()
+	date, product, qty := w.Add("date", abi.TypeString, false), w.Add("product_id", abi.TypeInt, false), w.Add("quantity", abi.TypeInt, false)
+	price, customer, total := w.Add("price", abi.TypeFloat, false), w.Add("customer_id", abi.TypeInt, false), w.Add("total_amount", abi.TypeFloat, false)
+	soldAt := w.Add("sold_at", abi.TypeString, false)
+	file, line, raw := w.Add("csv_file", abi.TypeString, true), w.Add("csv_line", abi.TypeInt, true), w.Add("csv_raw", abi.TypeString, true)
+	for i, r := range rows {
+		date.String([]byte(r.Date))
+		product.Int(int64(r.ProductID))
+		qty.Int(int64(r.Quantity))
+		price.Float(r.Price)
+		customer.Int(int64(r.CustomerID))
+		total.Float(r.Total)
+		soldAt.String([]byte(r.SoldAt.(string)))
+		file.String([]byte("sales.csv"))
+		line.Int(int64(i + 2))
+		raw.String([]byte(lines[i]))
+		w.Accept()
+	}
+	body, err := w.Append(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return body
 }
 
 // TestISODay: the fast date path agrees with time.Parse on every day of

@@ -185,23 +185,24 @@ func (s *schema) row(raw []byte, row parquet.Row, found []gjson.Result) error {
 		return true
 	})
 	if extra != "" {
-		return fmt.Errorf("field %q is not in the schema inferred from the first message (list the columns under `columns` to accept it)", extra)
+		return errExtraField(extra)
 	}
-	for i, c := range s.cols {
+	for i := range s.cols {
+		c := &s.cols[i]
 		v := found[i]
 		if c.byPath {
 			v = gjson.Get(js, c.path)
 		}
 		if !v.Exists() || v.Type == gjson.Null {
 			if !c.optional {
-				return fmt.Errorf("column %q: no value at path %q, and the column is not optional", c.name, c.path)
+				return errNoValue(c)
 			}
 			row[i] = parquet.NullValue().Level(0, 0, i)
 			continue
 		}
 		pv, err := c.conv(v)
 		if err != nil {
-			return fmt.Errorf("column %q: value %s %w", c.name, clip(v.Raw), err)
+			return errValue(c, v.Raw, err)
 		}
 		def := 0
 		if c.optional {
