@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 )
 
@@ -161,6 +160,12 @@ type schema struct {
 	direct map[string]int
 }
 
+// plainPath reports whether gjson reads path as a top-level field name and
+// nothing else.
+func plainPath(path string) bool {
+	return path != "" && !strings.ContainsAny(path, `.*?#|@\!=<>%"[]{}(),:`)
+}
+
 func newSchema(table string, cols []column, key []string, byField bool) *schema {
 	s := &schema{cols: cols, byField: byField}
 	for _, k := range key {
@@ -174,7 +179,7 @@ func newSchema(table string, cols []column, key []string, byField bool) *schema 
 	} else {
 		s.direct = make(map[string]int, len(cols))
 		for i, c := range cols {
-			if _, dup := s.direct[c.path]; dup || c.path == "" || strings.ContainsAny(c.path, `.*?#|@\!=<>%"[]{}(),:`) {
+			if _, dup := s.direct[c.path]; dup || !plainPath(c.path) {
 				s.direct = nil // a path gjson would interpret
 				break
 			}
@@ -204,37 +209,45 @@ func newSchema(table string, cols []column, key []string, byField bool) *schema 
 }
 
 // infer makes the columns from the top-level fields of the batch's first
-// message. Their types come from the values of the whole batch, not the
-// first message alone: a batch job's summary rows arrive as one batch, and
-// its first revenue being a round 120 must not make the column INTEGER and
-// fail the 119.99 after it. Fields only later messages have are no columns.
-func (o *output) infer(batch service.MessageBatch) (*schema, error) {
-	body, err := batch[0].AsBytes()
-	if err != nil {
-		return nil, err
+// row: srcs[first], a JSON message or a frame's first accepted row (frames
+// before it with no accepted rows give no row). Their types come from the
+// values of the whole batch, not the first row alone: a batch job's
+// summary rows arrive as one batch, and its first revenue being a round
+// 120 must not make the column INTEGER and fail the 119.99 after it.
+// Fields only later rows have are no columns.
+func (o *output) infer(srcs []source, first int) (*schema, error) {
+	src := srcs[first]
+	if src.err != nil {
+		return nil, src.err
 	}
-	doc := string(body)
-	if !isObject(doc) {
-		return nil, fmt.Errorf("not a JSON object, so no columns can be inferred from it: %s", show(doc))
+	var names []string
+	if src.frame != nil {
+		var err error
+		if names, err = frameFields(src.frame); err != nil {
+			return nil, err
+		}
+	} else {
+		doc := string(src.body)
+		if !isObject(doc) {
+			return nil, fmt.Errorf("not a JSON object, so no columns can be inferred from it: %s", show(doc))
+		}
+		gjson.Parse(doc).ForEach(func(k, _ gjson.Result) bool {
+			names = append(names, k.Str)
+			return true
+		})
 	}
 	var cols []column
-	gjson.Parse(doc).ForEach(func(k, _ gjson.Result) bool {
-		if !isIdent(k.Str) {
-			err = fmt.Errorf("field %q is not an identifier (letters, digits and _, not starting with a digit), so it cannot be a column; list the columns with a path for it", k.Str)
-			return false
+	for _, name := range names {
+		if !isIdent(name) {
+			return nil, fmt.Errorf("field %q is not an identifier (letters, digits and _, not starting with a digit), so it cannot be a column; list the columns with a path for it", name)
 		}
-		if i := columnIndex(cols, k.Str); i >= 0 {
-			if cols[i].name != k.Str {
-				err = fmt.Errorf("fields %q and %q would be one column: SQLite's names are case-insensitive", cols[i].name, k.Str)
-				return false
+		if i := columnIndex(cols, name); i >= 0 {
+			if cols[i].name != name {
+				return nil, fmt.Errorf("fields %q and %q would be one column: SQLite's names are case-insensitive", cols[i].name, name)
 			}
-			return true
+			continue
 		}
-		cols = append(cols, column{name: k.Str, typ: typeAny, path: k.Str})
-		return true
-	})
-	if err != nil {
-		return nil, err
+		cols = append(cols, column{name: name, typ: typeAny, path: name})
 	}
 	if len(cols) == 0 {
 		return nil, fmt.Errorf("no fields, so no columns can be inferred from it")
@@ -246,14 +259,19 @@ func (o *output) infer(batch service.MessageBatch) (*schema, error) {
 	for i, c := range cols {
 		index[c.name] = i
 	}
-	for _, msg := range batch {
-		body, err := msg.AsBytes()
-		if err != nil || !isObject(string(body)) {
+	for _, src := range srcs {
+		switch {
+		case src.err != nil:
 			continue // it fails on its own when written
+		case src.frame != nil:
+			widenFrame(cols, index, src.frame)
+			continue
+		case !isObject(string(src.body)):
+			continue
 		}
-		gjson.ParseBytes(body).ForEach(func(k, v gjson.Result) bool {
+		gjson.ParseBytes(src.body).ForEach(func(k, v gjson.Result) bool {
 			if i, ok := index[k.Str]; ok {
-				cols[i].typ = widen(cols[i].typ, v)
+				cols[i].typ = widen(cols[i].typ, jsonType(v))
 			}
 			return true
 		})
@@ -266,18 +284,28 @@ func (o *output) infer(batch service.MessageBatch) (*schema, error) {
 	return newSchema(o.table, cols, o.key, true), nil
 }
 
-// widen is a column's type once it has seen v: the first non-null value
-// decides, except that a number with a fraction makes an INTEGER column REAL.
-func widen(t colType, v gjson.Result) colType {
+// widen is a column's type once it has seen a value of type vt (typeAny
+// for a null): the first non-null value decides, except that a number with
+// a fraction makes an INTEGER column REAL.
+func widen(t, vt colType) colType {
 	switch {
-	case v.Type == gjson.Null:
+	case vt == typeAny:
 		return t
 	case t == typeAny:
-		return inferType(v)
-	case t == typeInteger && inferType(v) == typeReal:
+		return vt
+	case t == typeInteger && vt == typeReal:
 		return typeReal
 	}
 	return t
+}
+
+// jsonType is what a JSON value says of its column's type: typeAny for a
+// null, which says nothing.
+func jsonType(v gjson.Result) colType {
+	if v.Type == gjson.Null {
+		return typeAny
+	}
+	return inferType(v)
 }
 
 func inferType(v gjson.Result) colType {
@@ -321,6 +349,14 @@ type val struct {
 func textVal(s string) val  { return val{s: s, kind: valText} }
 func intVal(n int64) val    { return val{n: uint64(n), kind: valInt} }
 func realVal(f float64) val { return val{n: math.Float64bits(f), kind: valReal} }
+
+// boolVal is a boolean as SQLite stores one: INTEGER 1 or 0.
+func boolVal(b bool) val {
+	if b {
+		return intVal(1)
+	}
+	return intVal(0)
+}
 
 // row converts a message to the statement's arguments, in column order,
 // into dst (len(s.cols) values).
@@ -368,11 +404,17 @@ func (s *schema) row(body []byte, dst []val) error {
 			}
 		}
 	}
+	return s.checkKey(dst, func() string { return doc })
+}
+
+// checkKey fails a row with no value for a key column; doc gives the row as
+// JSON, to tell a null from a missing value.
+func (s *schema) checkKey(row []val, doc func() string) error {
 	for _, i := range s.keyIdx {
-		if dst[i].kind == valNull {
+		if row[i].kind == valNull {
 			c := s.cols[i]
 			what := "missing"
-			if gjson.Get(doc, c.path).Exists() {
+			if gjson.Get(doc(), c.path).Exists() {
 				what = "null"
 			}
 			return fmt.Errorf("column %q is part of the key, and the value at %q is %s", c.name, c.path, what)
@@ -383,110 +425,132 @@ func (s *schema) row(body []byte, dst []val) error {
 
 // value converts v for the column; a missing or null v is NULL.
 func (c *column) value(v gjson.Result, dst *val) error {
-	if v.Type == gjson.Null {
-		*dst = val{}
-		return nil
+	var ok bool
+	if *dst, ok = c.convert(v); !ok {
+		return c.bad(v.Raw)
 	}
-	bad := func(want string) error {
-		return fmt.Errorf("column %q (%s): value %s is not %s", c.name, c.typ, show(v.Raw), want)
-	}
-	switch c.typ {
-	case typeText:
-		if v.Type == gjson.String {
-			*dst = textVal(v.Str)
-			return nil
-		}
-		*dst = textVal(v.Raw)
-		return nil
-	case typeBlob:
-		if v.Type == gjson.String {
-			*dst = val{s: v.Str, kind: valBlob}
-			return nil
-		}
-		*dst = val{s: v.Raw, kind: valBlob}
-		return nil
-	case typeInteger:
-		if v.Type == gjson.Number || v.Type == gjson.String {
-			if n, ok := intOf(numText(v)); ok {
-				*dst = intVal(n)
-				return nil
-			}
-		}
-		return bad("an integer")
-	case typeReal:
-		if v.Type == gjson.Number || v.Type == gjson.String {
-			if f, ok := floatOf(numText(v)); ok {
-				*dst = realVal(f)
-				return nil
-			}
-		}
-		return bad("a number")
-	case typeBoolean:
-		switch v.Type {
-		case gjson.True:
-			*dst = intVal(1)
-			return nil
-		case gjson.False:
-			*dst = intVal(0)
-			return nil
-		case gjson.Number:
-			if n, ok := intOf(v.Raw); ok && (n == 0 || n == 1) {
-				*dst = intVal(n)
-				return nil
-			}
-		case gjson.String:
-			if b, err := strconv.ParseBool(v.Str); err == nil {
-				if b {
-					*dst = intVal(1)
-					return nil
-				}
-				*dst = intVal(0)
-				return nil
-			}
-		}
-		return bad("a boolean")
-	case typeTimestamp:
-		var t time.Time
-		ok := false
-		switch v.Type {
-		case gjson.String:
-			t, ok = parseTime(v.Str)
-		case gjson.Number:
-			t, ok = epoch(v.Raw)
-		}
-		if !ok {
-			return bad("a timestamp (RFC 3339, 2006-01-02 15:04:05, 2006-01-02 or epoch seconds)")
-		}
-		*dst = textVal(t.UTC().Format(time.RFC3339Nano))
-		return nil
-	}
-	switch v.Type {
-	case gjson.String:
-		*dst = textVal(v.Str)
-		return nil
-	case gjson.Number:
-		if n, err := strconv.ParseInt(v.Raw, 10, 64); err == nil {
-			*dst = intVal(n)
-			return nil
-		}
-		*dst = realVal(v.Num)
-		return nil
-	case gjson.True:
-		*dst = intVal(1)
-		return nil
-	case gjson.False:
-		*dst = intVal(0)
-		return nil
-	}
-	*dst = textVal(v.Raw)
 	return nil
 }
 
-func numText(v gjson.Result) string {
-	if v.Type == gjson.String {
-		return v.Str
+// convert converts v for the column, reporting false if it does not take v.
+func (c *column) convert(v gjson.Result) (val, bool) {
+	switch v.Type {
+	case gjson.Null:
+		return val{}, true
+	case gjson.String:
+		return c.fromString(v.Str)
+	case gjson.Number:
+		return c.fromNumber(v.Raw)
+	case gjson.True, gjson.False:
+		return c.fromBool(v.Type == gjson.True)
 	}
-	return v.Raw
+	return c.fromJSON(v.Raw)
+}
+
+// The conversions below are one per kind of JSON value, so that a frame's
+// typed cell, which a JSON message would have carried as that kind of
+// value, converts by the very same rules (see frames.go). Each reports
+// false for a value the column does not take.
+
+// fromString converts a JSON string's (unescaped) value.
+func (c *column) fromString(s string) (val, bool) {
+	switch c.typ {
+	case typeText, typeAny:
+		return textVal(s), true
+	case typeBlob:
+		return val{s: s, kind: valBlob}, true
+	case typeInteger:
+		n, ok := intOf(s)
+		return intVal(n), ok
+	case typeReal:
+		f, ok := floatOf(s)
+		return realVal(f), ok
+	case typeBoolean:
+		b, err := strconv.ParseBool(s)
+		return boolVal(b), err == nil
+	case typeTimestamp:
+		t, ok := parseTime(s)
+		if !ok {
+			return val{}, false
+		}
+		return textVal(t.UTC().Format(time.RFC3339Nano)), true
+	}
+	return val{}, false
+}
+
+// fromNumber converts a JSON number, raw as it is written.
+func (c *column) fromNumber(raw string) (val, bool) {
+	switch c.typ {
+	case typeText:
+		return textVal(raw), true
+	case typeBlob:
+		return val{s: raw, kind: valBlob}, true
+	case typeInteger:
+		n, ok := intOf(raw)
+		return intVal(n), ok
+	case typeReal:
+		f, ok := floatOf(raw)
+		return realVal(f), ok
+	case typeBoolean:
+		n, ok := intOf(raw)
+		return intVal(n), ok && (n == 0 || n == 1)
+	case typeTimestamp:
+		t, ok := epoch(raw)
+		if !ok {
+			return val{}, false
+		}
+		return textVal(t.UTC().Format(time.RFC3339Nano)), true
+	case typeAny:
+		if n, err := strconv.ParseInt(raw, 10, 64); err == nil {
+			return intVal(n), true
+		}
+		// As gjson reads the number (its Result.Num).
+		f, _ := strconv.ParseFloat(raw, 64)
+		return realVal(f), true
+	}
+	return val{}, false
+}
+
+// fromBool converts a JSON true or false.
+func (c *column) fromBool(b bool) (val, bool) {
+	switch c.typ {
+	case typeText:
+		return textVal(strconv.FormatBool(b)), true
+	case typeBlob:
+		return val{s: strconv.FormatBool(b), kind: valBlob}, true
+	case typeBoolean, typeAny:
+		return boolVal(b), true
+	}
+	return val{}, false
+}
+
+// fromJSON converts a JSON object or array, raw as it is written.
+func (c *column) fromJSON(raw string) (val, bool) {
+	switch c.typ {
+	case typeText, typeAny:
+		return textVal(raw), true
+	case typeBlob:
+		return val{s: raw, kind: valBlob}, true
+	}
+	return val{}, false
+}
+
+// bad is the error of a value (as JSON) that the column does not take.
+func (c *column) bad(raw string) error {
+	var want string
+	switch c.typ {
+	case typeInteger:
+		want = "an integer"
+	case typeReal:
+		want = "a number"
+	case typeBoolean:
+		want = "a boolean"
+	case typeTimestamp:
+		want = "a timestamp (RFC 3339, 2006-01-02 15:04:05, 2006-01-02 or epoch seconds)"
+	default:
+		want = "a value it takes"
+	}
+	return fmt.Errorf("column %q (%s): value %s is not %s", c.name, c.typ, show(raw), want)
 }
 
 func intOf(s string) (int64, bool) {

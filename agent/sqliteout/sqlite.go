@@ -1,5 +1,6 @@
-// Package sqliteout provides the `sqlite` output: it loads JSON messages as
-// rows of a table in an SQLite file, one transaction per batch, so that a
+// Package sqliteout provides the `sqlite` output: it loads JSON messages
+// and frames of rows (agent/frame) as rows of a table in an SQLite file,
+// one transaction per batch, so that a
 // batch job (the seed's sales ETL) ends in a database an analyst can query
 // with the sqlite3 CLI or pandas, even while the agent is still writing.
 // With a key the load is an upsert, so running it again does not duplicate
@@ -58,9 +59,9 @@ func ConfigSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
 		Categories("Local").
-		Summary("Writes JSON messages as rows of an SQLite table; each batch is one transaction, and with a key rows are upserted, so loading the same data again does not duplicate it.").
+		Summary("Writes JSON messages (or frames of rows) as rows of an SQLite table; each batch is one transaction, and with a key rows are upserted, so loading the same data again does not duplicate it.").
 		Description(`
-Each message must be a JSON object and becomes one row of `+"`table`"+` in the database file `+"`path`"+` (created, with its directory, if missing).
+Each message must be a JSON object and becomes one row of `+"`table`"+` in the database file `+"`path`"+` (created, with its directory, if missing), or a frame, whose rows become rows (see Frames).
 
 ### Schema
 
@@ -83,7 +84,15 @@ With `+"`key`"+` the table gets PRIMARY KEY(key...) (its columns NOT NULL) and e
 
 ### Batches and failures
 
-Each batch is written in one transaction: all its rows or none. A message that cannot be written (not a JSON object, a value that does not convert, no value for a key column, a row SQLite rejects) fails the batch with an error naming the message's index in the batch, the column and the value; nothing of the batch is written. Every message of the batch is reported failed, the bad ones with their reason and the others with the index of a bad one, so that a `+"`fallback`"+` output receives the whole batch with each message's `+"`fallback_error`"+`. Without a `+"`fallback`"+` the input is told of the failure and most inputs retry the batch, which fails again: reject bad rows before the output (the `+"`csv_file`"+` input does) or add a `+"`fallback`"+`.
+Each batch is written in one transaction: all its rows or none. A message that cannot be written (not a JSON object, a value that does not convert, no value for a key column, a row SQLite rejects) fails the batch with an error naming the message's index in the batch (and for a frame the row in it), the column and the value; nothing of the batch is written. Every message of the batch is reported failed, the bad ones with their reason and the others with the index of a bad one, so that a `+"`fallback`"+` output receives the whole batch with each message's `+"`fallback_error`"+`. Without a `+"`fallback`"+` the input is told of the failure and most inputs retry the batch, which fails again: reject bad rows before the output (the `+"`csv_file`"+` input does) or add a `+"`fallback`"+`.
+
+### Frames
+
+A frame (from `+"`csv_file`"+` with `+"`frames: true`"+`, or a columns-mode `+"`wasm`"+` step) is one message holding many rows as typed columns. Its accepted rows are loaded, each exactly as the same row sent as a JSON message would be (the same conversions, the same inferred columns and types, the same failures), but converted straight from the columns, which is what makes a frame fast: there is no JSON to write and parse again. Its rejected rows are skipped (route them to a rejects output with `+"`unframe`"+`), and its metadata columns (`+"`csv_file`"+`, `+"`csv_line`"+`, `+"`csv_raw`"+`) are not fields. A frame's time values are RFC 3339 strings to the conversions, as in JSON. A frame that cannot be written fails as one message, its error naming the row of the frame. A batch may mix frames and JSON messages.
+
+### Metrics
+
+`+"`output_rows_sent`"+` counts the rows written, a JSON message as one and a frame as its accepted rows, where Benthos' `+"`output_sent`"+` counts messages. With `+"`transaction: run`"+` a batch counts once it is in the run's transaction, as `+"`output_sent`"+` does.
 
 ### Readers
 
@@ -149,6 +158,9 @@ type output struct {
 	runMode      bool     // transaction: run
 	afterRun     []string // run mode: SQL before the commit
 	summaries    []summary
+	// rowsSent counts rows written (a frame's accepted rows each), where
+	// Benthos' output_sent counts messages, a frame as one.
+	rowsSent *service.MetricCounter
 
 	// mu serialises writes: SQLite has one writer, and the schema may be
 	// settled by the first batch.
@@ -160,6 +172,10 @@ type output struct {
 	schema *schema // nil until known
 	// ins is the insert statement prepared on conn, or nil.
 	ins *sqlite3.Stmt
+	// srcs and vals hold a batch's messages and converted values, their
+	// memory kept for the next batch.
+	srcs []source
+	vals []val
 
 	// In run mode: whether the run's transaction is open, the run it
 	// belongs to, and the rows in it.
@@ -170,7 +186,7 @@ type output struct {
 
 func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, service.BatchPolicy, int, error) {
 	var pol service.BatchPolicy
-	o := &output{log: res.Logger()}
+	o := &output{log: res.Logger(), rowsSent: res.Metrics().NewCounter("output_rows_sent")}
 	var err error
 	if o.path, err = conf.FieldString(fPath); err != nil {
 		return nil, pol, 0, err
@@ -525,20 +541,43 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if len(batch) == 0 {
 		return nil
 	}
+	srcs, total := readSources(batch, o.srcs)
+	o.srcs = srcs
+	defer clear(srcs) // so as not to keep the batch alive
 	s := o.schema
 	if s == nil {
+		first := firstRow(srcs)
+		if first < 0 {
+			return nil // only rejected rows: nothing to write, nor to infer the table from
+		}
 		var err error
-		if s, err = o.infer(batch); err != nil {
-			return o.batchError(batch, map[int]error{0: fmt.Errorf("message 0: %w", err)})
+		if s, err = o.infer(srcs, first); err != nil {
+			return o.batchError(batch, map[int]error{first: fmt.Errorf("message %d: %w", first, err)})
 		}
 	}
 	n := len(s.cols)
-	rows := make([]val, len(batch)*n)
+	// One buffer for every batch's values: a batch of frames holds
+	// thousands of rows, and a new buffer each time is garbage the size of
+	// the batch for the collector to scan and free. Cleared afterwards so
+	// that it does not keep the batch's bodies alive.
+	if cap(o.vals) < total*n {
+		o.vals = make([]val, total*n)
+	}
+	rows := o.vals[:total*n]
+	defer clear(rows)
 	bad := map[int]error{}
-	for i, msg := range batch {
-		body, err := msg.AsBytes()
-		if err == nil {
-			err = s.row(body, rows[i*n:(i+1)*n])
+	// Text that frames' values need and their bodies do not hold; it must
+	// outlive the write, as the bodies do.
+	var a arena
+	for i := range srcs {
+		src := &srcs[i]
+		err := src.err
+		switch {
+		case err != nil:
+		case src.frame != nil:
+			err = s.frameRows(src.frame, rows[src.start*n:(src.start+src.rows)*n], &a)
+		default:
+			err = s.row(src.body, rows[src.start*n:(src.start+1)*n])
 		}
 		if err != nil {
 			bad[i] = fmt.Errorf("message %d: %w", i, err)
@@ -547,6 +586,9 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if len(bad) > 0 {
 		return o.batchError(batch, bad)
 	}
+	if total == 0 {
+		return nil // frames of rejected rows only
+	}
 	write := o.write
 	if o.runMode {
 		write = func(ctx context.Context, s *schema, rows []val) error { return o.writeRun(ctx, batch, s, rows) }
@@ -554,10 +596,14 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if err := write(ctx, s, rows); err != nil {
 		var rowErr *rowError
 		if errors.As(err, &rowErr) {
-			return o.batchError(batch, map[int]error{rowErr.index: err})
+			i, at := where(srcs, rowErr.index)
+			return o.batchError(batch, map[int]error{i: fmt.Errorf("%s: %w", at, rowErr.err)})
 		}
-		return fmt.Errorf("sqlite output: writing %d rows to table %q in %s: %w", len(batch), o.table, o.path, err)
+		return fmt.Errorf("sqlite output: writing %d rows to table %q in %s: %w", total, o.table, o.path, err)
 	}
+	// Counted once written, in run mode too: as Benthos counts
+	// output_sent, by batch acknowledged, not by run committed.
+	o.rowsSent.Incr(int64(total))
 	if o.schema == nil {
 		o.log.Infof("sqlite output: created table %q in %s with columns %s, inferred from the first batch", o.table, o.path, columnNames(s.cols))
 		o.schema = s
@@ -565,13 +611,14 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	return nil
 }
 
-// rowError is a row SQLite rejected.
+// rowError is a row SQLite rejected; index is the row's among the batch's
+// rows, which WriteBatch turns into its message (and row of a frame).
 type rowError struct {
 	index int
 	err   error
 }
 
-func (e *rowError) Error() string { return fmt.Sprintf("message %d: %v", e.index, e.err) }
+func (e *rowError) Error() string { return fmt.Sprintf("row %d: %v", e.index, e.err) }
 func (e *rowError) Unwrap() error { return e.err }
 
 // write writes rows in one transaction, creating the table first if the
@@ -641,7 +688,7 @@ func insertRows(stmt *sqlite3.Stmt, rows []val, n int) error {
 			if rowsFault(err) {
 				return &rowError{index: i, err: err}
 			}
-			return fmt.Errorf("message %d: %w", i, err)
+			return fmt.Errorf("row %d of the batch: %w", i, err)
 		}
 	}
 	return nil
