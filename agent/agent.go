@@ -355,8 +355,16 @@ type runTotals struct {
 // rows / rows checked, as the seed's quality_score), and records them in
 // the metrics.
 func (a *Agent) recordRun(o supervisor.RunOutcome) {
+	// Components that count rows (csv_file, sqlite, parquet: a frame is
+	// one message of many rows) are preferred to Benthos' message counts.
+	count := func(rowsMetric, msgMetric string, labels ...string) float64 {
+		if n := a.reg.Sum(rowsMetric, o.Pipeline, labels...); n > 0 {
+			return n
+		}
+		return a.reg.Sum(msgMetric, o.Pipeline, labels...)
+	}
 	now := map[string]float64{
-		"in":      a.reg.Sum("input_received", o.Pipeline),
+		"in":      count("input_rows_received", "input_received"),
 		"checked": a.reg.Sum("sluice_quality_rows_total", o.Pipeline),
 		"valid":   a.reg.Sum("sluice_quality_rows_valid_total", o.Pipeline),
 	}
@@ -364,10 +372,10 @@ func (a *Agent) recordRun(o supervisor.RunOutcome) {
 		// output_sent is counted once per output that sent the row, and
 		// nested outputs are labelled too, so "label" picks exactly one.
 		if s.RowsOut != "" {
-			now["out"] = a.reg.Sum("output_sent", o.Pipeline, "label", s.RowsOut)
+			now["out"] = count("output_rows_sent", "output_sent", "label", s.RowsOut)
 		}
 		if s.RowsRejected != "" {
-			now["rejected"] = a.reg.Sum("output_sent", o.Pipeline, "label", s.RowsRejected)
+			now["rejected"] = count("output_rows_sent", "output_sent", "label", s.RowsRejected)
 		}
 	}
 	// The time each labelled step spent: processors, the input's reading

@@ -34,6 +34,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -329,7 +330,9 @@ func (f *Frame) Append(dst []byte, keep []bool) []byte {
 			}
 		}
 	}
-	w := abi.Writer{Buf: dst}
+	// Sized once: a frame is large, and growing it by doubling copies it
+	// several times and leaves the garbage to the collector.
+	w := abi.Writer{Buf: slices.Grow(dst, f.sizeBound(rows))}
 	base := len(dst)
 	w.Raw([]byte(Magic))
 	w.U32(uint32(rows))
@@ -341,8 +344,17 @@ func (f *Frame) Append(dst []byte, keep []bool) []byte {
 		w.Raw([]byte(col.Name))
 	}
 	align(&w, base)
+	if len(f.rejected) == 0 {
+		appendColumn(&w, base, &f.reasons, f.Rows, keep)
+		for c := range f.Cols {
+			appendColumn(&w, base, &f.Cols[c].Column, f.Rows, keep)
+		}
+		return w.Buf
+	}
 	// The reasons column, with the reasons given since decoding.
 	reasons := Builder{Type: abi.TypeString}
+	reasons.valid = make([]byte, 0, rows)
+	reasons.offs = make([]byte, 0, 4*rows)
 	for i := 0; i < f.Rows; i++ {
 		if keep != nil && !keep[i] {
 			continue
@@ -382,6 +394,25 @@ func (f *Frame) RawCol() *Column {
 		}
 	}
 	return nil
+}
+
+// sizeBound bounds the encoded size of the frame with rows of its rows.
+func (f *Frame) sizeBound(rows int) int {
+	n := len(Magic) + 16 + 3*(rows+8) + 4*(rows+1) + 8
+	for _, r := range f.rejected {
+		n += len(r)
+	}
+	n += len(f.reasons.Data)
+	for c := range f.Cols {
+		col := &f.Cols[c]
+		n += 4 + len(col.Name) + rows + 16
+		if w := col.Type.Fixed(); w != 0 {
+			n += rows * w
+		} else {
+			n += 4*(rows+1) + len(col.Data) + 8
+		}
+	}
+	return n
 }
 
 // align pads w to a multiple of 8 from base, where the frame starts.
@@ -597,7 +628,11 @@ func (w *Writer) Append(dst []byte) ([]byte, error) {
 			return dst, fmt.Errorf("frame column %q has %d rows, the frame %d", w.Names[i], b.Len(), rows)
 		}
 	}
-	aw := abi.Writer{Buf: dst}
+	size := len(Magic) + 16 + 3*(rows+8) + 4*(rows+1) + len(w.reasons.data)
+	for i, b := range w.Cols {
+		size += 4 + len(w.Names[i]) + rows + 16 + len(b.fixed) + len(b.offs) + len(b.data) + 16
+	}
+	aw := abi.Writer{Buf: slices.Grow(dst, size)}
 	base := len(dst)
 	aw.Raw([]byte(Magic))
 	aw.U32(uint32(rows))
