@@ -58,14 +58,14 @@ func (f *fileReader) frameCols() *frameCols {
 			fc.fields = append(fc.fields, fc.w.Add(h, columnType(f.types[i]), false))
 		}
 		if f.in.fileField != "" {
-			fc.file = fc.w.Add(f.in.fileField, abi.TypeString, false)
+			fc.file = fc.w.AddConst(f.in.fileField, abi.TypeString, false)
 		}
 		if f.in.lineField != "" {
 			fc.line = fc.w.Add(f.in.lineField, abi.TypeInt, false)
 		}
 		fc.cells = make([]cell, len(f.header))
 	}
-	fc.metaFile = fc.w.Add("csv_file", abi.TypeString, true)
+	fc.metaFile = fc.w.AddConst("csv_file", abi.TypeString, true)
 	fc.metaLine = fc.w.Add("csv_line", abi.TypeInt, true)
 	fc.metaRaw = fc.w.AddRaw("csv_raw")
 	return fc
@@ -125,9 +125,6 @@ func (f *fileReader) frame(max int) ([]byte, int, error) {
 				b.Text(c.s)
 			}
 		}
-		if fc.file != nil {
-			fc.file.Text(f.name)
-		}
 		if fc.line != nil {
 			fc.line.Int(int64(line))
 		}
@@ -168,7 +165,13 @@ func (fc *frameCols) convert(f *fileReader, rec []string) error {
 }
 
 func (fc *frameCols) meta(f *fileReader, line int, raw []byte) {
-	fc.metaFile.Text(f.name)
+	if fc.metaFile.Len() == 0 {
+		// Constant columns: one value per frame (a frame is one file's).
+		fc.metaFile.Text(f.name)
+		if fc.file != nil {
+			fc.file.Text(f.name)
+		}
+	}
 	fc.metaLine.Int(int64(line))
 	fc.metaRaw.String(raw)
 }
@@ -179,10 +182,8 @@ func (fc *frameCols) reject(f *fileReader, line int, raw []byte, err error) {
 	for _, b := range fc.fields {
 		b.Null()
 	}
-	for _, b := range []*frame.Builder{fc.file, fc.line} {
-		if b != nil {
-			b.Null()
-		}
+	if fc.line != nil {
+		fc.line.Null()
 	}
 	fc.meta(f, line, raw)
 	fc.w.Reject(fmt.Sprintf("%s line %d: %v", f.name, line, err))

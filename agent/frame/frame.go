@@ -19,7 +19,9 @@
 // Encoding, little-endian throughout:
 //
 //	magic (8 bytes) | rows u32 | columns u32
-//	per column: type u8 | flags u8 (1 = metadata) | name length u16 | name
+//	per column: type u8 | flags u8 (1 = metadata, 2 = the rows' original
+//	  bytes, 4 = constant: one row's value stands for every row) |
+//	  name length u16 | name
 //	padding to 8
 //	reasons: a string column; valid is 0 for a row not rejected, 1 for a
 //	  row rejected by a step (its values stand), 2 for a row rejected
@@ -60,6 +62,9 @@ const (
 	// (csv_raw): a rejected row unframes to them, as a rejected row that
 	// travelled alone would have carried them as its body.
 	flagRaw = 2
+	// flagConst marks a column with one value for every row (the file a
+	// frame's rows came from), stored once.
+	flagConst = 4
 )
 
 // Column is one named column of a frame.
@@ -70,7 +75,17 @@ type Column struct {
 	Meta bool
 	// Raw marks the metadata column of each row's original bytes.
 	Raw bool
+	// Const marks a column stored as one row that stands for every row.
+	Const bool
 	abi.Column
+}
+
+// at is where row i is stored.
+func (c *Column) at(i int) int {
+	if c.Const {
+		return 0
+	}
+	return i
 }
 
 // Validity bytes of a frame column's rows. The ABI's columns have 0 and
@@ -83,25 +98,26 @@ const (
 )
 
 // Null reports whether row i has no value: null or absent.
-func (c *Column) Null(i int) bool { return c.Valid[i] != validValue }
+func (c *Column) Null(i int) bool { return c.Valid[c.at(i)] != validValue }
 
 // Absent reports whether row i lacks the field altogether (a step that
 // adds it did not set it for this row), as opposed to holding null.
-func (c *Column) Absent(i int) bool { return c.Valid[i] == validAbsent }
+func (c *Column) Absent(i int) bool { return c.Valid[c.at(i)] == validAbsent }
 
 // Int is row i of an int or time column.
-func (c *Column) Int(i int) int64 { return int64(binary.LittleEndian.Uint64(c.Fixed[i*8:])) }
+func (c *Column) Int(i int) int64 { return int64(binary.LittleEndian.Uint64(c.Fixed[c.at(i)*8:])) }
 
 // Float is row i of a float column.
 func (c *Column) Float(i int) float64 {
-	return math.Float64frombits(binary.LittleEndian.Uint64(c.Fixed[i*8:]))
+	return math.Float64frombits(binary.LittleEndian.Uint64(c.Fixed[c.at(i)*8:]))
 }
 
 // Bool is row i of a bool column.
-func (c *Column) Bool(i int) bool { return c.Fixed[i] != 0 }
+func (c *Column) Bool(i int) bool { return c.Fixed[c.at(i)] != 0 }
 
 // Bytes is row i of a string column, aliasing the frame.
 func (c *Column) Bytes(i int) []byte {
+	i = c.at(i)
 	lo := binary.LittleEndian.Uint32(c.Offs[i*4:])
 	hi := binary.LittleEndian.Uint32(c.Offs[i*4+4:])
 	return c.Data[lo:hi:hi]
@@ -171,7 +187,7 @@ func Decode(body []byte) (*Frame, error) {
 		col := &f.Cols[c]
 		col.Type = abi.Type(r.U8())
 		flags := r.U8()
-		col.Meta, col.Raw = flags&flagMeta != 0, flags&flagRaw != 0
+		col.Meta, col.Raw, col.Const = flags&flagMeta != 0, flags&flagRaw != 0, flags&flagConst != 0
 		col.Name = string(r.Raw(int(r.U16())))
 		if r.Err() == nil && (col.Type < abi.TypeInt || col.Type > abi.TypeTime) {
 			return nil, fmt.Errorf("malformed frame: column %q has type %d", col.Name, col.Type)
@@ -180,18 +196,22 @@ func Decode(body []byte) (*Frame, error) {
 	r.Align8()
 	f.reasons = abi.ReadColumn(r, abi.TypeString, f.Rows)
 	for c := range f.Cols {
-		f.Cols[c].Column = abi.ReadColumn(r, f.Cols[c].Type, f.Rows)
+		f.Cols[c].Column = abi.ReadColumn(r, f.Cols[c].Type, f.Cols[c].stored(f.Rows))
 	}
 	if err := r.Err(); err != nil {
 		return nil, fmt.Errorf("malformed frame: %w", err)
 	}
 	// Offsets are checked once here so readers can index without checks.
-	for _, col := range append([]abi.Column{f.reasons}, columns(f.Cols)...) {
+	for c, col := range append([]abi.Column{f.reasons}, columns(f.Cols)...) {
 		if col.Type.Fixed() != 0 {
 			continue
 		}
+		rows := f.Rows
+		if c > 0 {
+			rows = f.Cols[c-1].stored(f.Rows)
+		}
 		prev := uint32(0)
-		for i := 0; i <= f.Rows; i++ {
+		for i := 0; i <= rows; i++ {
 			off := binary.LittleEndian.Uint32(col.Offs[i*4:])
 			if off < prev || int(off) > len(col.Data) {
 				return nil, fmt.Errorf("malformed frame: string offsets out of order at row %d", i)
@@ -200,6 +220,14 @@ func Decode(body []byte) (*Frame, error) {
 		}
 	}
 	return f, nil
+}
+
+// stored is how many rows the column stores of a frame of rows.
+func (c *Column) stored(rows int) int {
+	if c.Const {
+		return min(rows, 1)
+	}
+	return rows
 }
 
 func columns(cs []Column) []abi.Column {
@@ -339,15 +367,15 @@ func (f *Frame) Append(dst []byte, keep []bool) []byte {
 	w.U32(uint32(len(f.Cols)))
 	for _, col := range f.Cols {
 		w.U8(uint8(col.Type))
-		w.U8(flagsOf(col.Meta, col.Raw))
+		w.U8(flagsOf(col.Meta, col.Raw, col.Const))
 		w.U16(uint16(len(col.Name)))
 		w.Raw([]byte(col.Name))
 	}
 	align(&w, base)
 	if len(f.rejected) == 0 {
-		appendColumn(&w, base, &f.reasons, f.Rows, keep)
+		appendColumn(&w, base, &Column{Column: f.reasons}, f.Rows, keep)
 		for c := range f.Cols {
-			appendColumn(&w, base, &f.Cols[c].Column, f.Rows, keep)
+			appendColumn(&w, base, &f.Cols[c], f.Rows, keep)
 		}
 		return w.Buf
 	}
@@ -370,13 +398,16 @@ func (f *Frame) Append(dst []byte, keep []bool) []byte {
 	}
 	reasons.append(&w, base)
 	for c := range f.Cols {
-		appendColumn(&w, base, &f.Cols[c].Column, f.Rows, keep)
+		appendColumn(&w, base, &f.Cols[c], f.Rows, keep)
 	}
 	return w.Buf
 }
 
-func flagsOf(meta, raw bool) uint8 {
+func flagsOf(meta, raw, constant bool) uint8 {
 	var flags uint8
+	if constant {
+		flags |= flagConst
+	}
 	if meta {
 		flags |= flagMeta
 	}
@@ -423,7 +454,16 @@ func align(w *abi.Writer, base int) {
 }
 
 // appendColumn writes a decoded column, keeping the rows keep says true to.
-func appendColumn(w *abi.Writer, base int, c *abi.Column, rows int, keep []bool) {
+func appendColumn(w *abi.Writer, base int, c *Column, rows int, keep []bool) {
+	if c.Const {
+		// One row for all: the kept rows share it; a frame of none has
+		// none.
+		n := min(rows, 1)
+		if keep != nil && !slices.Contains(keep, true) {
+			n = 0
+		}
+		keep, rows = nil, n
+	}
 	if keep == nil {
 		w.Raw(c.Valid[:rows])
 		align(w, base)
@@ -440,19 +480,21 @@ func appendColumn(w *abi.Writer, base int, c *abi.Column, rows int, keep []bool)
 		return
 	}
 	b := Builder{Type: c.Type}
-	col := Column{Column: *c}
 	for i := 0; i < rows; i++ {
 		if !keep[i] {
 			continue
 		}
-		b.copyRow(&col, i)
+		b.copyRow(c, i)
 	}
 	b.append(w, base)
 }
 
 // Builder builds one column, row by row.
 type Builder struct {
-	Type  abi.Type
+	Type abi.Type
+	// Const makes a column of one value for every row: the builder holds
+	// one row (see Writer.AddConst).
+	Const bool
 	valid []byte
 	fixed []byte
 	offs  []byte
@@ -462,6 +504,18 @@ type Builder struct {
 // Reset empties the builder for a new column of type t, keeping its memory.
 func (b *Builder) Reset(t abi.Type) {
 	b.Type, b.valid, b.fixed, b.offs, b.data = t, b.valid[:0], b.fixed[:0], b.offs[:0], b.data[:0]
+}
+
+// Grow makes room for rows more rows of data bytes in all, so a column
+// built row by row is not copied as it grows.
+func (b *Builder) Grow(rows, data int) {
+	b.valid = slices.Grow(b.valid, rows)
+	if w := b.Type.Fixed(); w != 0 {
+		b.fixed = slices.Grow(b.fixed, rows*w)
+		return
+	}
+	b.offs = slices.Grow(b.offs, 4*rows)
+	b.data = slices.Grow(b.data, data)
 }
 
 // Len is the number of rows appended.
@@ -543,9 +597,10 @@ func (b *Builder) Raw(valid byte, fixed uint64, s []byte) {
 
 // copyRow appends row i of col, which has the builder's type.
 func (b *Builder) copyRow(col *Column, i int) {
-	b.valid = append(b.valid, col.Valid[i])
+	j := col.at(i)
+	b.valid = append(b.valid, col.Valid[j])
 	if w := b.Type.Fixed(); w != 0 {
-		b.fixed = append(b.fixed, col.Fixed[i*w:(i+1)*w]...)
+		b.fixed = append(b.fixed, col.Fixed[j*w:(j+1)*w]...)
 		return
 	}
 	b.data = append(b.data, col.Bytes(i)...)
@@ -555,7 +610,7 @@ func (b *Builder) copyRow(col *Column, i int) {
 // Column returns the built column named name (a metadata column if meta),
 // to Set in a frame. It aliases the builder until the next Reset.
 func (b *Builder) Column(name string, meta bool) Column {
-	col := Column{Name: name, Meta: meta, Column: abi.Column{Type: b.Type, Valid: b.valid, Fixed: b.fixed}}
+	col := Column{Name: name, Meta: meta, Const: b.Const, Column: abi.Column{Type: b.Type, Valid: b.valid, Fixed: b.fixed}}
 	if b.Type.Fixed() == 0 {
 		col.Offs = append(binary.LittleEndian.AppendUint32(make([]byte, 0, len(b.offs)+4), 0), b.offs...)
 		col.Data = b.data
@@ -599,6 +654,14 @@ func (w *Writer) Add(name string, t abi.Type, meta bool) *Builder {
 	return b
 }
 
+// AddConst declares a column with one value for all of a frame's rows
+// (the file they came from): give its builder that one value per frame.
+func (w *Writer) AddConst(name string, t abi.Type, meta bool) *Builder {
+	b := w.Add(name, t, meta)
+	b.Const = true
+	return b
+}
+
 // AddRaw declares the metadata column of each row's original bytes.
 func (w *Writer) AddRaw(name string) *Builder {
 	b := w.Add(name, abi.TypeString, true)
@@ -624,8 +687,12 @@ func (w *Writer) Rows() int { return w.reasons.Len() }
 func (w *Writer) Append(dst []byte) ([]byte, error) {
 	rows := w.reasons.Len()
 	for i, b := range w.Cols {
-		if b.Len() != rows {
-			return dst, fmt.Errorf("frame column %q has %d rows, the frame %d", w.Names[i], b.Len(), rows)
+		want := rows
+		if b.Const {
+			want = min(rows, 1)
+		}
+		if b.Len() != want {
+			return dst, fmt.Errorf("frame column %q has %d rows, the frame %d", w.Names[i], b.Len(), want)
 		}
 	}
 	size := len(Magic) + 16 + 3*(rows+8) + 4*(rows+1) + len(w.reasons.data)
@@ -639,7 +706,7 @@ func (w *Writer) Append(dst []byte) ([]byte, error) {
 	aw.U32(uint32(len(w.Cols)))
 	for i, b := range w.Cols {
 		aw.U8(uint8(b.Type))
-		aw.U8(flagsOf(w.Meta[i], w.Raw == i+1))
+		aw.U8(flagsOf(w.Meta[i], w.Raw == i+1, b.Const))
 		aw.U16(uint16(len(w.Names[i])))
 		aw.Raw([]byte(w.Names[i]))
 	}

@@ -15,7 +15,9 @@ func sample(t *testing.T, prefix []byte) []byte {
 	w := NewWriter()
 	id, price, ok, name, at, raw := w.Add("id", abi.TypeInt, false), w.Add("price", abi.TypeFloat, false),
 		w.Add("ok", abi.TypeBool, false), w.Add("name", abi.TypeString, false), w.Add("at", abi.TypeTime, false),
-		w.Add("csv_raw", abi.TypeString, true)
+		w.AddRaw("csv_raw")
+	src := w.AddConst("src", abi.TypeString, false)
+	src.Text("sales.csv") // one value for all rows
 	id.Int(1)
 	price.Float(2.5)
 	ok.Bool(true)
@@ -59,9 +61,9 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantRows := []string{
-		`{"id":1,"price":2.5,"ok":true,"name":"a \"quoted\" \u003cname\u003e","at":"2023-11-14T22:13:20.123Z"}`,
-		`{"id":2,"price":null,"ok":null,"name":null,"at":null}`,
-		`{"id":-3,"price":1e+21,"ok":false,"name":"ü\u0001","at":"1970-01-01T00:00:00Z"}`,
+		`{"id":1,"price":2.5,"ok":true,"name":"a \"quoted\" \u003cname\u003e","at":"2023-11-14T22:13:20.123Z","src":"sales.csv"}`,
+		`{"id":2,"price":null,"ok":null,"name":null,"at":null,"src":"sales.csv"}`,
+		`{"id":-3,"price":1e+21,"ok":false,"name":"ü\u0001","at":"1970-01-01T00:00:00Z","src":"sales.csv"}`,
 	}
 	for i, want := range wantRows {
 		got := f.AppendRowJSON(nil, i)
@@ -82,8 +84,11 @@ func TestRoundTrip(t *testing.T) {
 	if _, ok := f.Reason(0); ok || f.Accepted() != 2 {
 		t.Errorf("row 0 rejected or %d accepted, want 2", f.Accepted())
 	}
-	if c := f.Col("csv_raw"); c == nil || !c.Meta || string(c.Bytes(1)) != "2,abc,," || f.Field("csv_raw") != nil {
+	if c := f.Col("csv_raw"); c == nil || !c.Meta || string(c.Bytes(1)) != "2,abc,," || f.Field("csv_raw") != nil || f.RawCol() != c {
 		t.Error("the metadata column is not kept apart from fields")
+	}
+	if !f.Unread(1) || f.Unread(0) {
+		t.Error("the row rejected by the writer is not marked as having no values")
 	}
 }
 
@@ -122,8 +127,14 @@ func TestRejectSetAndFilter(t *testing.T) {
 			if g.Rows != len(tc.wantIDs) {
 				t.Fatalf("%d rows, want %d", g.Rows, len(tc.wantIDs))
 			}
-			id, tc2 := g.Field("id"), g.Field("tier")
+			id, tc2, src := g.Field("id"), g.Field("tier"), g.Field("src")
+			if !src.Const {
+				t.Error("the constant column is no longer constant")
+			}
 			for i := range tc.wantIDs {
+				if string(src.Bytes(i)) != "sales.csv" {
+					t.Errorf("row %d: src %q", i, src.Bytes(i))
+				}
 				if id.Int(i) != tc.wantIDs[i] || g.Rejected(i) != tc.wantRej[i] || string(tc2.AppendText(nil, i)) != tc.wantTier[i] {
 					t.Errorf("row %d: id %d rejected %v tier %q, want %d %v %q", i, id.Int(i), g.Rejected(i), tc2.AppendText(nil, i), tc.wantIDs[i], tc.wantRej[i], tc.wantTier[i])
 				}

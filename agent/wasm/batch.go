@@ -287,6 +287,11 @@ type columnsResult struct {
 	outCols []abi.Column
 	reasons map[int]string
 	metas   []rowMeta
+	// rawMetas is the undecoded metadata section (metaCount entries),
+	// when the caller asked for it: a frame stores metadata as columns
+	// and need not make two strings per row.
+	rawMetas  []byte
+	metaCount int
 }
 
 // rowMeta is metadata a plugin set on one row.
@@ -296,7 +301,7 @@ type rowMeta struct {
 }
 
 // readColumnsResult decodes and checks a reply to a call of rows rows.
-func (i *Instance) readColumnsResult(out []byte, rows int, kin *KeyedInput) (*columnsResult, error) {
+func (i *Instance) readColumnsResult(out []byte, rows int, kin *KeyedInput, rawMetas bool) (*columnsResult, error) {
 	r := abi.NewReader(out)
 	r.U32()
 	if n := int(r.U32()); n != rows {
@@ -324,14 +329,22 @@ func (i *Instance) readColumnsResult(out []byte, rows int, kin *KeyedInput) (*co
 		}
 		res.reasons[row] = reason
 	}
+	start := r.Offset()
 	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
 		row := int(r.U32())
-		k, v := string(r.Bytes()), string(r.Bytes())
+		k, v := r.Bytes(), r.Bytes()
 		if row >= rows && r.Err() == nil {
 			i.broken = true
 			return nil, fmt.Errorf("malformed result: metadata for row %d of %d", row, rows)
 		}
-		res.metas = append(res.metas, rowMeta{row, k, v})
+		if rawMetas {
+			res.metaCount++
+			continue
+		}
+		res.metas = append(res.metas, rowMeta{row, string(k), string(v)})
+	}
+	if rawMetas {
+		res.rawMetas = out[start+4 : r.Offset()]
 	}
 	if err := r.Err(); err != nil {
 		i.broken = true
@@ -364,7 +377,7 @@ func (i *Instance) readColumnsResult(out []byte, rows int, kin *KeyedInput) (*co
 
 func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *KeyedInput) (service.MessageBatch, error) {
 	s := &i.scratch
-	res, err := i.readColumnsResult(out, len(s.rows), kin)
+	res, err := i.readColumnsResult(out, len(s.rows), kin, false)
 	if err != nil {
 		return nil, err
 	}

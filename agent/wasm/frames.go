@@ -95,7 +95,11 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 			case 8:
 				s.appendValue(c, fd.Type, true, uint64(col.Int(row)), nil)
 			case 1:
-				s.appendValue(c, fd.Type, true, uint64(col.Fixed[row]), nil)
+				var v uint64
+				if col.Bool(row) {
+					v = 1
+				}
+				s.appendValue(c, fd.Type, true, v, nil)
 			default:
 				s.appendValue(c, fd.Type, true, 0, col.Bytes(row))
 			}
@@ -137,8 +141,16 @@ type frameOutputs struct {
 	valid  [][]byte   // per output field, per frame row
 	fixed  [][]uint64 // fixed-width values
 	strs   [][][]byte // strings, copied out of the instance's memory
-	metas  map[string]map[int]string
+	metas  map[string]*metaValues
 	drop   []bool
+}
+
+// metaValues is one metadata key's values by frame row.
+type metaValues struct {
+	set  []bool
+	vals [][]byte
+	// arena holds the values' bytes; a full chunk is replaced, not grown.
+	arena []byte
 }
 
 func newFrameOutputs(rows int, fields []abi.Field) *frameOutputs {
@@ -184,14 +196,29 @@ func (o *frameOutputs) add(name string, f *frame.Frame, res *columnsResult, rows
 			}
 		}
 	}
-	for _, m := range res.metas {
-		if o.metas == nil {
-			o.metas = map[string]map[int]string{}
+	r := abi.NewReader(res.rawMetas)
+	var last *metaValues
+	var lastKey []byte
+	for n := res.metaCount; n > 0; n-- {
+		row := rows[r.U32()]
+		k, v := r.Bytes(), r.Bytes()
+		mv := last
+		if mv == nil || string(k) != string(lastKey) {
+			if mv = o.metas[string(k)]; mv == nil {
+				if o.metas == nil {
+					o.metas = map[string]*metaValues{}
+				}
+				mv = &metaValues{set: make([]bool, o.rows), vals: make([][]byte, o.rows)}
+				o.metas[string(k)] = mv
+			}
+			last, lastKey = mv, k
 		}
-		if o.metas[m.key] == nil {
-			o.metas[m.key] = map[int]string{}
+		if cap(mv.arena)-len(mv.arena) < len(v) {
+			mv.arena = make([]byte, 0, max(64<<10, len(v)))
 		}
-		o.metas[m.key][rows[m.row]] = m.value
+		at := len(mv.arena)
+		mv.arena = append(mv.arena, v...)
+		mv.set[row], mv.vals[row] = true, mv.arena[at:len(mv.arena):len(mv.arena)]
 	}
 }
 
@@ -203,6 +230,15 @@ func (o *frameOutputs) apply(name string, f *frame.Frame) []bool {
 		old := f.Field(fd.Name)
 		var b frame.Builder
 		b.Reset(fd.Type)
+		if fd.Type.Fixed() == 0 {
+			n := 0
+			for _, s := range o.strs[c] {
+				n += len(s)
+			}
+			b.Grow(o.rows, n)
+		} else {
+			b.Grow(o.rows, 0)
+		}
 		for row := 0; row < o.rows; row++ {
 			switch {
 			case o.valid[c][row] != 0 && fd.Type.Fixed() != 0:
@@ -232,9 +268,10 @@ func (o *frameOutputs) apply(name string, f *frame.Frame) []bool {
 		}
 		var b frame.Builder
 		b.Reset(abi.TypeString)
+		b.Grow(o.rows, len(vals.arena))
 		for row := 0; row < o.rows; row++ {
-			if v, ok := vals[row]; ok {
-				b.Text(v)
+			if vals.set[row] {
+				b.String(vals.vals[row])
 			} else if old != nil && !old.Null(row) {
 				b.String(old.AppendText(nil, row))
 			} else {
@@ -260,7 +297,9 @@ func oldFixed(c *frame.Column, row int) uint64 {
 	case 8:
 		return uint64(c.Int(row))
 	case 1:
-		return uint64(c.Fixed[row])
+		if c.Bool(row) {
+			return 1
+		}
 	}
 	return 0
 }
@@ -330,7 +369,7 @@ func (p *Processor) processFrame(ctx context.Context, g *generation, msg *servic
 		if len(sent) > 0 {
 			var out []byte
 			if out, err = inst.callColumns(ctx, nil); err == nil {
-				res, err = inst.readColumnsResult(out, len(sent), nil)
+				res, err = inst.readColumnsResult(out, len(sent), nil, true)
 			}
 		}
 		failed, dropped := len(chunk)-len(sent), 0

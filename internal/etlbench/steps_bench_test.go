@@ -1,0 +1,152 @@
+// Package etlbench holds the sales ETL's side-by-side measurements:
+// compare.sh runs the whole pipeline beside the seed's Python, and
+// BenchmarkStepsBeforeLoad times the steps before the load (extract,
+// validate, dedupe, transform) with rows as JSON messages and as frames.
+package etlbench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // the stream's defaults (tracer none, ...)
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/csvinput"
+	"github.com/sluice-dev/sluice/agent/distinct"
+	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/agent/wasm"
+	"github.com/sluice-dev/sluice/pipelines"
+	"github.com/sluice-dev/sluice/plugins/builtin"
+)
+
+// salesCSV writes rows rows from the seed's generator
+// (../shared/peers/gen_sales.py, as compare.sh uses), or skips.
+func salesCSV(b *testing.B, rows int) string {
+	b.Helper()
+	gen := filepath.Join("..", "..", "..", "shared", "peers", "gen_sales.py")
+	if _, err := os.Stat(gen); err != nil {
+		b.Skipf("the seed's generator is not here: %v", err)
+	}
+	path := filepath.Join(b.TempDir(), "sales.csv")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command("python3", gen, fmt.Sprint(rows), "7")
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = f, &stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("gen_sales.py: %v: %s", err, stderr.String())
+	}
+	return path
+}
+
+// BenchmarkStepsBeforeLoad: pipelines/sales_etl.yaml's input and
+// processors, exactly, over the seed's generated sales (1M rows), into a
+// consumer that only counts rows: rows as one JSON message each
+// (`frames: false`) and as frames.
+//
+//	go test -run '^$' -bench StepsBeforeLoad -benchtime 1x -count 3 ./internal/etlbench/
+func BenchmarkStepsBeforeLoad(b *testing.B) {
+	const rows = 1_000_000
+	path := salesCSV(b, rows)
+	ctx := context.Background()
+	eng, err := wasm.NewEngine(wasm.EngineConfig{Builtins: builtin.Lookup, BuiltinFiles: pipelines.File, CacheDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = eng.Close(ctx) })
+	env := service.NewEnvironment()
+	for _, reg := range []func(*service.Environment) error{
+		func(e *service.Environment) error { return wasm.Register(e, eng) },
+		func(e *service.Environment) error { return csvinput.Register(e, pipelines.File) },
+		distinct.Register, frame.RegisterUnframe,
+	} {
+		if err := reg(env); err != nil {
+			b.Fatal(err)
+		}
+	}
+	input := `
+csv_file:
+  paths: [%q]
+  batch_size: 8192
+  columns:
+    - {name: date, type: date}
+    - {name: product_id, type: int}
+    - {name: quantity, type: int}
+    - {name: price, type: float}
+    - {name: customer_id, type: int}
+  file_field: source_file
+  line_field: line
+  frames: %v
+`
+	processors := []string{
+		`wasm: {builtin: validate, config_file: builtin:suites/sales_data.yaml, skip_errored: true}`,
+		`distinct: {key: '${! meta("csv_raw") }', reason: 'duplicate row: the same as an earlier row of this run'}`,
+		`wasm: {builtin: sales, skip_errored: true}`,
+	}
+	for _, frames := range []bool{false, true} {
+		name := map[bool]string{false: "rows", true: "frames"}[frames]
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				sb := env.NewStreamBuilder()
+				if err := sb.SetLoggerYAML("level: none"); err != nil {
+					b.Fatal(err)
+				}
+				if err := sb.AddInputYAML(fmt.Sprintf(input, path, frames)); err != nil {
+					b.Fatal(err)
+				}
+				sb.SetThreads(1)
+				for _, p := range processors {
+					if err := sb.AddProcessorYAML(p); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var good, rejected int
+				if err := sb.AddBatchConsumerFunc(func(_ context.Context, mb service.MessageBatch) error {
+					for _, m := range mb {
+						body, err := m.AsBytes()
+						if err != nil {
+							return err
+						}
+						if !frame.Is(body) {
+							if m.GetError() != nil {
+								rejected++
+							} else {
+								good++
+							}
+							continue
+						}
+						f, err := frame.Decode(body)
+						if err != nil {
+							return err
+						}
+						n := f.Accepted()
+						good += n
+						rejected += f.Rows - n
+					}
+					return nil
+				}); err != nil {
+					b.Fatal(err)
+				}
+				strm, err := sb.Build()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := strm.Run(ctx); err != nil {
+					b.Fatal(err)
+				}
+				if good+rejected != rows || rejected == 0 {
+					b.Fatalf("%d good and %d rejected rows, want %d in all, some rejected", good, rejected, rows)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+		})
+	}
+}
