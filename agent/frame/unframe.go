@@ -50,7 +50,7 @@ func UnframeSpec() *service.ConfigSpec {
 		Categories("Utility").
 		Summary("Turns each frame (a columnar batch, as csv_file with `frames: true` reads) back into one message per row, for components that work on rows.").
 		Description(`
-Each row becomes the message it would have been had the pipeline not used frames: its fields as a JSON object in column order, the frame's metadata columns (csv_file, csv_line, csv_raw, what a plugin set) as metadata. A rejected row is an errored message with its reason as ` + "`error()`" + ` and its original bytes as body, so a ` + "`switch`" + ` on ` + "`errored()`" + ` or a rejects output works as with rows. Messages that are not frames pass through unchanged.
+Each row becomes the message it would have been had the pipeline not used frames: its fields as a JSON object in column order, the frame's metadata columns (csv_file, csv_line, csv_raw, what a plugin set) as metadata. A rejected row is an errored message with its reason as ` + "`error()`" + ` (and, if it was rejected before it had values, e.g. a CSV row that did not convert, its original bytes as body), so a ` + "`switch`" + ` on ` + "`errored()`" + ` or a rejects output works as with rows. A message that is not a frame is taken as one row (rejected if errored) and passed on unchanged if `+"`rows`"+` takes it.
 
 On an output that loads only good rows from frames (sqlite, parquet), ` + "`unframe: {rows: rejected}`" + ` in a sibling output's processors hands that output only the rejects.`).
 		Fields(
@@ -78,7 +78,10 @@ func (u *unframe) ProcessBatch(_ context.Context, batch service.MessageBatch) ([
 	for _, msg := range batch {
 		body, err := msg.AsBytes()
 		if err != nil || !Is(body) {
-			out = append(out, msg)
+			// A message that is not a frame is one row, rejected if errored.
+			if u.wants(msg.GetError() != nil) {
+				out = append(out, msg)
+			}
 			continue
 		}
 		f, err := Decode(body)
@@ -88,8 +91,7 @@ func (u *unframe) ProcessBatch(_ context.Context, batch service.MessageBatch) ([
 			continue
 		}
 		for i := 0; i < f.Rows; i++ {
-			rejected := f.Rejected(i)
-			if (u.rows == RowsAccepted && rejected) || (u.rows == RowsRejected && !rejected) {
+			if !u.wants(f.Rejected(i)) {
 				continue
 			}
 			out = append(out, f.RowMessage(msg, i))
@@ -99,6 +101,17 @@ func (u *unframe) ProcessBatch(_ context.Context, batch service.MessageBatch) ([
 		return nil, nil
 	}
 	return []service.MessageBatch{out}, nil
+}
+
+// wants reports whether a row, rejected or not, is handed on.
+func (u *unframe) wants(rejected bool) bool {
+	switch u.rows {
+	case RowsAccepted:
+		return !rejected
+	case RowsRejected:
+		return rejected
+	}
+	return true
 }
 
 func (u *unframe) Close(context.Context) error { return nil }
