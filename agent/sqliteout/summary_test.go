@@ -147,7 +147,7 @@ func TestSummariesMatchGroupBy(t *testing.T) {
 		{
 			name:   "sales, two runs, the second replacing rows and adding more",
 			conf:   map[string]any{"table": "sales", "columns": salesColumns(), "key": salesKey},
-			runs:   []service.MessageBatch{salesRun(500, 0), salesRun(800, 3)},
+			runs:   []service.MessageBatch{salesRun(500, 0), salesRun(9000, 3)},
 			oracle: salesOracle, summaries: salesSummaries,
 		},
 		{
