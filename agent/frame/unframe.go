@@ -50,7 +50,7 @@ func UnframeSpec() *service.ConfigSpec {
 		Categories("Utility").
 		Summary("Turns each frame (a columnar batch, as csv_file with `frames: true` reads) back into one message per row, for components that work on rows.").
 		Description(`
-Each row becomes the message it would have been had the pipeline not used frames: its fields as a JSON object in column order, the frame's metadata columns (csv_file, csv_line, csv_raw, what a plugin set) as metadata. A rejected row is an errored message with its reason as ` + "`error()`" + ` (and, if it was rejected before it had values, e.g. a CSV row that did not convert, its original bytes as body), so a ` + "`switch`" + ` on ` + "`errored()`" + ` or a rejects output works as with rows. A message that is not a frame is taken as one row (rejected if errored) and passed on unchanged if `+"`rows`"+` takes it.
+Each row becomes the message it would have been had the pipeline not used frames: its fields as a JSON object in column order, the frame's metadata columns (csv_file, csv_line, csv_raw, what a plugin set) as metadata. A rejected row is an errored message with its reason as ` + "`error()`" + ` (and, if it was rejected before it had values, e.g. a CSV row that did not convert, its original bytes as body), so a ` + "`switch`" + ` on ` + "`errored()`" + ` or a rejects output works as with rows. A message that is not a frame is taken as one row (rejected if errored) and passed on unchanged if ` + "`rows`" + ` takes it.
 
 On an output that loads only good rows from frames (sqlite, parquet), ` + "`unframe: {rows: rejected}`" + ` in a sibling output's processors hands that output only the rejects.`).
 		Fields(
