@@ -21,53 +21,28 @@ import (
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
-// fcol is a frame column as Go values by row: nil for a null, else int64,
-// float64, bool, string or time.Time as the column's type says.
+// fcol is a column of a test frame: its values by row, as frame.Values
+// (a local type, so its literals may be positional).
 type fcol struct {
-	name string
-	typ  abi.Type
-	meta bool
-	vals []any
+	Name string
+	Type abi.Type
+	Meta bool
+	Rows []any
 }
 
-// buildFrame encodes a frame of cols, rows rejected as reject says.
-func buildFrame(t testing.TB, cols []fcol, reject map[int]string) []byte {
+// buildFrame encodes a frame of cols, rejecting the rows rejected gives a
+// reason for.
+func buildFrame(t testing.TB, cols []fcol, rejected map[int]string) []byte {
 	t.Helper()
-	w := frame.NewWriter()
-	bs := make([]*frame.Builder, len(cols))
-	for c, col := range cols {
-		bs[c] = w.Add(col.name, col.typ, col.meta)
+	vs := make([]frame.Values, len(cols))
+	for i, c := range cols {
+		vs[i] = frame.Values(c)
 	}
-	for i := range cols[0].vals {
-		for c, col := range cols {
-			switch v := col.vals[i].(type) {
-			case nil:
-				bs[c].Null()
-			case int64:
-				bs[c].Int(v)
-			case float64:
-				bs[c].Float(v)
-			case bool:
-				bs[c].Bool(v)
-			case string:
-				bs[c].String([]byte(v))
-			case time.Time:
-				bs[c].Int(v.UnixNano())
-			default:
-				t.Fatalf("column %s row %d: %T", col.name, i, v)
-			}
-		}
-		if why, ok := reject[i]; ok {
-			w.Reject(why)
-		} else {
-			w.Accept()
-		}
-	}
-	body, err := w.Append(nil)
+	b, err := frame.FromValues(vs, rejected)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return body
+	return b
 }
 
 // rowsAsJSON is what `unframe` makes of the frame's accepted rows: the JSON
@@ -413,7 +388,7 @@ func TestFrameConversionErrors(t *testing.T) {
 			{"product_id", abi.TypeInt, false, []any{int64(1), int64(2), int64(3), int64(4)}},
 		}
 		for c := range cols {
-			if cols[c].name == bad.name {
+			if cols[c].Name == bad.Name {
 				cols[c] = bad
 				return cols
 			}

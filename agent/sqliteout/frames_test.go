@@ -18,52 +18,24 @@ import (
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
-// fcol is a column of a test frame: its values by row, nil for a null, as
-// int64 (or int), float64, bool, string or time.Time.
+// fcol is a column of a test frame: its values by row, as frame.Values
+// (a local type, so its literals may be positional).
 type fcol struct {
-	name string
-	typ  abi.Type
-	meta bool
-	vals []any
+	Name string
+	Type abi.Type
+	Meta bool
+	Rows []any
 }
 
 // buildFrame encodes a frame of cols, rejecting the rows rejected gives a
 // reason for.
 func buildFrame(t testing.TB, cols []fcol, rejected map[int]string) []byte {
 	t.Helper()
-	w := frame.NewWriter()
-	bs := make([]*frame.Builder, len(cols))
+	vs := make([]frame.Values, len(cols))
 	for i, c := range cols {
-		bs[i] = w.Add(c.name, c.typ, c.meta)
+		vs[i] = frame.Values(c)
 	}
-	for r := range cols[0].vals {
-		for i, c := range cols {
-			switch v := c.vals[r].(type) {
-			case nil:
-				bs[i].Null()
-			case int:
-				bs[i].Int(int64(v))
-			case int64:
-				bs[i].Int(v)
-			case float64:
-				bs[i].Float(v)
-			case bool:
-				bs[i].Bool(v)
-			case string:
-				bs[i].String([]byte(v))
-			case time.Time:
-				bs[i].Int(v.UnixNano())
-			default:
-				t.Fatalf("column %q row %d: a %T", c.name, r, v)
-			}
-		}
-		if reason, ok := rejected[r]; ok {
-			w.Reject(reason)
-		} else {
-			w.Accept()
-		}
-	}
-	b, err := w.Append(nil)
+	b, err := frame.FromValues(vs, rejected)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +310,7 @@ func TestFrameInference(t *testing.T) {
 func TestFrameCells(t *testing.T) {
 	values := map[abi.Type][]any{
 		abi.TypeInt: {0, 1, -1, 2, 42, int64(math.MaxInt64), int64(math.MinInt64), 1709289000, 253402300800, -62167219201},
-		abi.TypeFloat: {0.0, math.Copysign(0, -1), 1.0, 0.5, 19.99, 3.0, 1e-7, 1e20, 1e21, 1 << 53, 1<<53 + 2, 1 << 62, 9.3e18, 1e19,
+		abi.TypeFloat: {0.0, math.Copysign(0, -1), 1.0, 0.5, 19.99, 3.0, 1e-7, 1e20, 1e21, float64(1 << 53), float64(1<<53 + 2), float64(1 << 62), 9.3e18, 1e19,
 			-1.5, 1709289000.5, 123456789.123, 5e-324, math.MaxFloat64, math.NaN(), math.Inf(-1)},
 		abi.TypeBool:   {true, false},
 		abi.TypeString: {"", "abc", "42", " 42", "3.0", "19.99", "1e3", "0x1p-2", "1_000", "inf", "NaN", "true", "F", "0", "2024-03-01T12:30:00+02:00", "2024-03-01", "2024-03-01 10:30:00.5", "1709289000", "bad \xff\xfe", "\x00\u2028\"\\", "héllo"},
