@@ -364,22 +364,11 @@ func (f *fileReader) next() (*service.Message, bool) {
 		}
 		return f.reject(1, bytes.TrimRight(f.data[:end], "\r"), f.headerErr), true
 	}
-	start := f.off
-	rec, err := f.r.Read()
-	if errors.Is(err, io.EOF) {
-		f.done = true
+	rec, line, raw, err, ok := f.record()
+	if !ok {
 		return nil, false
 	}
-	f.off = f.r.InputOffset()
-	line, _ := f.r.FieldPos(0)
-	// Blank lines before the record are skipped by the reader but are in
-	// the span; a reject's raw text is the record alone.
-	raw := bytes.Trim(f.data[start:f.off], "\r\n")
 	if err != nil {
-		var pe *csv.ParseError
-		if errors.As(err, &pe) {
-			line = pe.StartLine
-		}
 		return f.reject(line, raw, err), true
 	}
 	doc, err := f.convert(rec, line)
@@ -389,6 +378,30 @@ func (f *fileReader) next() (*service.Message, bool) {
 	msg := service.NewMessage(doc)
 	f.meta(msg, line, raw)
 	return msg, true
+}
+
+// record reads the file's next record: its cells, the line it starts on
+// and its original text; false at the end of the file. A record that does
+// not parse comes with the error.
+func (f *fileReader) record() (rec []string, line int, raw []byte, err error, ok bool) {
+	start := f.off
+	rec, err = f.r.Read()
+	if errors.Is(err, io.EOF) {
+		f.done = true
+		return nil, 0, nil, nil, false
+	}
+	f.off = f.r.InputOffset()
+	line, _ = f.r.FieldPos(0)
+	// Blank lines before the record are skipped by the reader but are in
+	// the span; a reject's raw text is the record alone.
+	raw = bytes.Trim(f.data[start:f.off], "\r\n")
+	if err != nil {
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			line = pe.StartLine
+		}
+	}
+	return rec, line, raw, err, true
 }
 
 func (f *fileReader) meta(msg *service.Message, line int, raw []byte) {

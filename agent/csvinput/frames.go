@@ -2,10 +2,7 @@ package csvinput
 
 import (
 	"bytes"
-	"encoding/csv"
-	"errors"
 	"fmt"
-	"io"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -90,20 +87,11 @@ func (f *fileReader) frame(max int) ([]byte, int, error) {
 		return f.encode()
 	}
 	for fc.w.Rows() < max {
-		start := f.off
-		rec, err := f.r.Read()
-		if errors.Is(err, io.EOF) {
-			f.done = true
+		rec, line, raw, err, ok := f.record()
+		if !ok {
 			break
 		}
-		f.off = f.r.InputOffset()
-		line, _ := f.r.FieldPos(0)
-		raw := bytes.Trim(f.data[start:f.off], "\r\n")
 		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				line = pe.StartLine
-			}
 			fc.reject(f, line, raw, err)
 			continue
 		}
