@@ -362,16 +362,10 @@ func (f *Frame) Append(dst []byte, keep []bool) []byte {
 	// several times and leaves the garbage to the collector.
 	w := abi.Writer{Buf: slices.Grow(dst, f.sizeBound(rows))}
 	base := len(dst)
-	w.Raw([]byte(Magic))
-	w.U32(uint32(rows))
-	w.U32(uint32(len(f.Cols)))
-	for _, col := range f.Cols {
-		w.U8(uint8(col.Type))
-		w.U8(flagsOf(col.Meta, col.Raw, col.Const))
-		w.U16(uint16(len(col.Name)))
-		w.Raw([]byte(col.Name))
-	}
-	align(&w, base)
+	appendHeader(&w, base, rows, len(f.Cols), func(c int) (string, abi.Type, uint8) {
+		col := &f.Cols[c]
+		return col.Name, col.Type, flagsOf(col.Meta, col.Raw, col.Const)
+	})
 	if len(f.rejected) == 0 {
 		appendColumn(&w, base, &Column{Column: f.reasons}, f.Rows, keep)
 		for c := range f.Cols {
@@ -401,6 +395,22 @@ func (f *Frame) Append(dst []byte, keep []bool) []byte {
 		appendColumn(&w, base, &f.Cols[c], f.Rows, keep)
 	}
 	return w.Buf
+}
+
+// appendHeader writes a frame's header: the magic, its rows and n
+// columns as col describes them, padded to 8 from base.
+func appendHeader(w *abi.Writer, base, rows, n int, col func(int) (string, abi.Type, uint8)) {
+	w.Raw([]byte(Magic))
+	w.U32(uint32(rows))
+	w.U32(uint32(n))
+	for c := range n {
+		name, t, flags := col(c)
+		w.U8(uint8(t))
+		w.U8(flags)
+		w.U16(uint16(len(name)))
+		w.Raw([]byte(name))
+	}
+	align(w, base)
 }
 
 func flagsOf(meta, raw, constant bool) uint8 {
@@ -701,16 +711,9 @@ func (w *Writer) Append(dst []byte) ([]byte, error) {
 	}
 	aw := abi.Writer{Buf: slices.Grow(dst, size)}
 	base := len(dst)
-	aw.Raw([]byte(Magic))
-	aw.U32(uint32(rows))
-	aw.U32(uint32(len(w.Cols)))
-	for i, b := range w.Cols {
-		aw.U8(uint8(b.Type))
-		aw.U8(flagsOf(w.Meta[i], w.Raw == i+1, b.Const))
-		aw.U16(uint16(len(w.Names[i])))
-		aw.Raw([]byte(w.Names[i]))
-	}
-	align(&aw, base)
+	appendHeader(&aw, base, rows, len(w.Cols), func(c int) (string, abi.Type, uint8) {
+		return w.Names[c], w.Cols[c].Type, flagsOf(w.Meta[c], w.Raw == c+1, w.Cols[c].Const)
+	})
 	w.reasons.append(&aw, base)
 	w.reasons.Reset(abi.TypeString)
 	for _, b := range w.Cols {
