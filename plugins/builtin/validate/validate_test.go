@@ -22,8 +22,10 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/agent/wasm"
+	"github.com/sluice-dev/sluice/agent/frame"
 	"github.com/sluice-dev/sluice/internal/wasmbuild"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/expect"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 	"github.com/sluice-dev/sluice/state"
 )
 
@@ -800,4 +802,56 @@ func BenchmarkUserEvents(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkSalesFrame: the sales ETL's validate step, the sales_data
+// suite over one frame of 8192 good sales rows (as csv_file reads them),
+// as the pipeline runs it (a builtin: no loop interrupts). The figure is
+// per row, the host's side included; the same suite natively is
+// BenchmarkSalesData in lib/expect.
+//
+//	go test -run '^$' -bench SalesFrame -count 6 ./plugins/builtin/validate/
+func BenchmarkSalesFrame(b *testing.B) {
+	const rows = 8192
+	cols := []frame.Values{
+		{Name: "date", Type: abi.TypeString}, {Name: "product_id", Type: abi.TypeInt}, {Name: "quantity", Type: abi.TypeInt},
+		{Name: "price", Type: abi.TypeFloat}, {Name: "customer_id", Type: abi.TypeInt},
+	}
+	for i := range rows {
+		cols[0].Rows = append(cols[0].Rows, fmt.Sprintf("2025-01-%02d", 1+i%28))
+		cols[1].Rows = append(cols[1].Rows, i%500)
+		cols[2].Rows = append(cols[2].Rows, 1+i%5)
+		cols[3].Rows = append(cols[3].Rows, float64(i%100)+0.5)
+		cols[4].Rows = append(cols[4].Rows, i%5000)
+	}
+	body, err := frame.FromValues(cols, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	eng, err := wasm.NewEngine(wasm.EngineConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close(ctx)
+	conf, err := wasm.ConfigSpec().ParseYAML(fmt.Sprintf("path: %s\ninterrupt_on_timeout: false\nconfig_file: %ssales_data.yaml\n", plugin, suites), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := wasm.NewProcessor(ctx, eng, conf, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(ctx)
+	for b.Loop() {
+		out, err := p.ProcessBatch(ctx, service.MessageBatch{service.NewMessage(body)})
+		if err != nil || len(out) != 1 {
+			b.Fatalf("%v %d", err, len(out))
+		}
+		got, _ := out[0][0].AsBytes()
+		if f, err := frame.Decode(got); err != nil || f.Accepted() != rows {
+			b.Fatalf("%v: rows rejected", err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 }
