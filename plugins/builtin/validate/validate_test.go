@@ -21,8 +21,8 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
-	"github.com/sluice-dev/sluice/agent/wasm"
 	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/agent/wasm"
 	"github.com/sluice-dev/sluice/internal/wasmbuild"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/expect"
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
