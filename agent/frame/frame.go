@@ -123,6 +123,18 @@ func (c *Column) Bytes(i int) []byte {
 	return c.Data[lo:hi:hi]
 }
 
+// Value is row i in the ABI's column parts: the 8 or 1 fixed bytes of a
+// fixed-width type as a number, or a string's bytes (aliasing the frame).
+func (c *Column) Value(i int) (fixed uint64, s []byte) {
+	switch c.Type.Fixed() {
+	case 8:
+		return uint64(c.Int(i)), nil
+	case 1:
+		return uint64(c.Fixed[c.at(i)]), nil
+	}
+	return 0, c.Bytes(i)
+}
+
 // AppendJSON appends row i's value as JSON: null when it has none,
 // numbers as the agent spells them everywhere (jsonfield.AppendFloat),
 // times as RFC 3339 strings.
@@ -165,7 +177,7 @@ type Frame struct {
 	Rows int
 	Cols []Column
 
-	reasons abi.Column
+	reasons Column
 	// rejected holds reasons given since decoding, by row.
 	rejected map[int]string
 }
@@ -194,7 +206,7 @@ func Decode(body []byte) (*Frame, error) {
 		}
 	}
 	r.Align8()
-	f.reasons = abi.ReadColumn(r, abi.TypeString, f.Rows)
+	f.reasons.Column = abi.ReadColumn(r, abi.TypeString, f.Rows)
 	for c := range f.Cols {
 		f.Cols[c].Column = abi.ReadColumn(r, f.Cols[c].Type, f.Cols[c].stored(f.Rows))
 	}
@@ -202,14 +214,11 @@ func Decode(body []byte) (*Frame, error) {
 		return nil, fmt.Errorf("malformed frame: %w", err)
 	}
 	// Offsets are checked once here so readers can index without checks.
-	for c, col := range append([]abi.Column{f.reasons}, columns(f.Cols)...) {
+	for _, col := range append([]Column{f.reasons}, f.Cols...) {
 		if col.Type.Fixed() != 0 {
 			continue
 		}
-		rows := f.Rows
-		if c > 0 {
-			rows = f.Cols[c-1].stored(f.Rows)
-		}
+		rows := col.stored(f.Rows)
 		prev := uint32(0)
 		for i := 0; i <= rows; i++ {
 			off := binary.LittleEndian.Uint32(col.Offs[i*4:])
@@ -228,14 +237,6 @@ func (c *Column) stored(rows int) int {
 		return min(rows, 1)
 	}
 	return rows
-}
-
-func columns(cs []Column) []abi.Column {
-	out := make([]abi.Column, len(cs))
-	for i := range cs {
-		out[i] = cs[i].Column
-	}
-	return out
 }
 
 // Col returns the column named name, field or metadata, or nil.
@@ -266,9 +267,7 @@ func (f *Frame) Reason(i int) (string, bool) {
 	if f.reasons.Valid[i] == 0 {
 		return "", false
 	}
-	lo := binary.LittleEndian.Uint32(f.reasons.Offs[i*4:])
-	hi := binary.LittleEndian.Uint32(f.reasons.Offs[i*4+4:])
-	return string(f.reasons.Data[lo:hi]), true
+	return string(f.reasons.Bytes(i)), true
 }
 
 // Rejected reports whether row i was rejected.
@@ -367,30 +366,26 @@ func (f *Frame) Append(dst []byte, keep []bool) []byte {
 		return col.Name, col.Type, flagsOf(col.Meta, col.Raw, col.Const)
 	})
 	if len(f.rejected) == 0 {
-		appendColumn(&w, base, &Column{Column: f.reasons}, f.Rows, keep)
-		for c := range f.Cols {
-			appendColumn(&w, base, &f.Cols[c], f.Rows, keep)
-		}
-		return w.Buf
-	}
-	// The reasons column, with the reasons given since decoding.
-	reasons := Builder{Type: abi.TypeString}
-	reasons.valid = make([]byte, 0, rows)
-	reasons.offs = make([]byte, 0, 4*rows)
-	for i := 0; i < f.Rows; i++ {
-		if keep != nil && !keep[i] {
-			continue
-		}
-		if s, ok := f.Reason(i); ok {
-			reasons.String([]byte(s))
-			if f.Unread(i) {
-				reasons.valid[len(reasons.valid)-1] = reasonUnread
+		appendColumn(&w, base, &f.reasons, f.Rows, keep)
+	} else {
+		// The reasons column, with the reasons given since decoding.
+		reasons := Builder{Type: abi.TypeString}
+		reasons.Grow(rows, len(f.reasons.Data))
+		for i := 0; i < f.Rows; i++ {
+			if keep != nil && !keep[i] {
+				continue
 			}
-		} else {
-			reasons.Null()
+			if s, ok := f.Reason(i); ok {
+				reasons.Text(s)
+				if f.Unread(i) {
+					reasons.valid[len(reasons.valid)-1] = reasonUnread
+				}
+			} else {
+				reasons.Null()
+			}
 		}
+		reasons.append(&w, base)
 	}
-	reasons.append(&w, base)
 	for c := range f.Cols {
 		appendColumn(&w, base, &f.Cols[c], f.Rows, keep)
 	}
@@ -494,7 +489,7 @@ func appendColumn(w *abi.Writer, base int, c *Column, rows int, keep []bool) {
 		if !keep[i] {
 			continue
 		}
-		b.copyRow(c, i)
+		b.CopyRow(c, i)
 	}
 	b.append(w, base)
 }
@@ -577,15 +572,13 @@ func (b *Builder) Bool(v bool) {
 }
 
 // String appends a string; s is copied.
-func (b *Builder) String(s []byte) {
-	b.valid = append(b.valid, 1)
-	b.data = append(b.data, s...)
-	b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
-}
+func (b *Builder) String(s []byte) { appendString(b, s) }
 
 // Text appends a string.
-func (b *Builder) Text(s string) {
-	b.valid = append(b.valid, 1)
+func (b *Builder) Text(s string) { appendString(b, s) }
+
+func appendString[S string | []byte](b *Builder, s S) {
+	b.valid = append(b.valid, validValue)
 	b.data = append(b.data, s...)
 	b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
 }
@@ -605,16 +598,11 @@ func (b *Builder) Raw(valid byte, fixed uint64, s []byte) {
 	}
 }
 
-// copyRow appends row i of col, which has the builder's type.
-func (b *Builder) copyRow(col *Column, i int) {
-	j := col.at(i)
-	b.valid = append(b.valid, col.Valid[j])
-	if w := b.Type.Fixed(); w != 0 {
-		b.fixed = append(b.fixed, col.Fixed[j*w:(j+1)*w]...)
-		return
-	}
-	b.data = append(b.data, col.Bytes(i)...)
-	b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
+// CopyRow appends row i of col, which has the builder's type, as it is
+// there (null and absent included).
+func (b *Builder) CopyRow(col *Column, i int) {
+	fixed, s := col.Value(i)
+	b.Raw(col.Valid[col.at(i)], fixed, s)
 }
 
 // Column returns the built column named name (a metadata column if meta),

@@ -32,7 +32,7 @@ type scratch struct {
 	merge [2][]byte
 	// arena holds a frame call's rendered values (frames.go), frameCols
 	// its columns per declared field.
-	arena     []byte
+	arena     arena
 	frameCols []*frame.Column
 }
 
@@ -486,6 +486,11 @@ func (i *Instance) merge(doc []byte, cols []abi.Column, row int) ([]byte, error)
 	return append([]byte(nil), cur...), nil
 }
 
+// floatError fails an output float JSON has no number for.
+func floatError(name string, v float64) error {
+	return fmt.Errorf("output field %q: %v cannot be written as JSON", name, v)
+}
+
 // rowValues renders one row's output values as JSON.
 type rowValues struct {
 	inst *Instance
@@ -501,7 +506,7 @@ func (rv *rowValues) appendValue(raw []byte, c int) ([]byte, error) {
 	case abi.TypeFloat:
 		v := math.Float64frombits(binary.LittleEndian.Uint64(col.Fixed[row*8:]))
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil, fmt.Errorf("output field %q: %v cannot be written as JSON", f.Name, v)
+			return nil, floatError(f.Name, v)
 		}
 		raw = jsonfield.AppendFloat(raw, v)
 	case abi.TypeBool:

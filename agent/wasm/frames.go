@@ -3,6 +3,7 @@ package wasm
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -29,7 +30,7 @@ func (i *Instance) frameRows(f *frame.Frame, rows []int) []int {
 	s := &i.scratch
 	in := i.desc.In
 	s.resetColumns(in)
-	s.arena = s.arena[:0]
+	s.arena.reset()
 	if cap(s.frameCols) < len(in) {
 		s.frameCols = make([]*frame.Column, len(in))
 	}
@@ -47,17 +48,26 @@ func (i *Instance) frameRows(f *frame.Frame, rows []int) []int {
 	return s.rows
 }
 
-// keep copies b into the call's arena: the request's strings must outlive
-// the buffers they were rendered in. A full chunk is replaced, not grown,
-// so earlier slices stay valid.
-func (s *scratch) keep(b []byte) []byte {
-	if cap(s.arena)-len(s.arena) < len(b) {
-		s.arena = make([]byte, 0, max(64<<10, len(b)))
-	}
-	start := len(s.arena)
-	s.arena = append(s.arena, b...)
-	return s.arena[start:len(s.arena):len(s.arena)]
+// arena copies byte slices into chunks it never grows in place, so the
+// copies it handed out stay valid while it takes more: a request's values
+// must outlive the buffer they were rendered in, and a frame's outputs
+// the instance memory they were read from.
+type arena struct {
+	buf   []byte
+	total int // bytes copied since the last reset
 }
+
+func (a *arena) copy(b []byte) []byte {
+	if cap(a.buf)-len(a.buf) < len(b) {
+		a.buf = make([]byte, 0, max(64<<10, len(b)))
+	}
+	start := len(a.buf)
+	a.buf = append(a.buf, b...)
+	a.total += len(b)
+	return a.buf[start:len(a.buf):len(a.buf)]
+}
+
+func (a *arena) reset() { a.buf, a.total = a.buf[:0], 0 }
 
 // appendFrameRow is appendRow for a frame's row. On error nothing is
 // appended.
@@ -68,7 +78,7 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 			kind, text := abi.KindAbsent, []byte(nil)
 			switch {
 			case fd.Name == abi.BodyPath:
-				kind, text = abi.KindObject, s.keep(f.AppendRowJSON(s.raw[:0], row))
+				kind, text = abi.KindObject, s.arena.copy(f.AppendRowJSON(s.raw[:0], row))
 			case col == nil || col.Absent(row):
 			case col.Null(row):
 				kind = abi.KindNull
@@ -91,18 +101,8 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 			continue
 		}
 		if col.Type == fd.Type {
-			switch fd.Type.Fixed() {
-			case 8:
-				s.appendValue(c, fd.Type, true, uint64(col.Int(row)), nil)
-			case 1:
-				var v uint64
-				if col.Bool(row) {
-					v = 1
-				}
-				s.appendValue(c, fd.Type, true, v, nil)
-			default:
-				s.appendValue(c, fd.Type, true, 0, col.Bytes(row))
-			}
+			u, str := col.Value(row)
+			s.appendValue(c, fd.Type, true, u, str)
 			continue
 		}
 		// Another type: convert exactly as the row's JSON value would be.
@@ -112,7 +112,7 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 			s.truncate(fields, c)
 			return fmt.Errorf("field %q: %w", fd.Name, err)
 		}
-		s.appendValue(c, fd.Type, true, u, s.keep(str))
+		s.appendValue(c, fd.Type, true, u, s.arena.copy(str))
 	}
 	return nil
 }
@@ -128,10 +128,11 @@ func (s *scratch) frameValue(col *frame.Column, row int) (abi.Kind, []byte) {
 	case abi.TypeString:
 		return abi.KindString, col.Bytes(row)
 	case abi.TypeTime:
-		return abi.KindString, s.keep(time.Unix(0, col.Int(row)).UTC().AppendFormat(s.raw[:0], time.RFC3339Nano))
+		s.raw = col.AppendText(s.raw[:0], row)
+		return abi.KindString, s.arena.copy(s.raw)
 	}
 	s.raw = col.AppendJSON(s.raw[:0], row)
-	return abi.KindNumber, s.keep(s.raw)
+	return abi.KindNumber, s.arena.copy(s.raw)
 }
 
 // frameOutputs collects a frame's plugin results across its calls.
@@ -140,17 +141,17 @@ type frameOutputs struct {
 	fields []abi.Field
 	valid  [][]byte   // per output field, per frame row
 	fixed  [][]uint64 // fixed-width values
-	strs   [][][]byte // strings, copied out of the instance's memory
+	strs   [][][]byte // strings, copied out of the instance's memory...
+	text   arena      // ...into this
 	metas  map[string]*metaValues
 	drop   []bool
 }
 
 // metaValues is one metadata key's values by frame row.
 type metaValues struct {
-	set  []bool
-	vals [][]byte
-	// arena holds the values' bytes; a full chunk is replaced, not grown.
-	arena []byte
+	set   []bool
+	vals  [][]byte
+	arena arena // the values' bytes
 }
 
 func newFrameOutputs(rows int, fields []abi.Field) *frameOutputs {
@@ -179,6 +180,11 @@ func (o *frameOutputs) add(name string, f *frame.Frame, res *columnsResult, rows
 			f.Reject(row, name+": "+res.reasons[r])
 			continue
 		}
+		if err := unwritable(o.fields, res.outCols, r); err != nil {
+			// As the JSON path fails the message and merges nothing.
+			f.Reject(row, name+": "+err.Error())
+			continue
+		}
 		for c, fd := range o.fields {
 			col := &res.outCols[c]
 			if col.Valid[r] == 0 {
@@ -192,7 +198,7 @@ func (o *frameOutputs) add(name string, f *frame.Frame, res *columnsResult, rows
 				o.fixed[c][row] = uint64(col.Fixed[r])
 			default:
 				str, _ := col.Str(r) // checked by readColumnsResult
-				o.strs[c][row] = append([]byte(nil), str...)
+				o.strs[c][row] = o.text.copy(str)
 			}
 		}
 	}
@@ -213,13 +219,23 @@ func (o *frameOutputs) add(name string, f *frame.Frame, res *columnsResult, rows
 			}
 			last, lastKey = mv, k
 		}
-		if cap(mv.arena)-len(mv.arena) < len(v) {
-			mv.arena = make([]byte, 0, max(64<<10, len(v)))
-		}
-		at := len(mv.arena)
-		mv.arena = append(mv.arena, v...)
-		mv.set[row], mv.vals[row] = true, mv.arena[at:len(mv.arena):len(mv.arena)]
+		mv.set[row], mv.vals[row] = true, mv.arena.copy(v)
 	}
+}
+
+// unwritable is the error the JSON path gives row r of a result whose
+// float output is no JSON number (NaN, ±Inf), or nil: a frame holds no
+// value its rows' JSON could not.
+func unwritable(fields []abi.Field, cols []abi.Column, r int) error {
+	for c, fd := range fields {
+		if fd.Type != abi.TypeFloat || cols[c].Valid[r] == 0 {
+			continue
+		}
+		if v := math.Float64frombits(leUint64(cols[c].Fixed[r*8:])); math.IsNaN(v) || math.IsInf(v, 0) {
+			return floatError(fd.Name, v)
+		}
+	}
+	return nil
 }
 
 // apply sets the outputs as f's columns, merged with the columns of the
@@ -250,7 +266,7 @@ func (o *frameOutputs) apply(name string, f *frame.Frame) []bool {
 			case old.Null(row):
 				b.Null()
 			case old.Type == fd.Type:
-				b.Raw(1, oldFixed(old, row), oldStr(old, row))
+				b.CopyRow(old, row)
 			default:
 				// A JSON row would keep its old value of another type; a
 				// column has one type, so the row is rejected rather than
@@ -268,7 +284,7 @@ func (o *frameOutputs) apply(name string, f *frame.Frame) []bool {
 		}
 		var b frame.Builder
 		b.Reset(abi.TypeString)
-		b.Grow(o.rows, len(vals.arena))
+		b.Grow(o.rows, vals.arena.total)
 		for row := 0; row < o.rows; row++ {
 			if vals.set[row] {
 				b.String(vals.vals[row])
@@ -290,25 +306,6 @@ func (o *frameOutputs) apply(name string, f *frame.Frame) []bool {
 		}
 	}
 	return nil
-}
-
-func oldFixed(c *frame.Column, row int) uint64 {
-	switch c.Type.Fixed() {
-	case 8:
-		return uint64(c.Int(row))
-	case 1:
-		if c.Bool(row) {
-			return 1
-		}
-	}
-	return 0
-}
-
-func oldStr(c *frame.Column, row int) []byte {
-	if c.Type.Fixed() != 0 {
-		return nil
-	}
-	return c.Bytes(row)
 }
 
 // frameRefusal says why this step cannot take frames, or "".

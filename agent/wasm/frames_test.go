@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -173,5 +174,35 @@ func TestFrameRefused(t *testing.T) {
 		if b, _ := m.AsBytes(); !strings.Contains(string(b), fmt.Sprintf(`"line":%d`, i+2)) {
 			t.Errorf("row %d: body %s, want the row as it was", i, b)
 		}
+	}
+}
+
+// TestFrameUnwritableOutput: a float output JSON has no number for (the
+// transform's total_amount of an infinite price) rejects the row, with
+// the reason the JSON path fails its message with, and sets nothing.
+func TestFrameUnwritableOutput(t *testing.T) {
+	eng, err := wasm.NewEngine(wasm.EngineConfig{Builtins: builtin.Lookup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	p := mustProcessor(t, eng, "builtin: sales\n")
+	body, err := frame.FromValues([]frame.Values{
+		{Name: "date", Type: abi.TypeString, Rows: []any{"2024-01-15", "2024-01-16"}},
+		{Name: "quantity", Type: abi.TypeInt, Rows: []any{2, 3}},
+		{Name: "price", Type: abi.TypeFloat, Rows: []any{math.Inf(1), 1.5}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := rowsOf(t, run(t, p, service.MessageBatch{service.NewMessage(body)})[0])
+	if err := rows[0].GetError(); err == nil || !strings.HasSuffix(err.Error(), `output field "total_amount": +Inf cannot be written as JSON`) {
+		t.Errorf("row 0: error %v, want the infinite total refused", err)
+	}
+	if b, _ := rows[0].AsBytes(); strings.Contains(string(b), "year") {
+		t.Errorf("row 0: %s, want no output set on a refused row", b)
+	}
+	if b, _ := rows[1].AsBytes(); rows[1].GetError() != nil || !strings.Contains(string(b), `"total_amount":4.5`) {
+		t.Errorf("row 1: %s (%v), want it transformed", b, rows[1].GetError())
 	}
 }
