@@ -216,22 +216,17 @@ func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFu
 	}
 	batch := make(service.MessageBatch, 0, min(in.batchSize, 1024))
 	for len(batch) < in.batchSize {
-		if in.cur == nil {
-			if len(in.files) == 0 {
-				break
+		cur, err := in.file()
+		if err != nil {
+			if len(batch) > 0 {
+				break // the rows read so far first; the error next time
 			}
-			name := in.files[0]
-			data, err := in.read(name)
-			if err != nil {
-				if len(batch) > 0 {
-					break // the rows read so far first; the error next time
-				}
-				return nil, nil, err
-			}
-			in.files = in.files[1:]
-			in.cur = in.open(name, data)
+			return nil, nil, err
 		}
-		msg, ok := in.cur.next()
+		if cur == nil {
+			break
+		}
+		msg, ok := cur.next()
 		if !ok {
 			in.cur = nil
 			continue
@@ -239,6 +234,21 @@ func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFu
 		batch = append(batch, msg)
 	}
 	return in.emit(batch, len(batch))
+}
+
+// file is the file being read, the next one opened if it is done, or nil
+// when none is left.
+func (in *input) file() (*fileReader, error) {
+	if in.cur == nil && len(in.files) > 0 {
+		name := in.files[0]
+		data, err := in.read(name)
+		if err != nil {
+			return nil, err
+		}
+		in.files = in.files[1:]
+		in.cur = in.open(name, data)
+	}
+	return in.cur, nil
 }
 
 // emit hands on a batch holding rows rows, or ends the input if it is
@@ -298,6 +308,8 @@ type fileReader struct {
 	done   bool
 	// headerErr, if set, is emitted once, as the file's reject.
 	headerErr error
+	// cells is the current row's converted cells.
+	cells []cell
 	// fc builds the file's frames, in frames mode.
 	fc *frameCols
 }
@@ -321,6 +333,7 @@ func (in *input) open(name string, data []byte) *fileReader {
 		return f
 	}
 	f.header = slices.Clone(header) // the reader may reuse the record
+	f.cells = make([]cell, len(header))
 	f.types = make([]string, len(header))
 	for _, h := range header {
 		f.keys = append(f.keys, append(jsonstr.Append(nil, h), ':'))
@@ -358,11 +371,7 @@ func (f *fileReader) next() (*service.Message, bool) {
 	}
 	if f.headerErr != nil {
 		f.done = true
-		end := bytes.IndexByte(f.data, '\n')
-		if end < 0 {
-			end = len(f.data)
-		}
-		return f.reject(1, bytes.TrimRight(f.data[:end], "\r"), f.headerErr), true
+		return f.reject(1, f.headerLine(), f.headerErr), true
 	}
 	rec, line, raw, err, ok := f.record()
 	if !ok {
@@ -404,6 +413,39 @@ func (f *fileReader) record() (rec []string, line int, raw []byte, err error, ok
 	return rec, line, raw, err, true
 }
 
+// headerLine is the file's first line, the text of a header's reject.
+func (f *fileReader) headerLine() []byte {
+	end := bytes.IndexByte(f.data, '\n')
+	if end < 0 {
+		end = len(f.data)
+	}
+	return bytes.TrimRight(f.data[:end], "\r")
+}
+
+// rejection is the error a row rejected for err carries, naming where it is.
+func (f *fileReader) rejection(line int, err error) error {
+	return fmt.Errorf("%s line %d: %w", f.name, line, err)
+}
+
+// convertRow checks a record's field count and converts its cells into
+// f.cells (an empty cell is left as it was: it is null).
+func (f *fileReader) convertRow(rec []string) error {
+	if len(rec) != len(f.header) {
+		return fmt.Errorf("%d fields, the header has %d", len(rec), len(f.header))
+	}
+	for i, v := range rec {
+		if v == "" {
+			continue
+		}
+		c, err := convertCell(f.types[i], v)
+		if err != nil {
+			return fmt.Errorf("column %s: %w", f.header[i], err)
+		}
+		f.cells[i] = c
+	}
+	return nil
+}
+
 func (f *fileReader) meta(msg *service.Message, line int, raw []byte) {
 	msg.MetaSetMut("csv_file", f.name)
 	msg.MetaSetMut("csv_line", strconv.Itoa(line))
@@ -413,14 +455,14 @@ func (f *fileReader) meta(msg *service.Message, line int, raw []byte) {
 func (f *fileReader) reject(line int, raw []byte, err error) *service.Message {
 	msg := service.NewMessage(append([]byte(nil), raw...))
 	f.meta(msg, line, raw)
-	msg.SetError(fmt.Errorf("%s line %d: %w", f.name, line, err))
+	msg.SetError(f.rejection(line, err))
 	return msg
 }
 
 // convert renders a row as a JSON object in header order.
 func (f *fileReader) convert(rec []string, line int) ([]byte, error) {
-	if len(rec) != len(f.header) {
-		return nil, fmt.Errorf("%d fields, the header has %d", len(rec), len(f.header))
+	if err := f.convertRow(rec); err != nil {
+		return nil, err
 	}
 	// Room for the row: its text, the keys and a little quoting.
 	size := len(f.suffix) + 32
@@ -437,10 +479,7 @@ func (f *fileReader) convert(rec []string, line int) ([]byte, error) {
 			b = append(b, "null"...)
 			continue
 		}
-		var err error
-		if b, err = appendTyped(b, f.types[i], v); err != nil {
-			return nil, fmt.Errorf("column %s: %w", f.header[i], err)
-		}
+		b = appendCell(b, f.cells[i])
 	}
 	b = append(b, f.suffix...)
 	if name := f.in.lineField; name != "" {
@@ -450,20 +489,17 @@ func (f *fileReader) convert(rec []string, line int) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-func appendTyped(b []byte, typ, v string) ([]byte, error) {
-	c, err := convertCell(typ, v)
-	if err != nil {
-		return nil, err
-	}
+// appendCell appends a converted cell as JSON.
+func appendCell(b []byte, c cell) []byte {
 	switch c.t {
 	case abi.TypeInt:
-		return strconv.AppendInt(b, c.i, 10), nil
+		return strconv.AppendInt(b, c.i, 10)
 	case abi.TypeFloat:
-		return jsonfield.AppendFloat(b, c.f), nil
+		return jsonfield.AppendFloat(b, c.f)
 	case abi.TypeBool:
-		return strconv.AppendBool(b, c.b), nil
+		return strconv.AppendBool(b, c.b)
 	}
-	return jsonstr.Append(b, c.s), nil
+	return jsonstr.Append(b, c.s)
 }
 
 // cell is one converted CSV value: a JSON row's value, a frame's column.

@@ -1,7 +1,6 @@
 package csvinput
 
 import (
-	"bytes"
 	"fmt"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -13,19 +12,14 @@ import (
 // readFrame hands on the next rows of the current file as one frame.
 func (in *input) readFrame() (service.MessageBatch, service.AckFunc, error) {
 	for {
-		if in.cur == nil {
-			if len(in.files) == 0 {
-				return in.emit(nil, 0)
-			}
-			name := in.files[0]
-			data, err := in.read(name)
-			if err != nil {
-				return nil, nil, err
-			}
-			in.files = in.files[1:]
-			in.cur = in.open(name, data)
+		cur, err := in.file()
+		if err != nil {
+			return nil, nil, err
 		}
-		body, rows, err := in.cur.frame(in.batchSize)
+		if cur == nil {
+			return in.emit(nil, 0)
+		}
+		body, rows, err := cur.frame(in.batchSize)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -45,7 +39,6 @@ type frameCols struct {
 	line   *frame.Builder   // line_field, if set
 	// metadata, as a row's message would carry it
 	metaFile, metaLine, metaRaw *frame.Builder
-	cells                       []cell
 }
 
 func (f *fileReader) frameCols() *frameCols {
@@ -60,7 +53,6 @@ func (f *fileReader) frameCols() *frameCols {
 		if f.in.lineField != "" {
 			fc.line = fc.w.Add(f.in.lineField, abi.TypeInt, false)
 		}
-		fc.cells = make([]cell, len(f.header))
 	}
 	fc.metaFile = fc.w.AddConst("csv_file", abi.TypeString, true)
 	fc.metaLine = fc.w.Add("csv_line", abi.TypeInt, true)
@@ -79,11 +71,7 @@ func (f *fileReader) frame(max int) ([]byte, int, error) {
 	fc := f.fc
 	if f.headerErr != nil {
 		f.done = true
-		end := bytes.IndexByte(f.data, '\n')
-		if end < 0 {
-			end = len(f.data)
-		}
-		fc.reject(f, 1, bytes.TrimRight(f.data[:end], "\r"), f.headerErr)
+		fc.reject(f, 1, f.headerLine(), f.headerErr)
 		return f.encode()
 	}
 	for fc.w.Rows() < max {
@@ -95,12 +83,12 @@ func (f *fileReader) frame(max int) ([]byte, int, error) {
 			fc.reject(f, line, raw, err)
 			continue
 		}
-		if err := fc.convert(f, rec); err != nil {
+		if err := f.convertRow(rec); err != nil {
 			fc.reject(f, line, raw, err)
 			continue
 		}
 		for i, b := range fc.fields {
-			switch c := &fc.cells[i]; {
+			switch c := &f.cells[i]; {
 			case rec[i] == "":
 				b.Null()
 			case c.t == abi.TypeInt:
@@ -134,24 +122,6 @@ func (f *fileReader) encode() ([]byte, int, error) {
 	return body, rows, nil
 }
 
-// convert checks and converts a row's cells, as a JSON row's would be.
-func (fc *frameCols) convert(f *fileReader, rec []string) error {
-	if len(rec) != len(f.header) {
-		return fmt.Errorf("%d fields, the header has %d", len(rec), len(f.header))
-	}
-	for i, v := range rec {
-		if v == "" {
-			continue
-		}
-		c, err := convertCell(f.types[i], v)
-		if err != nil {
-			return fmt.Errorf("column %s: %w", f.header[i], err)
-		}
-		fc.cells[i] = c
-	}
-	return nil
-}
-
 func (fc *frameCols) meta(f *fileReader, line int, raw []byte) {
 	if fc.metaFile.Len() == 0 {
 		// Constant columns: one value per frame (a frame is one file's).
@@ -174,5 +144,5 @@ func (fc *frameCols) reject(f *fileReader, line int, raw []byte, err error) {
 		fc.line.Null()
 	}
 	fc.meta(f, line, raw)
-	fc.w.Reject(fmt.Sprintf("%s line %d: %v", f.name, line, err))
+	fc.w.Reject(f.rejection(line, err).Error())
 }
