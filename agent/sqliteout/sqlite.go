@@ -182,6 +182,13 @@ type output struct {
 	inRun   bool
 	run     *runscope.Run
 	runRows int
+	// live aggregates the run's summaries as its rows are written, when
+	// it can (livesummary.go); liveOff says why not.
+	live    *liveSummaries
+	liveOff string
+	// summarisedBy says how the last run's summaries were made:
+	// summariesFromRows, or by a scan and why.
+	summarisedBy string
 }
 
 func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, service.BatchPolicy, int, error) {
@@ -736,6 +743,7 @@ func (o *output) writeRun(ctx context.Context, batch service.MessageBatch, s *sc
 				return fmt.Errorf("beginning the run's transaction: %w", err)
 			}
 			o.inRun, o.run = true, run
+			o.live, o.liveOff = o.startLive(c, s)
 		}
 		if err := c.Exec("SAVEPOINT sluice_batch"); err != nil {
 			return fmt.Errorf("savepoint: %w", err)
@@ -750,6 +758,9 @@ func (o *output) writeRun(ctx context.Context, batch service.MessageBatch, s *sc
 		if err := o.insertIn(c, s, rows); err != nil {
 			return err
 		}
+		if o.live != nil {
+			o.live.add(rows, len(s.cols))
+		}
 		o.runRows += len(rows) / len(s.cols)
 		return nil
 	})
@@ -763,17 +774,34 @@ func (o *output) endRun(ctx context.Context) error {
 	}
 	o.inRun = false
 	// A shutdown must not interrupt the commit of a run that completed.
+	live := o.live
+	o.live = nil
 	return o.raw(context.WithoutCancel(ctx), func(c *sqlite3.Conn) error {
 		if !o.run.Complete() {
+			if live != nil {
+				live.close()
+			}
 			o.log.Warnf("sqlite output: the run did not complete (stopped before the end of its input, or a batch failed): rolled back its %d rows; table %q in %s is as it was", o.runRows, o.table, o.path)
 			return c.Exec("ROLLBACK")
 		}
 		start := time.Now()
-		if err := o.computeSummaries(c); err != nil {
-			_ = c.Exec("ROLLBACK")
-			return fmt.Errorf("sqlite output: %w; the run's %d rows were rolled back", err, o.runRows)
+		summarised, why := false, o.liveOff
+		if live != nil {
+			var err error
+			if summarised, why, err = live.finish(c, o); err != nil {
+				_ = c.Exec("ROLLBACK")
+				return fmt.Errorf("sqlite output: %s: %w; the run's %d rows were rolled back", fSummaries, err, o.runRows)
+			}
 		}
-		summarised := time.Now()
+		o.summarisedBy = summariesFromRows
+		if !summarised {
+			o.summarisedBy = "a scan of the table (" + why + ")"
+			if err := o.computeSummaries(c); err != nil {
+				_ = c.Exec("ROLLBACK")
+				return fmt.Errorf("sqlite output: %w; the run's %d rows were rolled back", err, o.runRows)
+			}
+		}
+		summariesDone := time.Now()
 		for i, q := range o.afterRun {
 			if err := c.Exec(q); err != nil {
 				_ = c.Exec("ROLLBACK")
@@ -787,8 +815,12 @@ func (o *output) endRun(ctx context.Context) error {
 		}
 		// Split, because these run after the last row, alone, and so add
 		// to the run's time in full.
-		o.log.Infof("sqlite output: committed the run: %d rows into table %q in %s (summaries, after_run and commit took %s: %s, %s, %s)", o.runRows, o.table, o.path,
-			time.Since(start).Round(time.Millisecond), summarised.Sub(start).Round(time.Millisecond), afterRun.Sub(summarised).Round(time.Millisecond), time.Since(afterRun).Round(time.Millisecond))
+		how := ""
+		if len(o.summaries) > 0 {
+			how = "; summaries from " + o.summarisedBy
+		}
+		o.log.Infof("sqlite output: committed the run: %d rows into table %q in %s (summaries, after_run and commit took %s: %s, %s, %s%s)", o.runRows, o.table, o.path,
+			time.Since(start).Round(time.Millisecond), summariesDone.Sub(start).Round(time.Millisecond), afterRun.Sub(summariesDone).Round(time.Millisecond), time.Since(afterRun).Round(time.Millisecond), how)
 		return nil
 	})
 }

@@ -268,9 +268,24 @@ func (o *output) computeSummaries(c *sqlite3.Conn) error {
 	if err := createSummaries(c, sums, cols); err != nil {
 		return err
 	}
-	// One scan reads every column any summary needs, each once.
-	var scan []string
-	aggs := make([]*aggregation, len(sums))
+	scan, aggs := newAggregations(sums)
+	q := fmt.Sprintf("SELECT %s FROM %s", quoteAll(scan), quote(table))
+	stmt, _, err := c.Prepare(q)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", fSummaries, q, err)
+	}
+	defer stmt.Close()
+	if err := scanInto(stmt, len(scan), aggs); err != nil {
+		return fmt.Errorf("%s: reading table %q: %w", fSummaries, table, err)
+	}
+	return writeSummaries(c, aggs)
+}
+
+// newAggregations makes one aggregation per summary, and the columns they
+// read between them, each once: a row handed to them holds those columns
+// in that order.
+func newAggregations(sums []summary) (scan []string, aggs []*aggregation) {
+	aggs = make([]*aggregation, len(sums))
 	for i := range sums {
 		aggs[i] = newAggregation(&sums[i], func(name string) int {
 			for j, n := range scan {
@@ -282,15 +297,12 @@ func (o *output) computeSummaries(c *sqlite3.Conn) error {
 			return len(scan) - 1
 		})
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s", quoteAll(scan), quote(table))
-	stmt, _, err := c.Prepare(q)
-	if err != nil {
-		return fmt.Errorf("%s: %s: %w", fSummaries, q, err)
-	}
-	defer stmt.Close()
-	if err := scanInto(stmt, len(scan), aggs); err != nil {
-		return fmt.Errorf("%s: reading table %q: %w", fSummaries, table, err)
-	}
+	return scan, aggs
+}
+
+// writeSummaries replaces each summary table's rows with its
+// aggregation's groups.
+func writeSummaries(c *sqlite3.Conn, aggs []*aggregation) error {
 	for _, a := range aggs {
 		if err := a.write(c); err != nil {
 			return fmt.Errorf("%s (%s): %w", fSummaries, a.s.table, err)
@@ -299,7 +311,7 @@ func (o *output) computeSummaries(c *sqlite3.Conn) error {
 	return nil
 }
 
-// scanChunk is a run of scanned rows, handed to every aggregation.
+// scanChunk is a run of rows, handed to every aggregation.
 type scanChunk struct {
 	vals []val // rows × width
 	rows int
@@ -314,50 +326,74 @@ type scanChunk struct {
 // costs nothing per row, small enough to stay in cache.
 const scanChunkRows = 4096
 
-// scanInto steps stmt (width columns) and adds every row to each of aggs.
-// The scan is the end of a run, when the pipeline is done: reading the
-// table and each aggregation run on goroutines of their own, so on two
-// cores the summaries take about as long as the slowest part instead of
-// the sum of all of them.
-func scanInto(stmt *sqlite3.Stmt, width int, aggs []*aggregation) error {
-	free := make(chan *scanChunk, 2+2*len(aggs))
-	chans := make([]chan *scanChunk, len(aggs))
-	var wg sync.WaitGroup
+// feed hands chunks of rows to aggregations, each on a goroutine of its
+// own, so on two cores the summaries take about as long as the slowest
+// aggregation (or the reading) instead of the sum of them all.
+type feed struct {
+	width int
+	free  chan *scanChunk
+	chans []chan *scanChunk
+	wg    sync.WaitGroup
+}
+
+func newFeed(width int, aggs []*aggregation) *feed {
+	f := &feed{width: width, free: make(chan *scanChunk, 2+2*len(aggs)), chans: make([]chan *scanChunk, len(aggs))}
 	for i, a := range aggs {
 		ch := make(chan *scanChunk, 2)
-		chans[i] = ch
-		wg.Add(1)
+		f.chans[i] = ch
+		f.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer f.wg.Done()
 			for ck := range ch {
 				for r := 0; r < ck.rows; r++ {
 					a.add(ck.vals[r*width : (r+1)*width : (r+1)*width])
 				}
 				if ck.pending.Add(-1) == 0 {
+					// The chunk's values may point into bodies and
+					// SQLite's copies: dropped before it waits for reuse.
+					clear(ck.vals[:ck.rows*width])
 					select {
-					case free <- ck:
+					case f.free <- ck:
 					default:
 					}
 				}
 			}
 		}()
 	}
-	get := func() *scanChunk {
-		select {
-		case ck := <-free:
-			ck.rows, ck.arena = 0, ck.arena[:0]
-			return ck
-		default:
-			return &scanChunk{vals: make([]val, scanChunkRows*width)}
-		}
+	return f
+}
+
+// chunk returns an empty chunk, a used one if any came back.
+func (f *feed) chunk() *scanChunk {
+	select {
+	case ck := <-f.free:
+		ck.rows, ck.arena = 0, ck.arena[:0]
+		return ck
+	default:
+		return &scanChunk{vals: make([]val, scanChunkRows*f.width)}
 	}
-	send := func(ck *scanChunk) {
-		ck.pending.Store(int32(len(chans)))
-		for _, ch := range chans {
-			ch <- ck
-		}
+}
+
+// send hands ck to every aggregation; the caller must not touch it again.
+func (f *feed) send(ck *scanChunk) {
+	ck.pending.Store(int32(len(f.chans)))
+	for _, ch := range f.chans {
+		ch <- ck
 	}
-	ck := get()
+}
+
+// close waits until every aggregation has added every chunk sent.
+func (f *feed) close() {
+	for _, ch := range f.chans {
+		close(ch)
+	}
+	f.wg.Wait()
+}
+
+// scanInto steps stmt (width columns) and adds every row to each of aggs.
+func scanInto(stmt *sqlite3.Stmt, width int, aggs []*aggregation) error {
+	f := newFeed(width, aggs)
+	ck := f.chunk()
 	for stmt.Step() {
 		row := ck.vals[ck.rows*width : (ck.rows+1)*width]
 		for j := range row {
@@ -373,17 +409,14 @@ func scanInto(stmt *sqlite3.Stmt, width int, aggs []*aggregation) error {
 			row[j] = v
 		}
 		if ck.rows++; ck.rows == scanChunkRows {
-			send(ck)
-			ck = get()
+			f.send(ck)
+			ck = f.chunk()
 		}
 	}
 	if ck.rows > 0 {
-		send(ck)
+		f.send(ck)
 	}
-	for _, ch := range chans {
-		close(ch)
-	}
-	wg.Wait()
+	f.close()
 	return stmt.Err()
 }
 

@@ -42,6 +42,13 @@ func exactRows(t *testing.T, db *sql.DB, query string) []string {
 // runOnce writes batches as one complete run and closes the output.
 func runOnce(t *testing.T, conf map[string]any, batches ...service.MessageBatch) error {
 	t.Helper()
+	_, err := runOutput(t, conf, batches...)
+	return err
+}
+
+// runOutput is runOnce returning the output, closed.
+func runOutput(t *testing.T, conf map[string]any, batches ...service.MessageBatch) (*output, error) {
+	t.Helper()
 	o := connected(t, conf)
 	ctx := context.Background()
 	r := &runscope.Run{}
@@ -53,7 +60,7 @@ func runOnce(t *testing.T, conf map[string]any, batches ...service.MessageBatch)
 		r.Acked(nil)
 	}
 	r.Ended()
-	return o.Close(ctx)
+	return o, o.Close(ctx)
 }
 
 // TestSummariesMatchGroupBy: each summary table holds exactly what the
@@ -136,11 +143,18 @@ func TestSummariesMatchGroupBy(t *testing.T) {
 			CAST(julianday(max(d)) - julianday(min(d)) AS INTEGER) FROM t GROUP BY g`,
 	}
 
+	// A run that gives some keys twice: its upsert replaces rows it wrote.
+	again := append(salesRun(500, 0), salesRun(50, 7)...)
+
+	// from is how each run's summaries must be made: "rows" as they are
+	// written (livesummary.go: the table was empty, nothing replaced) or
+	// "scan" of the table.
 	for _, tc := range []struct {
 		name      string
 		create    string // the table, made before the output connects, or ""
 		conf      map[string]any
 		runs      []service.MessageBatch
+		from      []string
 		oracle    map[string]string
 		summaries []any
 	}{
@@ -148,6 +162,21 @@ func TestSummariesMatchGroupBy(t *testing.T) {
 			name:   "sales, two runs, the second replacing rows and adding more",
 			conf:   map[string]any{"table": "sales", "columns": salesColumns(), "key": salesKey},
 			runs:   []service.MessageBatch{salesRun(500, 0), salesRun(9000, 3)},
+			from:   []string{"rows", "scan"},
+			oracle: salesOracle, summaries: salesSummaries,
+		},
+		{
+			name:   "sales, one run replacing some of its own rows",
+			conf:   map[string]any{"table": "sales", "columns": salesColumns(), "key": salesKey},
+			runs:   []service.MessageBatch{again},
+			from:   []string{"scan"},
+			oracle: salesOracle, summaries: salesSummaries,
+		},
+		{
+			name:   "sales into a WITHOUT ROWID table, scanned in key order",
+			conf:   map[string]any{"table": "sales", "columns": salesColumns(), "key": salesKey, "without_rowid": true},
+			runs:   []service.MessageBatch{salesRun(500, 0)},
+			from:   []string{"scan"},
 			oracle: salesOracle, summaries: salesSummaries,
 		},
 		{
@@ -155,6 +184,7 @@ func TestSummariesMatchGroupBy(t *testing.T) {
 			create: "CREATE TABLE t (k INTEGER PRIMARY KEY, g, v, d TEXT)",
 			conf:   map[string]any{"table": "t", "key": []any{"k"}},
 			runs:   []service.MessageBatch{batchOf(mixed...)},
+			from:   []string{"scan"},
 			oracle: mixedOracle, summaries: mixedSummaries,
 		},
 	} {
@@ -171,8 +201,12 @@ func TestSummariesMatchGroupBy(t *testing.T) {
 			}
 			db := openDB(t, path)
 			for i, run := range tc.runs {
-				if err := runOnce(t, conf, run); err != nil {
+				o, err := runOutput(t, conf, run)
+				if err != nil {
 					t.Fatalf("run %d: %v", i, err)
+				}
+				if from := o.summarisedBy == summariesFromRows; from != (tc.from[i] == "rows") {
+					t.Errorf("run %d: summaries from %s, want from the %s", i, o.summarisedBy, tc.from[i])
 				}
 				for table, q := range tc.oracle {
 					want := exactRows(t, db, q)
