@@ -30,16 +30,19 @@ type scratch struct {
 	raw   []byte
 	add   []byte
 	merge [2][]byte
-	// arena holds a frame call's rendered values (frames.go), frameCols
-	// its columns per declared field.
-	arena     arena
+	// frameCols holds a frame call's column per declared field.
 	frameCols []*frame.Column
 }
 
 type colScratch struct {
 	valid []byte
 	fixed []byte
-	strs  [][]byte
+	// Strings are copied end to end into data as they are gathered, the
+	// layout the request wants, ends[i] where row i's ends: one copy per
+	// value, where slices of the values cost a copy to keep them (a frame's
+	// rendered values, an unescaped JSON string) and another to lay them out.
+	ends []uint32
+	data []byte
 }
 
 // ProcessBatch runs one batch through the plugin. Messages the plugin (or
@@ -188,7 +191,7 @@ func (s *scratch) resetColumns(in []abi.Field) {
 	}
 	for c := range in {
 		cs := &s.cols[c]
-		cs.valid, cs.fixed, cs.strs = cs.valid[:0], cs.fixed[:0], cs.strs[:0]
+		cs.valid, cs.fixed, cs.ends, cs.data = cs.valid[:0], cs.fixed[:0], cs.ends[:0], cs.data[:0]
 	}
 	s.rows = s.rows[:0]
 }
@@ -202,7 +205,7 @@ func (i *Instance) callColumns(ctx context.Context, kin *KeyedInput) ([]byte, er
 	w.U32(0)
 	for c, f := range i.desc.In {
 		cs := &s.cols[c]
-		abi.AppendColumn(w, f.Type, cs.valid, cs.fixed, cs.strs)
+		abi.AppendColumnData(w, f.Type, cs.valid, cs.fixed, cs.ends, cs.data)
 	}
 	if i.desc.Stateful {
 		kin.appendSection(w, s.rows)
@@ -261,7 +264,8 @@ func (s *scratch) appendValue(c int, t abi.Type, ok bool, u uint64, str []byte) 
 	case 1:
 		cs.fixed = append(cs.fixed, byte(u))
 	default:
-		cs.strs = append(cs.strs, str)
+		cs.data = append(cs.data, str...)
+		cs.ends = append(cs.ends, uint32(len(cs.data)))
 	}
 }
 
@@ -276,7 +280,12 @@ func (s *scratch) truncate(fields []abi.Field, n int) {
 		case 1:
 			cs.fixed = cs.fixed[:len(cs.fixed)-1]
 		default:
-			cs.strs = cs.strs[:len(cs.strs)-1]
+			cs.ends = cs.ends[:len(cs.ends)-1]
+			end := uint32(0)
+			if len(cs.ends) > 0 {
+				end = cs.ends[len(cs.ends)-1]
+			}
+			cs.data = cs.data[:end]
 		}
 	}
 }

@@ -30,7 +30,6 @@ func (i *Instance) frameRows(f *frame.Frame, rows []int) []int {
 	s := &i.scratch
 	in := i.desc.In
 	s.resetColumns(in)
-	s.arena.reset()
 	if cap(s.frameCols) < len(in) {
 		s.frameCols = make([]*frame.Column, len(in))
 	}
@@ -78,7 +77,8 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 			kind, text := abi.KindAbsent, []byte(nil)
 			switch {
 			case fd.Name == abi.BodyPath:
-				kind, text = abi.KindObject, s.arena.copy(f.AppendRowJSON(s.raw[:0], row))
+				s.raw = f.AppendRowJSON(s.raw[:0], row)
+				kind, text = abi.KindObject, s.raw
 			case col == nil || col.Absent(row):
 			case col.Null(row):
 				kind = abi.KindNull
@@ -112,7 +112,7 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 			s.truncate(fields, c)
 			return fmt.Errorf("field %q: %w", fd.Name, err)
 		}
-		s.appendValue(c, fd.Type, true, u, s.arena.copy(str))
+		s.appendValue(c, fd.Type, true, u, str)
 	}
 	return nil
 }
@@ -129,10 +129,10 @@ func (s *scratch) frameValue(col *frame.Column, row int) (abi.Kind, []byte) {
 		return abi.KindString, col.Bytes(row)
 	case abi.TypeTime:
 		s.raw = col.AppendText(s.raw[:0], row)
-		return abi.KindString, s.arena.copy(s.raw)
+		return abi.KindString, s.raw
 	}
 	s.raw = col.AppendJSON(s.raw[:0], row)
-	return abi.KindNumber, s.arena.copy(s.raw)
+	return abi.KindNumber, s.raw
 }
 
 // frameOutputs collects a frame's plugin results across its calls.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
@@ -128,7 +129,7 @@ func (m *Module) Instantiate(ctx context.Context, cfg InstanceConfig) (*Instance
 	for _, ns := range cfg.ReadState {
 		inst.info.readable[ns] = true
 	}
-	callCtx, cancel := inst.callContext(ctx)
+	callCtx, cancel := inst.callContext(experimental.WithMemoryAllocator(ctx, memoryAllocator{}))
 	defer cancel()
 	mod, err := m.rt.InstantiateModule(callCtx, m.compiled, mc)
 	if err != nil {

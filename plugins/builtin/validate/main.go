@@ -33,6 +33,7 @@ var (
 	keys     [][]byte
 	keyBytes []byte // keys are copied: ObjectKeys may reuse its buffer
 	text     []byte
+	outcome  expect.Outcome
 )
 
 func init() {
@@ -153,7 +154,8 @@ func finish(b *sdk.Batch, i, j int) expect.Action {
 	if suite.Stateful() {
 		rows[i].Key, rows[i].State, rows[i].Replayed = memory.Key(b, i), memory.Get(b, i), b.Replayed(i)
 	}
-	out := validator.Finish(j, &rows[i])
+	out := &outcome
+	validator.Finish(j, &rows[i], out)
 	if out.SetState {
 		memory.Set(b, i, out.State)
 	}
@@ -187,23 +189,29 @@ func readRows(b *sdk.Batch) {
 	rows, values = resize(rows, n), resize(values, n*cols)
 	keys, keyBytes = keys[:0], keyBytes[:0]
 	for i := range rows {
-		r := &rows[i]
-		r.Values = values[i*cols : (i+1)*cols]
-		for c, col := range columns {
-			k, t := col.Get(b, i)
-			r.Values[c] = expect.Value{Kind: expect.Kind(k), Text: t}
+		rows[i].Values = values[i*cols : (i+1)*cols : (i+1)*cols]
+	}
+	// Column by column: each column's loop is a few loads per row.
+	for c, h := range columns {
+		col := h.Column(b)
+		for i := range rows {
+			k, t := col.Get(i)
+			values[i*cols+c] = expect.Value{Kind: expect.Kind(k), Text: t}
 		}
-		if suite.NeedsKeys() {
-			start := len(keys)
-			_, raw := body.Get(b, i)
-			err := sdk.ObjectKeys(raw, func(k []byte) {
-				keyBytes = append(keyBytes, k...)
-				keys = append(keys, keyBytes[len(keyBytes)-len(k):])
-			})
-			// keys may have moved while growing; the rows before keep
-			// slices of its earlier array, which stay as they were.
-			r.Keys, r.NotObject = keys[start:len(keys):len(keys)], err != nil
-		}
+	}
+	if !suite.NeedsKeys() {
+		return
+	}
+	for i := range rows {
+		start := len(keys)
+		_, raw := body.Get(b, i)
+		err := sdk.ObjectKeys(raw, func(k []byte) {
+			keyBytes = append(keyBytes, k...)
+			keys = append(keys, keyBytes[len(keyBytes)-len(k):])
+		})
+		// keys may have moved while growing; the rows before keep
+		// slices of its earlier array, which stay as they were.
+		rows[i].Keys, rows[i].NotObject = keys[start:len(keys):len(keys)], err != nil
 	}
 }
 

@@ -116,13 +116,14 @@ func BenchmarkUserEventsBatch(b *testing.B) {
 				rows[i] = *r
 			}
 			var text []byte
+			var out Outcome
 			b.ReportAllocs()
 			b.ResetTimer()
 			for n := 0; n < b.N; n++ {
 				v.Begin()
 				v.Evaluate(rows)
 				for i := range rows {
-					if out := v.Finish(i, &rows[i]); out.Violations > 0 {
+					if v.Finish(i, &rows[i], &out); out.Violations > 0 {
 						text = v.AppendViolations(text[:0])
 						text = v.AppendReason(text[:0])
 					}
@@ -192,12 +193,13 @@ func BenchmarkSalesData(b *testing.B) {
 		rows[i] = *rowFor(b, s, fmt.Sprintf(`{"date":"2025-01-%02d","product_id":%d,"quantity":%d,"price":%d.5,"customer_id":%d}`,
 			1+i%28, i%500, 1+i%5, i%100, i%5000))
 	}
+	var out Outcome
 	b.ReportAllocs()
 	for b.Loop() {
 		v.Begin()
 		v.Evaluate(rows)
 		for i := range rows {
-			if out := v.Finish(i, &rows[i]); !out.Valid {
+			if v.Finish(i, &rows[i], &out); !out.Valid {
 				b.Fatalf("row %d is not valid", i)
 			}
 		}

@@ -217,7 +217,8 @@ func TestBatchEqualsRowByRow(t *testing.T) {
 		r := &rows[i]
 		r.Key = keyOf(r, s.unique[0].cols[0])
 		r.State = states[string(r.Key)]
-		out := v.Finish(i, r)
+		var out Outcome
+		v.Finish(i, r, &out)
 		if out.SetState {
 			states[string(r.Key)] = append([]byte(nil), out.State...)
 		}

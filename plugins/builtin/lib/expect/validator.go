@@ -161,7 +161,9 @@ func (v *Validator) Rows() int { return v.rows }
 func (v *Validator) Check(row *Row) Outcome {
 	v.one[0] = *row
 	v.Evaluate(v.one[:])
-	return v.Finish(0, row)
+	var out Outcome
+	v.Finish(0, row, &out)
+	return out
 }
 
 // Evaluate runs every expectation but the uniqueness ones on rows, which
@@ -338,9 +340,10 @@ func (v *Validator) unexpected(e *expectation, rows []Row, r int) {
 
 // Finish completes row r of the last Evaluate: it checks the uniqueness
 // expectations against row.State (the key's state as earlier rows left
-// it) and returns what to do with the record. AppendReason and
-// AppendViolations then describe it.
-func (v *Validator) Finish(r int, row *Row) Outcome {
+// it) and sets out to what to do with the record. AppendReason and
+// AppendViolations then describe it. out is the caller's, not a result:
+// a struct this size returned per row is a memory copy per row in Wasm.
+func (v *Validator) Finish(r int, row *Row, out *Outcome) {
 	s := v.s
 	v.fails, v.obs, v.adds = v.fails[:0], v.obs[:0], v.adds[:0]
 	hard, keyRule := false, false
@@ -385,7 +388,7 @@ func (v *Validator) Finish(r int, row *Row) Outcome {
 			sortFails(v.fails)
 		}
 	}
-	out := Outcome{Valid: !hard, Violations: len(v.fails)}
+	*out = Outcome{Valid: !hard, Violations: len(v.fails)}
 	switch {
 	case keyRule:
 		// A wrongly keyed step cannot check uniqueness at all: that is a
@@ -404,7 +407,6 @@ func (v *Validator) Finish(r int, row *Row) Outcome {
 	if out.Action == Keep && len(v.adds) > 0 && !row.Replayed {
 		out.State, out.SetState = v.encodeState(row.State), true
 	}
-	return out
 }
 
 // broke adds e to the row's failures, with what the row holds.

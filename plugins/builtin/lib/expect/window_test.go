@@ -38,7 +38,9 @@ func runWindows(t testing.TB, s *Suite, records []string, batch int) ([]closed, 
 			seg := rows[start : start+n]
 			v.Evaluate(seg)
 			for j := range seg {
-				outcomes = append(outcomes, v.Finish(j, &seg[j]))
+				var out Outcome
+				v.Finish(j, &seg[j], &out)
+				outcomes = append(outcomes, out)
 			}
 			start += n
 			if closes {
@@ -412,7 +414,7 @@ func windowPass(v *Validator, rows []Row, text *[]byte) {
 		seg := rows[start : start+n]
 		v.Evaluate(seg)
 		for j := range seg {
-			v.Finish(j, &seg[j])
+			v.Finish(j, &seg[j], new(Outcome))
 		}
 		start += n
 		if closes {
