@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -24,9 +25,9 @@ import (
 
 // frameRows gathers rows of f (frame row indices) into the column scratch
 // and returns, per request row, its frame row. A row whose declared field
-// the host cannot give the plugin is rejected in f, as the JSON path
-// fails its message.
-func (i *Instance) frameRows(f *frame.Frame, rows []int) []int {
+// the host cannot give the plugin is rejected through reject, as the JSON
+// path fails its message.
+func (i *Instance) frameRows(f *frame.Frame, rows []int, reject func(row int, reason string)) []int {
 	s := &i.scratch
 	in := i.desc.In
 	s.resetColumns(in)
@@ -39,7 +40,7 @@ func (i *Instance) frameRows(f *frame.Frame, rows []int) []int {
 	}
 	for _, row := range rows {
 		if err := s.appendFrameRow(in, cols, f, row); err != nil {
-			f.Reject(row, fmt.Sprintf("%s: %v", i.name, err))
+			reject(row, fmt.Sprintf("%s: %v", i.name, err))
 			continue
 		}
 		s.rows = append(s.rows, row)
@@ -342,60 +343,103 @@ func (p *Processor) processFrame(ctx context.Context, g *generation, msg *servic
 	if len(rows) == 0 {
 		return
 	}
-	var outs *frameOutputs
-	for start := 0; start < len(rows); start += p.maxCall {
-		chunk := rows[start:min(start+p.maxCall, len(rows))]
-		inst, err := g.acquire(ctx, p.icfg)
-		if err == nil {
-			if why := frameRefusal(inst.desc, p.keyed != nil); why != "" {
-				g.release(ctx, inst, nil, p.stats)
-				err = fmt.Errorf("%s", why)
-			}
+	size := p.maxCall
+	if p.parallel > 1 {
+		size = min(size, (len(rows)+p.parallel-1)/p.parallel)
+	}
+	fc := &frameCall{f: f}
+	if p.parallel <= 1 || len(rows) <= size {
+		for start := 0; start < len(rows); start += size {
+			p.callFrame(ctx, g, fc, rows[start:min(start+size, len(rows))])
 		}
-		if err != nil {
-			p.stats.messages(len(chunk), len(chunk), len(chunk))
-			p.logger.Error("plugin failed a frame", "rows", len(chunk), "error", err)
-			for _, row := range chunk {
-				f.Reject(row, fmt.Sprintf("plugin %s: %v", p.mod.Name(), err))
-			}
-			continue
+	} else {
+		// Each call on an instance of its own; what they change in the
+		// frame is per row, so the order they finish in does not matter.
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, p.parallel)
+		for start := 0; start < len(rows); start += size {
+			chunk := rows[start:min(start+size, len(rows))]
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				p.callFrame(ctx, g, fc, chunk)
+			})
 		}
-		callStart := time.Now()
-		sent := inst.frameRows(f, chunk)
-		var res *columnsResult
-		if len(sent) > 0 {
-			var out []byte
-			if out, err = inst.callColumns(ctx, nil); err == nil {
-				res, err = inst.readColumnsResult(out, len(sent), nil, true)
-			}
-		}
-		failed, dropped := len(chunk)-len(sent), 0
-		if err == nil && res != nil {
-			if outs == nil {
-				outs = newFrameOutputs(f.Rows, inst.desc.Out)
-			}
-			outs.add(inst.name, f, res, sent)
-			for _, a := range res.actions {
-				switch abi.Action(a) {
-				case abi.ActionFail:
-					failed++
-				case abi.ActionDrop:
-					dropped++
-				}
-			}
-		}
-		p.stats.callRows(len(chunk), len(chunk)-dropped, failed, int64(time.Since(callStart)), err, inst.Broken(), inst.MemoryPages())
-		g.release(ctx, inst, err, p.stats)
-		if err != nil {
-			p.logger.Error("plugin failed a frame", "rows", len(chunk), "error", err)
-			for _, row := range sent {
-				f.Reject(row, fmt.Sprintf("plugin %s: %v", p.mod.Name(), err))
-			}
-		}
+		wg.Wait()
 	}
 	var keep []bool
-	if outs != nil {
-		keep = outs.apply(p.mod.Name(), f)
+	if fc.outs != nil {
+		keep = fc.outs.apply(p.mod.Name(), f)
 	}
 	msg.SetBytes(f.Append(nil, keep))
+}
+
+// frameCall is one frame on its way through the plugin: with
+// parallel_calls, several calls read the frame at once, and mu orders
+// what they write into it (rejects, outputs).
+type frameCall struct {
+	f    *frame.Frame
+	mu   sync.Mutex
+	outs *frameOutputs
+}
+
+func (fc *frameCall) reject(row int, reason string) {
+	fc.mu.Lock()
+	fc.f.Reject(row, reason)
+	fc.mu.Unlock()
+}
+
+// callFrame runs the frame's rows chunk (frame row indices) through one
+// call of the plugin.
+func (p *Processor) callFrame(ctx context.Context, g *generation, fc *frameCall, chunk []int) {
+	inst, err := g.acquire(ctx, p.icfg)
+	if err == nil {
+		if why := frameRefusal(inst.desc, p.keyed != nil); why != "" {
+			g.release(ctx, inst, nil, p.stats)
+			err = fmt.Errorf("%s", why)
+		}
+	}
+	if err != nil {
+		p.stats.messages(len(chunk), len(chunk), len(chunk))
+		p.logger.Error("plugin failed a frame", "rows", len(chunk), "error", err)
+		for _, row := range chunk {
+			fc.reject(row, fmt.Sprintf("plugin %s: %v", p.mod.Name(), err))
+		}
+		return
+	}
+	callStart := time.Now()
+	sent := inst.frameRows(fc.f, chunk, fc.reject)
+	var res *columnsResult
+	if len(sent) > 0 {
+		var out []byte
+		if out, err = inst.callColumns(ctx, nil); err == nil {
+			res, err = inst.readColumnsResult(out, len(sent), nil, true)
+		}
+	}
+	failed, dropped := len(chunk)-len(sent), 0
+	if err == nil && res != nil {
+		// Before the instance goes back: res reads its memory.
+		fc.mu.Lock()
+		if fc.outs == nil {
+			fc.outs = newFrameOutputs(fc.f.Rows, inst.desc.Out)
+		}
+		fc.outs.add(inst.name, fc.f, res, sent)
+		fc.mu.Unlock()
+		for _, a := range res.actions {
+			switch abi.Action(a) {
+			case abi.ActionFail:
+				failed++
+			case abi.ActionDrop:
+				dropped++
+			}
+		}
+	}
+	p.stats.callRows(len(chunk), len(chunk)-dropped, failed, int64(time.Since(callStart)), err, inst.Broken(), inst.MemoryPages())
+	g.release(ctx, inst, err, p.stats)
+	if err != nil {
+		p.logger.Error("plugin failed a frame", "rows", len(chunk), "error", err)
+		for _, row := range sent {
+			fc.reject(row, fmt.Sprintf("plugin %s: %v", p.mod.Name(), err))
+		}
+	}
 }

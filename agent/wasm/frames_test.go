@@ -123,6 +123,10 @@ func TestFramesMatchRows(t *testing.T) {
 		{"validate", "builtin: validate\nconfig_file: builtin:suites/sales_data.yaml\nskip_errored: true\n"},
 		{"transform", "builtin: sales\nskip_errored: true\n"},
 		{"transform in calls of 2 rows", "builtin: sales\nskip_errored: true\nmax_call_messages: 2\n"},
+		// Calls at once, each on its own instance: the same rows in the
+		// same order.
+		{"transform, 3 calls at once", "builtin: sales\nskip_errored: true\nmax_call_messages: 2\nparallel_calls: 3\n"},
+		{"validate, 2 calls at once", "builtin: validate\nconfig_file: builtin:suites/sales_data.yaml\nskip_errored: true\nparallel_calls: 2\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			frameMsg := service.NewMessage(salesFrame(t))

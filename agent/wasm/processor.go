@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ const (
 	fOffsets    = "offsets"
 	fReadState  = "read_state"
 	fMaxCall    = "max_call_messages"
+	fParallel   = "parallel_calls"
 	fSkipErr    = "skip_errored"
 	fSHA256     = "sha256"
 )
@@ -112,6 +114,10 @@ A plugin's own metric names may not start with `+"`sluice_plugin_`"+`.`).
 			service.NewIntField(fMaxCall).
 				Description("Most messages handed to the plugin in one call. A larger batch (a whole file made one batch for a summary) is split into calls of at most this many, in order, so the plugin's memory and each call's `timeout` stay bounded whatever the batch size; a call that fails fails only its own messages. A plugin therefore must not compute across a whole batch (a median, a distinct count) when batches can be larger; do that in a native step. Does not apply to a stateful (`key`) step, whose batch is one state transaction.").
 				Default(8192).
+				Advanced(),
+			service.NewIntField(fParallel).
+				Description("How many calls one frame (a `csv_file` input's `frames: true`) may have running at once, each on an instance of its own: the frame's rows are cut into that many calls (of at most `max_call_messages` rows), so a step with `threads: 1` still uses every core on a large frame, and its rows come out in their order. 0 means one per core (GOMAXPROCS). Only for plugins that keep nothing from one call to the next, as `max_call_messages` already requires of a stateless step: not for a validate suite with a `window`, which counts across calls. Does not apply to batches of messages or to a stateful (`key`) step.").
+				Default(1).
 				Advanced(),
 			service.NewBoolField(fSkipErr).
 				Description("Pass messages that an earlier step flagged as errored (`errored()` in Bloblang) through untouched, in their place in the batch: the plugin never sees them, so a rejected row keeps its first reason. The same as wrapping the step in a `switch` on `!errored()`, without the switch's cost per message (a Bloblang check, and splitting and reordering the batch; measured in docs/BENCHMARKS.md). Off by default, as Benthos processors see every message.").
@@ -196,8 +202,10 @@ type Processor struct {
 	logger *slog.Logger
 	// stats are the step's own metrics about its plugin (stepmetrics.go).
 	stats *stepMetrics
-	// maxCall splits a stateless step's batch into calls of this many.
-	maxCall int
+	// maxCall splits a stateless step's batch into calls of this many;
+	// parallel runs that many of a frame's calls at once.
+	maxCall  int
+	parallel int
 	// skipErrored passes errored messages through without the plugin.
 	skipErrored bool
 
@@ -220,6 +228,8 @@ type Settings struct {
 	ConfigRaw []byte
 	// MaxCall is the most messages of a stateless step per plugin call.
 	MaxCall int
+	// Parallel is how many calls of one frame may run at once.
+	Parallel int
 	// SkipErrored passes errored messages through without the plugin.
 	SkipErrored bool
 	// selfTest is the test every version of the plugin must pass; nil if
@@ -280,6 +290,15 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 	}
 	if s.MaxCall, err = conf.FieldInt(fMaxCall); err != nil {
 		return s, err
+	}
+	if s.Parallel, err = conf.FieldInt(fParallel); err != nil {
+		return s, err
+	}
+	if s.Parallel < 0 {
+		return s, fmt.Errorf("%s must be 0 (one per core) or more, got %d", fParallel, s.Parallel)
+	}
+	if s.Parallel == 0 {
+		s.Parallel = runtime.GOMAXPROCS(0)
 	}
 	if s.SkipErrored, err = conf.FieldBool(fSkipErr); err != nil {
 		return s, err
@@ -512,7 +531,7 @@ func newProcessor(ctx context.Context, eng *Engine, conf *service.ParsedConfig, 
 			return nil, fmt.Errorf("plugin %s: %w", s.Name, err)
 		}
 	}
-	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, maxCall: s.MaxCall, skipErrored: s.SkipErrored, stats: newStepMetrics(metrics)}
+	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, maxCall: s.MaxCall, parallel: s.Parallel, skipErrored: s.SkipErrored, stats: newStepMetrics(metrics)}
 	p.gen.Store(newGeneration(eng, mod, sha256.Sum256(s.Bin), inst))
 	if !strings.HasPrefix(s.Name, builtinName) {
 		if p.reload, err = newReloader(eng, conf, s, label, metrics); err != nil {

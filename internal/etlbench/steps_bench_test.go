@@ -89,9 +89,9 @@ csv_file:
   frames: %v
 `
 	processors := []string{
-		`wasm: {builtin: validate, config_file: builtin:suites/sales_data.yaml, skip_errored: true}`,
+		`wasm: {builtin: validate, config_file: builtin:suites/sales_data.yaml, skip_errored: true, parallel_calls: 0}`,
 		`distinct: {key: '${! meta("csv_raw") }', reason: 'duplicate row: the same as an earlier row of this run'}`,
-		`wasm: {builtin: sales, skip_errored: true}`,
+		`wasm: {builtin: sales, skip_errored: true, parallel_calls: 0}`,
 	}
 	// Compiling the plugins is the first stream's cost, not the steps':
 	// a step of each, held open, keeps them compiled in the engine.
@@ -109,17 +109,22 @@ csv_file:
 	// The whole chain as rows and as frames, then with frames the reading
 	// alone and with one step each, so each step's share is a difference
 	// of two figures of one command.
+	// "one-call" runs each frame's calls one at a time (parallel_calls: 1),
+	// as before the pipeline ran them on every core.
 	for _, tc := range []struct {
-		name   string
-		frames bool
-		steps  []int // indexes into processors
+		name    string
+		frames  bool
+		oneCall bool
+		steps   []int // indexes into processors
 	}{
-		{"rows", false, []int{0, 1, 2}},
-		{"frames", true, []int{0, 1, 2}},
-		{"frames-extract", true, nil},
-		{"frames-extract+validate", true, []int{0}},
-		{"frames-extract+dedupe", true, []int{1}},
-		{"frames-extract+transform", true, []int{2}},
+		{"rows", false, false, []int{0, 1, 2}},
+		{"frames", true, false, []int{0, 1, 2}},
+		{"frames-one-call", true, true, []int{0, 1, 2}},
+		{"frames-extract", true, false, nil},
+		{"frames-extract+validate", true, false, []int{0}},
+		{"frames-extract+validate-one-call", true, true, []int{0}},
+		{"frames-extract+dedupe", true, false, []int{1}},
+		{"frames-extract+transform", true, false, []int{2}},
 	} {
 		frames := tc.frames
 		b.Run(tc.name, func(b *testing.B) {
@@ -133,7 +138,11 @@ csv_file:
 				}
 				sb.SetThreads(1)
 				for _, step := range tc.steps {
-					if err := sb.AddProcessorYAML(processors[step]); err != nil {
+					conf := processors[step]
+					if tc.oneCall {
+						conf = strings.Replace(conf, "parallel_calls: 0", "parallel_calls: 1", 1)
+					}
+					if err := sb.AddProcessorYAML(conf); err != nil {
 						b.Fatal(err)
 					}
 				}
