@@ -49,12 +49,11 @@ func (i *Instance) frameRows(f *frame.Frame, rows []int, reject func(row int, re
 }
 
 // arena copies byte slices into chunks it never grows in place, so the
-// copies it handed out stay valid while it takes more: a request's values
-// must outlive the buffer they were rendered in, and a frame's outputs
-// the instance memory they were read from.
+// copies it handed out stay valid while it takes more: a frame's outputs
+// must outlive the instance memory they were read from.
 type arena struct {
 	buf   []byte
-	total int // bytes copied since the last reset
+	total int // bytes copied
 }
 
 func (a *arena) copy(b []byte) []byte {
@@ -66,8 +65,6 @@ func (a *arena) copy(b []byte) []byte {
 	a.total += len(b)
 	return a.buf[start:len(a.buf):len(a.buf)]
 }
-
-func (a *arena) reset() { a.buf, a.total = a.buf[:0], 0 }
 
 // appendFrameRow is appendRow for a frame's row. On error nothing is
 // appended.

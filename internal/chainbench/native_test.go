@@ -511,8 +511,9 @@ func (c *nativeChain) validate() {
 	rows := c.rows[:len(c.vrows)]
 	c.validator.Begin()
 	c.validator.Evaluate(rows)
+	var out expect.Outcome
 	for r, k := range c.vrows {
-		out := c.validator.Finish(r, &rows[r])
+		c.validator.Finish(r, &rows[r], &out)
 		if out.Violations > 0 {
 			c.text = c.validator.AppendViolations(c.text[:0])
 		}
