@@ -76,11 +76,11 @@ func (o *output) startLive(c *sqlite3.Conn, s *schema) (*liveSummaries, string) 
 
 // tableEmpty tells whether table has no rows (or does not exist yet).
 func tableEmpty(c *sqlite3.Conn, table string) (bool, error) {
-	exists, err := queryInt(c, "SELECT count(*) FROM sqlite_schema WHERE type IN ('table', 'view') AND name = "+quoteLiteral(table))
+	exists, err := queryInt(c, "SELECT count(*) FROM sqlite_schema WHERE type IN ('table', 'view') AND name = "+quoteLiteral(table)+" COLLATE NOCASE")
 	if err != nil || exists == 0 {
 		return true, err
 	}
-	triggers, err := queryInt(c, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = "+quoteLiteral(table))
+	triggers, err := queryInt(c, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = "+quoteLiteral(table)+" COLLATE NOCASE")
 	if err != nil {
 		return false, err
 	}
