@@ -34,7 +34,7 @@ func ConfigSpec() *service.ConfigSpec {
 		Categories("Utility").
 		Summary("Fails each message whose key an earlier message of the stream had: the first passes, later ones go to the error path with a reason.").
 		Description(`
-The keys seen are kept for the stream's life: for a scheduled pipeline, one run (each run is a new stream). They are kept as 128-bit hashes (two independently seeded 64-bit hashes), so memory is about 40 bytes per distinct key whatever the key's length, and two different keys are taken for one with a probability below 10^-20 for a billion keys.
+The keys seen are kept for the stream's life: for a scheduled pipeline, one run (each run is a new stream). They are kept as 128-bit hashes (two independently seeded 64-bit hashes) in a table at most half full, so memory is 32-64 bytes per distinct key whatever the key's length, and two different keys are taken for one with a probability below 10^-20 for a billion keys.
 
 Which of two equal messages is "the earlier" is the order the processor sees them in: run the pipeline with one thread (`+"`pipeline.threads: 1`"+`) when that must not depend on scheduling. Messages that already failed are passed on untouched and their keys are not recorded.
 
@@ -69,12 +69,12 @@ type Processor struct {
 	s1, s2  maphash.Seed
 
 	mu   sync.Mutex
-	seen map[[2]uint64]struct{}
+	seen hashSet
 }
 
 // New parses a `distinct` config.
 func New(conf *service.ParsedConfig) (*Processor, error) {
-	p := &Processor{s1: maphash.MakeSeed(), s2: maphash.MakeSeed(), seen: map[[2]uint64]struct{}{}}
+	p := &Processor{s1: maphash.MakeSeed(), s2: maphash.MakeSeed()}
 	var err error
 	if p.key, err = conf.FieldInterpolatedString(fKey); err != nil {
 		return nil, err
@@ -120,9 +120,7 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 			msg.SetError(fmt.Errorf("distinct: key: %w", err))
 			continue
 		}
-		h := [2]uint64{maphash.String(p.s1, k), maphash.String(p.s2, k)}
-		if _, dup := p.seen[h]; !dup {
-			p.seen[h] = struct{}{}
+		if p.seen.add(maphash.String(p.s1, k), maphash.String(p.s2, k)) {
 			continue
 		}
 		reason, err := p.reason.TryString(msg)
@@ -172,9 +170,7 @@ func (p *Processor) processFrame(msg *service.Message, body []byte) {
 			}
 			key = append(key[:0], k...)
 		}
-		h := [2]uint64{maphash.Bytes(p.s1, key), maphash.Bytes(p.s2, key)}
-		if _, dup := p.seen[h]; !dup {
-			p.seen[h] = struct{}{}
+		if p.seen.add(maphash.Bytes(p.s1, key), maphash.Bytes(p.s2, key)) {
 			continue
 		}
 		reason, err := p.reason.TryString(f.RowMessage(msg, i))
@@ -192,7 +188,7 @@ func (p *Processor) processFrame(msg *service.Message, body []byte) {
 // Close implements service.BatchProcessor.
 func (p *Processor) Close(context.Context) error {
 	p.mu.Lock()
-	p.seen = nil
+	p.seen = hashSet{}
 	p.mu.Unlock()
 	return nil
 }

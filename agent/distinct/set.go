@@ -1,0 +1,64 @@
+package distinct
+
+// hashSet holds the keys seen, as 128-bit hashes, in one open-addressed
+// table (linear probing, at most half full): finding a key and adding it
+// is one probe sequence over a flat array, usually one cache miss, where
+// a Go map's lookup and insert are two and its growth moves groups about.
+// The hashes are uniform already, so the first word is the slot.
+type hashSet struct {
+	slots []uint64 // pairs (h0, h1); (0, 0) is an empty slot
+	n     int
+	zero  bool // whether (0, 0) itself was added
+}
+
+// add adds the hash (h0, h1) and reports whether it was new.
+func (s *hashSet) add(h0, h1 uint64) bool {
+	if h0 == 0 && h1 == 0 {
+		added := !s.zero
+		s.zero = true
+		return added
+	}
+	if 4*(s.n+1) > len(s.slots) {
+		s.grow()
+	}
+	if s.put(h0, h1) {
+		s.n++
+		return true
+	}
+	return false
+}
+
+// put finds (h0, h1)'s slot, filling it if empty, and reports whether it
+// was empty.
+func (s *hashSet) put(h0, h1 uint64) bool {
+	mask := uint64(len(s.slots)/2 - 1)
+	for i := h0 & mask; ; i = (i + 1) & mask {
+		a, b := s.slots[2*i], s.slots[2*i+1]
+		if a == 0 && b == 0 {
+			s.slots[2*i], s.slots[2*i+1] = h0, h1
+			return true
+		}
+		if a == h0 && b == h1 {
+			return false
+		}
+	}
+}
+
+// grow doubles the table (from 4096 slots) and puts every hash back.
+func (s *hashSet) grow() {
+	old := s.slots
+	s.slots = make([]uint64, max(2*len(old), 2*4096))
+	for i := 0; i < len(old); i += 2 {
+		if old[i] != 0 || old[i+1] != 0 {
+			s.put(old[i], old[i+1])
+		}
+	}
+}
+
+// len is the number of hashes added.
+func (s *hashSet) len() int {
+	if s.zero {
+		return s.n + 1
+	}
+	return s.n
+}
