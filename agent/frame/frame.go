@@ -598,6 +598,22 @@ func (b *Builder) Raw(valid byte, fixed uint64, s []byte) {
 	}
 }
 
+// Pop removes the last row appended.
+func (b *Builder) Pop() {
+	n := len(b.valid) - 1
+	b.valid = b.valid[:n]
+	if w := b.Type.Fixed(); w != 0 {
+		b.fixed = b.fixed[:w*n]
+		return
+	}
+	b.offs = b.offs[:4*n]
+	end := 0
+	if n > 0 {
+		end = int(binary.LittleEndian.Uint32(b.offs[4*n-4:]))
+	}
+	b.data = b.data[:end]
+}
+
 // CopyRow appends row i of col, which has the builder's type, as it is
 // there (null and absent included).
 func (b *Builder) CopyRow(col *Column, i int) {
@@ -616,7 +632,11 @@ func (b *Builder) Column(name string, meta bool) Column {
 	return col
 }
 
-// append writes the built column in the ABI layout.
+// AppendTo writes the built column in the ABI layout, as a column of a
+// plugin request (aligned from the start of w).
+func (b *Builder) AppendTo(w *abi.Writer) { b.append(w, 0) }
+
+// append writes the built column in the ABI layout, aligned from base.
 func (b *Builder) append(w *abi.Writer, base int) {
 	w.Raw(b.valid)
 	align(w, base)

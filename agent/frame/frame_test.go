@@ -199,3 +199,48 @@ func BenchmarkAppend(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 }
+
+// TestBuilderPop: a row appended and popped leaves the column as if it
+// had never been appended, for each layout (8-byte, 1-byte, strings),
+// including popping the only row.
+func TestBuilderPop(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		typ  abi.Type
+		keep []func(*Builder)
+		pop  func(*Builder)
+	}{
+		{"int", abi.TypeInt, []func(*Builder){func(b *Builder) { b.Int(7) }}, func(b *Builder) { b.Int(8) }},
+		{"bool", abi.TypeBool, []func(*Builder){func(b *Builder) { b.Bool(true) }}, func(b *Builder) { b.Null() }},
+		{"string", abi.TypeString, []func(*Builder){func(b *Builder) { b.Text("ab") }, func(b *Builder) { b.Null() }}, func(b *Builder) { b.Text("xyz") }},
+		{"string, the only row", abi.TypeString, nil, func(b *Builder) { b.Text("xyz") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var want, got Builder
+			want.Reset(tc.typ)
+			got.Reset(tc.typ)
+			for _, f := range tc.keep {
+				f(&want)
+				f(&got)
+			}
+			tc.pop(&got)
+			got.Pop()
+			var ww, gw abi.Writer
+			want.AppendTo(&ww)
+			got.AppendTo(&gw)
+			if string(gw.Buf) != string(ww.Buf) || got.Len() != len(tc.keep) {
+				t.Errorf("after Pop: %d rows, % x; want %d rows, % x", got.Len(), gw.Buf, len(tc.keep), ww.Buf)
+			}
+			// And it takes another row as one that was never popped.
+			tc.pop(&got)
+			tc.pop(&want)
+			gw.Reset()
+			ww.Reset()
+			want.AppendTo(&ww)
+			got.AppendTo(&gw)
+			if string(gw.Buf) != string(ww.Buf) {
+				t.Errorf("a row after Pop: % x; want % x", gw.Buf, ww.Buf)
+			}
+		})
+	}
+}

@@ -3,7 +3,6 @@ package sqliteout
 import (
 	"fmt"
 	"math"
-	"unsafe"
 
 	"github.com/ncruces/go-sqlite3"
 )
@@ -29,7 +28,6 @@ type liveSummaries struct {
 	types []colType // and its type
 	feed  *feed
 	ck    *scanChunk
-	rows  int    // rows handed to the aggregations
 	off   string // why the live summaries were given up; "" while they stand
 }
 
@@ -76,11 +74,11 @@ func (o *output) startLive(c *sqlite3.Conn, s *schema) (*liveSummaries, string) 
 
 // tableEmpty tells whether table has no rows (or does not exist yet).
 func tableEmpty(c *sqlite3.Conn, table string) (bool, error) {
-	exists, err := queryInt(c, "SELECT count(*) FROM sqlite_schema WHERE type IN ('table', 'view') AND name = "+quoteLiteral(table)+" COLLATE NOCASE")
+	exists, err := queryInt(c, "SELECT count(*) FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ? COLLATE NOCASE", table)
 	if err != nil || exists == 0 {
 		return true, err
 	}
-	triggers, err := queryInt(c, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = "+quoteLiteral(table)+" COLLATE NOCASE")
+	triggers, err := queryInt(c, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ? COLLATE NOCASE", table)
 	if err != nil {
 		return false, err
 	}
@@ -91,13 +89,18 @@ func tableEmpty(c *sqlite3.Conn, table string) (bool, error) {
 	return has == 0, err
 }
 
-// queryInt runs a query whose result is one integer.
-func queryInt(c *sqlite3.Conn, q string) (int64, error) {
+// queryInt runs a query whose result is one integer, args bound as text.
+func queryInt(c *sqlite3.Conn, q string, args ...string) (int64, error) {
 	stmt, _, err := c.Prepare(q)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", q, err)
 	}
 	defer stmt.Close()
+	for i, a := range args {
+		if err := stmt.BindText(i+1, a); err != nil {
+			return 0, fmt.Errorf("%s: %w", q, err)
+		}
+	}
 	if !stmt.Step() {
 		if err := stmt.Err(); err != nil {
 			return 0, fmt.Errorf("%s: %w", q, err)
@@ -105,17 +108,6 @@ func queryInt(c *sqlite3.Conn, q string) (int64, error) {
 		return 0, fmt.Errorf("%s: no row", q)
 	}
 	return stmt.ColumnInt64(0), nil
-}
-
-func quoteLiteral(s string) string {
-	b := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			b = append(b, '\'')
-		}
-		b = append(b, s[i])
-	}
-	return string(append(b, '\''))
 }
 
 // add hands the rows just inserted (n values each, in table column order)
@@ -136,15 +128,8 @@ func (l *liveSummaries) add(rows []val, n int) {
 				l.stop(fmt.Sprintf("a value of column %q is not one SQLite stores as given", l.names[j]))
 				return
 			}
-			if v.kind == valText {
-				at := len(ck.arena)
-				ck.arena = append(ck.arena, v.s...)
-				b := ck.arena[at:]
-				v.s = unsafe.String(unsafe.SliceData(b), len(b))
-			}
-			dst[j] = v
+			dst[j] = ck.keep(v)
 		}
-		l.rows++
 		if ck.rows++; ck.rows == scanChunkRows {
 			l.feed.send(ck)
 			l.ck = l.feed.chunk()
@@ -207,8 +192,8 @@ func (l *liveSummaries) finish(c *sqlite3.Conn, o *output) (bool, string, error)
 	if err != nil {
 		return false, "", err
 	}
-	if n != int64(l.rows) || l.rows != written {
-		return false, fmt.Sprintf("the table holds %d rows, the run wrote %d: an upsert met a row of the same run", n, l.rows), nil
+	if n != int64(written) {
+		return false, fmt.Sprintf("the table holds %d rows, the run wrote %d: an upsert met a row of the same run", n, written), nil
 	}
 	if err := createSummaries(c, o.summaries, o.schema.cols); err != nil {
 		return false, "", err

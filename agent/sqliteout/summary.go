@@ -322,6 +322,21 @@ type scanChunk struct {
 	pending atomic.Int32
 }
 
+// keep returns v with its text or blob copied into the chunk's arena, so
+// that it outlives what it was read from (SQLite's memory past the next
+// step, a batch's messages).
+func (ck *scanChunk) keep(v val) val {
+	if v.kind == valText || v.kind == valBlob {
+		// An arena that grows leaves earlier rows' text in the old
+		// array, which their strings keep alive.
+		at := len(ck.arena)
+		ck.arena = append(ck.arena, v.s...)
+		b := ck.arena[at:]
+		v.s = unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return v
+}
+
 // scanChunkRows is the rows per chunk: large enough that handing one over
 // costs nothing per row, small enough to stay in cache.
 const scanChunkRows = 4096
@@ -349,9 +364,6 @@ func newFeed(width int, aggs []*aggregation) *feed {
 					a.add(ck.vals[r*width : (r+1)*width : (r+1)*width])
 				}
 				if ck.pending.Add(-1) == 0 {
-					// The chunk's values may point into bodies and
-					// SQLite's copies: dropped before it waits for reuse.
-					clear(ck.vals[:ck.rows*width])
 					select {
 					case f.free <- ck:
 					default:
@@ -397,16 +409,7 @@ func scanInto(stmt *sqlite3.Stmt, width int, aggs []*aggregation) error {
 	for stmt.Step() {
 		row := ck.vals[ck.rows*width : (ck.rows+1)*width]
 		for j := range row {
-			v := columnVal(stmt, j)
-			if v.kind == valText || v.kind == valBlob {
-				// An arena that grows leaves earlier rows' text in the
-				// old array, which their strings keep alive.
-				at := len(ck.arena)
-				ck.arena = append(ck.arena, v.s...)
-				b := ck.arena[at:]
-				v.s = unsafe.String(unsafe.SliceData(b), len(b))
-			}
-			row[j] = v
+			row[j] = ck.keep(columnVal(stmt, j))
 		}
 		if ck.rows++; ck.rows == scanChunkRows {
 			f.send(ck)

@@ -25,24 +25,13 @@ func leUint64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
 // steady stream of batches does not allocate per batch.
 type scratch struct {
 	req   abi.Writer
-	rows  []int // request row -> batch index
-	cols  []colScratch
+	rows  []int           // request row -> batch index
+	cols  []frame.Builder // the request's columns, one per declared field
 	raw   []byte
 	add   []byte
 	merge [2][]byte
 	// frameCols holds a frame call's column per declared field.
 	frameCols []*frame.Column
-}
-
-type colScratch struct {
-	valid []byte
-	fixed []byte
-	// Strings are copied end to end into data as they are gathered, the
-	// layout the request wants, ends[i] where row i's ends: one copy per
-	// value, where slices of the values cost a copy to keep them (a frame's
-	// rendered values, an unescaped JSON string) and another to lay them out.
-	ends []uint32
-	data []byte
 }
 
 // ProcessBatch runs one batch through the plugin. Messages the plugin (or
@@ -187,11 +176,10 @@ func (i *Instance) processColumns(ctx context.Context, batch service.MessageBatc
 // resetColumns empties the column scratch for a new call.
 func (s *scratch) resetColumns(in []abi.Field) {
 	if len(s.cols) < len(in) {
-		s.cols = make([]colScratch, len(in))
+		s.cols = make([]frame.Builder, len(in))
 	}
-	for c := range in {
-		cs := &s.cols[c]
-		cs.valid, cs.fixed, cs.ends, cs.data = cs.valid[:0], cs.fixed[:0], cs.ends[:0], cs.data[:0]
+	for c, f := range in {
+		s.cols[c].Reset(f.Type)
 	}
 	s.rows = s.rows[:0]
 }
@@ -203,9 +191,8 @@ func (i *Instance) callColumns(ctx context.Context, kin *KeyedInput) ([]byte, er
 	w.Reset()
 	w.U32(uint32(len(s.rows)))
 	w.U32(0)
-	for c, f := range i.desc.In {
-		cs := &s.cols[c]
-		abi.AppendColumnData(w, f.Type, cs.valid, cs.fixed, cs.ends, cs.data)
+	for c := range i.desc.In {
+		s.cols[c].AppendTo(w)
 	}
 	if i.desc.Stateful {
 		kin.appendSection(w, s.rows)
@@ -220,11 +207,11 @@ func (s *scratch) appendRow(fields []abi.Field, doc []byte) error {
 		if f.Type == abi.TypeValue {
 			kind, text, ok := jsonfield.Value(doc, f.Name)
 			if f.Required && kind <= abi.KindNull {
-				s.truncate(fields, c)
+				s.truncate(c)
 				return fmt.Errorf("required field %q is missing", f.Name)
 			}
 			if !ok {
-				s.truncate(fields, c)
+				s.truncate(c)
 				return fmt.Errorf("field %q: not valid JSON", f.Name)
 			}
 			s.appendValue(c, f.Type, true, uint64(kind), text)
@@ -233,7 +220,7 @@ func (s *scratch) appendRow(fields []abi.Field, doc []byte) error {
 		res := jsonfield.Get(doc, f.Name)
 		if !res.Exists() || res.Type == gjson.Null {
 			if f.Required {
-				s.truncate(fields, c)
+				s.truncate(c)
 				return fmt.Errorf("required field %q is missing", f.Name)
 			}
 			s.appendValue(c, f.Type, false, 0, nil)
@@ -241,7 +228,7 @@ func (s *scratch) appendRow(fields []abi.Field, doc []byte) error {
 		}
 		u, str, err := jsonfield.Convert(f.Type, res)
 		if err != nil {
-			s.truncate(fields, c)
+			s.truncate(c)
 			return fmt.Errorf("field %q: %w", f.Name, err)
 		}
 		s.appendValue(c, f.Type, true, u, str)
@@ -250,43 +237,20 @@ func (s *scratch) appendRow(fields []abi.Field, doc []byte) error {
 }
 
 func (s *scratch) appendValue(c int, t abi.Type, ok bool, u uint64, str []byte) {
-	cs := &s.cols[c]
-	if t == abi.TypeValue {
-		cs.valid = append(cs.valid, byte(u)) // the value's kind
-	} else if ok {
-		cs.valid = append(cs.valid, 1)
-	} else {
-		cs.valid = append(cs.valid, 0)
+	valid := byte(0)
+	switch {
+	case t == abi.TypeValue:
+		valid = byte(u) // the value's kind
+	case ok:
+		valid = 1
 	}
-	switch t.Fixed() {
-	case 8:
-		cs.fixed = binary.LittleEndian.AppendUint64(cs.fixed, u)
-	case 1:
-		cs.fixed = append(cs.fixed, byte(u))
-	default:
-		cs.data = append(cs.data, str...)
-		cs.ends = append(cs.ends, uint32(len(cs.data)))
-	}
+	s.cols[c].Raw(valid, u, str)
 }
 
 // truncate undoes the first n columns of a half-appended row.
-func (s *scratch) truncate(fields []abi.Field, n int) {
-	for c := 0; c < n; c++ {
-		cs := &s.cols[c]
-		cs.valid = cs.valid[:len(cs.valid)-1]
-		switch fields[c].Type.Fixed() {
-		case 8:
-			cs.fixed = cs.fixed[:len(cs.fixed)-8]
-		case 1:
-			cs.fixed = cs.fixed[:len(cs.fixed)-1]
-		default:
-			cs.ends = cs.ends[:len(cs.ends)-1]
-			end := uint32(0)
-			if len(cs.ends) > 0 {
-				end = cs.ends[len(cs.ends)-1]
-			}
-			cs.data = cs.data[:end]
-		}
+func (s *scratch) truncate(n int) {
+	for c := range n {
+		s.cols[c].Pop()
 	}
 }
 

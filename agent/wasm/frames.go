@@ -84,7 +84,7 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 				kind, text = s.frameValue(col, row)
 			}
 			if fd.Required && kind <= abi.KindNull {
-				s.truncate(fields, c)
+				s.truncate(c)
 				return fmt.Errorf("required field %q is missing", fd.Name)
 			}
 			s.appendValue(c, fd.Type, true, uint64(kind), text)
@@ -92,7 +92,7 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 		}
 		if col == nil || col.Null(row) {
 			if fd.Required {
-				s.truncate(fields, c)
+				s.truncate(c)
 				return fmt.Errorf("required field %q is missing", fd.Name)
 			}
 			s.appendValue(c, fd.Type, false, 0, nil)
@@ -107,7 +107,7 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 		s.raw = col.AppendJSON(s.raw[:0], row)
 		u, str, err := jsonfield.Convert(fd.Type, gjson.ParseBytes(s.raw))
 		if err != nil {
-			s.truncate(fields, c)
+			s.truncate(c)
 			return fmt.Errorf("field %q: %w", fd.Name, err)
 		}
 		s.appendValue(c, fd.Type, true, u, str)
@@ -345,25 +345,24 @@ func (p *Processor) processFrame(ctx context.Context, g *generation, msg *servic
 		size = min(size, (len(rows)+p.parallel-1)/p.parallel)
 	}
 	fc := &frameCall{f: f}
-	if p.parallel <= 1 || len(rows) <= size {
-		for start := 0; start < len(rows); start += size {
-			p.callFrame(ctx, g, fc, rows[start:min(start+size, len(rows))])
+	// With parallel calls, each on an instance of its own; what they
+	// change in the frame is per row, so the order they finish in does
+	// not matter.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(p.parallel, 1))
+	for start := 0; start < len(rows); start += size {
+		chunk := rows[start:min(start+size, len(rows))]
+		if p.parallel <= 1 {
+			p.callFrame(ctx, g, fc, chunk)
+			continue
 		}
-	} else {
-		// Each call on an instance of its own; what they change in the
-		// frame is per row, so the order they finish in does not matter.
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, p.parallel)
-		for start := 0; start < len(rows); start += size {
-			chunk := rows[start:min(start+size, len(rows))]
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				p.callFrame(ctx, g, fc, chunk)
-			})
-		}
-		wg.Wait()
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			p.callFrame(ctx, g, fc, chunk)
+		})
 	}
+	wg.Wait()
 	var keep []bool
 	if fc.outs != nil {
 		keep = fc.outs.apply(p.mod.Name(), f)

@@ -6,10 +6,11 @@ import "github.com/tetratelabs/wazero/experimental"
 // that doubles when the guest grows past it. wazero's default appends the
 // pages the guest asks for, and Go's append adds only a quarter at these
 // sizes, so a guest whose heap grows to tens of MiB is copied, and its new
-// pages faulted in, a dozen times: 0.42 s of CPU in the sales ETL's
-// 1M-row run, for two instances (docs/BENCHMARKS.md). It is Go memory, not
-// a mapping of its own: bytes the host read out of an instance stay valid
-// after the instance is closed, as they do with wazero's.
+// pages faulted in, a dozen times: 0.58 s of CPU over four runs of the
+// sales ETL's validate step on 1M rows, 0.13 s with this allocator
+// (docs/BENCHMARKS.md). It is Go memory, not a mapping of its own: bytes
+// the host read out of an instance stay valid after the instance is
+// closed, as they do with wazero's.
 type memoryAllocator struct{}
 
 func (memoryAllocator) Allocate(capacity, maxBytes uint64) experimental.LinearMemory {

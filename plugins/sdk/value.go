@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"encoding/binary"
 	"errors"
 	"strconv"
 	"unicode/utf8"
@@ -46,44 +45,29 @@ func ReadValue(path string, opts ...FieldOption) InValue {
 // Kind returns what row i holds.
 func (h InValue) Kind(b *Batch, i int) Kind { return Kind(b.in[h.idx].Valid[i]) }
 
-// Get returns row i's kind and text, aliasing the host's buffer: a string's
-// UTF-8 bytes (unescaped), a number's JSON text, an object's or array's
-// JSON text, or nothing for absent, null and bools.
-func (h InValue) Get(b *Batch, i int) (Kind, []byte) {
-	k := h.Kind(b, i)
-	s, ok := b.in[h.idx].Str(i)
-	if !ok {
-		return KindAbsent, nil
-	}
-	return k, s
-}
+// Get returns row i's kind and text, as ValueColumn.Get.
+func (h InValue) Get(b *Batch, i int) (Kind, []byte) { return h.Column(b).Get(i) }
 
 // ValueColumn is a value field's whole column in one batch, for a handler
 // that reads every row: its Get costs a few loads, where InValue.Get
 // finds the column again for each row. In Wasm that difference is most of
 // a simple check's cost, since Go's wasm code pays for every call and
 // copies any struct larger than four words through memory.
-type ValueColumn struct {
-	kinds []byte
-	offs  []byte
-	data  []byte
-}
+type ValueColumn struct{ col *abi.Column }
 
 // Column returns the field's column in b, valid as long as b.
-func (h InValue) Column(b *Batch) ValueColumn {
-	c := &b.in[h.idx]
-	return ValueColumn{kinds: c.Valid, offs: c.Offs, data: c.Data}
-}
+func (h InValue) Column(b *Batch) ValueColumn { return ValueColumn{&b.in[h.idx]} }
 
-// Get returns row i's kind and text, as InValue.Get does. It takes a
-// pointer so that no call copies the column.
-func (c *ValueColumn) Get(i int) (Kind, []byte) {
-	lo := binary.LittleEndian.Uint32(c.offs[i*4:])
-	hi := binary.LittleEndian.Uint32(c.offs[i*4+4:])
-	if lo > hi || int(hi) > len(c.data) {
-		return KindAbsent, nil
+// Get returns row i's kind and text, aliasing the host's buffer: a
+// string's UTF-8 bytes (unescaped), a number's JSON text, an object's or
+// array's JSON text, or nothing for absent, null and bools.
+func (c ValueColumn) Get(i int) (Kind, []byte) {
+	s, ok := c.col.Str(i) // nil when !ok
+	k := Kind(c.col.Valid[i])
+	if !ok {
+		k = KindAbsent
 	}
-	return Kind(c.kinds[i]), c.data[lo:hi:hi]
+	return k, s
 }
 
 // Float returns row i as a float64 if it is a number.

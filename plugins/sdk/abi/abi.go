@@ -311,24 +311,6 @@ func AppendColumn(w *Writer, t Type, valid []byte, fixed []byte, strs [][]byte) 
 	w.Align8()
 }
 
-// AppendColumnData is AppendColumn for strings already laid end to end in
-// data, string i ending at ends[i].
-func AppendColumnData(w *Writer, t Type, valid []byte, fixed []byte, ends []uint32, data []byte) {
-	if t.Fixed() != 0 {
-		AppendColumn(w, t, valid, fixed, nil)
-		return
-	}
-	w.Raw(valid)
-	w.Align8()
-	offs := w.Grow(4 * (len(ends) + 1))
-	for i, e := range ends {
-		binary.LittleEndian.PutUint32(offs[4*(i+1):], e)
-	}
-	w.Align8()
-	w.Raw(data)
-	w.Align8()
-}
-
 // Column is a decoded column; its slices alias the buffer it was read from.
 type Column struct {
 	Type  Type

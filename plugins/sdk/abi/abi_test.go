@@ -458,19 +458,6 @@ func TestColumnEncoding(t *testing.T) {
 			if len(w.Buf)%8 != 0 {
 				t.Errorf("column ends at %d, not 8-aligned", len(w.Buf))
 			}
-			// The same strings laid end to end, as the host gathers them.
-			var ends []uint32
-			var data []byte
-			for _, s := range tc.strs {
-				data = append(data, s...)
-				ends = append(ends, uint32(len(data)))
-			}
-			var wd abi.Writer
-			abi.AppendColumnData(&wd, tc.t, tc.valid, tc.fixed, ends, data)
-			if !bytes.Equal(wd.Buf, want) {
-				t.Fatalf("AppendColumnData encoded\n%swant\n%s", hex.Dump(wd.Buf), hex.Dump(want))
-			}
-
 			rows := len(tc.valid)
 			r := abi.NewReader(want)
 			c := abi.ReadColumn(r, tc.t, rows)
