@@ -3,7 +3,9 @@ package sqliteout
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ncruces/go-sqlite3"
@@ -310,4 +312,83 @@ func etlSummaries() []any {
 			f("unique_products", "count_distinct", "product_id", -1), f("customer_lifetime_days", "day_span", "date", -1),
 		}},
 	}
+}
+
+// BenchmarkBulkLoadFrom: the driver's bare rate (as BenchmarkBulkLoad's
+// bare case) on the rows of a sales_data table a run already wrote, so the
+// run and the bare insert compare on the same rows: compare.sh points
+// SLUICE_BULK_FROM at its run's sales.db. Without it, it skips.
+//
+//	SLUICE_BULK_FROM=out/sales.db go test -run '^$' -bench BulkLoadFrom -benchtime 1x -count 3 ./agent/sqliteout/
+func BenchmarkBulkLoadFrom(b *testing.B) {
+	from := os.Getenv("SLUICE_BULK_FROM")
+	if from == "" {
+		b.Skip("SLUICE_BULK_FROM names no sales.db to take the rows from")
+	}
+	var names []string
+	for _, c := range etlColumns() {
+		names = append(names, c.(map[string]any)["name"].(string))
+	}
+	vals, err := readRows(from, "SELECT "+strings.Join(names, ", ")+" FROM sales_data ORDER BY rowid", len(names))
+	if err != nil {
+		b.Fatalf("rows of %s: %v", from, err)
+	}
+	rows := len(vals) / len(names)
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		o := connected(b, map[string]any{"path": filepath.Join(b.TempDir(), "sales.db"), "table": "sales_data",
+			"columns": etlColumns(), "key": []any{"source_file", "line"}, "transaction": "run"})
+		b.StartTimer()
+		err := o.raw(ctx, func(c *sqlite3.Conn) error {
+			if err := c.Exec("BEGIN IMMEDIATE"); err != nil {
+				return err
+			}
+			stmt, _, err := c.Prepare(o.schema.insert)
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			if err := insertRows(stmt, vals, len(names)); err != nil {
+				return err
+			}
+			return c.Exec("COMMIT")
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(rows), "rows")
+	b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// readRows reads query's rows of cols columns from the database at path
+// as the values a bare insert binds.
+func readRows(path, query string, cols int) ([]val, error) {
+	c, err := sqlite3.OpenFlags(path, sqlite3.OPEN_READONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	stmt, _, err := c.Prepare(query)
+	if err != nil {
+		return nil, err
+	}
+	defer stmt.Close()
+	var vals []val
+	for stmt.Step() {
+		for i := range cols {
+			switch stmt.ColumnType(i) {
+			case sqlite3.INTEGER:
+				vals = append(vals, intVal(stmt.ColumnInt64(i)))
+			case sqlite3.FLOAT:
+				vals = append(vals, realVal(stmt.ColumnFloat(i)))
+			case sqlite3.TEXT:
+				vals = append(vals, textVal(stmt.ColumnText(i)))
+			default:
+				return nil, fmt.Errorf("column %d of row %d: %v, want INTEGER, REAL or TEXT", i, len(vals)/cols+1, stmt.ColumnType(i))
+			}
+		}
+	}
+	return vals, stmt.Err()
 }

@@ -267,11 +267,14 @@ type columnsResult struct {
 	metaCount int
 }
 
-// rowMeta is metadata a plugin set on one row.
+// rowMeta is metadata a plugin set on one row, or on each (allRows).
 type rowMeta struct {
 	row        int
 	key, value string
 }
+
+// allRows is abi.AllRows as a row index.
+const allRows = -1
 
 // readColumnsResult decodes and checks a reply to a call of rows rows.
 func (i *Instance) readColumnsResult(out []byte, rows int, kin *KeyedInput, rawMetas bool) (*columnsResult, error) {
@@ -304,7 +307,11 @@ func (i *Instance) readColumnsResult(out []byte, rows int, kin *KeyedInput, rawM
 	}
 	start := r.Offset()
 	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
-		row := int(r.U32())
+		u := r.U32()
+		row := int(u)
+		if u == abi.AllRows {
+			row = allRows
+		}
 		k, v := r.Bytes(), r.Bytes()
 		if row >= rows && r.Err() == nil {
 			i.broken = true
@@ -356,7 +363,13 @@ func (i *Instance) mergeColumns(batch service.MessageBatch, out []byte, kin *Key
 	}
 	actions, outCols, reasons, metas := res.actions, res.outCols, res.reasons, res.metas
 	for _, m := range metas {
-		batch[s.rows[m.row]].MetaSetMut(m.key, m.value)
+		if m.row != allRows {
+			batch[s.rows[m.row]].MetaSetMut(m.key, m.value)
+			continue
+		}
+		for _, idx := range s.rows {
+			batch[idx].MetaSetMut(m.key, m.value)
+		}
 	}
 	drop := make([]bool, len(batch))
 	for row, idx := range s.rows {

@@ -204,7 +204,7 @@ func (o *frameOutputs) add(name string, f *frame.Frame, res *columnsResult, rows
 	var last *metaValues
 	var lastKey []byte
 	for n := res.metaCount; n > 0; n-- {
-		row := rows[r.U32()]
+		u := r.U32()
 		k, v := r.Bytes(), r.Bytes()
 		mv := last
 		if mv == nil || string(k) != string(lastKey) {
@@ -217,7 +217,17 @@ func (o *frameOutputs) add(name string, f *frame.Frame, res *columnsResult, rows
 			}
 			last, lastKey = mv, k
 		}
-		mv.set[row], mv.vals[row] = true, mv.arena.copy(v)
+		if u != abi.AllRows {
+			row := rows[u]
+			mv.set[row], mv.vals[row] = true, mv.arena.copy(v)
+			continue
+		}
+		// One copy, shared by the call's rows.
+		v = mv.arena.copy(v)
+		mv.arena.total += len(v) * (len(rows) - 1) // what apply's builder will hold
+		for _, row := range rows {
+			mv.set[row], mv.vals[row] = true, v
+		}
 	}
 }
 

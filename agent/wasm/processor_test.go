@@ -281,6 +281,21 @@ func TestColumnsMode(t *testing.T) {
 	if got := body(t, out[2]); got != in[3] {
 		t.Errorf("rejected message changed: %s", got)
 	}
+	// One entry for every row the plugin saw, overridden for the one it
+	// failed after it; the host's rejects were never sent.
+	for i, want := range []string{"yes", "failed", "", "", "yes", "yes"} {
+		got, _ := out[i].MetaGet("checked")
+		if got != want {
+			t.Errorf("message %d: checked=%q, want %q", i, got, want)
+		}
+	}
+	// Any other row past the end is a malformed result: the whole call
+	// fails, nothing lost.
+	for i, m := range run(t, p, batchOf(`{"action":"meta past the end"}`, `{"n":1}`)) {
+		if err := m.GetError(); err == nil || !strings.Contains(err.Error(), "malformed result: metadata for row 2 of 2") {
+			t.Errorf("message %d: error %v, want a malformed result naming the row", i, err)
+		}
+	}
 }
 
 func TestSandbox(t *testing.T) {

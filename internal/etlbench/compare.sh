@@ -3,7 +3,9 @@
 # and Sluice's pipelines/sales_etl.yaml on the same generated CSV, with
 # the time each of Sluice's steps spent, from its run outcome (the steps
 # run concurrently, so they add up to more than the run), the Python's
-# own steps timed by seed_steps.py, and the summaries of both compared.
+# own steps timed by seed_steps.py, the summaries of both compared, and
+# the driver's bare insert of the rows the run loaded (BenchmarkBulkLoadFrom
+# in agent/sqliteout) beside the whole run.
 # Usage, from the module root:
 #
 #   internal/etlbench/compare.sh [ROWS] [PEERS_DIR]
@@ -62,4 +64,19 @@ for table, key in (("daily_summary", "date"), ("customer_summary", "customer_id"
     differ = sorted(k for k in p if p[k] != s.get(k))
     print("%s: %d groups in Python, %d in Sluice, %d differ%s" % (table, len(p), len(s), len(differ),
           (": e.g. %s %s vs %s" % (differ[0], p[differ[0]], s.get(differ[0]))) if differ else ""))
+PY
+
+# The driver's bare insert of the very rows the run loaded (its
+# sales_data, read back), in one transaction, three times: the whole
+# run's time over its median is the issue's "within 1.3x of the bare
+# bulk insert on the same rows".
+SLUICE_BULK_FROM="$work/out/sales.db" go test -run '^$' -bench 'BulkLoadFrom' -benchtime 1x -count 3 ./agent/sqliteout/ >"$work/bare.txt"
+python3 - "$work/bare.txt" "$sl" <<'PY'
+import re, statistics, sys
+runs = [float(m) / 1e9 for m in re.findall(r"BenchmarkBulkLoadFrom\S*\s+1\s+(\d+) ns/op", open(sys.argv[1]).read())]
+if not runs:
+    sys.exit("BenchmarkBulkLoadFrom gave no figure:\n" + open(sys.argv[1]).read())
+bare, sl = statistics.median(runs), float(sys.argv[2])
+print("bare insert of the run's rows (BenchmarkBulkLoadFrom): %s s, median %.2f s; sluice run / bare: %.2fx" %
+      (" / ".join("%.2f" % r for r in runs), bare, sl / bare))
 PY

@@ -57,7 +57,9 @@ func (b *Batch) Fail(i int, reason string) {
 const metaRowBytes = 32
 
 // SetMeta sets a metadata key on row i's message.
-func (b *Batch) SetMeta(i int, key, value string) {
+func (b *Batch) SetMeta(i int, key, value string) { b.appendMeta(uint32(i), key, value) }
+
+func (b *Batch) appendMeta(row uint32, key, value string) {
 	if len(b.metas) == 0 && cap(b.metas) < b.rows*metaRowBytes {
 		// Sized for a short key and value on every row at the first
 		// call of a batch: growing it row by row measured twice the cost
@@ -65,12 +67,22 @@ func (b *Batch) SetMeta(i int, key, value string) {
 		// (BenchmarkSalesFrame in plugins/builtin/validate).
 		b.metas = make([]byte, 0, b.rows*metaRowBytes)
 	}
-	b.metas = binary.LittleEndian.AppendUint32(b.metas, uint32(i))
+	b.metas = binary.LittleEndian.AppendUint32(b.metas, row)
 	b.metas = binary.LittleEndian.AppendUint32(b.metas, uint32(len(key)))
 	b.metas = append(b.metas, key...)
 	b.metas = binary.LittleEndian.AppendUint32(b.metas, uint32(len(value)))
 	b.metas = append(b.metas, value...)
 	b.metaCount++
+}
+
+// SetMetaAll sets a metadata key on every row's message: one entry in the
+// reply, where SetMeta on each row makes one per row. Metadata applies in
+// the order set, so a SetMeta of the same key after it changes that one
+// row, and a SetMeta before it is overwritten. It needs an agent that
+// knows abi.AllRows (ABI.md §8.3); an older one fails the call as a
+// malformed result.
+func (b *Batch) SetMetaAll(key, value string) {
+	b.appendMeta(abi.AllRows, key, value)
 }
 
 // FieldOption changes how a field is declared.

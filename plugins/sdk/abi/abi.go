@@ -169,6 +169,12 @@ const (
 	ActionFail    Action = 3 // mark the message errored with a reason
 )
 
+// AllRows, as the row of a columns-mode metadata entry, sets the key on
+// every row of the call: one entry instead of one per row for a key most
+// rows share (a validator's verdict), which a later entry for one row
+// overrides, since entries apply in the order written.
+const AllRows = 0xFFFFFFFF
+
 // FieldRequired marks an input field the host must find in every message;
 // a message without it fails on the host and never reaches the plugin.
 const FieldRequired uint8 = 1

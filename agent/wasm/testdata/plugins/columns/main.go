@@ -1,6 +1,7 @@
 // Command columns is a fast-mode test plugin exercising every column type:
-// it doubles n, negates x, flips b, upper-cases s, adds an hour to t, and
-// drops or fails rows as "action" says.
+// it doubles n, negates x, flips b, upper-cases s, adds an hour to t,
+// drops or fails rows as "action" says, and marks every row it saw
+// "checked" in one metadata entry (failed rows, per row, otherwise).
 package main
 
 import (
@@ -27,6 +28,8 @@ var (
 
 func init() {
 	sdk.HandleBatch(func(b *sdk.Batch) error {
+		// Every row sent, once; a failed row says so instead.
+		b.SetMetaAll("checked", "yes")
 		for i := 0; i < b.Len(); i++ {
 			if a, ok := inAction.Get(b, i); ok {
 				switch string(a) {
@@ -35,6 +38,10 @@ func init() {
 					continue
 				case "fail":
 					b.Fail(i, "row asked to fail")
+					b.SetMeta(i, "checked", "failed")
+					continue
+				case "meta past the end":
+					b.SetMeta(b.Len(), "checked", "no such row")
 					continue
 				}
 			}
