@@ -116,7 +116,7 @@ A plugin's own metric names may not start with `+"`sluice_plugin_`"+`.`).
 				Default(8192).
 				Advanced(),
 			service.NewIntField(fParallel).
-				Description("How many calls one frame (a `csv_file` input's `frames: true`) may have running at once, each on an instance of its own: the frame's rows are cut into that many calls (of at most `max_call_messages` rows), so a step with `threads: 1` still uses every core on a large frame, and its rows come out in their order. 0 means one per core (GOMAXPROCS). Only for plugins that keep nothing from one call to the next, as `max_call_messages` already requires of a stateless step: not for a validate suite with a `window`, which counts across calls. Does not apply to batches of messages or to a stateful (`key`) step.").
+				Description("How many calls one frame (a `csv_file` input's `frames: true`) may have running at once, each on an instance of its own: the frame's rows are cut into that many calls (of at most `max_call_messages` rows), so a step with `threads: 1` still uses every core on a large frame, and its rows come out in their order. 0 means one per core (GOMAXPROCS). Only for plugins that keep nothing from one call to the next: a plugin that says it does (its descriptor's sequential flag, `sdk.Sequential` in Go; a validate suite with a `window`) is refused at load unless this is 1. Does not apply to batches of messages or to a stateful (`key`) step.").
 				Default(1).
 				Advanced(),
 			service.NewBoolField(fSkipErr).
@@ -206,6 +206,9 @@ type Processor struct {
 	// parallel runs that many of a frame's calls at once.
 	maxCall  int
 	parallel int
+	// parallelConf is parallel_calls as written, checked against each
+	// version's descriptor.
+	parallelConf int
 	// skipErrored passes errored messages through without the plugin.
 	skipErrored bool
 
@@ -230,6 +233,9 @@ type Settings struct {
 	MaxCall int
 	// Parallel is how many calls of one frame may run at once.
 	Parallel int
+	// parallelConf is parallel_calls as written (0: one per core), for
+	// refusing it to a sequential plugin on any machine alike.
+	parallelConf int
 	// SkipErrored passes errored messages through without the plugin.
 	SkipErrored bool
 	// selfTest is the test every version of the plugin must pass; nil if
@@ -297,6 +303,7 @@ func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 	if s.Parallel < 0 {
 		return s, fmt.Errorf("%s must be 0 (one per core) or more, got %d", fParallel, s.Parallel)
 	}
+	s.parallelConf = s.Parallel
 	if s.Parallel == 0 {
 		s.Parallel = runtime.GOMAXPROCS(0)
 	}
@@ -521,7 +528,7 @@ func newProcessor(ctx context.Context, eng *Engine, conf *service.ParsedConfig, 
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", s.Name, err)
 	}
-	if err := checkDescriptor(s.Name, inst.Descriptor(), s.keyed); err != nil {
+	if err := checkDescriptor(s.Name, inst.Descriptor(), s.keyed, s.parallelConf); err != nil {
 		_ = inst.Close(ctx)
 		return nil, err
 	}
@@ -531,7 +538,7 @@ func newProcessor(ctx context.Context, eng *Engine, conf *service.ParsedConfig, 
 			return nil, fmt.Errorf("plugin %s: %w", s.Name, err)
 		}
 	}
-	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, maxCall: s.MaxCall, parallel: s.Parallel, skipErrored: s.SkipErrored, stats: newStepMetrics(metrics)}
+	p := &Processor{keyed: s.keyed, mod: mod, icfg: s.Instance, logger: s.Instance.Logger, maxCall: s.MaxCall, parallel: s.Parallel, parallelConf: s.parallelConf, skipErrored: s.SkipErrored, stats: newStepMetrics(metrics)}
 	p.gen.Store(newGeneration(eng, mod, sha256.Sum256(s.Bin), inst))
 	if !strings.HasPrefix(s.Name, builtinName) {
 		if p.reload, err = newReloader(eng, conf, s, label, metrics); err != nil {

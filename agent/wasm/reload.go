@@ -322,7 +322,7 @@ func (p *Processor) build(ctx context.Context, bin []byte, sum [sha256.Size]byte
 	}
 	inst, err := mod.Instantiate(ctx, p.icfg)
 	if err == nil {
-		err = checkDescriptor(r.path, inst.Descriptor(), p.keyed)
+		err = checkDescriptor(r.path, inst.Descriptor(), p.keyed, p.parallelConf)
 		if err != nil {
 			_ = inst.Close(ctx)
 		}
@@ -370,12 +370,16 @@ func oneLine(s string) string {
 
 // checkDescriptor refuses a plugin whose kind does not match the step's
 // config: state is configured for exactly the plugins that keep it.
-func checkDescriptor(name string, desc abi.Descriptor, keyed *keyedStep) error {
+func checkDescriptor(name string, desc abi.Descriptor, keyed *keyedStep, parallel int) error {
 	switch stateful := desc.Stateful; {
 	case stateful && keyed == nil:
 		return fmt.Errorf("plugin %s keeps per-key state: configure key and state.namespace", name)
 	case !stateful && keyed != nil:
 		return fmt.Errorf("plugin %s keeps no state (it never calls sdk.UseState): remove key and state", name)
+	case desc.Sequential && parallel != 1:
+		// Each parallel call has an instance of its own, which would see
+		// only its share of the rows.
+		return fmt.Errorf("plugin %s keeps what it saw from one call to the next (a window, a running count), so its calls cannot run on separate instances: set %s: 1 (it is %d)", name, fParallel, parallel)
 	}
 	return nil
 }

@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // the stream's defaults (tracer none, ...)
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -128,6 +130,7 @@ csv_file:
 	} {
 		frames := tc.frames
 		b.Run(tc.name, func(b *testing.B) {
+			cpu0 := cpuTime(b)
 			for b.Loop() {
 				sb := env.NewStreamBuilder()
 				if err := sb.SetLoggerYAML("level: none"); err != nil {
@@ -189,6 +192,19 @@ csv_file:
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+			// The process's CPU over the runs (the stream's goroutines,
+			// its collector): over 2 cores, half of it is the least
+			// wall time the steps could take.
+			b.ReportMetric((cpuTime(b)-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 		})
 	}
+}
+
+// cpuTime is the CPU time, user and system, this process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -41,6 +41,7 @@ var (
 	batchHandle func(*Batch) error
 	inFields    []abi.Field
 	stateful    bool
+	sequential  bool
 	stateView   func(dst, key, state []byte) ([]byte, error)
 	viewBuf     []byte
 	outFields   []abi.Field
@@ -101,6 +102,15 @@ func mustRegisterOnce(what string) {
 	registered = what
 }
 
+// Sequential declares that the plugin keeps what it saw between calls in
+// its own memory (a window, a running count, the last row of the previous
+// batch), so every call must go to one instance, in order. The host then
+// refuses `parallel_calls` other than 1, which would spread a frame's rows
+// over instances that each see only part of them. Call it in init() or in
+// the OnConfig callback (a plugin whose config decides, as validate's
+// `window` does).
+func Sequential() { sequential = true }
+
 // Level is a log level understood by the host.
 type Level int32
 
@@ -132,7 +142,7 @@ func Init(cfg []byte) (out []byte) {
 		// one; refusing it keeps "unknown keys are errors" true everywhere.
 		return errorResponse(abi.StatusError, "this plugin takes no config, but the processor's config block is set: remove it")
 	}
-	d := abi.Descriptor{Mode: abi.ModeBytes}
+	d := abi.Descriptor{Mode: abi.ModeBytes, Sequential: sequential}
 	switch {
 	case batchHandle != nil:
 		d.Mode, d.In, d.Out, d.Stateful = abi.ModeColumns, inFields, outFields, stateful

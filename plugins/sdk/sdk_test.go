@@ -33,6 +33,7 @@ func reset() {
 	batch = Batch{}
 	boolScratch = nil
 	stateful, stateView = false, nil
+	sequential = false
 }
 
 func fresh(t *testing.T) {

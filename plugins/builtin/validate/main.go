@@ -60,6 +60,10 @@ func configure(c sdk.Config) error {
 		memory = sdk.UseState()
 		sdk.Log(sdk.LevelInfo, suite.KeyRule())
 	}
+	if suite.Windowed() {
+		// A window counts across calls, in this instance's memory.
+		sdk.Sequential()
+	}
 	validator = suite.NewValidator()
 	validator.Begin()
 	return nil

@@ -313,3 +313,45 @@ logger: {level: off}
 		}
 	}
 }
+
+// TestWindowRefusesParallelCalls: a suite with a window counts across
+// calls in one instance's memory, so the step refuses parallel_calls (each
+// call on an instance of its own would see part of the rows) on any
+// machine, 0 included; one call at a time, or a suite without a window,
+// loads.
+func TestWindowRefusesParallelCalls(t *testing.T) {
+	windowed := inline(`
+suite: counted
+window: {count: 4}
+expectations:
+  - expect_table_row_count_to_be_between: {min_value: 4, max_value: 4}
+`)
+	plain := inline(`
+suite: rows
+expectations:
+  - expect_column_values_to_not_be_null: {column: x}
+`)
+	eng := newEngine(t, nil)
+	for _, tc := range []struct {
+		name, conf string
+		refused    bool
+	}{
+		{"window, 2 calls at once", windowed + "parallel_calls: 2\n", true},
+		{"window, one per core", windowed + "parallel_calls: 0\n", true},
+		{"window, one call at a time", windowed + "parallel_calls: 1\n", false},
+		{"window, default", windowed, false},
+		{"no window, 2 calls at once", plain + "parallel_calls: 2\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(t, eng, tc.conf, nil)
+			switch {
+			case tc.refused && err == nil:
+				t.Fatal("loaded; want it refused")
+			case tc.refused && !strings.Contains(err.Error(), "cannot run on separate instances: set parallel_calls: 1"):
+				t.Fatalf("error %q does not say what to set", err)
+			case !tc.refused && err != nil:
+				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+}

@@ -194,8 +194,13 @@ type Descriptor struct {
 	Stateful bool
 	// StateView means the plugin can render a stored state as JSON.
 	StateView bool
-	In        []Field
-	Out       []Field
+	// Sequential means the plugin keeps what it saw between calls in its
+	// own memory (a window, a running count), so one instance must get
+	// every call, in order: the host refuses to spread its calls over
+	// instances (parallel_calls).
+	Sequential bool
+	In         []Field
+	Out        []Field
 }
 
 // DescriptorStateful is bit 0 of the descriptor's flags byte.
@@ -203,6 +208,9 @@ const DescriptorStateful uint8 = 1
 
 // DescriptorStateView is bit 1 of the descriptor's flags byte.
 const DescriptorStateView uint8 = 2
+
+// DescriptorSequential is bit 2 of the descriptor's flags byte.
+const DescriptorSequential uint8 = 4
 
 // State validity codes in a response's state column.
 const (
@@ -225,6 +233,9 @@ func AppendDescriptor(w *Writer, d Descriptor) {
 	}
 	if d.StateView {
 		flags |= DescriptorStateView
+	}
+	if d.Sequential {
+		flags |= DescriptorSequential
 	}
 	w.U8(flags)
 	w.U16(0)
@@ -250,6 +261,7 @@ func ReadDescriptor(r *Reader) (Descriptor, error) {
 	dflags := r.U8()
 	d.Stateful = dflags&DescriptorStateful != 0
 	d.StateView = dflags&DescriptorStateView != 0
+	d.Sequential = dflags&DescriptorSequential != 0
 	r.U16()
 	for i, dst := range []*[]Field{&d.In, &d.Out} {
 		n := r.U32()

@@ -273,6 +273,7 @@ func TestDescriptorEncoding(t *testing.T) {
 	}{
 		{"bytes", abi.Descriptor{Mode: abi.ModeBytes}, "00 000000 00000000 00000000"},
 		{"columns, nothing declared", abi.Descriptor{Mode: abi.ModeColumns}, "01 000000 00000000 00000000"},
+		{"sequential", abi.Descriptor{Mode: abi.ModeColumns, Sequential: true}, "01 04 0000 00000000 00000000"},
 		{
 			"every type, required and not",
 			abi.Descriptor{
