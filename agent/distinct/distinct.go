@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"regexp"
+	"runtime"
 	"sync"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -38,7 +39,7 @@ The keys seen are kept for the stream's life: for a scheduled pipeline, one run 
 
 Which of two equal messages is "the earlier" is the order the processor sees them in: run the pipeline with one thread (`+"`pipeline.threads: 1`"+`) when that must not depend on scheduling. Messages that already failed are passed on untouched and their keys are not recorded.
 
-A frame (csv_file with `+"`frames: true`"+`) is checked row by row in its order, its rejected rows skipped and its duplicates rejected in place with the reason; a key that is one metadata value (`+"`${! meta(\"csv_raw\") }`"+`) is read straight from the frame's column.`).
+A frame (csv_file with `+"`frames: true`"+`) is checked row by row in its order, its rejected rows skipped and its duplicates rejected in place with the reason; a key that is one metadata value (`+"`${! meta(\"csv_raw\") }`"+`) is read straight from the frame's column. The hashes are split over one set per core (by hash, so equal keys share a set), and a frame's sets are filled at once, each in row order: which row is the duplicate is the same as with one set.`).
 		Fields(
 			service.NewInterpolatedStringField(fKey).
 				Description("The message's key: equal keys are duplicates.").
@@ -68,13 +69,38 @@ type Processor struct {
 	keyMeta string
 	s1, s2  maphash.Seed
 
-	mu   sync.Mutex
-	seen hashSet
+	mu sync.Mutex
+	// seen is the keys, in shards picked by the hash's second word: a
+	// frame's shards are filled at once, one goroutine each, every shard
+	// in row order. Equal keys share a shard, so which row is the
+	// duplicate is the same as with one set.
+	seen []hashSet
+	// hashes and dup are a frame's, reused.
+	hashes [][2]uint64
+	dup    []bool
 }
+
+// shards is how many sets the keys are spread over: the largest power of
+// two up to the cores, at most 8. Each row's insert is a cache miss into
+// a table of up to tens of MB, so the cores' misses overlap.
+func shards() int {
+	n := 1
+	for n*2 <= min(runtime.GOMAXPROCS(0), 8) {
+		n *= 2
+	}
+	return n
+}
+
+// shard is the set a hash goes to: by its second word, since the first
+// picks the slot within the set.
+func (p *Processor) shard(h1 uint64) int { return int(h1 & uint64(len(p.seen)-1)) }
+
+// add records a key's hash in its shard and reports whether it was new.
+func (p *Processor) add(h0, h1 uint64) bool { return p.seen[p.shard(h1)].add(h0, h1) }
 
 // New parses a `distinct` config.
 func New(conf *service.ParsedConfig) (*Processor, error) {
-	p := &Processor{s1: maphash.MakeSeed(), s2: maphash.MakeSeed()}
+	p := &Processor{s1: maphash.MakeSeed(), s2: maphash.MakeSeed(), seen: make([]hashSet, shards())}
 	var err error
 	if p.key, err = conf.FieldInterpolatedString(fKey); err != nil {
 		return nil, err
@@ -120,7 +146,7 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 			msg.SetError(fmt.Errorf("distinct: key: %w", err))
 			continue
 		}
-		if p.seen.add(maphash.String(p.s1, k), maphash.String(p.s2, k)) {
+		if p.add(maphash.String(p.s1, k), maphash.String(p.s2, k)) {
 			continue
 		}
 		reason, err := p.reason.TryString(msg)
@@ -148,8 +174,13 @@ func (p *Processor) processFrame(msg *service.Message, body []byte) {
 			col = nil
 		}
 	}
+	// The keys' hashes first, then the shards at once, then the reasons:
+	// rows already rejected, or whose key fails, have no hash and stay
+	// out of the sets.
 	var key []byte
 	changed := false
+	p.hashes = p.hashes[:0]
+	rows := make([]int32, 0, f.Rows)
 	for i := 0; i < f.Rows; i++ {
 		if f.Rejected(i) {
 			continue
@@ -170,14 +201,19 @@ func (p *Processor) processFrame(msg *service.Message, body []byte) {
 			}
 			key = append(key[:0], k...)
 		}
-		if p.seen.add(maphash.Bytes(p.s1, key), maphash.Bytes(p.s2, key)) {
+		p.hashes = append(p.hashes, [2]uint64{maphash.Bytes(p.s1, key), maphash.Bytes(p.s2, key)})
+		rows = append(rows, int32(i))
+	}
+	p.markDuplicates()
+	for j, i := range rows {
+		if !p.dup[j] {
 			continue
 		}
-		reason, err := p.reason.TryString(f.RowMessage(msg, i))
+		reason, err := p.reason.TryString(f.RowMessage(msg, int(i)))
 		if err != nil {
 			reason = fmt.Sprintf("duplicate (reason: %v)", err)
 		}
-		f.Reject(i, reason)
+		f.Reject(int(i), reason)
 		changed = true
 	}
 	if changed {
@@ -185,10 +221,45 @@ func (p *Processor) processFrame(msg *service.Message, body []byte) {
 	}
 }
 
+// parallelRows is the fewest hashes worth a goroutine per shard.
+const parallelRows = 2048
+
+// markDuplicates adds p.hashes to their shards and sets p.dup to which
+// were there already: each shard takes its hashes in order, the shards
+// at once when there are enough of them.
+func (p *Processor) markDuplicates() {
+	n := len(p.hashes)
+	if cap(p.dup) < n {
+		p.dup = make([]bool, n)
+	}
+	p.dup = p.dup[:n]
+	fill := func(s int) {
+		set := &p.seen[s]
+		for j, h := range p.hashes {
+			if p.shard(h[1]) == s {
+				p.dup[j] = !set.add(h[0], h[1])
+			}
+		}
+	}
+	if len(p.seen) == 1 || n < parallelRows {
+		for s := range p.seen {
+			fill(s)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for s := 1; s < len(p.seen); s++ {
+		wg.Go(func() { fill(s) })
+	}
+	fill(0)
+	wg.Wait()
+}
+
 // Close implements service.BatchProcessor.
 func (p *Processor) Close(context.Context) error {
 	p.mu.Lock()
-	p.seen = hashSet{}
+	clear(p.seen)
+	p.hashes, p.dup = nil, nil
 	p.mu.Unlock()
 	return nil
 }

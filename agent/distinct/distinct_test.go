@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -230,4 +231,72 @@ func BenchmarkFrames(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+}
+
+// TestShardsKeepFirstOccurrence: with the keys spread over 1 to 8 sets,
+// filled at once, a frame's duplicates are exactly the rows whose key an
+// earlier row had, in this frame or an earlier one, as one set would say;
+// rows rejected before the step neither count nor get a second reason.
+// Frames of 5000 rows from 3000 keys, so every shard has duplicates and
+// takes the concurrent path.
+func TestShardsKeepFirstOccurrence(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const frames, rows = 3, 5000
+	var keys [frames][rows]string
+	var before [frames][rows]bool
+	for f := range frames {
+		for i := range rows {
+			keys[f][i], before[f][i] = strconv.Itoa(rng.IntN(3000)), rng.IntN(50) == 0
+		}
+	}
+	for _, n := range []int{1, 2, 4, 8} {
+		t.Run(fmt.Sprint(n, " sets"), func(t *testing.T) {
+			p := parse(t, `key: '${! meta("raw") }'`)
+			p.seen = make([]hashSet, n)
+			seen := map[string]bool{}
+			for f := range frames {
+				w := frame.NewWriter()
+				raw := w.AddRaw("raw")
+				for i := range rows {
+					raw.Text(keys[f][i])
+					if before[f][i] {
+						w.Reject("bad row")
+					} else {
+						w.Accept()
+					}
+				}
+				body, err := w.Append(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, err := p.ProcessBatch(context.Background(), service.MessageBatch{service.NewMessage(body)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := out[0][0].AsBytes()
+				got, err := frame.Decode(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dups := 0
+				for i := range rows {
+					want := ""
+					switch k := keys[f][i]; {
+					case before[f][i]:
+						want = "bad row"
+					case seen[k]:
+						want, dups = "duplicate: an earlier message had the same key", dups+1
+					default:
+						seen[k] = true
+					}
+					if r, _ := got.Reason(i); r != want {
+						t.Fatalf("frame %d row %d (key %s): reason %q, want %q", f, i, keys[f][i], r, want)
+					}
+				}
+				if dups == 0 {
+					t.Fatalf("frame %d: no duplicates; the test data has them", f)
+				}
+			}
+		})
+	}
 }
