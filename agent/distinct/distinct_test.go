@@ -31,6 +31,25 @@ func parse(t testing.TB, yaml string) *Processor {
 	return p
 }
 
+// processFrame runs the frame w holds through p and decodes what comes out.
+func processFrame(t *testing.T, p *Processor, w *frame.Writer) *frame.Frame {
+	t.Helper()
+	body, err := w.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.ProcessBatch(context.Background(), service.MessageBatch{service.NewMessage(body)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := out[0][0].AsBytes()
+	f, err := frame.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func msg(key, line string) *service.Message {
 	m := service.NewMessage([]byte(key))
 	m.MetaSetMut("raw", key)
@@ -93,19 +112,7 @@ func TestDistinctFrames(t *testing.T) {
 					w.Accept()
 				}
 			}
-			body, err := w.Append(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err := p.ProcessBatch(context.Background(), service.MessageBatch{service.NewMessage(body)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := out[0][0].AsBytes()
-			f, err := frame.Decode(b)
-			if err != nil {
-				t.Fatal(err)
-			}
+			f := processFrame(t, p, w)
 			var got []string
 			for i := 0; i < f.Rows; i++ {
 				if r, ok := f.Reason(i); ok {
@@ -265,19 +272,7 @@ func TestShardsKeepFirstOccurrence(t *testing.T) {
 						w.Accept()
 					}
 				}
-				body, err := w.Append(nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out, err := p.ProcessBatch(context.Background(), service.MessageBatch{service.NewMessage(body)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, _ := out[0][0].AsBytes()
-				got, err := frame.Decode(b)
-				if err != nil {
-					t.Fatal(err)
-				}
+				got := processFrame(t, p, w)
 				dups := 0
 				for i := range rows {
 					want := ""

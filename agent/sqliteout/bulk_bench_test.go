@@ -87,23 +87,8 @@ func bulkLoad(b *testing.B, suffix string, conf func(dir string) map[string]any,
 		for b.Loop() {
 			b.StopTimer()
 			o := connected(b, conf(b.TempDir())) // creates the table, as the output would
-			s := o.schema
 			b.StartTimer()
-			err := o.raw(ctx, func(c *sqlite3.Conn) error {
-				if err := c.Exec("BEGIN IMMEDIATE"); err != nil {
-					return err
-				}
-				stmt, _, err := c.Prepare(s.insert)
-				if err != nil {
-					return err
-				}
-				defer stmt.Close()
-				if err := insertRows(stmt, vals, cols); err != nil {
-					return err
-				}
-				return c.Exec("COMMIT")
-			})
-			if err != nil {
+			if err := bareInsert(ctx, o, vals, cols); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -340,26 +325,32 @@ func BenchmarkBulkLoadFrom(b *testing.B) {
 		o := connected(b, map[string]any{"path": filepath.Join(b.TempDir(), "sales.db"), "table": "sales_data",
 			"columns": etlColumns(), "key": []any{"source_file", "line"}, "transaction": "run"})
 		b.StartTimer()
-		err := o.raw(ctx, func(c *sqlite3.Conn) error {
-			if err := c.Exec("BEGIN IMMEDIATE"); err != nil {
-				return err
-			}
-			stmt, _, err := c.Prepare(o.schema.insert)
-			if err != nil {
-				return err
-			}
-			defer stmt.Close()
-			if err := insertRows(stmt, vals, len(names)); err != nil {
-				return err
-			}
-			return c.Exec("COMMIT")
-		})
-		if err != nil {
+		if err := bareInsert(ctx, o, vals, len(names)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(rows), "rows")
 	b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// bareInsert is the driver's bare bulk insert into o's table: its own API
+// on o's connection, one transaction, one prepared upsert bound and
+// stepped per row of cols values.
+func bareInsert(ctx context.Context, o *output, vals []val, cols int) error {
+	return o.raw(ctx, func(c *sqlite3.Conn) error {
+		if err := c.Exec("BEGIN IMMEDIATE"); err != nil {
+			return err
+		}
+		stmt, _, err := c.Prepare(o.schema.insert)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		if err := insertRows(stmt, vals, cols); err != nil {
+			return err
+		}
+		return c.Exec("COMMIT")
+	})
 }
 
 // readRows reads query's rows of cols columns from the database at path
