@@ -209,6 +209,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.partitioned = partitionedNamespaces(pls)
+	a.prefetchPlugins(ctx, pls)
 	stopDev, err := a.startDevKafka(pls)
 	if err != nil {
 		return err

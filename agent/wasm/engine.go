@@ -68,6 +68,10 @@ type Engine struct {
 	// refs counts the Loads of each cached module not yet released: a
 	// module replaced by a hot reload is closed when no step uses it.
 	refs map[moduleKey]int
+	// compiling holds the modules being compiled, closed when done: a
+	// Load of the same module waits for it; other modules compile at once.
+	compiling map[moduleKey]chan struct{}
+	closed    bool
 
 	views stateViews
 	logs  changelogSteps
@@ -91,7 +95,8 @@ type moduleKey struct {
 
 // NewEngine opens the compilation cache and returns an Engine.
 func NewEngine(cfg EngineConfig) (*Engine, error) {
-	e := &Engine{cfg: cfg, runtimes: map[runtimeKey]wazero.Runtime{}, modules: map[moduleKey]*Module{}, refs: map[moduleKey]int{}}
+	e := &Engine{cfg: cfg, runtimes: map[runtimeKey]wazero.Runtime{}, modules: map[moduleKey]*Module{}, refs: map[moduleKey]int{},
+		compiling: map[moduleKey]chan struct{}{}}
 	if cfg.CacheDir != "" {
 		dir := filepath.Clean(cfg.CacheDir)
 		c, err := wazero.NewCompilationCacheWithDir(dir)
@@ -109,6 +114,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.closed = true
 	var errs []error
 	for k, rt := range e.runtimes {
 		errs = append(errs, rt.Close(ctx))
@@ -154,22 +160,59 @@ func (m *Module) Name() string { return m.name }
 func (e *Engine) Load(ctx context.Context, name string, bin []byte, opts LoadOptions) (*Module, error) {
 	key := moduleKey{runtimeKey{opts.MemoryLimitPages, opts.Interrupt}, sha256.Sum256(bin)}
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if m, ok := e.modules[key]; ok {
-		e.refs[key]++
-		return &Module{name: name, rt: m.rt, compiled: m.compiled, opts: opts, key: key}, nil
+	for {
+		if e.closed {
+			e.mu.Unlock()
+			return nil, fmt.Errorf("plugin %s: the wasm engine is closed", name)
+		}
+		if m, ok := e.modules[key]; ok {
+			e.refs[key]++
+			e.mu.Unlock()
+			return &Module{name: name, rt: m.rt, compiled: m.compiled, opts: opts, key: key}, nil
+		}
+		done, ok := e.compiling[key]
+		if !ok {
+			break
+		}
+		// The same bytes are being compiled: wait, then take the module,
+		// or, if that compile failed, compile again for this Load's error.
+		e.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		e.mu.Lock()
 	}
 	rt, err := e.runtime(ctx, key.runtimeKey)
 	if err != nil {
+		e.mu.Unlock()
 		return nil, err
 	}
+	done := make(chan struct{})
+	e.compiling[key] = done
+	e.mu.Unlock()
+	// Outside the lock, so that a pipeline's modules (Prefetch) and those
+	// of pipelines starting together compile at once.
 	compiled, err := rt.CompileModule(ctx, bin)
-	if err != nil {
-		return nil, fmt.Errorf("plugin %s: compile: %w", name, err)
+	if err == nil {
+		if err = checkABI(compiled); err != nil {
+			_ = compiled.Close(ctx)
+			err = fmt.Errorf("plugin %s: %w", name, err)
+		}
+	} else {
+		err = fmt.Errorf("plugin %s: compile: %w", name, err)
 	}
-	if err := checkABI(compiled); err != nil {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.compiling, key)
+	close(done)
+	if err != nil {
+		return nil, err
+	}
+	if e.closed {
 		_ = compiled.Close(ctx)
-		return nil, fmt.Errorf("plugin %s: %w", name, err)
+		return nil, fmt.Errorf("plugin %s: the wasm engine is closed", name)
 	}
 	m := &Module{name: name, rt: rt, compiled: compiled, opts: opts, key: key}
 	e.modules[key] = m

@@ -246,50 +246,12 @@ type Settings struct {
 // ParseSettings reads a parsed `wasm` config, resolving the module bytes.
 func ParseSettings(eng *Engine, conf *service.ParsedConfig) (Settings, error) {
 	var s Settings
-	path, _ := conf.FieldString(fPath)
-	builtin, _ := conf.FieldString(fBuiltin)
-	switch {
-	case path != "" && builtin != "":
-		return s, errors.New("path and builtin are both set: set one of them")
-	case path != "":
-		bin, err := os.ReadFile(path)
-		if err != nil {
-			return s, fmt.Errorf("read plugin: %w", err)
-		}
-		s.Name, s.Bin = path, bin
-	case builtin != "":
-		bin, ok := eng.Builtin(builtin)
-		if !ok {
-			return s, fmt.Errorf("no builtin plugin named %q", builtin)
-		}
-		s.Name, s.Bin = builtinName+builtin, bin
-	default:
-		return s, errors.New("one of path or builtin must be set")
-	}
-	if err := checkPin(conf, s.Name, s.Bin); err != nil {
+	var err error
+	if s.Name, s.Bin, s.Load, err = moduleOf(eng, conf); err != nil {
 		return s, err
 	}
-	st, err := parseSelfTest(conf)
-	if err != nil {
+	if s.selfTest, err = parseSelfTest(conf); err != nil {
 		return s, err
-	}
-	s.selfTest = st
-	memStr, err := conf.FieldString(fMemory)
-	if err != nil {
-		return s, err
-	}
-	memBytes, err := ParseBytes(memStr)
-	if err != nil {
-		return s, fmt.Errorf("%s: %w", fMemory, err)
-	}
-	if s.Load.MemoryLimitPages, err = pagesFor(memBytes); err != nil {
-		return s, fmt.Errorf("%s: %w", fMemory, err)
-	}
-	s.Load.Interrupt = builtin == ""
-	if conf.Contains(fInterrupt) {
-		if s.Load.Interrupt, err = conf.FieldBool(fInterrupt); err != nil {
-			return s, err
-		}
 	}
 	if s.Instance.Timeout, err = conf.FieldDuration(fTimeout); err != nil {
 		return s, err
@@ -510,6 +472,75 @@ func NewProcessor(ctx context.Context, eng *Engine, conf *service.ParsedConfig, 
 // receive the plugin's own metrics (the metric import, ABI.md §8.10).
 func NewProcessorWithMetrics(ctx context.Context, eng *Engine, conf *service.ParsedConfig, logger *slog.Logger, metrics *service.Metrics) (*Processor, error) {
 	return newProcessor(ctx, eng, conf, logger, metrics, "")
+}
+
+// moduleOf reads which module a step runs and how it is compiled: its
+// name for messages, its bytes (checked against a `sha256` pin) and the
+// runtime-wide options.
+func moduleOf(eng *Engine, conf *service.ParsedConfig) (name string, bin []byte, load LoadOptions, err error) {
+	path, _ := conf.FieldString(fPath)
+	builtin, _ := conf.FieldString(fBuiltin)
+	switch {
+	case path != "" && builtin != "":
+		return "", nil, load, errors.New("path and builtin are both set: set one of them")
+	case path != "":
+		if bin, err = os.ReadFile(path); err != nil {
+			return "", nil, load, fmt.Errorf("read plugin: %w", err)
+		}
+		name = path
+	case builtin != "":
+		var ok bool
+		if bin, ok = eng.Builtin(builtin); !ok {
+			return "", nil, load, fmt.Errorf("no builtin plugin named %q", builtin)
+		}
+		name = builtinName + builtin
+	default:
+		return "", nil, load, errors.New("one of path or builtin must be set")
+	}
+	if err := checkPin(conf, name, bin); err != nil {
+		return "", nil, load, err
+	}
+	memStr, err := conf.FieldString(fMemory)
+	if err != nil {
+		return "", nil, load, err
+	}
+	memBytes, err := ParseBytes(memStr)
+	if err != nil {
+		return "", nil, load, fmt.Errorf("%s: %w", fMemory, err)
+	}
+	if load.MemoryLimitPages, err = pagesFor(memBytes); err != nil {
+		return "", nil, load, fmt.Errorf("%s: %w", fMemory, err)
+	}
+	load.Interrupt = builtin == ""
+	if conf.Contains(fInterrupt) {
+		if load.Interrupt, err = conf.FieldBool(fInterrupt); err != nil {
+			return "", nil, load, err
+		}
+	}
+	return name, bin, load, nil
+}
+
+// Prefetch starts compiling (or loading from the compilation cache) the
+// builtin module a `wasm` step's conf names, in the background, so that
+// building the step finds it ready: a pipeline's builtins then load at
+// once, beside the rest of its start, instead of one after another as
+// Benthos builds its steps. It does nothing for a conf that names no
+// builtin (the step reports a bad one when it is built), nor for a `path`
+// module: those are released by count when a hot reload replaces them,
+// and a Load no step owns would keep the old version compiled.
+func (e *Engine) Prefetch(ctx context.Context, conf *service.ParsedConfig) {
+	if b, _ := conf.FieldString(fBuiltin); b == "" {
+		return
+	}
+	name, bin, load, err := moduleOf(e, conf)
+	if err != nil {
+		return
+	}
+	go func() {
+		// The compiled module stays cached for the step, as a stopped
+		// pipeline's modules stay for its restart.
+		_, _ = e.Load(context.WithoutCancel(ctx), name, bin, load)
+	}()
 }
 
 // newProcessor builds a step labelled label (for reload results).

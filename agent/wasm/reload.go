@@ -376,9 +376,10 @@ func checkDescriptor(name string, desc abi.Descriptor, keyed *keyedStep, paralle
 		return fmt.Errorf("plugin %s keeps per-key state: configure key and state.namespace", name)
 	case !stateful && keyed != nil:
 		return fmt.Errorf("plugin %s keeps no state (it never calls sdk.UseState): remove key and state", name)
-	case desc.Sequential && parallel != 1:
+	case desc.Sequential && parallel != 1 && keyed == nil && desc.Mode == abi.ModeColumns:
 		// Each parallel call has an instance of its own, which would see
-		// only its share of the rows.
+		// only its share of the rows. (A keyed or bytes-mode step takes no
+		// frames, so it never calls in parallel.)
 		return fmt.Errorf("plugin %s keeps what it saw from one call to the next (a window, a running count), so its calls cannot run on separate instances: set %s: 1 (it is %d)", name, fParallel, parallel)
 	}
 	return nil
