@@ -157,6 +157,12 @@ func AppendFloat(dst []byte, v float64) []byte {
 	if d, ok := appendShortDecimal(dst, v); ok {
 		return d
 	}
+	return appendFloatStrconv(dst, v)
+}
+
+// appendFloatStrconv is AppendFloat for any v, through strconv's shortest
+// digits.
+func appendFloatStrconv(dst []byte, v float64) []byte {
 	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
 		dst = strconv.AppendFloat(dst, v, 'e', -1, 64)
 		// encoding/json writes 1e-07, not 1e-7: keep two exponent digits.
