@@ -75,8 +75,10 @@ type Processor struct {
 	// in row order. Equal keys share a shard, so which row is the
 	// duplicate is the same as with one set.
 	seen []hashSet
-	// hashes and dup are a frame's, reused.
+	// hashes, rows (the frame row of each hash) and dup are a frame's,
+	// reused.
 	hashes [][2]uint64
+	rows   []int32
 	dup    []bool
 }
 
@@ -179,8 +181,7 @@ func (p *Processor) processFrame(msg *service.Message, body []byte) {
 	// out of the sets.
 	var key []byte
 	changed := false
-	p.hashes = p.hashes[:0]
-	rows := make([]int32, 0, f.Rows)
+	p.hashes, p.rows = p.hashes[:0], p.rows[:0]
 	for i := 0; i < f.Rows; i++ {
 		if f.Rejected(i) {
 			continue
@@ -202,10 +203,10 @@ func (p *Processor) processFrame(msg *service.Message, body []byte) {
 			key = append(key[:0], k...)
 		}
 		p.hashes = append(p.hashes, [2]uint64{maphash.Bytes(p.s1, key), maphash.Bytes(p.s2, key)})
-		rows = append(rows, int32(i))
+		p.rows = append(p.rows, int32(i))
 	}
 	p.markDuplicates()
-	for j, i := range rows {
+	for j, i := range p.rows {
 		if !p.dup[j] {
 			continue
 		}
@@ -233,6 +234,12 @@ func (p *Processor) markDuplicates() {
 		p.dup = make([]bool, n)
 	}
 	p.dup = p.dup[:n]
+	if len(p.seen) == 1 || n < parallelRows {
+		for j, h := range p.hashes {
+			p.dup[j] = !p.add(h[0], h[1])
+		}
+		return
+	}
 	fill := func(s int) {
 		set := &p.seen[s]
 		for j, h := range p.hashes {
@@ -240,12 +247,6 @@ func (p *Processor) markDuplicates() {
 				p.dup[j] = !set.add(h[0], h[1])
 			}
 		}
-	}
-	if len(p.seen) == 1 || n < parallelRows {
-		for s := range p.seen {
-			fill(s)
-		}
-		return
 	}
 	var wg sync.WaitGroup
 	for s := 1; s < len(p.seen); s++ {
@@ -259,7 +260,7 @@ func (p *Processor) markDuplicates() {
 func (p *Processor) Close(context.Context) error {
 	p.mu.Lock()
 	clear(p.seen)
-	p.hashes, p.dup = nil, nil
+	p.hashes, p.rows, p.dup = nil, nil, nil
 	p.mu.Unlock()
 	return nil
 }
