@@ -10,6 +10,7 @@
 package csvinput
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/csv"
@@ -44,6 +45,8 @@ func ConfigSpec() *service.ConfigSpec {
 		Summary("Reads CSV files with a header row into one JSON object per row, with the required columns checked and values typed; rows that do not convert are rejected with their bytes, line and reason.").
 		Description(`
 Each row becomes a JSON object in the header's column order; an empty cell is null. Columns listed in `+"`columns`"+` are converted to their type; other columns stay strings. A row whose value does not convert (a price of "abc") is emitted with its original CSV text as the body, errored with the reason, so a `+"`switch`"+` on `+"`errored()`"+` can write it to a rejects file. A file whose header lacks a required column is rejected as a whole the same way (its header line, and why), and the input goes on to the next file.
+
+Files are read as the rows are handed on, holding only a window from the row being read (a few hundred KiB), so memory does not grow with the file. A file that cannot be read to its end (an I/O error) fails the read with the file and the last line read, every time it is retried, and its run never completes: it does not end early as if the file ended there.
 
 ### Metadata
 
@@ -228,6 +231,10 @@ func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFu
 		}
 		msg, ok := cur.next()
 		if !ok {
+			if cur.err != nil {
+				// The run cannot complete: its rows so far are not handed on.
+				return nil, nil, cur.err
+			}
 			in.cur = nil
 			continue
 		}
@@ -240,13 +247,12 @@ func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFu
 // when none is left.
 func (in *input) file() (*fileReader, error) {
 	if in.cur == nil && len(in.files) > 0 {
-		name := in.files[0]
-		data, err := in.read(name)
+		cur, err := in.open(in.files[0])
 		if err != nil {
 			return nil, err
 		}
 		in.files = in.files[1:]
-		in.cur = in.open(name, data)
+		in.cur = cur
 	}
 	return in.cur, nil
 }
@@ -273,30 +279,43 @@ func (in *input) emit(batch service.MessageBatch, rows int) (service.MessageBatc
 	}, nil
 }
 
-func (in *input) read(name string) ([]byte, error) {
+// source opens name for reading: a file, or one embedded in the agent.
+func (in *input) source(name string) (io.Reader, io.Closer, error) {
 	if n, ok := strings.CutPrefix(name, "builtin:"); ok {
 		if in.builtin != nil {
 			if b, ok := in.builtin(n); ok {
-				return b, nil
+				return bytes.NewReader(b), nil, nil
 			}
 		}
-		return nil, fmt.Errorf("csv_file: no embedded file %q", n)
+		return nil, nil, fmt.Errorf("csv_file: no embedded file %q", n)
 	}
-	b, err := os.ReadFile(name)
+	f, err := os.Open(name)
 	if err != nil {
-		return nil, fmt.Errorf("csv_file: %w", err)
+		return nil, nil, fmt.Errorf("csv_file: %w", err)
 	}
-	return b, nil
+	return f, f, nil
 }
 
-func (in *input) Close(context.Context) error { return nil }
+func (in *input) Close(context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.cur != nil {
+		in.cur.finish()
+	}
+	return nil
+}
 
-// fileReader walks one file's rows. It keeps the file's bytes so a row's
-// original text is at hand for its reject.
+// fileReader walks one file's rows, reading the file as it goes: it keeps
+// only the bytes from the row being read on (win), which is enough for a
+// row's original text, so memory does not grow with the file.
 type fileReader struct {
 	in     *input
 	name   string
-	data   []byte
+	src    io.Closer // the open file; nil for an embedded one
+	win    *window
+	head   []byte // the file's first line, the text of a header's reject
+	err    error  // why the file could not be read to its end
+	lines  int    // the line of the last record read
 	r      *csv.Reader
 	header []string
 	types  []string // per header column; "" keeps the string
@@ -314,10 +333,23 @@ type fileReader struct {
 	fc *frameCols
 }
 
-func (in *input) open(name string, data []byte) *fileReader {
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a BOM from spreadsheet exports
-	f := &fileReader{in: in, name: name, data: data}
-	f.r = csv.NewReader(bytes.NewReader(data))
+func (in *input) open(name string) (*fileReader, error) {
+	rd, src, err := in.source(name)
+	if err != nil {
+		return nil, err
+	}
+	return in.openReader(name, rd, src), nil
+}
+
+// openReader reads the header of the file name, read from rd and closed
+// through src (if not nil) once it is read.
+func (in *input) openReader(name string, rd io.Reader, src io.Closer) *fileReader {
+	br := bufio.NewReaderSize(rd, 64<<10)
+	if b, _ := br.Peek(3); bytes.Equal(b, []byte("\xef\xbb\xbf")) {
+		_, _ = br.Discard(3) // a BOM from spreadsheet exports
+	}
+	f := &fileReader{in: in, name: name, src: src, win: &window{r: br}}
+	f.r = csv.NewReader(f.win)
 	f.r.Comma = in.delim
 	f.r.FieldsPerRecord = -1 // a short row is the row's problem, reported per row
 	// A frame copies each cell into its columns; a JSON row keeps the
@@ -330,6 +362,7 @@ func (in *input) open(name string, data []byte) *fileReader {
 			err = errors.New("the file is empty: no header row")
 		}
 		f.headerErr = fmt.Errorf("header: %w", err)
+		f.headerFailed()
 		return f
 	}
 	f.header = slices.Clone(header) // the reader may reuse the record
@@ -361,7 +394,29 @@ func (in *input) open(name string, data []byte) *fileReader {
 			f.headerErr = fmt.Errorf("the header has a column %q, the name file_field or line_field gives the field the input adds", added)
 		}
 	}
+	if f.headerErr != nil {
+		f.headerFailed()
+	}
 	return f
+}
+
+// headerFailed keeps the file's first line, the text of the header's
+// reject, and closes the file: none of its rows is read.
+func (f *fileReader) headerFailed() {
+	line := f.win.buf
+	if end := bytes.IndexByte(line, '\n'); end >= 0 {
+		line = line[:end]
+	}
+	f.head = bytes.Clone(bytes.TrimRight(line, "\r"))
+	f.finish()
+}
+
+// finish closes the file, once.
+func (f *fileReader) finish() {
+	if f.src != nil {
+		_ = f.src.Close() // read only: nothing to lose
+		f.src = nil
+	}
 }
 
 // next returns the file's next row, or false at its end.
@@ -371,7 +426,7 @@ func (f *fileReader) next() (*service.Message, bool) {
 	}
 	if f.headerErr != nil {
 		f.done = true
-		return f.reject(1, f.headerLine(), f.headerErr), true
+		return f.reject(1, f.head, f.headerErr), true
 	}
 	rec, line, raw, err, ok := f.record()
 	if !ok {
@@ -394,32 +449,64 @@ func (f *fileReader) next() (*service.Message, bool) {
 // not parse comes with the error.
 func (f *fileReader) record() (rec []string, line int, raw []byte, err error, ok bool) {
 	start := f.off
+	// The last record's text has been copied by now.
+	f.win.drop(start)
 	rec, err = f.r.Read()
-	if errors.Is(err, io.EOF) {
+	var pe *csv.ParseError
+	switch {
+	case errors.Is(err, io.EOF):
 		f.done = true
+		f.finish()
+		return nil, 0, nil, nil, false
+	case err != nil && !errors.As(err, &pe):
+		// Not the row's fault: the file could not be read. The run fails
+		// rather than end early, as if the file ended here.
+		f.done, f.err = true, fmt.Errorf("csv_file: read %s after line %d: %w", f.name, f.lines, err)
+		f.finish()
 		return nil, 0, nil, nil, false
 	}
 	f.off = f.r.InputOffset()
 	line, _ = f.r.FieldPos(0)
+	if pe != nil {
+		line = pe.StartLine
+	}
+	f.lines = line
 	// Blank lines before the record are skipped by the reader but are in
 	// the span; a reject's raw text is the record alone.
-	raw = bytes.Trim(f.data[start:f.off], "\r\n")
-	if err != nil {
-		var pe *csv.ParseError
-		if errors.As(err, &pe) {
-			line = pe.StartLine
-		}
-	}
+	raw = bytes.Trim(f.win.span(start, f.off), "\r\n")
 	return rec, line, raw, err, true
 }
 
-// headerLine is the file's first line, the text of a header's reject.
-func (f *fileReader) headerLine() []byte {
-	end := bytes.IndexByte(f.data, '\n')
-	if end < 0 {
-		end = len(f.data)
+// window is what the CSV reader has read of a file, from the start of
+// the record being read on: a record's original text, without holding the
+// whole file.
+type window struct {
+	r    io.Reader
+	buf  []byte
+	base int64 // the offset in the stream of buf[0]
+}
+
+func (w *window) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	w.buf = append(w.buf, p[:n]...)
+	return n, err
+}
+
+// span is the stream's bytes from offset from to offset to, which must
+// not have been dropped.
+func (w *window) span(from, to int64) []byte {
+	return w.buf[from-w.base : to-w.base]
+}
+
+// drop forgets the bytes before offset off. They are moved out only once
+// they are most of the buffer, so each byte is moved about once.
+func (w *window) drop(off int64) {
+	k := int(off - w.base)
+	if k < 64<<10 || k < len(w.buf)/2 {
+		return
 	}
-	return bytes.TrimRight(f.data[:end], "\r")
+	w.buf = w.buf[:copy(w.buf, w.buf[k:])]
+	w.base = off
 }
 
 // rejection is the error a row rejected for err carries, naming where it is.

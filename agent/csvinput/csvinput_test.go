@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -262,5 +264,130 @@ func BenchmarkRead(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 		})
+	}
+}
+
+// TestLargeFileKeepsRowText: a file many times the reader's window, with a
+// BOM, CRLF rows and quoted cells spanning lines, read as rows and as
+// frames: every bad row's reject carries its line and exactly its original
+// text, however far into the file, and the good rows are all there.
+func TestLargeFileKeepsRowText(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("\xef\xbb\xbfid,note,quantity\n")
+	var wantRejects []string
+	line, good := 2, 0
+	for i := range 40000 {
+		var row string
+		switch {
+		case i%997 == 5:
+			row = fmt.Sprintf("%d,\"two\nlines %d\",x", i, i) // bad quantity, a cell over two lines
+		case i%1009 == 7:
+			row = fmt.Sprintf("%d,short", i) // too few cells
+		default:
+			row = fmt.Sprintf("%d,note %d with some text to make the row longer,%d", i, i, i%50)
+		}
+		if row[len(row)-1] == 'x' || strings.HasSuffix(row, "short") {
+			wantRejects = append(wantRejects, fmt.Sprintf("%d %q", line, row))
+		} else {
+			good++
+		}
+		b.WriteString(row)
+		if i%3 == 0 {
+			b.WriteString("\r\n")
+		} else {
+			b.WriteString("\n")
+		}
+		line += strings.Count(row, "\n") + 1
+	}
+	path := filepath.Join(t.TempDir(), "big.csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yaml := "paths: [" + path + "]\ncolumns: [{name: quantity, type: int}]\n"
+	for _, mode := range []string{"", "frames: true\nbatch_size: 4096\n"} {
+		_, withMeta := readMode(t, yaml+mode, nil)
+		var gotRejects []string
+		rows := 0
+		for _, m := range withMeta {
+			if !strings.Contains(m, " ! ") {
+				rows++
+				continue
+			}
+			ln, _, _ := strings.Cut(m, ":")
+			raw := m[strings.LastIndex(m, "raw ")+4 : len(m)-1]
+			gotRejects = append(gotRejects, ln+" "+raw)
+		}
+		if rows != good {
+			t.Errorf("%q: %d good rows, want %d", mode, rows, good)
+		}
+		if strings.Join(gotRejects, "\n") != strings.Join(wantRejects, "\n") {
+			t.Errorf("%q: rejects (line and raw text) differ:\ngot  %d: %.300s\nwant %d: %.300s", mode, len(gotRejects), strings.Join(gotRejects, "\n"), len(wantRejects), strings.Join(wantRejects, "\n"))
+		}
+	}
+}
+
+// TestMemoryDoesNotGrowWithTheFile: reading a file keeps no more of it
+// than a window from the row being read, a small part of a large file.
+func TestMemoryDoesNotGrowWithTheFile(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a,b\n")
+	for i := range 100000 {
+		fmt.Fprintf(&b, "%d,row %d of a file of some megabytes\n", i, i)
+	}
+	conf, err := ConfigSpec().ParseYAML("paths: [x.csv]\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := newInput(conf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := in.openReader("x.csv", strings.NewReader(b.String()), nil)
+	held, rows := 0, 0
+	for {
+		_, _, _, err, ok := f.record()
+		if !ok {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows++
+		held = max(held, cap(f.win.buf))
+	}
+	if rows != 100000 {
+		t.Fatalf("%d rows, want 100000", rows)
+	}
+	if held > 512<<10 {
+		t.Errorf("held up to %d bytes of a %d-byte file, want at most 512 KiB", held, b.Len())
+	}
+}
+
+// TestReadErrorFailsTheRun: a file that cannot be read to its end fails
+// the read, naming the file and the last line read, every time it is
+// asked again, rather than ending as if the file ended there (which would
+// publish a run missing rows).
+func TestReadErrorFailsTheRun(t *testing.T) {
+	errDisk := errors.New("input/output error")
+	body := "a,b\n1,2\n3,4\n5,6\n"
+	for _, mode := range []string{"", "frames: true\n"} {
+		conf, err := ConfigSpec().ParseYAML("paths: [disk.csv]\n"+mode, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := newInput(conf, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Cut inside the third row: the reader must not take "3,4\n5" as rows.
+		rd := io.MultiReader(strings.NewReader(body[:13]), iotest.ErrReader(errDisk))
+		in.files = []string{}
+		in.cur = in.openReader("disk.csv", rd, nil)
+		for range 2 {
+			batch, _, err := in.ReadBatch(context.Background())
+			if !errors.Is(err, errDisk) || !strings.Contains(err.Error(), "disk.csv after line 3") {
+				t.Errorf("%q: got %d messages, error %v; want %v naming disk.csv after line 3", mode, len(batch), err, errDisk)
+			}
+		}
 	}
 }

@@ -62,6 +62,9 @@ func (f *fileReader) frameCols() *frameCols {
 
 // frame encodes up to max of the file's next rows; 0 rows at its end.
 func (f *fileReader) frame(max int) ([]byte, int, error) {
+	if f.err != nil {
+		return nil, 0, f.err
+	}
 	if f.done {
 		return nil, 0, nil
 	}
@@ -71,7 +74,7 @@ func (f *fileReader) frame(max int) ([]byte, int, error) {
 	fc := f.fc
 	if f.headerErr != nil {
 		f.done = true
-		fc.reject(f, 1, f.headerLine(), f.headerErr)
+		fc.reject(f, 1, f.head, f.headerErr)
 		return f.encode()
 	}
 	for fc.w.Rows() < max {
@@ -106,6 +109,9 @@ func (f *fileReader) frame(max int) ([]byte, int, error) {
 		}
 		fc.meta(f, line, raw)
 		fc.w.Accept()
+	}
+	if f.err != nil {
+		return nil, 0, f.err
 	}
 	return f.encode()
 }
