@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/internal/enumlint"
 	"github.com/tidwall/gjson"
 
 	"github.com/sluice-dev/sluice/internal/jsonfield"
@@ -50,11 +52,12 @@ Ops: `+"`sum`, `mean`, `count` (messages in the group; no path), `count_distinct
 			service.NewStringListField("group_by").Description("Fields (paths) whose values form a group; each appears in the summary under its last path element.").Example([]string{"date"}).Example([]string{"customer_id"}),
 			service.NewObjectListField("fields",
 				service.NewStringField("as").Description("Name of the summary field."),
-				service.NewStringEnumField("op", Ops()...).Description("The aggregation."),
+				enumlint.Field("op", Ops()...).Description("The aggregation."),
 				service.NewStringField("path").Description("The field it reads; not for `count`.").Default(""),
 				service.NewIntField("round").Description("Decimal places to round a numeric result to (the seed rounds to 2); -1 keeps it as is.").Default(-1),
 			).Description("The summary's fields."),
-		)
+		).
+		LintRule(enumlint.Rule(enumlint.Enum{Path: "fields[].op", Options: Ops()}))
 }
 
 // Register adds the `aggregate` processor to env.

@@ -27,6 +27,8 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/sluice-dev/sluice/internal/enumlint"
+
 	"github.com/sluice-dev/sluice/agent/runscope"
 	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/civil"
@@ -65,7 +67,7 @@ The input ends when it has read its files. Outputs with `+"`transaction: run`"+`
 			service.NewStringListField("paths").Description("Files or glob patterns, read in order; `builtin:NAME` reads a file embedded in the agent (e.g. `builtin:sample/sales.csv`).").Example([]string{"data/sales_*.csv"}),
 			service.NewObjectListField("columns",
 				service.NewStringField("name").Description("Column name, as in the header."),
-				service.NewStringEnumField("type", Types()...).Description("`int` and `float` are JSON numbers; `bool` accepts true/false/1/0; `date` must be YYYY-MM-DD and stays that string; `timestamp` accepts RFC 3339, `2006-01-02 15:04:05` or a date, and becomes RFC 3339 in UTC.").Default("string"),
+				enumlint.Field("type", Types()...).Description("`int` and `float` are JSON numbers; `bool` accepts true/false/1/0; `date` must be YYYY-MM-DD and stays that string; `timestamp` accepts RFC 3339, `2006-01-02 15:04:05` or a date, and becomes RFC 3339 in UTC.").Default("string"),
 				service.NewBoolField("required").Description("Whether the header must have the column.").Default(true),
 			).Description("Columns to check and convert.").Default([]any{}),
 			service.NewStringField("delimiter").Description("Field delimiter, one character.").Default(","),
@@ -73,7 +75,8 @@ The input ends when it has read its files. Outputs with `+"`transaction: run`"+`
 			service.NewStringField("file_field").Description("If set, each row also gets a field of this name holding the file it came from (as csv_file), so a step or output that reads only the row sees it without a mapping. A header with a column of this name is rejected.").Default("").Example("source_file").Advanced(),
 			service.NewBoolField("frames").Description("Hand on each batch as one frame (the agent's columnar batch: typed columns, a reason per rejected row, csv_file, csv_line and csv_raw as metadata columns) instead of one JSON message per row. A frame holds the rows of one file. The wasm processor, `distinct`, and the sqlite and parquet outputs read frames directly, without a JSON parse per row per step; `unframe` turns a frame back into one message per row for any other component. Rows, values and rejects are the same either way.").Default(false).Advanced(),
 			service.NewStringField("line_field").Description("If set, each row also gets a field of this name holding its line number (as csv_line), e.g. for an upsert key that makes a re-run replace its rows. A header with a column of this name is rejected.").Default("").Example("line").Advanced(),
-		)
+		).
+		LintRule(enumlint.Rule(enumlint.Enum{Path: "columns[].type", Options: Types()}))
 }
 
 // Files resolves `builtin:` paths to embedded files.

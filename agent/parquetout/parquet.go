@@ -23,6 +23,8 @@ import (
 	"github.com/parquet-go/parquet-go/compress/uncompressed"
 	"github.com/parquet-go/parquet-go/compress/zstd"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/internal/enumlint"
 	"github.com/tidwall/gjson"
 
 	"github.com/sluice-dev/sluice/agent/runscope"
@@ -108,7 +110,7 @@ Without `+"`columns`"+` the schema is inferred once, from the first message the 
 				Example(`out/${! meta("run_id") }-${! count("parquet_files") }.parquet`),
 			service.NewObjectListField(fColumns,
 				service.NewStringField(fColName).Description("Column name."),
-				service.NewStringEnumField(fColType, columnTypes()...).Description("Column type."),
+				enumlint.Field(fColType, columnTypes()...).Description("Column type."),
 				service.NewStringField(fColPath).Description("gjson path of the value in the message; the column's name by default.").Default(""),
 				service.NewBoolField(fColOptional).Description("Whether the column may hold nulls; when false a missing value fails the message.").Default(true),
 			).Description("The file's columns, in order. Without them (or with an empty list) the schema is inferred from the first message.").Optional().
@@ -120,15 +122,23 @@ Without `+"`columns`"+` the schema is inferred once, from the first message the 
 					map[string]any{"name": "customer", "type": "string", "path": "customer.id"},
 				}),
 			service.NewIntField(fRowGroupRows).Description("Rows per row group.").Default(65536).Advanced(),
-			service.NewStringEnumField(fCompression, "snappy", "zstd", "gzip", "none").Description("Compression of the column chunks.").Default("snappy"),
+			enumlint.Field(fCompression, compressions()...).Description("Compression of the column chunks.").Default("snappy"),
 			service.NewIntField(fMaxRows).Description("A file is finished once it holds this many rows.").Default(1000000),
 			service.NewIntField(fMaxBytes).Description("A file is finished once its size reaches about this many bytes (estimated by the writer, before compression of the open row group).").Default(128<<20),
 			service.NewDurationField(fMaxAge).Description("A file is finished once it has been open this long, even if no message comes; this bounds how long a batch waits for its acknowledgement.").Default("10s"),
-			service.NewStringEnumField(fTransaction, txBatch, txRun).Description("`batch`: each file appears once finished, and a batch is acknowledged once the file holding its rows has appeared. `run`: the files of a bounded input's whole run (`csv_file`) appear together when the output closes, and only if the run read its input to the end and every batch was delivered; a run stopped partway leaves no file. A batch is then acknowledged once its rows are in a `.tmp` file. See Transaction: run above.").Default(txBatch),
+			enumlint.Field(fTransaction, txBatch, txRun).Description("`batch`: each file appears once finished, and a batch is acknowledged once the file holding its rows has appeared. `run`: the files of a bounded input's whole run (`csv_file`) appear together when the output closes, and only if the run read its input to the end and every batch was delivered; a run stopped partway leaves no file. A batch is then acknowledged once its rows are in a `.tmp` file. See Transaction: run above.").Default(txBatch),
 			service.NewOutputMaxInFlightField().Default(64),
 			service.NewBatchPolicyField(fBatching),
-		)
+		).
+		LintRule(enumlint.Rule(
+			enumlint.Enum{Path: fColumns + "[]." + fColType, Options: columnTypes()},
+			enumlint.Enum{Path: fCompression, Options: compressions()},
+			enumlint.Enum{Path: fTransaction, Options: []string{txBatch, txRun}},
+		))
 }
+
+// compressions are the codecs a file's column chunks may use.
+func compressions() []string { return []string{"snappy", "zstd", "gzip", "none"} }
 
 // Register adds the `parquet` output to env.
 func Register(env *service.Environment) error {

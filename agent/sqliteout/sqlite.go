@@ -27,6 +27,8 @@ import (
 	sqlite3driver "github.com/ncruces/go-sqlite3/driver"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/sluice-dev/sluice/internal/enumlint"
+
 	"github.com/sluice-dev/sluice/agent/runscope"
 )
 
@@ -106,7 +108,7 @@ SQLite has one writer, so `+"`max_in_flight`"+` above 1 gains nothing; use `+"`b
 			service.NewStringField(fTable).Description("The table to write to.").Example("sales"),
 			service.NewObjectListField(fColumns,
 				service.NewStringField(fColName).Description("Column name."),
-				service.NewStringEnumField(fColType, typeNames()...).Description("Column type."),
+				enumlint.Field(fColType, typeNames()...).Description("Column type."),
 				service.NewStringField(fColPath).Description("gjson path of the value in the message; the column's name by default.").Default(""),
 			).Description("The table's columns, in order. Without them (or with an empty list) an existing table's columns are used, or else they are inferred from the first message.").
 				Default([]any{}).
@@ -123,14 +125,20 @@ SQLite has one writer, so `+"`max_in_flight`"+` above 1 gains nothing; use `+"`b
 			service.NewBoolField(fWithoutRowid).Description("Create the table `WITHOUT ROWID` (needs `key`): the rows are stored in the primary key's B-tree instead of a rowid table plus a separate index on the key, so an upsert updates one B-tree, not two. Measured about 1.15× faster for the sales ETL's 1M-row load (docs/BENCHMARKS.md); best for tables whose rows are small and always found by key. Applies only when the output creates the table.").Default(false).Advanced(),
 			service.NewStringListField(fInitStatements).Description("SQL statements run in order each time the output connects, once the table exists, such as indexes and views; they run on every start, so write them to be repeatable (`IF NOT EXISTS`).").Default([]any{}).
 				Example([]any{"CREATE INDEX IF NOT EXISTS sales_by_customer ON sales(customer_id)"}),
-			service.NewStringEnumField(fTransaction, "batch", "run").Description("`batch`: each batch is a transaction, committed before it is acknowledged. `run`: the whole run of a bounded input (`csv_file`) is one transaction, committed when the output closes and only if the run read its input to the end and every row was delivered; a run stopped partway (a timeout, a shutdown, a kill) leaves the database as it was. A batch is then acknowledged once it is in the transaction, and a failed batch is rolled back alone (a savepoint per batch). See `after_run`.").Default("batch"),
+			enumlint.Field(fTransaction, "batch", "run").Description("`batch`: each batch is a transaction, committed before it is acknowledged. `run`: the whole run of a bounded input (`csv_file`) is one transaction, committed when the output closes and only if the run read its input to the end and every row was delivered; a run stopped partway (a timeout, a shutdown, a kill) leaves the database as it was. A batch is then acknowledged once it is in the transaction, and a failed batch is rolled back alone (a savepoint per batch). See `after_run`.").Default("batch"),
 			summariesField(),
 			service.NewStringListField(fAfterRun).Description("With `transaction: run`: SQL statements run in order inside the run's transaction just before it commits (after the `summaries`), such as summaries recomputed from the loaded rows, so the table and its summaries change together or not at all. A failing statement rolls the whole run back.").Default([]any{}).
 				Example([]any{"DELETE FROM daily_summary", "INSERT INTO daily_summary SELECT date, round(sum(total_amount), 2), sum(quantity) FROM sales_data GROUP BY date"}),
-			service.NewStringEnumField(fSynchronous, "full", "normal").Description("SQLite's `synchronous` setting. `full` fsyncs every transaction, so an acknowledged batch survives a power loss; `normal` may lose the last transactions on a power loss (never on a crash of the agent alone) and writes faster.").Default("full").Advanced(),
+			enumlint.Field(fSynchronous, "full", "normal").Description("SQLite's `synchronous` setting. `full` fsyncs every transaction, so an acknowledged batch survives a power loss; `normal` may lose the last transactions on a power loss (never on a crash of the agent alone) and writes faster.").Default("full").Advanced(),
 			service.NewOutputMaxInFlightField().Default(1),
 			service.NewBatchPolicyField(fBatching),
-		)
+		).
+		LintRule(enumlint.Rule(
+			enumlint.Enum{Path: fColumns + "[]." + fColType, Options: typeNames()},
+			enumlint.Enum{Path: fTransaction, Options: []string{"batch", "run"}},
+			enumlint.Enum{Path: fSummaries + "[]." + fSummaryFields + "[]." + fSummaryOp, Options: summaryOps()},
+			enumlint.Enum{Path: fSynchronous, Options: []string{"full", "normal"}},
+		))
 }
 
 // Register adds the `sqlite` output to env.

@@ -15,6 +15,8 @@ import (
 
 	"github.com/ncruces/go-sqlite3"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/internal/enumlint"
 )
 
 // Summaries are declared group-by tables recomputed from the output's
@@ -49,7 +51,7 @@ func summariesField() *service.ConfigField {
 		service.NewStringListField(fSummaryGroupBy).Description("Columns of the output's table whose values form a group."),
 		service.NewObjectListField(fSummaryFields,
 			service.NewStringField(fSummaryAs).Description("The summary column's name."),
-			service.NewStringEnumField(fSummaryOp, summaryOps()...).Description("The aggregation."),
+			enumlint.Field(fSummaryOp, summaryOps()...).Description("The aggregation."),
 			service.NewStringField(fSummaryColumn).Description("The column of the output's table it reads; not for `count`.").Default(""),
 			service.NewIntField(fSummaryRound).Description("Decimal places to round the result to with SQLite's round() (`sum`, `mean`, `min`, `max`); -1 keeps it as is.").Default(-1),
 		).Description("The summary's columns after the group_by columns, in order."),
