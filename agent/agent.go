@@ -57,6 +57,8 @@ type Agent struct {
 	reg    *metrics.Registry
 	dev    devKafka
 	runs   runTotals
+	// prefetched says the pipelines' builtins are already loading.
+	prefetched bool
 	// reloads lets running pipelines pick up changed files (reload.go).
 	reloads supervisor.Reloader
 	// assignments records the Kafka partitions this agent owns, for
@@ -76,6 +78,10 @@ type Options struct {
 	// instead of the one under the data dir: for lint, which loads stateful
 	// plugins but must not contend with a running agent for its state.
 	ScratchState bool
+	// Prefetch starts loading the builtin plugins the configured pipelines
+	// name as soon as the Wasm engine exists, while the rest of the agent
+	// is set up (for a run; lint and state commands have no use for it).
+	Prefetch bool
 }
 
 // New prepares the agent: the data dir, the Wasm engine with its on-disk
@@ -123,6 +129,12 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	// components; Sluice's own are added to it alone, never to the global.
 	env := service.NewEnvironment()
 	a.env, a.engine = env, eng
+	if opts.Prefetch {
+		// Sources that do not resolve are left to Run to report.
+		if pls, err := a.Pipelines(); err == nil {
+			a.prefetchPlugins(ctx, pls)
+		}
+	}
 	a.reg = metrics.New()
 	a.reg.RegisterState(st)
 	if err := a.reg.Register(env); err != nil {
@@ -209,7 +221,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.partitioned = partitionedNamespaces(pls)
-	a.prefetchPlugins(ctx, pls)
+	if !a.prefetched {
+		a.prefetchPlugins(ctx, pls)
+	}
 	stopDev, err := a.startDevKafka(pls)
 	if err != nil {
 		return err
