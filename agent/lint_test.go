@@ -17,7 +17,7 @@ import (
 )
 
 // newTestAgent returns an agent whose state lives in a temporary directory.
-func newTestAgent(t *testing.T) *Agent {
+func newTestAgent(t testing.TB) *Agent {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
