@@ -10,7 +10,6 @@
 package csvinput
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/csv"
@@ -347,11 +346,9 @@ func (in *input) open(name string) (*fileReader, error) {
 // openReader reads the header of the file name, read from rd and closed
 // through src (if not nil) once it is read.
 func (in *input) openReader(name string, rd io.Reader, src io.Closer) *fileReader {
-	br := bufio.NewReaderSize(rd, 64<<10)
-	if b, _ := br.Peek(3); bytes.Equal(b, []byte("\xef\xbb\xbf")) {
-		_, _ = br.Discard(3) // a BOM from spreadsheet exports
-	}
-	f := &fileReader{in: in, name: name, src: src, win: &window{r: br}}
+	win := &window{r: rd}
+	win.skipBOM()
+	f := &fileReader{in: in, name: name, src: src, win: win}
 	f.r = csv.NewReader(f.win)
 	f.r.Comma = in.delim
 	f.r.FieldsPerRecord = -1 // a short row is the row's problem, reported per row
@@ -455,23 +452,26 @@ func (f *fileReader) record() (rec []string, line int, raw []byte, err error, ok
 	// The last record's text has been copied by now.
 	f.win.drop(start)
 	rec, err = f.r.Read()
-	var pe *csv.ParseError
-	switch {
-	case errors.Is(err, io.EOF):
-		f.done = true
-		f.finish()
-		return nil, 0, nil, nil, false
-	case err != nil && !errors.As(err, &pe):
-		// Not the row's fault: the file could not be read. The run fails
-		// rather than end early, as if the file ended here.
-		f.done, f.err = true, fmt.Errorf("csv_file: read %s after line %d: %w", f.name, f.lines, err)
-		f.finish()
-		return nil, 0, nil, nil, false
+	line = 0
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			f.done = true
+			f.finish()
+			return nil, 0, nil, nil, false
+		}
+		pe, isParse := errors.AsType[*csv.ParseError](err)
+		if !isParse {
+			// Not the row's fault: the file could not be read. The run
+			// fails rather than end early, as if the file ended here.
+			f.done, f.err = true, fmt.Errorf("csv_file: read %s after line %d: %w", f.name, f.lines, err)
+			f.finish()
+			return nil, 0, nil, nil, false
+		}
+		line = pe.StartLine
 	}
 	f.off = f.r.InputOffset()
-	line, _ = f.r.FieldPos(0)
-	if pe != nil {
-		line = pe.StartLine
+	if line == 0 {
+		line, _ = f.r.FieldPos(0)
 	}
 	f.lines = line
 	// Blank lines before the record are skipped by the reader but are in
@@ -482,17 +482,52 @@ func (f *fileReader) record() (rec []string, line int, raw []byte, err error, ok
 
 // window is what the CSV reader has read of a file, from the start of
 // the record being read on: a record's original text, without holding the
-// whole file.
+// whole file. It is the reader's buffer too: the file is read into it and
+// handed on from there, one copy.
 type window struct {
-	r    io.Reader
-	buf  []byte
-	base int64 // the offset in the stream of buf[0]
+	r   io.Reader
+	buf []byte // bytes read from r; buf[pos:] not handed on yet
+	pos int
+	// base is the offset, in the stream handed on, of buf[0] (-3 while a
+	// skipped BOM is in buf).
+	base int64
+	err  error // r's error, returned once buf is handed on
 }
 
 func (w *window) Read(p []byte) (int, error) {
-	n, err := w.r.Read(p)
-	w.buf = append(w.buf, p[:n]...)
-	return n, err
+	for w.pos == len(w.buf) {
+		if w.err != nil {
+			return 0, w.err
+		}
+		w.fill()
+	}
+	n := copy(p, w.buf[w.pos:])
+	w.pos += n
+	return n, nil
+}
+
+// fill reads the next bytes of r after buf, growing it if it is nearly
+// full.
+func (w *window) fill() {
+	const chunk = 64 << 10
+	if cap(w.buf)-len(w.buf) < chunk/2 {
+		b := make([]byte, len(w.buf), max(2*cap(w.buf), len(w.buf)+chunk))
+		copy(b, w.buf)
+		w.buf = b
+	}
+	n, err := w.r.Read(w.buf[len(w.buf):cap(w.buf)])
+	w.buf, w.err = w.buf[:len(w.buf)+n], err
+}
+
+// skipBOM leaves out a byte order mark at the start of the file, as
+// spreadsheet exports write.
+func (w *window) skipBOM() {
+	for len(w.buf) < 3 && w.err == nil {
+		w.fill()
+	}
+	if bytes.HasPrefix(w.buf, []byte("\xef\xbb\xbf")) {
+		w.pos, w.base = 3, -3
+	}
 }
 
 // span is the stream's bytes from offset from to offset to, which must
@@ -508,8 +543,8 @@ func (w *window) drop(off int64) {
 	if k < 64<<10 || k < len(w.buf)/2 {
 		return
 	}
-	w.buf = w.buf[:copy(w.buf, w.buf[k:])]
-	w.base = off
+	n := copy(w.buf, w.buf[k:])
+	w.buf, w.pos, w.base = w.buf[:n], w.pos-k, off
 }
 
 // rejection is the error a row rejected for err carries, naming where it is.
