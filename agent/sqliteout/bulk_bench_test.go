@@ -304,8 +304,36 @@ func etlSummaries() []any {
 // run and the bare insert compare on the same rows: compare.sh points
 // SLUICE_BULK_FROM at its run's sales.db. Without it, it skips.
 //
-//	SLUICE_BULK_FROM=out/sales.db go test -run '^$' -bench BulkLoadFrom -benchtime 1x -count 3 ./agent/sqliteout/
+//	SLUICE_BULK_FROM=out/sales.db go test -run '^$' -bench 'BulkLoadFrom$' -benchtime 1x -count 3 ./agent/sqliteout/
 func BenchmarkBulkLoadFrom(b *testing.B) {
+	bulkLoadFrom(b, bareOptions{})
+}
+
+// BenchmarkBulkLoadFromSavepoints: what the output's run transaction adds
+// to the bare insert on the database's side, on the same rows, with
+// SQLite's temporary files on disk and in memory: a savepoint around each
+// frame's rows (so a failed batch rolls back alone) makes SQLite copy each
+// page it spills from its cache mid-batch into a savepoint journal, as
+// each upsert does into its statement journal, both temporary files
+// unless temp_store is memory (which the output sets when it runs none of
+// the user's SQL).
+//
+//	SLUICE_BULK_FROM=out/sales.db go test -run '^$' -bench 'BulkLoadFromSavepoints' -benchtime 1x -count 3 ./agent/sqliteout/
+func BenchmarkBulkLoadFromSavepoints(b *testing.B) {
+	for _, sp := range []int{0, 8192} {
+		for _, temp := range []string{"default", "memory"} {
+			name := "bare"
+			if sp > 0 {
+				name = "savepoint-per-frame"
+			}
+			b.Run(name+"/temp_store="+temp, func(b *testing.B) {
+				bulkLoadFrom(b, bareOptions{savepointRows: sp, pragma: "PRAGMA temp_store=" + temp})
+			})
+		}
+	}
+}
+
+func bulkLoadFrom(b *testing.B, opts bareOptions) {
 	from := os.Getenv("SLUICE_BULK_FROM")
 	if from == "" {
 		b.Skip("SLUICE_BULK_FROM names no sales.db to take the rows from")
@@ -325,7 +353,7 @@ func BenchmarkBulkLoadFrom(b *testing.B) {
 		o := connected(b, map[string]any{"path": filepath.Join(b.TempDir(), "sales.db"), "table": "sales_data",
 			"columns": etlColumns(), "key": []any{"source_file", "line"}, "transaction": "run"})
 		b.StartTimer()
-		if err := bareInsert(ctx, o, vals, len(names)); err != nil {
+		if err := bareInsertWith(ctx, o, vals, len(names), opts); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -333,11 +361,27 @@ func BenchmarkBulkLoadFrom(b *testing.B) {
 	b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
 }
 
+// bareOptions vary the bare insert: a savepoint around every
+// savepointRows rows (0: none), a pragma run before the transaction.
+type bareOptions struct {
+	savepointRows int
+	pragma        string
+}
+
 // bareInsert is the driver's bare bulk insert into o's table: its own API
 // on o's connection, one transaction, one prepared upsert bound and
 // stepped per row of cols values.
 func bareInsert(ctx context.Context, o *output, vals []val, cols int) error {
+	return bareInsertWith(ctx, o, vals, cols, bareOptions{})
+}
+
+func bareInsertWith(ctx context.Context, o *output, vals []val, cols int, opts bareOptions) error {
 	return o.raw(ctx, func(c *sqlite3.Conn) error {
+		if opts.pragma != "" {
+			if err := c.Exec(opts.pragma); err != nil {
+				return err
+			}
+		}
 		if err := c.Exec("BEGIN IMMEDIATE"); err != nil {
 			return err
 		}
@@ -346,8 +390,25 @@ func bareInsert(ctx context.Context, o *output, vals []val, cols int) error {
 			return err
 		}
 		defer stmt.Close()
-		if err := insertRows(stmt, vals, cols); err != nil {
-			return err
+		per := len(vals)
+		if opts.savepointRows > 0 {
+			per = opts.savepointRows * cols
+		}
+		for lo := 0; lo < len(vals); lo += per {
+			hi := min(lo+per, len(vals))
+			if opts.savepointRows > 0 {
+				if err := c.Exec("SAVEPOINT bench"); err != nil {
+					return err
+				}
+			}
+			if err := insertRows(stmt, vals[lo:hi], cols); err != nil {
+				return err
+			}
+			if opts.savepointRows > 0 {
+				if err := c.Exec("RELEASE bench"); err != nil {
+					return err
+				}
+			}
 		}
 		return c.Exec("COMMIT")
 	})

@@ -82,7 +82,7 @@ for i in 1 2 3; do
 		runs+=("$(echo "$(date +%s.%N) - $start" | bc)")
 	fi
 	bares+=("$(cd agent/sqliteout && SLUICE_BULK_FROM="$work/out/sales.db" "$work/sqliteout.test" \
-		-test.run '^$' -test.bench 'BulkLoadFrom' -test.benchtime 1x -test.count 1 |
+		-test.run '^$' -test.bench 'BulkLoadFrom$' -test.benchtime 1x -test.count 1 |
 		sed -n 's/^BenchmarkBulkLoadFrom[^[:space:]]*[[:space:]]*1[[:space:]]*\([0-9]*\) ns\/op.*/\1/p')")
 done
 python3 - "${runs[*]}" "${bares[*]}" <<'PY'
