@@ -23,10 +23,9 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
-
-	"github.com/sluice-dev/sluice/internal/enumlint"
 	"github.com/tidwall/gjson"
 
+	"github.com/sluice-dev/sluice/internal/enumlint"
 	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
 )

@@ -26,9 +26,8 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
-	"github.com/sluice-dev/sluice/internal/enumlint"
-
 	"github.com/sluice-dev/sluice/agent/runscope"
+	"github.com/sluice-dev/sluice/internal/enumlint"
 	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/civil"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
@@ -403,7 +402,7 @@ func (in *input) openReader(name string, rd io.Reader, src io.Closer) *fileReade
 // headerFailed keeps the file's first line, the text of the header's
 // reject, and closes the file: none of its rows is read.
 func (f *fileReader) headerFailed() {
-	line := f.win.buf
+	line := f.win.span(0, f.win.base+int64(len(f.win.buf))) // after a BOM
 	if end := bytes.IndexByte(line, '\n'); end >= 0 {
 		line = line[:end]
 	}

@@ -95,7 +95,8 @@ func TestMissingRequiredColumn(t *testing.T) {
 	dir := t.TempDir()
 	a := filepath.Join(dir, "a.csv")
 	b := filepath.Join(dir, "b.csv")
-	if err := os.WriteFile(a, []byte("date,qty\n2024-01-01,1\n"), 0o600); err != nil {
+	// A spreadsheet's BOM is not part of the header's text.
+	if err := os.WriteFile(a, []byte("\xef\xbb\xbfdate,qty\n2024-01-01,1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(b, []byte("date,quantity\n2024-01-01,1\n"), 0o600); err != nil {

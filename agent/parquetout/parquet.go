@@ -23,12 +23,11 @@ import (
 	"github.com/parquet-go/parquet-go/compress/uncompressed"
 	"github.com/parquet-go/parquet-go/compress/zstd"
 	"github.com/redpanda-data/benthos/v4/public/service"
-
-	"github.com/sluice-dev/sluice/internal/enumlint"
 	"github.com/tidwall/gjson"
 
 	"github.com/sluice-dev/sluice/agent/runscope"
 	"github.com/sluice-dev/sluice/internal/atomicfile"
+	"github.com/sluice-dev/sluice/internal/enumlint"
 )
 
 const (

@@ -27,9 +27,8 @@ import (
 	sqlite3driver "github.com/ncruces/go-sqlite3/driver"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
-	"github.com/sluice-dev/sluice/internal/enumlint"
-
 	"github.com/sluice-dev/sluice/agent/runscope"
+	"github.com/sluice-dev/sluice/internal/enumlint"
 )
 
 const (
