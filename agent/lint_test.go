@@ -542,3 +542,38 @@ func TestLintNativePlugin(t *testing.T) {
 		})
 	}
 }
+
+// TestLintEnumValues: a value outside an enum field's options, in a list
+// or nested lists of the agent's own components, is one lint problem
+// naming where in the component it is, at the line the component's config
+// starts on; Benthos' own per-value lint (internal/enumlint says why it is
+// off) would not name the path.
+func TestLintEnumValues(t *testing.T) {
+	a := newTestAgent(t)
+	const gen = "input:\n  generate:\n    count: 1\n    mapping: 'root = {}'\n"
+	const drop = "output:\n  drop: {}\n"
+	for _, tc := range []struct {
+		name, doc, marker, msg string
+	}{
+		{"csv_file column type", "input:\n  csv_file:\n    paths: [x.csv]\n    columns: [{name: a, type: int}, {name: b, type: integer}]\n" + drop,
+			"paths: [x.csv]", `columns[1].type: "integer" is not one of string, int, float, bool, date, timestamp`},
+		{"sqlite column type", gen + "output:\n  sqlite:\n    path: x.db\n    table: t\n    columns: [{name: a, type: text}]\n",
+			"path: x.db", `columns[0].type: "text" is not one of TEXT, INTEGER`},
+		{"sqlite summary op", gen + "output:\n  sqlite:\n    path: x.db\n    table: t\n    transaction: run\n    summaries:\n      - {table: s, group_by: [a], fields: [{as: n, op: count}]}\n      - {table: u, group_by: [a], fields: [{as: n, op: count}, {as: m, op: median, column: a}]}\n",
+			"path: x.db", `summaries[1].fields[1].op: "median" is not one of sum, mean`},
+		{"parquet compression", gen + "output:\n  parquet:\n    path: x.parquet\n    compression: lz4\n",
+			"path: x.parquet", `compression: "lz4" is not one of snappy, zstd, gzip, none`},
+		{"aggregate op", gen + "pipeline:\n  processors:\n    - aggregate:\n        group_by: [a]\n        fields: [{as: n, op: total}]\n" + drop,
+			"group_by: [a]", `fields[0].op: "total" is not one of`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := filepath.Join(t.TempDir(), "pipeline.yaml")
+			writeFile(t, src, tc.doc)
+			probs := a.Lint(t.Context(), []string{src})
+			line := lineOf(t, tc.doc, tc.marker)
+			if len(probs) != 1 || probs[0].Line != line || !strings.Contains(probs[0].Msg, tc.msg) {
+				t.Errorf("want one problem at line %d containing %q; got%s", line, tc.msg, formatProblems(probs))
+			}
+		})
+	}
+}
