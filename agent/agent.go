@@ -57,8 +57,6 @@ type Agent struct {
 	reg    *metrics.Registry
 	dev    devKafka
 	runs   runTotals
-	// prefetched says the pipelines' builtins are already loading.
-	prefetched bool
 	// reloads lets running pipelines pick up changed files (reload.go).
 	reloads supervisor.Reloader
 	// assignments records the Kafka partitions this agent owns, for
@@ -221,9 +219,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.partitioned = partitionedNamespaces(pls)
-	if !a.prefetched {
-		a.prefetchPlugins(ctx, pls)
-	}
 	stopDev, err := a.startDevKafka(pls)
 	if err != nil {
 		return err

@@ -16,7 +16,6 @@ import (
 // of a run-once job's start (docs/BENCHMARKS.md, session 10). A config that
 // does not parse is left to the pipeline's build to report.
 func (a *Agent) prefetchPlugins(ctx context.Context, pls []supervisor.Pipeline) {
-	a.prefetched = true
 	for _, p := range pls {
 		var root yaml.Node
 		if yaml.Unmarshal(p.YAML, &root) != nil {

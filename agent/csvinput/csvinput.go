@@ -451,7 +451,6 @@ func (f *fileReader) record() (rec []string, line int, raw []byte, err error, ok
 	// The last record's text has been copied by now.
 	f.win.drop(start)
 	rec, err = f.r.Read()
-	line = 0
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			f.done = true
@@ -467,11 +466,10 @@ func (f *fileReader) record() (rec []string, line int, raw []byte, err error, ok
 			return nil, 0, nil, nil, false
 		}
 		line = pe.StartLine
-	}
-	f.off = f.r.InputOffset()
-	if line == 0 {
+	} else {
 		line, _ = f.r.FieldPos(0)
 	}
+	f.off = f.r.InputOffset()
 	f.lines = line
 	// Blank lines before the record are skipped by the reader but are in
 	// the span; a reject's raw text is the record alone.

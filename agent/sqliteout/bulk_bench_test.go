@@ -88,7 +88,7 @@ func bulkLoad(b *testing.B, suffix string, conf func(dir string) map[string]any,
 			b.StopTimer()
 			o := connected(b, conf(b.TempDir())) // creates the table, as the output would
 			b.StartTimer()
-			if err := bareInsert(ctx, o, vals, cols); err != nil {
+			if err := bareInsert(ctx, o, vals, cols, bareOptions{}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -306,7 +306,8 @@ func etlSummaries() []any {
 //
 //	SLUICE_BULK_FROM=out/sales.db go test -run '^$' -bench 'BulkLoadFrom$' -benchtime 1x -count 3 ./agent/sqliteout/
 func BenchmarkBulkLoadFrom(b *testing.B) {
-	bulkLoadFrom(b, bareOptions{})
+	vals, cols := rowsFrom(b)
+	bareLoad(b, vals, cols, bareOptions{})
 }
 
 // BenchmarkBulkLoadFromSavepoints: what the output's run transaction adds
@@ -315,11 +316,11 @@ func BenchmarkBulkLoadFrom(b *testing.B) {
 // frame's rows (so a failed batch rolls back alone) makes SQLite copy each
 // page it spills from its cache mid-batch into a savepoint journal, as
 // each upsert does into its statement journal, both temporary files
-// unless temp_store is memory (which the output sets when it runs none of
-// the user's SQL).
+// unless temp_store is memory.
 //
 //	SLUICE_BULK_FROM=out/sales.db go test -run '^$' -bench 'BulkLoadFromSavepoints' -benchtime 1x -count 3 ./agent/sqliteout/
 func BenchmarkBulkLoadFromSavepoints(b *testing.B) {
+	vals, cols := rowsFrom(b)
 	for _, sp := range []int{0, 8192} {
 		for _, temp := range []string{"default", "memory"} {
 			name := "bare"
@@ -327,13 +328,15 @@ func BenchmarkBulkLoadFromSavepoints(b *testing.B) {
 				name = "savepoint-per-frame"
 			}
 			b.Run(name+"/temp_store="+temp, func(b *testing.B) {
-				bulkLoadFrom(b, bareOptions{savepointRows: sp, pragma: "PRAGMA temp_store=" + temp})
+				bareLoad(b, vals, cols, bareOptions{savepointRows: sp, pragma: "PRAGMA temp_store=" + temp})
 			})
 		}
 	}
 }
 
-func bulkLoadFrom(b *testing.B, opts bareOptions) {
+// rowsFrom reads the rows of the sales_data table SLUICE_BULK_FROM names,
+// as the values a bare insert binds, cols a row; without it, it skips.
+func rowsFrom(b *testing.B) (vals []val, cols int) {
 	from := os.Getenv("SLUICE_BULK_FROM")
 	if from == "" {
 		b.Skip("SLUICE_BULK_FROM names no sales.db to take the rows from")
@@ -346,14 +349,19 @@ func bulkLoadFrom(b *testing.B, opts bareOptions) {
 	if err != nil {
 		b.Fatalf("rows of %s: %v", from, err)
 	}
-	rows := len(vals) / len(names)
+	return vals, len(names)
+}
+
+// bareLoad times the bare insert of vals into a new database each round.
+func bareLoad(b *testing.B, vals []val, cols int, opts bareOptions) {
+	rows := len(vals) / cols
 	ctx := context.Background()
 	for b.Loop() {
 		b.StopTimer()
 		o := connected(b, map[string]any{"path": filepath.Join(b.TempDir(), "sales.db"), "table": "sales_data",
 			"columns": etlColumns(), "key": []any{"source_file", "line"}, "transaction": "run"})
 		b.StartTimer()
-		if err := bareInsertWith(ctx, o, vals, len(names), opts); err != nil {
+		if err := bareInsert(ctx, o, vals, cols, opts); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -370,12 +378,8 @@ type bareOptions struct {
 
 // bareInsert is the driver's bare bulk insert into o's table: its own API
 // on o's connection, one transaction, one prepared upsert bound and
-// stepped per row of cols values.
-func bareInsert(ctx context.Context, o *output, vals []val, cols int) error {
-	return bareInsertWith(ctx, o, vals, cols, bareOptions{})
-}
-
-func bareInsertWith(ctx context.Context, o *output, vals []val, cols int, opts bareOptions) error {
+// stepped per row of cols values, varied by opts.
+func bareInsert(ctx context.Context, o *output, vals []val, cols int, opts bareOptions) error {
 	return o.raw(ctx, func(c *sqlite3.Conn) error {
 		if opts.pragma != "" {
 			if err := c.Exec(opts.pragma); err != nil {
