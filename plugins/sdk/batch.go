@@ -2,7 +2,9 @@ package sdk
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
+	"strconv"
 	"time"
 	"unsafe"
 
@@ -13,8 +15,13 @@ import (
 // host, and the output columns the handler fills. It is reused for every
 // batch: do not keep it, or slices from it, past the handler call.
 type Batch struct {
-	rows    int
-	in      []abi.Column
+	rows int
+	in   []abi.Column
+	// strs is in's string and value columns with their offsets checked
+	// once per call, so reading a row is a slice of data with no checks
+	// of its own: small enough to inline, where a call per row in Wasm
+	// costs more than the read.
+	strs    []strColumn
 	out     []outColumn
 	actions []byte
 	fails   []rowText
@@ -26,6 +33,18 @@ type Batch struct {
 	metas     []byte
 	metaCount int
 	keyed
+}
+
+type strColumn struct {
+	valid []byte
+	off   []uint32 // rows+1, non-decreasing, the last len(data)
+	data  []byte
+}
+
+// text returns row i's bytes, aliasing the host's buffer.
+func (c *strColumn) text(i int) []byte {
+	hi := c.off[i+1]
+	return c.data[c.off[i]:hi:hi]
 }
 
 type outColumn struct {
@@ -176,8 +195,8 @@ func (h InBool) Get(b *Batch, i int) (bool, bool) {
 // Get returns row i's bytes, aliasing the host's buffer, and whether they
 // are present.
 func (h InString) Get(b *Batch, i int) ([]byte, bool) {
-	s, ok := b.in[h.idx].Str(i)
-	return s, ok && h.Valid(b, i)
+	c := &b.strs[h.idx]
+	return c.text(i), c.valid[i] != 0
 }
 
 // Values returns the whole column as nanoseconds since the Unix epoch.
@@ -294,6 +313,9 @@ func processColumns(req []byte) []byte {
 	if r.Err() != nil {
 		return errorResponse(abi.StatusError, errMalformed.Error()+": "+r.Err().Error())
 	}
+	if err := b.checkStrings(); err != nil {
+		return errorResponse(abi.StatusError, errMalformed.Error()+": "+err.Error())
+	}
 	if b.badKey {
 		return errorResponse(abi.StatusError, errMalformed.Error()+": a row's key index is out of range")
 	}
@@ -353,6 +375,34 @@ func boolBytes(v []uint64, rows int) []byte {
 }
 
 // resize returns a zeroed slice of n bytes, reusing b's storage.
+// checkStrings checks the offsets of b's string and value columns, once
+// for the call, and points b.strs at them. A well-behaved host never sends
+// bad ones (it writes them itself), so a bad one fails the call.
+func (b *Batch) checkStrings() error {
+	if cap(b.strs) < len(b.in) {
+		b.strs = make([]strColumn, len(b.in))
+	}
+	b.strs = b.strs[:len(b.in)]
+	for j := range b.in {
+		c := &b.in[j]
+		if c.Type.Fixed() != 0 {
+			b.strs[j] = strColumn{}
+			continue
+		}
+		// The request buffer is 8-aligned and each column starts on an
+		// 8-byte boundary (ABI.md §8.1), and Wasm is little-endian, so
+		// the offsets can be read in place.
+		off := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(c.Offs))), b.rows+1)
+		for i := range b.rows {
+			if off[i] > off[i+1] {
+				return errors.New("input field " + strconv.Quote(inFields[j].Name) + " row " + strconv.Itoa(i) + ": string offsets out of order")
+			}
+		}
+		b.strs[j] = strColumn{valid: c.Valid, off: off, data: c.Data}
+	}
+	return nil
+}
+
 func resize(b []byte, n int) []byte {
 	if cap(b) < n {
 		return make([]byte, n)

@@ -907,6 +907,14 @@ func TestMalformedRequests(t *testing.T) {
 			wantError(t, Process(aligned(good[:n])), abi.StatusError, "sdk: malformed request from host: abi: truncated")
 		}
 		wantError(t, Process(aligned(header(1000))), abi.StatusError, "malformed request")
+		// Row 1's string ends before it starts: s's offsets are at 40
+		// (header 8, n's validity 8 and values 16, s's validity 8).
+		bad := aligned(columnsRequest(t, inFields, [][]any{{int64(1), "abc"}, {int64(2), "de"}}))
+		if got := binary.LittleEndian.Uint32(bad[44:]); got != 3 {
+			t.Fatalf("row 1's offset is %d, want 3: the layout changed", got)
+		}
+		binary.LittleEndian.PutUint32(bad[44:], 6)
+		wantError(t, Process(bad), abi.StatusError, `sdk: malformed request from host: input field "s" row 1: string offsets out of order`)
 		if called {
 			t.Error("handler called on a malformed request")
 		}

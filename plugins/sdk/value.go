@@ -53,21 +53,16 @@ func (h InValue) Get(b *Batch, i int) (Kind, []byte) { return h.Column(b).Get(i)
 // finds the column again for each row. In Wasm that difference is most of
 // a simple check's cost, since Go's wasm code pays for every call and
 // copies any struct larger than four words through memory.
-type ValueColumn struct{ col *abi.Column }
+type ValueColumn struct{ c *strColumn }
 
 // Column returns the field's column in b, valid as long as b.
-func (h InValue) Column(b *Batch) ValueColumn { return ValueColumn{&b.in[h.idx]} }
+func (h InValue) Column(b *Batch) ValueColumn { return ValueColumn{&b.strs[h.idx]} }
 
 // Get returns row i's kind and text, aliasing the host's buffer: a
 // string's UTF-8 bytes (unescaped), a number's JSON text, an object's or
 // array's JSON text, or nothing for absent, null and bools.
 func (c ValueColumn) Get(i int) (Kind, []byte) {
-	s, ok := c.col.Str(i) // nil when !ok
-	k := Kind(c.col.Valid[i])
-	if !ok {
-		k = KindAbsent
-	}
-	return k, s
+	return Kind(c.c.valid[i]), c.c.text(i)
 }
 
 // Float returns row i as a float64 if it is a number.

@@ -473,3 +473,51 @@ func TestShippedSuites(t *testing.T) {
 		}
 	}
 }
+
+// TestPassed: a row Passed reports finished is one Finish would keep,
+// valid, with no violations and no state, and the report counts it the
+// same; a row Finish has more to say about, or any row of a suite that
+// checks uniqueness, is not Passed.
+func TestPassed(t *testing.T) {
+	records := []string{`{"id":1,"n":5}`, `{"id":2,"n":null}`, `{"id":3,"n":5000}`, `{"id":1,"n":6}`, `{"n":7}`}
+	for _, tc := range []struct {
+		name   string
+		suite  string
+		passed []bool
+	}{
+		{"hard", `expectations: [{expect_column_values_to_not_be_null: {column: n}}]`, []bool{true, false, true, true, true}},
+		{"mostly", `expectations: [{expect_column_values_to_be_between: {column: n, min_value: 0, max_value: 1000, mostly: 0.5}}]`, []bool{true, true, false, true, true}},
+		{"unique", "horizon: {count: 5}\nexpectations: [{expect_column_values_to_be_unique: {column: id}}]", []bool{false, false, false, false, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mustParse(t, "on_failure: flag\n"+tc.suite)
+			rows := make([]Row, len(records))
+			for i, rec := range records {
+				rows[i] = *rowFor(t, s, rec)
+			}
+			fast, slow := s.NewValidator(), s.NewValidator()
+			fast.Begin()
+			slow.Begin()
+			fast.Evaluate(rows)
+			slow.Evaluate(rows)
+			for i := range rows {
+				var out Outcome
+				slow.Finish(i, &rows[i], &out)
+				passed := fast.Passed(i)
+				if passed != tc.passed[i] {
+					t.Errorf("row %d %s: Passed %v, want %v (Finish: %+v)", i, records[i], passed, tc.passed[i], out)
+				}
+				if passed && (out.Action != Keep || !out.Valid || out.Violations != 0 || out.SetState) {
+					t.Errorf("row %d %s: Passed, but Finish says %+v", i, records[i], out)
+				}
+				if !passed {
+					var o Outcome
+					fast.Finish(i, &rows[i], &o)
+				}
+			}
+			if f, w := fast.Report().ValidRows, slow.Report().ValidRows; f != w {
+				t.Errorf("%d valid rows with Passed, %d with Finish alone", f, w)
+			}
+		})
+	}
+}
