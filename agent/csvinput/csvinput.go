@@ -46,7 +46,7 @@ func ConfigSpec() *service.ConfigSpec {
 		Description(`
 Each row becomes a JSON object in the header's column order; an empty cell is null. Columns listed in `+"`columns`"+` are converted to their type; other columns stay strings. A row whose value does not convert (a price of "abc") is emitted with its original CSV text as the body, errored with the reason, so a `+"`switch`"+` on `+"`errored()`"+` can write it to a rejects file. A file whose header lacks a required column is rejected as a whole the same way (its header line, and why), and the input goes on to the next file.
 
-Files are read as the rows are handed on, holding only a window from the row being read (a few hundred KiB), so memory does not grow with the file. A file that cannot be read to its end (an I/O error) fails the read with the file and the last line read, every time it is retried, and its run never completes: it does not end early as if the file ended there.
+Files are read as the rows are handed on, holding only a window from the row being read (a few hundred KiB), so memory does not grow with the file. A file that cannot be read to its end (an I/O error) fails the run with the file and the last line read, and the input ends there: it does not end as if the file ended there, and it is not retried within the run (the schedule's retries are).
 
 ### Metadata
 
@@ -60,7 +60,7 @@ Files are read as the rows are handed on, holding only a window from the row bei
 
 ### A run
 
-The input ends when it has read its files. Outputs with `+"`transaction: run`"+` (sqlite, parquet) publish what they received only once the input has ended and every row it read was acknowledged: a run stopped partway (a timeout, a shutdown) leaves them as they were.`).
+The input ends when it has read its files. Outputs with `+"`transaction: run`"+` (sqlite, parquet) publish what they received only once the input has ended and every row it read was acknowledged: a run stopped partway (a timeout, a shutdown) leaves them as they were. Paths that match no file, and a file that cannot be opened or read, fail the run at once with the reason, instead of the input reconnecting until the run's timeout: the run publishes nothing (no empty rejects file either), its outcome is a failure naming the path, and the schedule's `+"`retries`"+` try it again after their back-off. Several csv_file inputs in one stream (a `+"`broker`"+`) make one run, complete when each has ended.`).
 		Fields(
 			service.NewStringListField("paths").Description("Files or glob patterns, read in order; `builtin:NAME` reads a file embedded in the agent (e.g. `builtin:sample/sales.csv`).").Example([]string{"data/sales_*.csv"}),
 			service.NewObjectListField("columns",
@@ -87,6 +87,10 @@ func Register(env *service.Environment, builtin Files) error {
 		if err != nil {
 			return nil, err
 		}
+		// One run for the stream, whatever its inputs (a broker of files),
+		// so its outputs and the supervisor see one answer.
+		in.run = runscope.ForStream(res)
+		in.run.Join()
 		in.readTime = res.Metrics().NewTimer("read_latency_ns")
 		in.rowsRead = res.Metrics().NewCounter("input_rows_received")
 		return service.AutoRetryNacksBatched(in), nil
@@ -122,6 +126,7 @@ type input struct {
 	mu    sync.Mutex
 	files []string // resolved at Connect
 	cur   *fileReader
+	ended bool // the input has told its run it is done
 }
 
 func newInput(conf *service.ParsedConfig, builtin Files) (*input, error) {
@@ -182,9 +187,40 @@ func newInput(conf *service.ParsedConfig, builtin Files) (*input, error) {
 	return in, nil
 }
 
-func (in *input) Connect(context.Context) error {
+// A batch input cannot wait for its files to appear or to become
+// readable: a run that cannot open or read them has failed, and ends at
+// once (the pipeline's schedule retries it, with back-off), instead of
+// Benthos reconnecting until the run's timeout. Connect and ReadBatch
+// record such an error on the run (runscope.Run.Fail), which keeps the
+// outputs from publishing and the supervisor from calling the run a
+// success, and end the input.
+
+func (in *input) Connect(ctx context.Context) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if err := in.resolve(); err != nil {
+		return in.fail(err)
+	}
+	return nil
+}
+
+// fail ends the input with err as its run's failure.
+func (in *input) fail(err error) error {
+	in.run.Fail(err)
+	in.end()
+	return service.ErrEndOfInput
+}
+
+// end records, once, that this input is done.
+func (in *input) end() {
+	if !in.ended {
+		in.ended = true
+		in.run.Ended()
+	}
+}
+
+// resolve finds the files the paths name, once.
+func (in *input) resolve() error {
 	if in.files != nil {
 		return nil
 	}
@@ -196,10 +232,10 @@ func (in *input) Connect(context.Context) error {
 		}
 		matches, err := filepath.Glob(p)
 		if err != nil {
-			return fmt.Errorf("paths: %q: %w", p, err)
+			return fmt.Errorf("csv_file: paths: %q: %w", p, err)
 		}
 		if len(matches) == 0 {
-			return fmt.Errorf("paths: %q matches no file", p)
+			return fmt.Errorf("csv_file: paths: %q matches no file", p)
 		}
 		files = append(files, matches...)
 	}
@@ -215,9 +251,27 @@ func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFu
 	if in.readTime != nil {
 		defer func(start time.Time) { in.readTime.Timing(time.Since(start).Nanoseconds()) }(time.Now())
 	}
-	if in.frames {
-		return in.readFrame()
+	if in.ended {
+		return nil, nil, service.ErrEndOfInput
 	}
+	var (
+		batch service.MessageBatch
+		ack   service.AckFunc
+		err   error
+	)
+	if in.frames {
+		batch, ack, err = in.readFrame()
+	} else {
+		batch, ack, err = in.readRows()
+	}
+	if err != nil && !errors.Is(err, service.ErrEndOfInput) {
+		return nil, nil, in.fail(err)
+	}
+	return batch, ack, err
+}
+
+// readRows reads a batch of rows as one message each.
+func (in *input) readRows() (service.MessageBatch, service.AckFunc, error) {
 	batch := make(service.MessageBatch, 0, min(in.batchSize, 1024))
 	for len(batch) < in.batchSize {
 		cur, err := in.file()
@@ -262,7 +316,7 @@ func (in *input) file() (*fileReader, error) {
 // empty.
 func (in *input) emit(batch service.MessageBatch, rows int) (service.MessageBatch, service.AckFunc, error) {
 	if len(batch) == 0 {
-		in.run.Ended()
+		in.end()
 		return nil, nil, service.ErrEndOfInput
 	}
 	ctx := runscope.With(context.Background(), in.run)

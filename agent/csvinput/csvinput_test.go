@@ -365,9 +365,9 @@ func TestMemoryDoesNotGrowWithTheFile(t *testing.T) {
 }
 
 // TestReadErrorFailsTheRun: a file that cannot be read to its end fails
-// the read, naming the file and the last line read, every time it is
-// asked again, rather than ending as if the file ended there (which would
-// publish a run missing rows).
+// the run, naming the file and the last line read, and ends the input
+// there, rather than ending as if the file ended there (which would
+// publish a run missing rows) or being retried until the run times out.
 func TestReadErrorFailsTheRun(t *testing.T) {
 	errDisk := errors.New("input/output error")
 	body := "a,b\n1,2\n3,4\n5,6\n"
@@ -386,9 +386,58 @@ func TestReadErrorFailsTheRun(t *testing.T) {
 		in.cur = in.openReader("disk.csv", rd, nil)
 		for range 2 {
 			batch, _, err := in.ReadBatch(context.Background())
-			if !errors.Is(err, errDisk) || !strings.Contains(err.Error(), "disk.csv after line 3") {
-				t.Errorf("%q: got %d messages, error %v; want %v naming disk.csv after line 3", mode, len(batch), err, errDisk)
+			if len(batch) != 0 || !errors.Is(err, service.ErrEndOfInput) {
+				t.Errorf("%q: got %d messages, error %v; want the input ended", mode, len(batch), err)
 			}
 		}
+		why := in.run.Incomplete()
+		if !errors.Is(why, errDisk) || !strings.Contains(why.Error(), "disk.csv after line 3") || in.run.Complete() {
+			t.Errorf("%q: the run is complete: %v, for the reason %v; want it failed with %v naming disk.csv after line 3", mode, in.run.Complete(), why, errDisk)
+		}
+	}
+}
+
+// TestMissingFileFailsTheRun: paths that match no file, or a file that
+// cannot be opened, end the input at once with the run failed and saying
+// why, instead of Benthos reconnecting until the run's timeout.
+func TestMissingFileFailsTheRun(t *testing.T) {
+	dir := t.TempDir()
+	gone := filepath.Join(dir, "gone.csv")
+	for _, tc := range []struct {
+		name, paths, want string
+		connectFails      bool
+	}{
+		{"no match", filepath.Join(dir, "nope-*.csv"), "matches no file", true},
+		{"removed after connect", gone, "gone.csv", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(gone, []byte("a\n1\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			conf, err := ConfigSpec().ParseYAML(fmt.Sprintf("paths: [%q]\n", tc.paths), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := newInput(conf, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = in.Connect(context.Background())
+			if tc.connectFails != (err != nil) {
+				t.Fatalf("Connect: %v", err)
+			}
+			if err == nil {
+				if err := os.Remove(gone); err != nil {
+					t.Fatal(err)
+				}
+				_, _, err = in.ReadBatch(context.Background())
+			}
+			if !errors.Is(err, service.ErrEndOfInput) {
+				t.Errorf("got %v, want the input ended", err)
+			}
+			if why := in.run.Incomplete(); why == nil || !strings.Contains(why.Error(), tc.want) || !strings.HasPrefix(why.Error(), "csv_file: ") {
+				t.Errorf("the run's failure: %v, want csv_file: ... %s", why, tc.want)
+			}
+		})
 	}
 }

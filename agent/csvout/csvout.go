@@ -81,6 +81,8 @@ type output struct {
 	header  bool
 	delim   rune
 	runMode bool
+	// res is the stream's, for its run when no batch brought one.
+	res *service.Resources
 
 	mu   sync.Mutex
 	f    *os.File // the open file: path (batch mode) or path.tmp (run mode)
@@ -89,7 +91,7 @@ type output struct {
 }
 
 func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, error) {
-	o := &output{log: res.Logger()}
+	o := &output{log: res.Logger(), res: res}
 	var err error
 	if o.path, err = conf.FieldString(fPath); err != nil {
 		return nil, err
@@ -242,12 +244,17 @@ func (o *output) Close(context.Context) error {
 		return f.Close()
 	}
 	// A run that wrote nothing here can still be complete: its file then
-	// holds the header alone, saying this run had no such rows. A run
-	// that never delivered a batch to any output has no Run known here,
-	// so an empty file is published only when nothing says it failed.
-	if o.run != nil && !o.run.Complete() {
+	// holds the header alone, saying this run had no such rows. When no
+	// batch came, the run is the stream's (its bounded input's), if it
+	// has one: an input that failed before reading a row must not leave
+	// an empty file that says the run had no rejects.
+	run := o.run
+	if run == nil {
+		run, _ = runscope.Lookup(o.res)
+	}
+	if run != nil && !run.Complete() {
 		err := errors.Join(f.Close(), os.Remove(o.tmp()))
-		o.log.Warnf("csv_file output: the run did not complete (stopped before the end of its input, or a batch failed): its %d rows were discarded; %s is as it was", o.rows, o.path)
+		o.log.Warnf("csv_file output: the run did not complete (%v): its %d rows were discarded; %s is as it was", run.Incomplete(), o.rows, o.path)
 		return err
 	}
 	if err := atomicfile.Publish(f, o.tmp(), o.path); err != nil {

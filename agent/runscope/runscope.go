@@ -9,19 +9,40 @@
 // has reached the end of its input and every batch it emitted has been
 // acknowledged. Benthos waits for those acknowledgements before it closes
 // the outputs, so an output deciding at Close sees the final answer.
+//
+// The Run is also kept in the stream's resources (ForStream, Lookup), so
+// that an output which never got a batch, and the supervisor once the
+// stream has ended, can ask the same question: a run whose input failed
+// before it emitted anything (a file that is not there) must not publish
+// empty outputs or count as a success.
 package runscope
 
 import (
 	"context"
+	"errors"
 	"sync"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
 )
+
+// ErrStopped is why a run that ended before its input did is incomplete:
+// a shutdown, a timeout.
+var ErrStopped = errors.New("the run was stopped before the end of its input")
+
+// errBatch is why a run is incomplete when a batch was acknowledged with
+// an error and nothing more precise was recorded.
+var errBatch = errors.New("a batch of the run was not delivered")
 
 // Run is one run of a bounded input.
 type Run struct {
 	mu          sync.Mutex
-	outstanding int  // batches emitted and not yet acknowledged
-	ended       bool // the input has reached its end
-	failed      bool // a batch was acknowledged with an error
+	outstanding int // batches emitted and not yet acknowledged
+	// inputs is how many bounded inputs the stream has (Join), ended how
+	// many of them reached their end: a broker of files is done when
+	// each is.
+	inputs, ended int
+	failed        bool // a batch was acknowledged with an error, or the input failed
+	err           error
 }
 
 type key struct{}
@@ -53,20 +74,88 @@ func (r *Run) Acked(err error) {
 	r.outstanding--
 	if err != nil {
 		r.failed = true
+		if r.err == nil {
+			r.err = errors.Join(errBatch, err)
+		}
 	}
 }
 
-// Ended records that the input has emitted its last batch.
+// Fail records that the input cannot complete the run (it cannot open or
+// read its files): the run is failed with err, whatever comes after.
+func (r *Run) Fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed = true
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+// Incomplete is nil if the run is complete, or else why it is not: the
+// input's failure, a batch not delivered, or ErrStopped.
+func (r *Run) Incomplete() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.err != nil:
+		return r.err
+	case r.failed:
+		return errBatch
+	case !r.endedAll() || r.outstanding > 0:
+		return ErrStopped
+	}
+	return nil
+}
+
+type streamKey struct{}
+
+// ForStream returns the run of the stream res belongs to, making it on
+// first use. A bounded input calls it when it is built; res may be nil (a
+// component built outside a stream), for a run of its own.
+func ForStream(res *service.Resources) *Run {
+	if res == nil {
+		return &Run{}
+	}
+	r, _ := res.GetOrSetGeneric(streamKey{}, &Run{})
+	return r.(*Run)
+}
+
+// Lookup returns the run of the stream res belongs to, if the stream has
+// a bounded input; a streaming pipeline's has none.
+func Lookup(res *service.Resources) (*Run, bool) {
+	if res == nil {
+		return nil, false
+	}
+	r, ok := res.GetGeneric(streamKey{})
+	if !ok {
+		return nil, false
+	}
+	run, ok := r.(*Run)
+	return run, ok
+}
+
+// Ended records that an input has emitted its last batch.
 func (r *Run) Ended() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.ended = true
+	r.ended++
 }
 
-// Complete reports whether the input reached its end and every batch it
+// Join counts one more bounded input in the run; each calls Ended once.
+// A Run nobody joined has one input.
+func (r *Run) Join() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inputs++
+}
+
+// endedAll reports whether every input has ended; r.mu held.
+func (r *Run) endedAll() bool { return r.ended >= max(r.inputs, 1) }
+
+// Complete reports whether every input reached its end and every batch
 // emitted was delivered.
 func (r *Run) Complete() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.ended && r.outstanding == 0 && !r.failed
+	return r.endedAll() && r.outstanding == 0 && !r.failed
 }

@@ -4,25 +4,36 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
 func TestRunComplete(t *testing.T) {
+	errDisk := errors.New("disk")
 	for _, tc := range []struct {
 		name  string
 		steps func(r *Run)
 		want  bool
+		why   error // what Incomplete matches, if the run is not complete
 	}{
-		{"ended, all acked", func(r *Run) { r.Emitted(); r.Emitted(); r.Acked(nil); r.Ended(); r.Acked(nil) }, true},
-		{"ended with nothing emitted", func(r *Run) { r.Ended() }, true},
-		{"a batch not acked", func(r *Run) { r.Emitted(); r.Emitted(); r.Acked(nil); r.Ended() }, false},
-		{"not ended", func(r *Run) { r.Emitted(); r.Acked(nil) }, false},
-		{"a batch failed", func(r *Run) { r.Emitted(); r.Acked(errors.New("no")); r.Ended() }, false},
+		{"ended, all acked", func(r *Run) { r.Emitted(); r.Emitted(); r.Acked(nil); r.Ended(); r.Acked(nil) }, true, nil},
+		{"ended with nothing emitted", func(r *Run) { r.Ended() }, true, nil},
+		{"a batch not acked", func(r *Run) { r.Emitted(); r.Emitted(); r.Acked(nil); r.Ended() }, false, ErrStopped},
+		{"not ended", func(r *Run) { r.Emitted(); r.Acked(nil) }, false, ErrStopped},
+		{"a batch failed", func(r *Run) { r.Emitted(); r.Acked(errDisk); r.Ended() }, false, errDisk},
+		{"the input failed", func(r *Run) { r.Emitted(); r.Acked(nil); r.Fail(errDisk); r.Ended() }, false, errDisk},
+		{"two inputs, one ended", func(r *Run) { r.Join(); r.Join(); r.Ended() }, false, ErrStopped},
+		{"two inputs, both ended", func(r *Run) { r.Join(); r.Join(); r.Ended(); r.Ended() }, true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &Run{}
 			tc.steps(r)
 			if got := r.Complete(); got != tc.want {
 				t.Errorf("Complete() = %v, want %v", got, tc.want)
+			}
+			why := r.Incomplete()
+			if (why == nil) != tc.want || tc.why != nil && !errors.Is(why, tc.why) {
+				t.Errorf("Incomplete() = %v, want %v", why, tc.why)
 			}
 		})
 	}
@@ -32,5 +43,27 @@ func TestRunComplete(t *testing.T) {
 	}
 	if _, ok := From(context.Background()); ok {
 		t.Error("a context without a run has one")
+	}
+}
+
+// TestForStream: the components of one stream share its run, and a
+// stream with no bounded input has none to look up.
+func TestForStream(t *testing.T) {
+	res := service.MockResources()
+	if _, ok := Lookup(res); ok {
+		t.Fatal("a run before any input made one")
+	}
+	r := ForStream(res)
+	if ForStream(res) != r {
+		t.Error("two runs in one stream")
+	}
+	if got, ok := Lookup(res); !ok || got != r {
+		t.Error("Lookup does not find the stream's run")
+	}
+	if ForStream(service.MockResources()) == r {
+		t.Error("two streams share a run")
+	}
+	if ForStream(nil) == nil {
+		t.Error("no run outside a stream")
 	}
 }

@@ -788,7 +788,7 @@ func (o *output) endRun(ctx context.Context) error {
 			if live != nil {
 				live.close()
 			}
-			o.log.Warnf("sqlite output: the run did not complete (stopped before the end of its input, or a batch failed): rolled back its %d rows; table %q in %s is as it was", o.runRows, o.table, o.path)
+			o.log.Warnf("sqlite output: the run did not complete (%v): rolled back its %d rows; table %q in %s is as it was", o.run.Incomplete(), o.runRows, o.table, o.path)
 			return c.Exec("ROLLBACK")
 		}
 		start := time.Now()

@@ -11,6 +11,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-dev/sluice/agent/runscope"
 )
 
 // Schedule makes a pipeline a batch job: it runs until its input ends,
@@ -229,7 +231,7 @@ func runWithRetries(ctx context.Context, p Pipeline, opts Options, log *slog.Log
 		err := runOne(runCtx, p, opts, log)
 		timedOut := ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded)
 		cancel()
-		if err == nil && timedOut {
+		if timedOut && (err == nil || errors.Is(err, runscope.ErrStopped)) {
 			err = fmt.Errorf("pipeline %q (%s): the run did not finish within its timeout of %s, so it was stopped", p.Name, p.Source, s.Timeout)
 		}
 		out := RunOutcome{Pipeline: p.Name, Attempt: attempt, Start: start, Duration: time.Since(start), Err: err, Schedule: s}

@@ -29,6 +29,8 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-dev/sluice/agent/runscope"
 )
 
 // DefaultShutdownTimeout is used when Options.ShutdownTimeout is not positive;
@@ -184,11 +186,30 @@ func runOne(ctx context.Context, p Pipeline, opts Options, log *slog.Logger) err
 	for {
 		np, nstrm, err := runStream(ctx, p, strm, opts, log, reqs)
 		if nstrm == nil {
+			if err == nil {
+				err = incomplete(p, strm)
+			}
 			return err
 		}
 		p, strm = np, nstrm
 		log.Info("pipeline reloaded: the new version is starting", "source", p.Source)
 	}
+}
+
+// incomplete is why a stream that ended without an error did not
+// complete its run, or nil: a bounded input's run can end early (its
+// files could not be read, a shutdown stopped it) without the stream
+// failing, and such a run is not a success. A streaming pipeline has no
+// run to complete.
+func incomplete(p Pipeline, strm *service.Stream) error {
+	run, ok := runscope.Lookup(strm.Resources())
+	if !ok {
+		return nil
+	}
+	if err := run.Incomplete(); err != nil {
+		return fmt.Errorf("pipeline %q (%s): %w", p.Name, p.Source, err)
+	}
+	return nil
 }
 
 // runStream runs strm until it finishes, ctx is cancelled, or a reload

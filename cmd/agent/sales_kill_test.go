@@ -129,3 +129,73 @@ func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// TestBatchRunFailures: a batch run whose input cannot be read fails at
+// once with the reason, each attempt, and publishes nothing (not even an
+// empty rejects file); a run stopped by a shutdown before the end of its
+// input is reported as failed, not as a success, and publishes nothing.
+func TestBatchRunFailures(t *testing.T) {
+	t.Run("missing input", func(t *testing.T) {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "rejects.csv")
+		// A timeout of an hour: waiting for the file would hit the test's
+		// own deadline instead of failing.
+		writeFile(t, filepath.Join(dir, "job.yaml"), fmt.Sprintf(`
+input:
+  csv_file:
+    paths: [%q]
+    columns: [{name: a, type: int}]
+schedule: {retries: 1, backoff: 10ms, timeout: 1h}
+output:
+  csv_file:
+    path: %q
+    transaction: run
+    columns: [{name: a, value: '${! json("a") }'}]
+`, filepath.Join(dir, "missing-*.csv"), out))
+		res := runAgent(t, dir, append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS="), "--pipeline", filepath.Join(dir, "job.yaml"))
+		if res.code == 0 || !strings.Contains(res.stderr, `csv_file: paths: \"`+filepath.Join(dir, "missing-*.csv")+`\" matches no file`) {
+			t.Fatalf("want a failure naming the path: %s", res)
+		}
+		if n := strings.Count(res.stderr, "ok=false"); n != 2 || strings.Contains(res.stderr, "ok=true") {
+			t.Errorf("%d failed run outcomes, want 2 (a retry): %s", n, res)
+		}
+		if fileExists(out) {
+			t.Errorf("%s was published by a run that read nothing", out)
+		}
+	})
+	t.Run("shutdown midway", func(t *testing.T) {
+		dir := t.TempDir()
+		csvPath := filepath.Join(dir, "sales.csv")
+		genSalesCSV(t, csvPath, 60000)
+		out := filepath.Join(dir, "out")
+		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=",
+			"SALES_CSV="+csvPath, "SALES_OUT="+out)
+		p := startPipeline(t, dir, env, "--pipeline", "builtin:sales_etl")
+		deadline := time.Now().Add(runTimeout)
+		for {
+			m, _ := filepath.Glob(filepath.Join(out, "*.parquet.tmp"))
+			if len(m) > 0 {
+				break
+			}
+			select {
+			case <-p.done:
+				t.Fatalf("the run finished before the load was seen; make the input larger\n%s", p.stderr)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the load did not begin within %s\n%s", runTimeout, p.stderr)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		p.stop(syscall.SIGTERM)
+		stderr := p.stderr.String()
+		if !strings.Contains(stderr, "the run was stopped before the end of its input") || strings.Contains(stderr, "run succeeded") || strings.Contains(stderr, "ok=true") {
+			t.Errorf("a run stopped midway is not reported as failed:\n%s", stderr)
+		}
+		for _, name := range []string{"rejects.csv", "*.parquet"} {
+			if m, _ := filepath.Glob(filepath.Join(out, name)); len(m) > 0 {
+				t.Errorf("%v published by a run stopped midway", m)
+			}
+		}
+	})
+}
