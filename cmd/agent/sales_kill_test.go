@@ -62,18 +62,7 @@ func TestSalesETLKilledMidway(t *testing.T) {
 			env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=",
 				"SALES_CSV="+csvPath, "SALES_OUT="+out)
 			p := startPipeline(t, dir, env, "--pipeline", "builtin:sales_etl")
-			deadline := time.Now().Add(runTimeout)
-			for !tc.loading(out) {
-				select {
-				case <-p.done:
-					t.Fatalf("the run finished before the load was seen; make the input larger\n%s", p.stderr)
-				default:
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the load did not begin within %s\n%s", runTimeout, p.stderr)
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
+			waitForLoad(t, p, func() bool { return tc.loading(out) })
 			p.stop(syscall.SIGKILL)
 
 			want := map[string]int{"sales_data": rows, "daily_summary": days, "customer_summary": customers}
@@ -125,6 +114,24 @@ func TestSalesETLKilledMidway(t *testing.T) {
 	}
 }
 
+// waitForLoad returns once loading reports that the run's load has begun;
+// it fails the test if the run ends first or runTimeout passes.
+func waitForLoad(t *testing.T, p *agentProc, loading func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(runTimeout)
+	for !loading() {
+		select {
+		case <-p.done:
+			t.Fatalf("the run finished before the load was seen; make the input larger\n%s", p.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the load did not begin within %s\n%s", runTimeout, p.stderr)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
@@ -171,22 +178,10 @@ output:
 		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=",
 			"SALES_CSV="+csvPath, "SALES_OUT="+out)
 		p := startPipeline(t, dir, env, "--pipeline", "builtin:sales_etl")
-		deadline := time.Now().Add(runTimeout)
-		for {
+		waitForLoad(t, p, func() bool {
 			m, _ := filepath.Glob(filepath.Join(out, "*.parquet.tmp"))
-			if len(m) > 0 {
-				break
-			}
-			select {
-			case <-p.done:
-				t.Fatalf("the run finished before the load was seen; make the input larger\n%s", p.stderr)
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the load did not begin within %s\n%s", runTimeout, p.stderr)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+			return len(m) > 0
+		})
 		p.stop(syscall.SIGTERM)
 		stderr := p.stderr.String()
 		if !strings.Contains(stderr, "the run was stopped before the end of its input") || strings.Contains(stderr, "run succeeded") || strings.Contains(stderr, "ok=true") {
