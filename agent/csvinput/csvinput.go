@@ -187,15 +187,14 @@ func newInput(conf *service.ParsedConfig, builtin Files) (*input, error) {
 	return in, nil
 }
 
-// A batch input cannot wait for its files to appear or to become
-// readable: a run that cannot open or read them has failed, and ends at
-// once (the pipeline's schedule retries it, with back-off), instead of
-// Benthos reconnecting until the run's timeout. Connect and ReadBatch
-// record such an error on the run (runscope.Run.Fail), which keeps the
-// outputs from publishing and the supervisor from calling the run a
-// success, and end the input.
-
-func (in *input) Connect(ctx context.Context) error {
+// Connect finds the files. A batch input cannot wait for its files to
+// appear or to become readable: a run that cannot open or read them has
+// failed, and ends at once (the pipeline's schedule retries it, with
+// back-off), instead of Benthos reconnecting until the run's timeout.
+// Connect and ReadBatch record such an error on the run
+// (runscope.Run.Fail), which keeps the outputs from publishing and the
+// supervisor from calling the run a success, and end the input.
+func (in *input) Connect(context.Context) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if err := in.resolve(); err != nil {
