@@ -14,10 +14,6 @@ import (
 	"github.com/sluice-dev/sluice/agent/runscope"
 )
 
-// errIncomplete is why a run that the input does not report complete is
-// not published.
-var errIncomplete = errors.New("the run did not complete: it was stopped before the end of its input (a timeout, a shutdown) or a batch failed")
-
 // joinRun checks, in run mode, that every message of the batch belongs to
 // the run of the earlier batches, the first batch setting it. Anything
 // else spoils the run: its output would lack rows it was sent.
@@ -116,12 +112,13 @@ wait:
 	o.mu.Lock()
 	reason := o.runFault
 	o.mu.Unlock()
+	why := run.Incomplete()
 	switch {
 	case reason != nil:
 	case waitErr != nil:
 		reason = waitErr
-	case !run.Complete():
-		reason = errIncomplete
+	case why != nil:
+		reason = fmt.Errorf("the run did not complete: %w", why)
 	}
 	if reason == nil && cur != nil {
 		o.finish(cur)
