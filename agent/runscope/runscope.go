@@ -29,8 +29,7 @@ import (
 // a shutdown, a timeout.
 var ErrStopped = errors.New("the run was stopped before the end of its input")
 
-// errBatch is why a run is incomplete when a batch was acknowledged with
-// an error and nothing more precise was recorded.
+// errBatch marks a run failed by a batch acknowledged with an error.
 var errBatch = errors.New("a batch of the run was not delivered")
 
 // Run is one run of a bounded input.
@@ -41,8 +40,9 @@ type Run struct {
 	// many of them reached their end: a broker of files is done when
 	// each is.
 	inputs, ended int
-	failed        bool // a batch was acknowledged with an error, or the input failed
-	err           error
+	// err is why the run failed, if it did: the input's error (Fail), or
+	// a batch acknowledged with an error.
+	err error
 }
 
 type key struct{}
@@ -72,11 +72,8 @@ func (r *Run) Acked(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.outstanding--
-	if err != nil {
-		r.failed = true
-		if r.err == nil {
-			r.err = errors.Join(errBatch, err)
-		}
+	if err != nil && r.err == nil {
+		r.err = errors.Join(errBatch, err)
 	}
 }
 
@@ -85,7 +82,6 @@ func (r *Run) Acked(err error) {
 func (r *Run) Fail(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.failed = true
 	if r.err == nil {
 		r.err = err
 	}
@@ -99,8 +95,6 @@ func (r *Run) Incomplete() error {
 	switch {
 	case r.err != nil:
 		return r.err
-	case r.failed:
-		return errBatch
 	case !r.endedAll() || r.outstanding > 0:
 		return ErrStopped
 	}
@@ -154,8 +148,4 @@ func (r *Run) endedAll() bool { return r.ended >= max(r.inputs, 1) }
 
 // Complete reports whether every input reached its end and every batch
 // emitted was delivered.
-func (r *Run) Complete() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.endedAll() && r.outstanding == 0 && !r.failed
-}
+func (r *Run) Complete() bool { return r.Incomplete() == nil }

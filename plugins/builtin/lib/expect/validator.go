@@ -348,11 +348,7 @@ func (v *Validator) Finish(r int, row *Row, out *Outcome) {
 	v.fails, v.obs, v.adds = v.fails[:0], v.obs[:0], v.adds[:0]
 	hard, keyRule := false, false
 	mask := v.masks[r*v.words : (r+1)*v.words]
-	broken := false
-	for _, w := range mask {
-		broken = broken || w != 0
-	}
-	if broken {
+	if !v.clean(r) {
 		for _, e := range s.exps {
 			if mask[e.index/64]&(1<<(e.index%64)) != 0 {
 				v.broke(e, row, false)
@@ -415,15 +411,21 @@ func (v *Validator) Finish(r int, row *Row, out *Outcome) {
 // would; the caller then skips Finish. Most rows of most batches pass, and
 // in Wasm a call per row is much of a simple suite's cost.
 func (v *Validator) Passed(r int) bool {
-	if len(v.s.unique) > 0 {
+	if len(v.s.unique) > 0 || !v.clean(r) {
 		return false
 	}
+	v.valid++
+	return true
+}
+
+// clean reports whether row r of the last Evaluate broke no expectation
+// Evaluate checks.
+func (v *Validator) clean(r int) bool {
 	for _, w := range v.masks[r*v.words : (r+1)*v.words] {
 		if w != 0 {
 			return false
 		}
 	}
-	v.valid++
 	return true
 }
 
