@@ -239,6 +239,25 @@ func eachRow(t *testing.T, db *sql.DB, query string, f func(vals []any)) {
 	}
 }
 
+// rowsOrAbsent is count, or -1 if there is no such table.
+func rowsOrAbsent(t testing.TB, db *sql.DB, table string) int {
+	t.Helper()
+	var n int
+	err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n)
+	if err != nil && strings.Contains(err.Error(), "no such table") {
+		return -1
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
 func count(t testing.TB, db *sql.DB, table string) int {
 	t.Helper()
 	var n int
@@ -252,6 +271,12 @@ func count(t testing.TB, db *sql.DB, table string) int {
 // hides: the error of a batch and of Connect.
 func newTestOutput(t testing.TB, conf map[string]any) (*output, error) {
 	t.Helper()
+	return newTestOutputIn(t, conf, service.MockResources())
+}
+
+// newTestOutputIn is newTestOutput with the stream's resources.
+func newTestOutputIn(t testing.TB, conf map[string]any, res *service.Resources) (*output, error) {
+	t.Helper()
 	b, err := json.Marshal(conf)
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +285,7 @@ func newTestOutput(t testing.TB, conf map[string]any) (*output, error) {
 	if err != nil {
 		return nil, err
 	}
-	o, _, _, err := newOutput(parsed, service.MockResources())
+	o, _, _, err := newOutput(parsed, res)
 	return o, err
 }
 
@@ -955,25 +980,50 @@ func inRun(r *runscope.Run, b service.MessageBatch) service.MessageBatch {
 // run is refused.
 func TestRunTransaction(t *testing.T) {
 	rows := lines(t, sales(30, 0))
+	const absent = -1 // no such table
 	for _, tc := range []struct {
 		name string
+		// existing: the file holds the table, with one row, and no days
+		// table before the run.
+		existing bool
+		deliver  bool // whether the run's batches reach the output
 		// finish ends the run as the input would, or not.
 		finish   func(r *runscope.Run)
 		want     int // rows after Close
 		wantDays int
 	}{
-		{"complete", func(r *runscope.Run) { r.Acked(nil); r.Acked(nil); r.Acked(nil); r.Ended() }, 20, 18}, // days 1-10 and 21-28, 1-2 again
-		{"stopped before its end", func(r *runscope.Run) { r.Acked(nil); r.Acked(nil); r.Acked(nil) }, 0, 0},
-		{"a batch not acknowledged", func(r *runscope.Run) { r.Acked(nil); r.Acked(nil); r.Ended() }, 0, 0},
+		{"complete", false, true, func(r *runscope.Run) { r.Acked(nil); r.Acked(nil); r.Acked(nil); r.Ended() }, 20, 18}, // days 1-10 and 21-28, 1-2 again
+		{"stopped before its end", false, true, func(r *runscope.Run) { r.Acked(nil); r.Acked(nil); r.Acked(nil) }, absent, absent},
+		{"a batch not acknowledged", false, true, func(r *runscope.Run) { r.Acked(nil); r.Acked(nil); r.Ended() }, absent, absent},
+		{"complete, no rows", false, false, func(r *runscope.Run) { r.Ended() }, 0, 0},
+		{"stopped before a row", false, false, func(*runscope.Run) {}, absent, absent},
+		{"complete, into a table", true, true, func(r *runscope.Run) { r.Acked(nil); r.Acked(nil); r.Acked(nil); r.Ended() }, 21, 19},
+		{"stopped, into a table", true, true, func(r *runscope.Run) { r.Acked(nil); r.Acked(nil); r.Acked(nil) }, 1, absent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "sales.db")
-			o, err := newTestOutput(t, map[string]any{
+			before := absent
+			if tc.existing {
+				db := openDB(t, path, "journal_mode(wal)")
+				if _, err := db.Exec(`CREATE TABLE sales (date TEXT, product_id INTEGER, quantity INTEGER, price REAL, customer_id INTEGER, total_amount REAL, PRIMARY KEY (date, product_id, customer_id))`); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := db.Exec(`INSERT INTO sales (date, product_id, customer_id, total_amount) VALUES ('2023-12-31', 1, 1, 5)`); err != nil {
+					t.Fatal(err)
+				}
+				before = 1
+			}
+			conf := map[string]any{
 				"path": path, "table": "sales", "columns": salesColumns(), "key": salesKey,
 				"transaction":     "run",
 				"init_statements": []any{"CREATE TABLE IF NOT EXISTS days (date TEXT PRIMARY KEY, revenue REAL)"},
 				"after_run":       []any{"DELETE FROM days", "INSERT INTO days SELECT date, sum(total_amount) FROM sales GROUP BY date"},
-			})
+			}
+			// The run is the stream's, as a csv_file input makes it, so
+			// that Close finds it when no batch brought it.
+			res := service.MockResources()
+			r := runscope.ForStream(res)
+			o, err := newTestOutputIn(t, conf, res)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -981,28 +1031,48 @@ func TestRunTransaction(t *testing.T) {
 			if err := o.Connect(ctx); err != nil {
 				t.Fatal(err)
 			}
-			r := &runscope.Run{}
+			if !tc.existing && fileExists(path) {
+				t.Errorf("connecting in run mode created %s", path)
+			}
 			bad := `{"date":"2024-01-01","product_id":"x","quantity":1,"price":1,"customer_id":1,"total_amount":1}`
 			for i, b := range []service.MessageBatch{batchOf(rows[:10]...), batchOf(append(rows[10:19:19], bad)...), batchOf(rows[20:30]...)} {
+				if !tc.deliver {
+					break
+				}
 				r.Emitted()
 				err := o.WriteBatch(ctx, inRun(r, b))
 				if (err != nil) != (i == 1) {
 					t.Fatalf("batch %d: %v (only batch 1, with a bad row, should fail)", i, err)
 				}
 			}
-			db := openDB(t, path)
-			if n := count(t, db, "sales"); n != 0 {
-				t.Errorf("a reader sees %d rows before the run ended, want none", n)
+			var db *sql.DB
+			if tc.deliver {
+				db = openDB(t, path)
+				if n := rowsOrAbsent(t, db, "sales"); n != before {
+					t.Errorf("a reader sees %d rows before the run ended, want %d (-1: no table)", n, before)
+				}
 			}
 			tc.finish(r)
 			if err := o.Close(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if n := count(t, db, "sales"); n != tc.want {
-				t.Errorf("%d rows after Close, want %d (batches 0 and 2, batch 1 rolled back alone)", n, tc.want)
+			if !fileExists(path) {
+				if tc.want != absent {
+					t.Fatalf("no %s after Close", path)
+				}
+				return // a first run that wrote nothing, as it should
 			}
-			if n := count(t, db, "days"); n != tc.wantDays {
-				t.Errorf("after_run's table has %d rows, want %d", n, tc.wantDays)
+			if !tc.deliver && tc.want == absent {
+				t.Errorf("a run stopped before its first row left %s", path)
+			}
+			if db == nil {
+				db = openDB(t, path)
+			}
+			if n := rowsOrAbsent(t, db, "sales"); n != tc.want {
+				t.Errorf("%d rows after Close, want %d (batches 0 and 2, batch 1 rolled back alone; -1: no table)", n, tc.want)
+			}
+			if n := rowsOrAbsent(t, db, "days"); n != tc.wantDays {
+				t.Errorf("after_run's table has %d rows, want %d (-1: no table)", n, tc.wantDays)
 			}
 		})
 	}

@@ -34,10 +34,10 @@ func genSalesCSV(t *testing.T, path string, n int) (days, customers int) {
 	return len(ds), len(cs)
 }
 
-// TestSalesETLKilledMidway: the agent SIGKILLed while a run is loading
-// leaves each SQLite table as it was (absent or empty) or complete, never
-// some of the run's rows, and every Parquet file whole; the next run
-// completes them all.
+// TestSalesETLKilledMidway: the agent SIGKILLed while its first run is
+// loading leaves each SQLite table as it was (absent: not even created
+// empty) or complete, never some of the run's rows, and every Parquet
+// file whole; the next run completes them all.
 func TestSalesETLKilledMidway(t *testing.T) {
 	const rows = 60000
 	for _, tc := range []struct {
@@ -66,7 +66,7 @@ func TestSalesETLKilledMidway(t *testing.T) {
 			p.stop(syscall.SIGKILL)
 
 			want := map[string]int{"sales_data": rows, "daily_summary": days, "customer_summary": customers}
-			check := func(after string, mayBeEmpty bool) {
+			check := func(after string, mayBeAbsent bool) {
 				t.Helper()
 				if db := filepath.Join(out, "sales.db"); fileExists(db) {
 					conn, err := sql.Open("sqlite3", "file:"+db)
@@ -77,18 +77,18 @@ func TestSalesETLKilledMidway(t *testing.T) {
 					for table, n := range want {
 						var got int
 						err := conn.QueryRow("SELECT count(*) FROM " + table).Scan(&got)
-						if err != nil && mayBeEmpty && strings.Contains(err.Error(), "no such table") {
+						if err != nil && mayBeAbsent && strings.Contains(err.Error(), "no such table") {
 							continue
 						}
-						if err != nil || (got != n && !(mayBeEmpty && got == 0)) {
-							t.Errorf("%s: %s has %d rows (%v), want %d or none", after, table, got, err, n)
+						if err != nil || got != n {
+							t.Errorf("%s: %s has %d rows (%v), want %d or no table", after, table, got, err, n)
 						}
 					}
-				} else if !mayBeEmpty {
+				} else if !mayBeAbsent {
 					t.Errorf("%s: no sales.db", after)
 				}
 				files, _ := filepath.Glob(filepath.Join(out, "*.parquet"))
-				if len(files) == 0 && !mayBeEmpty {
+				if len(files) == 0 && !mayBeAbsent {
 					t.Errorf("%s: no Parquet file", after)
 				}
 				for _, f := range files {
@@ -144,7 +144,7 @@ func fileExists(path string) bool {
 func TestBatchRunFailures(t *testing.T) {
 	t.Run("missing input", func(t *testing.T) {
 		dir := t.TempDir()
-		out := filepath.Join(dir, "rejects.csv")
+		out, db := filepath.Join(dir, "rejects.csv"), filepath.Join(dir, "db", "a.db")
 		// A timeout of an hour: waiting for the file would hit the test's
 		// own deadline instead of failing.
 		writeFile(t, filepath.Join(dir, "job.yaml"), fmt.Sprintf(`
@@ -154,11 +154,19 @@ input:
     columns: [{name: a, type: int}]
 schedule: {retries: 1, backoff: 10ms, timeout: 1h}
 output:
-  csv_file:
-    path: %q
-    transaction: run
-    columns: [{name: a, value: '${! json("a") }'}]
-`, filepath.Join(dir, "missing-*.csv"), out))
+  broker:
+    pattern: fan_out
+    outputs:
+      - csv_file:
+          path: %q
+          transaction: run
+          columns: [{name: a, value: '${! json("a") }'}]
+      - sqlite:
+          path: %q
+          table: a
+          transaction: run
+          columns: [{name: a, type: INTEGER}]
+`, filepath.Join(dir, "missing-*.csv"), out, db))
 		res := runAgent(t, dir, append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS="), "--pipeline", filepath.Join(dir, "job.yaml"))
 		if res.code == 0 || !strings.Contains(res.stderr, `csv_file: paths: \"`+filepath.Join(dir, "missing-*.csv")+`\" matches no file`) {
 			t.Fatalf("want a failure naming the path: %s", res)
@@ -166,8 +174,10 @@ output:
 		if n := strings.Count(res.stderr, "ok=false"); n != 2 || strings.Contains(res.stderr, "ok=true") {
 			t.Errorf("%d failed run outcomes, want 2 (a retry): %s", n, res)
 		}
-		if fileExists(out) {
-			t.Errorf("%s was published by a run that read nothing", out)
+		for _, f := range []string{out, db} {
+			if fileExists(f) {
+				t.Errorf("%s was published by a run that read nothing", f)
+			}
 		}
 	})
 	t.Run("shutdown midway", func(t *testing.T) {
@@ -191,6 +201,16 @@ output:
 			if m, _ := filepath.Glob(filepath.Join(out, name)); len(m) > 0 {
 				t.Errorf("%v published by a run stopped midway", m)
 			}
+		}
+		// The run was sales.db's first: it leaves no table in it.
+		conn, err := sql.Open("sqlite3", "file:"+filepath.Join(out, "sales.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var tables string
+		if err := conn.QueryRow("SELECT coalesce(group_concat(name), '') FROM sqlite_schema").Scan(&tables); err != nil || tables != "" {
+			t.Errorf("sales.db holds %q (%v) after a first run stopped midway, want nothing", tables, err)
 		}
 	})
 }
