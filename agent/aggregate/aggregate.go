@@ -26,6 +26,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/sluice-dev/sluice/internal/enumlint"
+	"github.com/sluice-dev/sluice/internal/fsum"
 	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
 )
@@ -46,7 +47,7 @@ Each summary is a JSON object holding the group's `+"`group_by`"+` values and on
 
 It summarises the batch it is given. To summarise a whole bounded input (a file), put a `+"`memory`"+` buffer with a batch policy larger than the input in front of it; for windows of a stream, a `+"`system_window`"+` buffer.
 
-Ops: `+"`sum`, `mean`, `count` (messages in the group; no path), `count_distinct`, `min`, `max` (numbers, or strings such as ISO dates), `day_span` (whole days between the earliest and latest time or date, like pandas' `(max - min).days`), `first`, `last`"+`. Missing or null values are skipped by every op but `+"`count`"+`.`).
+Ops: `+"`sum`, `mean` (compensated sums, as SQLite's `sum()` and `avg()` and the `sqlite` output's `summaries`: ten values of 0.1 sum to 1, not 0.9999999999999999), `count` (messages in the group; no path), `count_distinct`, `min`, `max` (numbers, or strings such as ISO dates), `day_span` (whole days between the earliest and latest time or date, like pandas' `(max - min).days`), `first`, `last`"+`. Missing or null values are skipped by every op but `+"`count`"+`.`).
 		Fields(
 			service.NewStringListField("group_by").Description("Fields (paths) whose values form a group; each appears in the summary under its last path element.").Example([]string{"date"}).Example([]string{"customer_id"}),
 			service.NewObjectListField("fields",
@@ -139,7 +140,7 @@ func New(conf *service.ParsedConfig) (*Processor, error) {
 // acc accumulates one field of one group.
 type acc struct {
 	n        int
-	sum      float64
+	sum      fsum.Sum // compensated, as SQLite's sum()
 	distinct map[string]struct{}
 	min, max gjson.Result
 	minT     time.Time
@@ -249,7 +250,7 @@ func (a *acc) add(op string, v gjson.Result) {
 	a.n++
 	switch op {
 	case "sum", "mean":
-		a.sum += v.Num
+		a.sum.Add(v.Num)
 	case "count_distinct":
 		if a.distinct == nil {
 			a.distinct = map[string]struct{}{}
@@ -304,12 +305,12 @@ func (p *Processor) render(g *group) []byte {
 		case "count_distinct":
 			b = strconv.AppendInt(b, int64(len(a.distinct)), 10)
 		case "sum":
-			b = appendNumber(b, a.sum, f.round)
+			b = appendNumber(b, a.sum.Value(), f.round)
 		case "mean":
 			if a.n == 0 {
 				b = append(b, "null"...)
 			} else {
-				b = appendNumber(b, a.sum/float64(a.n), f.round)
+				b = appendNumber(b, a.sum.Value()/float64(a.n), f.round)
 			}
 		case "min", "max", "first", "last":
 			v := map[string]gjson.Result{"min": a.min, "max": a.max, "first": a.first, "last": a.last}[f.op]

@@ -242,6 +242,28 @@ func TestRowsNotCounted(t *testing.T) {
 	}
 }
 
+// TestCompensatedSums: sums and means are compensated, as SQLite's sum()
+// and avg() (and the sqlite output's summaries) are: ten payments of 0.10
+// total 1, not 0.9999999999999999, and a small amount between two large
+// ones that cancel is kept.
+func TestCompensatedSums(t *testing.T) {
+	p := newProc(t, "group_by: [k]\nfields: [{as: total, op: sum, path: v}, {as: avg, op: mean, path: v}]\n")
+	var in []string
+	for range 10 {
+		in = append(in, `{"k":"a","v":0.1}`)
+	}
+	in = append(in, `{"k":"b","v":1e16}`, `{"k":"b","v":3}`, `{"k":"b","v":-1e16}`)
+	var got []string
+	for _, m := range runBatch(t, p, in...) {
+		body, _ := m.AsBytes()
+		got = append(got, string(body))
+	}
+	want := []string{`{"k":"a","total":1,"avg":0.1}`, `{"k":"b","total":3,"avg":1}`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"group_by: [k]\nfields: []\n", "at least one summary field"},

@@ -17,6 +17,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/internal/enumlint"
+	"github.com/sluice-dev/sluice/internal/fsum"
 )
 
 // Summaries are declared group-by tables recomputed from the output's
@@ -467,14 +468,14 @@ type sumGroup struct {
 // an int64 while every value is an integer, then a Kahan-Babuska-Neumaier
 // compensated sum (func.c), so the results match its sum() and avg().
 type acc struct {
-	n          int64 // values (not NULL) seen; rows, for count
-	iSum       int64
-	rSum, rErr float64
-	approx     bool // a non-integer value, or an overflow, was summed
-	overflow   bool // the integer sum overflowed while only integers were summed
-	ints       intSet
-	others     map[string]struct{}
-	min, max   val
+	n        int64 // values (not NULL) seen; rows, for count
+	iSum     int64
+	rSum     fsum.Sum
+	approx   bool // a non-integer value, or an overflow, was summed
+	overflow bool // the integer sum overflowed while only integers were summed
+	ints     intSet
+	others   map[string]struct{}
+	min, max val
 }
 
 func newAggregation(s *summary, index func(string) int) *aggregation {
@@ -683,7 +684,8 @@ func splitInt(i int64) (big, small float64, split bool) {
 
 func (a *acc) startApprox() {
 	a.approx = true
-	a.rSum, a.rErr, _ = splitInt(a.iSum)
+	big, small, _ := splitInt(a.iSum)
+	a.rSum = fsum.New(big, small)
 }
 
 func (a *acc) stepInt(i int64) {
@@ -694,24 +696,13 @@ func (a *acc) stepInt(i int64) {
 	}
 }
 
-func (a *acc) step(r float64) {
-	t := a.rSum + r
-	if math.Abs(a.rSum) > math.Abs(r) {
-		a.rErr += (a.rSum - t) + r
-	} else {
-		a.rErr += (r - t) + a.rSum
-	}
-	a.rSum = t
-}
+func (a *acc) step(r float64) { a.rSum.Add(r) }
 
 func (a *acc) real() float64 {
 	if !a.approx {
 		return float64(a.iSum)
 	}
-	if math.IsInf(a.rErr, 0) || math.IsNaN(a.rErr) {
-		return a.rSum
-	}
-	return a.rSum + a.rErr
+	return a.rSum.Value()
 }
 
 // distinct adds v to the group's set of distinct values. Integers, the
