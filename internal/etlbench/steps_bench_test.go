@@ -28,9 +28,14 @@ import (
 )
 
 // salesCSV writes rows rows from the seed's generator
-// (../shared/peers/gen_sales.py, as compare.sh uses), or skips.
+// (../shared/peers/gen_sales.py, as compare.sh uses), or skips; with
+// SLUICE_SALES_CSV set it uses that file instead (for profiling, where
+// the generator's Python would be most of the samples).
 func salesCSV(b *testing.B, rows int) string {
 	b.Helper()
+	if path := os.Getenv("SLUICE_SALES_CSV"); path != "" {
+		return path
+	}
 	gen := filepath.Join("..", "..", "..", "shared", "peers", "gen_sales.py")
 	if _, err := os.Stat(gen); err != nil {
 		b.Skipf("the seed's generator is not here: %v", err)
