@@ -222,7 +222,11 @@ type stepConf struct {
 	Config     any    `yaml:"config"`
 	ConfigFile string `yaml:"config_file"`
 	Key        string `yaml:"key"`
-	State      *struct {
+	// SkipErrored is honoured whatever it says: the native chain never
+	// hands a failed event to a later step, as keyed steps and steps with
+	// skip_errored do not.
+	SkipErrored bool `yaml:"skip_errored"`
+	State       *struct {
 		Namespace string `yaml:"namespace"`
 		TTL       string `yaml:"ttl"`
 		TTLClock  string `yaml:"ttl_clock"`
