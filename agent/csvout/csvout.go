@@ -44,7 +44,7 @@ Each message becomes one row; each column's `+"`value`"+` is evaluated on the me
 
 `+"`batch`"+` (the default) appends each batch to `+"`path`"+`, fsynced before the batch is acknowledged, writing the header first when the file is new or empty.
 
-`+"`run`"+` writes the whole run of a bounded input (`+"`csv_file`"+` input) to `+"`<path>.tmp`"+` and, when the output closes, replaces `+"`path`"+` with it only if the run read its input to the end and every message was delivered (fsync, rename, directory fsync); otherwise the .tmp file is removed and `+"`path`"+` is left as it was. Each completed run therefore leaves exactly its own rows, and a header-only file when it had none: the rejects file of a batch job, replaced by each run.`).
+`+"`run`"+` writes the whole run of a bounded input (`+"`csv_file`"+` input) to `+"`<path>.tmp`"+` and, when the output closes, replaces `+"`path`"+` with it only if the run read its input to the end and every message was delivered (fsync, rename, directory fsync); otherwise the .tmp file is removed and `+"`path`"+` is left as it was. The .tmp file (and `+"`path`"+`'s directory, if missing) is created by the run's first row, so a run that fails before one changes nothing at all. Each completed run therefore leaves exactly its own rows, and a header-only file when it had none: the rejects file of a batch job, replaced by each run.`).
 		Fields(
 			service.NewStringField(fPath).Description("The CSV file; its directory is created if missing.").Example("out/rejects.csv"),
 			service.NewObjectListField(fColumns,
@@ -84,8 +84,12 @@ type output struct {
 	// res is the stream's, for its run when no batch brought one.
 	res *service.Resources
 
-	mu   sync.Mutex
-	f    *os.File // the open file: path (batch mode) or path.tmp (run mode)
+	mu        sync.Mutex
+	connected bool
+	// f is the open file: path (batch mode) or path.tmp (run mode, opened
+	// by the run's first write, so that a run that fails before it leaves
+	// nothing behind, not even the directory).
+	f    *os.File
 	run  *runscope.Run
 	rows int
 }
@@ -140,14 +144,27 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, err
 
 func (o *output) tmp() string { return o.path + ".tmp" }
 
-// Connect opens the file. In run mode a .tmp left by a crashed run is
-// replaced: its run never completed, so nothing in it was published.
+// Connect opens the file in batch mode. In run mode the run's first
+// write does (open), and a .tmp left by a crashed run is replaced then:
+// its run never completed, so nothing in it was published.
 func (o *output) Connect(context.Context) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.f != nil {
+	if o.connected {
 		return nil
 	}
+	if !o.runMode {
+		if err := o.open(); err != nil {
+			return err
+		}
+	}
+	o.connected = true
+	return nil
+}
+
+// open creates the file's directory and opens the file (batch mode) or a
+// new .tmp (run mode), writing the header into an empty file.
+func (o *output) open() error {
 	if err := os.MkdirAll(filepath.Dir(o.path), 0o755); err != nil {
 		return fmt.Errorf("csv_file output: directory of %s: %w", o.path, err)
 	}
@@ -205,7 +222,7 @@ func (o *output) WriteBatch(_ context.Context, batch service.MessageBatch) error
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.f == nil {
+	if !o.connected {
 		return service.ErrNotConnected
 	}
 	if o.runMode && len(batch) > 0 {
@@ -217,6 +234,11 @@ func (o *output) WriteBatch(_ context.Context, batch service.MessageBatch) error
 			return fmt.Errorf("csv_file output: %s: run: this batch belongs to another run than the earlier ones", fTransaction)
 		}
 		o.run = run
+		if o.f == nil {
+			if err := o.open(); err != nil {
+				return err
+			}
+		}
 	}
 	if err := o.writeRows(o.f, rows); err != nil {
 		return fmt.Errorf("csv_file output: write %s: %w", o.f.Name(), err)
@@ -235,12 +257,13 @@ func (o *output) WriteBatch(_ context.Context, batch service.MessageBatch) error
 func (o *output) Close(context.Context) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	f := o.f
-	if f == nil {
+	if !o.connected {
 		return nil
 	}
-	o.f = nil
+	o.connected = false
 	if !o.runMode {
+		f := o.f
+		o.f = nil
 		return f.Close()
 	}
 	// A run that wrote nothing here can still be complete: its file then
@@ -253,10 +276,21 @@ func (o *output) Close(context.Context) error {
 		run, _ = runscope.Lookup(o.res)
 	}
 	if run != nil && !run.Complete() {
-		err := errors.Join(f.Close(), os.Remove(o.tmp()))
+		var err error
+		if o.f != nil {
+			err = errors.Join(o.f.Close(), os.Remove(o.tmp()))
+			o.f = nil
+		}
 		o.log.Warnf("csv_file output: the run did not complete (%v): its %d rows were discarded; %s is as it was", run.Incomplete(), o.rows, o.path)
 		return err
 	}
+	if o.f == nil {
+		if err := o.open(); err != nil {
+			return err
+		}
+	}
+	f := o.f
+	o.f = nil
 	if err := atomicfile.Publish(f, o.tmp(), o.path); err != nil {
 		return fmt.Errorf("csv_file output: %w", err)
 	}

@@ -3,6 +3,7 @@ package csvout
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,6 +94,69 @@ func TestBatchModeAppends(t *testing.T) {
 	}
 	if recs[1][1] != `bad row 1, see "docs"` || recs[1][2] != "a,\"b\"\n1" {
 		t.Errorf("row read back as %q: quoting lost something", recs[1])
+	}
+}
+
+// TestRunModeNewFile: a run into a file that does not exist yet creates
+// nothing, not even the file's directory, unless it completes; a complete
+// run with no rows publishes the header alone.
+func TestRunModeNewFile(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		finish  func(*runscope.Run)
+		deliver bool
+		want    string // the published file's lines, or "" for none
+	}{
+		{"failed before a row", func(r *runscope.Run) { r.Fail(errors.New("no input")) }, false, ""},
+		{"stopped before a row", func(*runscope.Run) {}, false, ""},
+		{"stopped after a row", func(r *runscope.Run) { r.Acked(nil) }, true, ""},
+		{"complete, no rows", func(r *runscope.Run) { r.Ended() }, false, "line"},
+		{"complete", func(r *runscope.Run) { r.Acked(nil); r.Ended() }, true, "line 7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "out")
+			path := filepath.Join(dir, "rejects.csv")
+			conf, err := ConfigSpec().ParseYAML("path: "+path+"\n"+columnsYAML+"transaction: run\n", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The run is the stream's, as a csv_file input makes it.
+			res := service.MockResources()
+			r := runscope.ForStream(res)
+			o, err := newOutput(conf, res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if err := o.Connect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("Connect created %s (%v)", dir, err)
+			}
+			if tc.deliver {
+				r.Emitted()
+				rctx := runscope.With(ctx, r)
+				if err := o.WriteBatch(ctx, rejects(rctx, "7")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tc.finish(r)
+			if err := o.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "" {
+				if entries, err := os.ReadDir(dir); tc.deliver && (err != nil || len(entries) != 0) {
+					t.Errorf("after a run that wrote a row and failed, %s holds %d entries (%v), want none", dir, len(entries), err)
+				} else if !tc.deliver && !os.IsNotExist(err) {
+					t.Errorf("a run that failed before a row left %s (%v)", dir, err)
+				}
+				return
+			}
+			if got := lineCol(readBack(t, path)); got != tc.want {
+				t.Errorf("published %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 
