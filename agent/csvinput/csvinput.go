@@ -46,7 +46,7 @@ func ConfigSpec() *service.ConfigSpec {
 		Description(`
 Each row becomes a JSON object in the header's column order; an empty cell is null. Columns listed in `+"`columns`"+` are converted to their type; other columns stay strings. A row whose value does not convert (a price of "abc") is emitted with its original CSV text as the body, errored with the reason, so a `+"`switch`"+` on `+"`errored()`"+` can write it to a rejects file. A file whose header lacks a required column is rejected as a whole the same way (its header line, and why), and the input goes on to the next file.
 
-Files are read as the rows are handed on, holding only a window from the row being read (a few hundred KiB), so memory does not grow with the file. A file that cannot be read to its end (an I/O error) fails the run with the file and the last line read, and the input ends there: it does not end as if the file ended there, and it is not retried within the run (the schedule's retries are).
+Files are read as the rows are handed on, holding only a window from the row being read (a few hundred KiB), so memory does not grow with the file. A file that cannot be read to its end (an I/O error) fails the run with the file and the last line read, and the input ends there: it does not end as if the file ended there, and it is not retried within the run (the schedule's retries are). A file that changed between being opened and its end (its size or modification time: a file still being written, or rewritten in place) fails the run the same way, since what was read may be part of it; write input files elsewhere and rename them into place, which the reader does not count as a change (it reads the file it opened).
 
 ### Metadata
 
@@ -363,9 +363,12 @@ func (in *input) Close(context.Context) error {
 // only the bytes from the row being read on (win), which is enough for a
 // row's original text, so memory does not grow with the file.
 type fileReader struct {
-	in     *input
-	name   string
-	src    io.Closer // the open file; nil for an embedded one
+	in   *input
+	name string
+	src  io.Closer // the open file; nil for an embedded one
+	// opened is the file's size and time when it was opened (nil for an
+	// embedded one), to tell at its end whether it changed meanwhile.
+	opened os.FileInfo
 	win    *window
 	head   []byte // the file's first line, the text of a header's reject
 	err    error  // why the file could not be read to its end
@@ -392,7 +395,16 @@ func (in *input) open(name string) (*fileReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return in.openReader(name, rd, src), nil
+	var opened os.FileInfo
+	if f, ok := src.(*os.File); ok {
+		if opened, err = f.Stat(); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("csv_file: %w", err)
+		}
+	}
+	r := in.openReader(name, rd, src)
+	r.opened = opened
+	return r, nil
 }
 
 // openReader reads the header of the file name, read from rd and closed
@@ -507,6 +519,7 @@ func (f *fileReader) record() (rec []string, line int, raw []byte, err error, ok
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			f.done = true
+			f.err = f.changed()
 			f.finish()
 			return nil, 0, nil, nil, false
 		}
@@ -528,6 +541,28 @@ func (f *fileReader) record() (rec []string, line int, raw []byte, err error, ok
 	// the span; a reject's raw text is the record alone.
 	raw = bytes.Trim(f.win.span(start, f.off), "\r\n")
 	return rec, line, raw, err, true
+}
+
+// changed says, at the end of the file, why the run must not take what
+// was read as the file if it changed since it was opened (nil if not): a
+// file still being written, or rewritten in place, was read in part, and
+// the run would publish that part as if it were the whole. A file
+// replaced by a rename is not a change here: the open file is the one
+// that was there, read whole.
+func (f *fileReader) changed() error {
+	file, ok := f.src.(*os.File)
+	if !ok || f.opened == nil {
+		return nil
+	}
+	now, err := file.Stat()
+	if err != nil {
+		return fmt.Errorf("csv_file: %s at its end: %w", f.name, err)
+	}
+	if now.Size() == f.opened.Size() && now.ModTime().Equal(f.opened.ModTime()) {
+		return nil
+	}
+	return fmt.Errorf("csv_file: %s changed while it was read (%d bytes, modified %s, when opened; %d bytes, modified %s, at its end): what was read may be part of a file still being written, so the run fails; its retry reads the file again",
+		f.name, f.opened.Size(), f.opened.ModTime().UTC().Format(time.RFC3339Nano), now.Size(), now.ModTime().UTC().Format(time.RFC3339Nano))
 }
 
 // window is what the CSV reader has read of a file, from the start of

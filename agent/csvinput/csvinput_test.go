@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -439,5 +440,117 @@ func TestMissingFileFailsTheRun(t *testing.T) {
 				t.Errorf("the run's failure: %v, want csv_file: ... %s", why, tc.want)
 			}
 		})
+	}
+}
+
+// TestFileChangedWhileReadFailsTheRun: a file that grows, shrinks or is
+// rewritten between being opened and its end was read in part (a file
+// still being written), so the run fails, naming it, rather than publish
+// that part as the whole; a file replaced by a rename is not changed for
+// the reader, which reads the one it opened, whole.
+func TestFileChangedWhileReadFailsTheRun(t *testing.T) {
+	var body strings.Builder
+	body.WriteString("a,b\n")
+	for i := range 200 {
+		fmt.Fprintf(&body, "%d,%d\n", i, i*i)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, path string)
+		fails  bool
+	}{
+		{"unchanged", func(*testing.T, string) {}, false},
+		{"appended to", func(t *testing.T, path string) {
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteString("200,40000\n201,40401\n"); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"truncated", func(t *testing.T, path string) {
+			if err := os.Truncate(path, 100); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"rewritten in place, same size", func(t *testing.T, path string) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			copy(b[len(b)-4:], "99\n\n")
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Whatever the file system's clock granularity.
+			later := time.Now().Add(time.Minute)
+			if err := os.Chtimes(path, later, later); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"replaced by a rename", func(t *testing.T, path string) {
+			tmp := path + ".new"
+			if err := os.WriteFile(tmp, []byte("a,b\n9,9\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, path); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	} {
+		for _, mode := range []string{"rows", "frames"} {
+			t.Run(tc.name+"/"+mode, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "sales.csv")
+				if err := os.WriteFile(path, []byte(body.String()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				conf, err := ConfigSpec().ParseYAML(fmt.Sprintf("paths: [%q]\nbatch_size: 50\nframes: %v\n", path, mode == "frames"), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				in, err := newInput(conf, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx := context.Background()
+				if err := in.Connect(ctx); err != nil {
+					t.Fatal(err)
+				}
+				rows := 0
+				for batches := 0; ; batches++ {
+					if batches == 1 {
+						tc.change(t, path)
+					}
+					batch, ack, err := in.ReadBatch(ctx)
+					if errors.Is(err, service.ErrEndOfInput) {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, m := range batch {
+						body, _ := m.AsBytes()
+						if f, err := frame.Decode(body); err == nil {
+							rows += f.Rows
+						} else {
+							rows++
+						}
+					}
+					_ = ack(ctx, nil)
+				}
+				why := in.run.Incomplete()
+				if !tc.fails {
+					if why != nil || rows != 200 {
+						t.Errorf("read %d rows, the run's failure %v; want all 200 and none", rows, why)
+					}
+					return
+				}
+				if why == nil || !strings.Contains(why.Error(), "csv_file: "+path+" changed while it was read") {
+					t.Errorf("the run's failure: %v; want it to say %s changed while it was read", why, path)
+				}
+			})
+		}
 	}
 }
