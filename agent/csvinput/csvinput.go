@@ -62,7 +62,7 @@ Files are read as the rows are handed on, holding only a window from the row bei
 
 The input ends when it has read its files. Outputs with `+"`transaction: run`"+` (sqlite, parquet) publish what they received only once the input has ended and every row it read was acknowledged: a run stopped partway (a timeout, a shutdown) leaves them as they were. Paths that match no file, and a file that cannot be opened or read, fail the run at once with the reason, instead of the input reconnecting until the run's timeout: the run publishes nothing (no empty rejects file either), its outcome is a failure naming the path, and the schedule's `+"`retries`"+` try it again after their back-off. Several csv_file inputs in one stream (a `+"`broker`"+`) make one run, complete when each has ended.`).
 		Fields(
-			service.NewStringListField("paths").Description("Files or glob patterns, read in order; `builtin:NAME` reads a file embedded in the agent (e.g. `builtin:sample/sales.csv`).").Example([]string{"data/sales_*.csv"}),
+			service.NewStringListField("paths").Description("Files or glob patterns, read in order, each file once however many patterns match it; `builtin:NAME` reads a file embedded in the agent (e.g. `builtin:sample/sales.csv`).").Example([]string{"data/sales_*.csv"}),
 			service.NewObjectListField("columns",
 				service.NewStringField("name").Description("Column name, as in the header."),
 				enumlint.Field("type", Types()...).Description("`int` and `float` are JSON numbers; `bool` accepts true/false/1/0; `date` must be YYYY-MM-DD and stays that string; `timestamp` accepts RFC 3339, `2006-01-02 15:04:05` or a date, and becomes RFC 3339 in UTC.").Default("string"),
@@ -238,7 +238,17 @@ func (in *input) resolve() error {
 		}
 		files = append(files, matches...)
 	}
-	in.files = files
+	// A file two patterns match is read once: read twice, its every row
+	// would come back as a duplicate of itself.
+	seen := make(map[string]bool, len(files))
+	in.files = slices.DeleteFunc(files, func(f string) bool {
+		k := filepath.Clean(f)
+		if seen[k] {
+			return true
+		}
+		seen[k] = true
+		return false
+	})
 	return nil
 }
 

@@ -554,3 +554,44 @@ func TestFileChangedWhileReadFailsTheRun(t *testing.T) {
 		}
 	}
 }
+
+// TestFileMatchedTwiceIsReadOnce: two patterns naming the same file read
+// it once, in the place of its first match.
+func TestFileMatchedTwiceIsReadOnce(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{"a.csv": "n\n1\n2\n", "b.csv": "n\n3\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	paths := fmt.Sprintf("[%q, %q, %q]", filepath.Join(dir, "b.csv"), filepath.Join(dir, "*.csv"), filepath.Join(dir, ".", "a.csv"))
+	conf, err := ConfigSpec().ParseYAML("paths: "+paths+"\ncolumns: [{name: n, type: int}]\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := newInput(conf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := in.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		batch, _, err := in.ReadBatch(ctx)
+		if errors.Is(err, service.ErrEndOfInput) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range batch {
+			body, _ := m.AsBytes()
+			got = append(got, string(body))
+		}
+	}
+	if want := `{"n":3} {"n":1} {"n":2}`; strings.Join(got, " ") != want {
+		t.Errorf("rows %s, want %s (b.csv, then a.csv, each once)", strings.Join(got, " "), want)
+	}
+}
