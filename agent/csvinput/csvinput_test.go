@@ -36,18 +36,8 @@ func readAll(t *testing.T, yaml string, builtin Files) []string {
 // with its metadata.
 func readMode(t *testing.T, yaml string, builtin Files) (out, withMeta []string) {
 	t.Helper()
-	conf, err := ConfigSpec().ParseYAML(yaml, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := newInput(conf, builtin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := connectedInput(t, yaml, builtin)
 	ctx := context.Background()
-	if err := in.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
 	for {
 		batch, _, err := in.ReadBatch(ctx)
 		if errors.Is(err, service.ErrEndOfInput) {
@@ -69,6 +59,23 @@ func readMode(t *testing.T, yaml string, builtin Files) (out, withMeta []string)
 			withMeta = append(withMeta, fmt.Sprintf("%s [file %s, raw %q]", s, file, raw))
 		}
 	}
+}
+
+// connectedInput is the input yaml configures, connected.
+func connectedInput(t *testing.T, yaml string, builtin Files) *input {
+	t.Helper()
+	conf, err := ConfigSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := newInput(conf, builtin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return in
 }
 
 // unframeAll expands frames into their rows' messages.
@@ -506,18 +513,8 @@ func TestFileChangedWhileReadFailsTheRun(t *testing.T) {
 				if err := os.WriteFile(path, []byte(body.String()), 0o644); err != nil {
 					t.Fatal(err)
 				}
-				conf, err := ConfigSpec().ParseYAML(fmt.Sprintf("paths: [%q]\nbatch_size: 50\nframes: %v\n", path, mode == "frames"), nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				in, err := newInput(conf, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
+				in := connectedInput(t, fmt.Sprintf("paths: [%q]\nbatch_size: 50\nframes: %v\n", path, mode == "frames"), nil)
 				ctx := context.Background()
-				if err := in.Connect(ctx); err != nil {
-					t.Fatal(err)
-				}
 				rows := 0
 				for batches := 0; ; batches++ {
 					if batches == 1 {
@@ -565,33 +562,8 @@ func TestFileMatchedTwiceIsReadOnce(t *testing.T) {
 		}
 	}
 	paths := fmt.Sprintf("[%q, %q, %q]", filepath.Join(dir, "b.csv"), filepath.Join(dir, "*.csv"), filepath.Join(dir, ".", "a.csv"))
-	conf, err := ConfigSpec().ParseYAML("paths: "+paths+"\ncolumns: [{name: n, type: int}]\n", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := newInput(conf, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := in.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for {
-		batch, _, err := in.ReadBatch(ctx)
-		if errors.Is(err, service.ErrEndOfInput) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range batch {
-			body, _ := m.AsBytes()
-			got = append(got, string(body))
-		}
-	}
-	if want := `{"n":3} {"n":1} {"n":2}`; strings.Join(got, " ") != want {
+	got, _ := readMode(t, "paths: "+paths+"\ncolumns: [{name: n, type: int}]\n", nil)
+	if want := `2: {"n":3} 2: {"n":1} 3: {"n":2}`; strings.Join(got, " ") != want {
 		t.Errorf("rows %s, want %s (b.csv, then a.csv, each once)", strings.Join(got, " "), want)
 	}
 }
