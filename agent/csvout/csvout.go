@@ -225,7 +225,10 @@ func (o *output) WriteBatch(_ context.Context, batch service.MessageBatch) error
 	if !o.connected {
 		return service.ErrNotConnected
 	}
-	if o.runMode && len(batch) > 0 {
+	if len(batch) == 0 {
+		return nil // and in run mode no file is opened for it
+	}
+	if o.runMode {
 		run, ok := runscope.From(batch[0].Context())
 		if !ok {
 			return fmt.Errorf("csv_file output: %s: run needs a bounded input that reports the end of its run, such as the csv_file input; this message has none", fTransaction)
