@@ -11,6 +11,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -281,8 +282,12 @@ func (o *output) Close(context.Context) error {
 	if run != nil && !run.Complete() {
 		var err error
 		if o.f != nil {
-			err = errors.Join(o.f.Close(), os.Remove(o.tmp()))
+			err = o.f.Close()
 			o.f = nil
+		}
+		// This run's .tmp, or one a crashed run left: never published.
+		if rerr := os.Remove(o.tmp()); !errors.Is(rerr, fs.ErrNotExist) {
+			err = errors.Join(err, rerr)
 		}
 		o.log.Warnf("csv_file output: the run did not complete (%v): its %d rows were discarded; %s is as it was", run.Incomplete(), o.rows, o.path)
 		return err

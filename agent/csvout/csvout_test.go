@@ -160,6 +160,38 @@ func TestRunModeNewFile(t *testing.T) {
 	}
 }
 
+// TestFailedRunRemovesACrashedRunsTmp: the .tmp a killed run left is
+// removed by the next run that fails, even before its first row, as it
+// is replaced by one that writes.
+func TestFailedRunRemovesACrashedRunsTmp(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rejects.csv")
+	if err := os.WriteFile(path+".tmp", []byte("line,reason,row\nhalf"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := ConfigSpec().ParseYAML("path: "+path+"\n"+columnsYAML+"transaction: run\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := service.MockResources()
+	runscope.ForStream(res).Fail(errors.New("no input"))
+	o, err := newOutput(conf, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := o.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + ".tmp"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s is there after a failed run (%v)", p, err)
+		}
+	}
+}
+
 func TestRunMode(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
