@@ -263,6 +263,12 @@ func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFu
 	if in.ended {
 		return nil, nil, service.ErrEndOfInput
 	}
+	if in.run.Failed() != nil {
+		// An output (or another input of the run) failed it: the rest of
+		// the files would be read for nothing.
+		in.end()
+		return nil, nil, service.ErrEndOfInput
+	}
 	var (
 		batch service.MessageBatch
 		ack   service.AckFunc

@@ -208,7 +208,7 @@ func (o *output) writeRows(f *os.File, rows [][]string) error {
 	return err
 }
 
-func (o *output) WriteBatch(_ context.Context, batch service.MessageBatch) error {
+func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
 	rows := make([][]string, len(batch))
 	for i, m := range batch {
 		row := make([]string, len(o.cols))
@@ -226,8 +226,8 @@ func (o *output) WriteBatch(_ context.Context, batch service.MessageBatch) error
 	if !o.connected {
 		return service.ErrNotConnected
 	}
-	if len(batch) == 0 {
-		return nil // and in run mode no file is opened for it
+	if len(batch) == 0 || (o.runMode && runscope.Abandoned(batch)) {
+		return nil // no file is opened for it
 	}
 	if o.runMode {
 		run, ok := runscope.From(batch[0].Context())
@@ -240,12 +240,17 @@ func (o *output) WriteBatch(_ context.Context, batch service.MessageBatch) error
 		o.run = run
 		if o.f == nil {
 			if err := o.open(); err != nil {
+				runscope.FailFrom(ctx, batch, err)
 				return err
 			}
 		}
 	}
 	if err := o.writeRows(o.f, rows); err != nil {
-		return fmt.Errorf("csv_file output: write %s: %w", o.f.Name(), err)
+		err = fmt.Errorf("csv_file output: write %s: %w", o.f.Name(), err)
+		if o.runMode {
+			runscope.FailFrom(ctx, batch, err)
+		}
+		return err
 	}
 	o.rows += len(rows)
 	if o.runMode {
@@ -300,7 +305,11 @@ func (o *output) Close(context.Context) error {
 	f := o.f
 	o.f = nil
 	if err := atomicfile.Publish(f, o.tmp(), o.path); err != nil {
-		return fmt.Errorf("csv_file output: %w", err)
+		err = fmt.Errorf("csv_file output: %w", err)
+		if run != nil {
+			run.Fail(err) // complete, but not published: not a success
+		}
+		return err
 	}
 	o.log.Infof("csv_file output: published %s, %d rows", o.path, o.rows)
 	return nil

@@ -324,7 +324,7 @@ type failure struct {
 }
 
 func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
-	if len(batch) == 0 {
+	if len(batch) == 0 || (o.runMode && runscope.Abandoned(batch)) {
 		return nil
 	}
 	if o.runMode {
@@ -367,6 +367,11 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		}
 	}
 	if err != nil {
+		if o.runMode {
+			// Not the rows' fault (a file that cannot be written): the run
+			// cannot be published, and retrying the batch will not mend it.
+			runscope.FailFrom(ctx, batch, fmt.Errorf("parquet output: %w", err))
+		}
 		return err
 	}
 	// In run mode the rows are acknowledged once in the .tmp files: the

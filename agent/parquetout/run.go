@@ -136,8 +136,11 @@ wait:
 		err := errors.Join(waitErr, o.removeRun(files, reason))
 		if run.Complete() {
 			// The input takes the run as delivered (a fallback may have
-			// taken the batch that failed here): only this error tells.
-			err = errors.Join(fmt.Errorf("parquet output: the run completed but is not published: %w", reason), err)
+			// taken the batch that failed here, or the last file failed
+			// here): the run fails now, so the supervisor reports it.
+			notPublished := fmt.Errorf("parquet output: the run completed but is not published: %w", reason)
+			run.Fail(notPublished)
+			err = errors.Join(notPublished, err)
 		}
 		return err
 	}

@@ -153,7 +153,9 @@ func TestRunTransaction(t *testing.T) {
 // completes.
 func TestRunNeedsOneRun(t *testing.T) {
 	const noRun = "transaction: run needs a bounded input that reports the end of its run, such as csv_file; this message has none"
-	a, b := &runscope.Run{}, &runscope.Run{}
+	// Each case has runs of its own (reset below): Close fails a complete
+	// run it does not publish.
+	var a, b *runscope.Run
 	mixed := func() service.MessageBatch {
 		m := inRun(a, idBatch(100, 2))
 		m[1] = service.NewMessage([]byte(`{"id":101}`))
@@ -184,6 +186,7 @@ func TestRunNeedsOneRun(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			a, b = &runscope.Run{}, &runscope.Run{}
 			dir := t.TempDir()
 			o := testOutput(t, fmt.Sprintf("path: '%s/n-${! counter() }.parquet'\ntransaction: run\n", dir))
 			for i, mk := range c.batches {
@@ -203,6 +206,9 @@ func TestRunNeedsOneRun(t *testing.T) {
 			if c.closeErr {
 				if err == nil || !strings.Contains(err.Error(), "the run completed but is not published") {
 					t.Errorf("Close: %v, want an error saying the complete run is not published", err)
+				}
+				if a.Complete() {
+					t.Error("the run is still complete: the supervisor would call it a success")
 				}
 			} else if err != nil {
 				t.Errorf("Close: %v", err)
@@ -318,8 +324,11 @@ func TestRunPublish(t *testing.T) {
 
 // TestRunFileFailure: a file of the run that cannot be finished may hold
 // acknowledged rows, so the run is not published even when complete: the
-// batch that filled it fails, later batches fail at once, and Close
-// removes everything and says the complete run is lost.
+// batch that filled it fails and fails the run (the supervisor stops it
+// then), later batches are dropped with the run, and Close removes
+// everything; a last
+// file that fails at Close fails the run there, saying the complete run
+// is lost.
 func TestRunFileFailure(t *testing.T) {
 	boom := errors.New("boom")
 	cases := []struct {
@@ -327,8 +336,10 @@ func TestRunFileFailure(t *testing.T) {
 		failSync int    // which fsync of a .tmp fails, from 1
 		wantErrs []bool // per batch
 	}{
-		// Batch 0 fills the first file, whose fsync fails.
-		{"a full file", 1, []bool{true, true, true}},
+		// Batch 0 fills the first file, whose fsync fails: it fails the
+		// run, and the later batches, abandoned with it, are acknowledged
+		// unwritten (an error would only have them retried).
+		{"a full file", 1, []bool{true, false, false}},
 		// The last file is finished at Close.
 		{"the last file", 3, []bool{false, false, false}},
 	}
@@ -361,7 +372,10 @@ func TestRunFileFailure(t *testing.T) {
 			}
 			r.Ended()
 			err := o.Close(context.Background())
-			if err == nil || !strings.Contains(err.Error(), "the run completed but is not published") || !errors.Is(err, boom) {
+			if !errors.Is(r.Failed(), boom) {
+				t.Errorf("the run's failure: %v, want one wrapping %v", r.Failed(), boom)
+			}
+			if failedInBatch := c.wantErrs[0]; !failedInBatch && (err == nil || !strings.Contains(err.Error(), "the run completed but is not published") || !errors.Is(err, boom)) {
 				t.Errorf("Close: %v, want one saying the complete run is not published, wrapping the cause", err)
 			}
 			if ents, _ := os.ReadDir(dir); len(ents) != 0 {

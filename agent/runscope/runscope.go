@@ -40,9 +40,16 @@ type Run struct {
 	// many of them reached their end: a broker of files is done when
 	// each is.
 	inputs, ended int
-	// err is why the run failed, if it did: the input's error (Fail), or
-	// a batch acknowledged with an error.
+	// err is why the run failed, if it did: the input's or an output's
+	// error (Fail), or a batch acknowledged with an error.
 	err error
+}
+
+// setErr records the run's first failure; r.mu held.
+func (r *Run) setErr(err error) {
+	if r.err == nil {
+		r.err = err
+	}
 }
 
 type key struct{}
@@ -72,19 +79,28 @@ func (r *Run) Acked(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.outstanding--
-	if err != nil && r.err == nil {
-		r.err = errors.Join(errBatch, err)
+	if err != nil {
+		r.setErr(errors.Join(errBatch, err))
 	}
 }
 
-// Fail records that the input cannot complete the run (it cannot open or
-// read its files): the run is failed with err, whatever comes after.
+// Fail records that the run cannot complete: its input cannot open or
+// read its files, or an output cannot write (a full disk), which retrying
+// the same batch would not mend. The run is failed with err, whatever
+// comes after. Its input stops reading, and its run-mode outputs drop
+// the batches still coming (Abandoned), so the stream ends soon.
 func (r *Run) Fail(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.err == nil {
-		r.err = err
-	}
+	r.setErr(err)
+}
+
+// Failed is why the run failed, or nil: unlike Incomplete, nil while it
+// is still going.
+func (r *Run) Failed() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
 }
 
 // Incomplete is nil if the run is complete, or else why it is not: the
@@ -112,6 +128,34 @@ func ForStream(res *service.Resources) *Run {
 	}
 	r, _ := res.GetOrSetGeneric(streamKey{}, &Run{})
 	return r.(*Run)
+}
+
+// FailFrom fails the run batch belongs to with err, an output's error
+// that no retry of the batch would mend (a full disk, a broken file),
+// unless ctx is done: then the stream is being stopped, which is the
+// reason to report (ErrStopped), not the write it interrupted. A row's
+// own fault (a constraint) is not for FailFrom: a fallback output may
+// still take the row, and the run complete.
+func FailFrom(ctx context.Context, batch service.MessageBatch, err error) {
+	if ctx.Err() != nil || len(batch) == 0 {
+		return
+	}
+	if r, ok := From(batch[0].Context()); ok {
+		r.Fail(err)
+	}
+}
+
+// Abandoned reports whether batch belongs to a run that has failed. A
+// run-mode output then acknowledges it without writing it: the run
+// publishes nothing, and an error would only have Benthos retry the batch
+// (a broker does, with back-off, for as long as the stream runs), so the
+// failed stream could not drain until the run's timeout.
+func Abandoned(batch service.MessageBatch) bool {
+	if len(batch) == 0 {
+		return false
+	}
+	r, ok := From(batch[0].Context())
+	return ok && r.Failed() != nil
 }
 
 // Lookup returns the run of the stream res belongs to, if the stream has

@@ -67,3 +67,40 @@ func TestForStream(t *testing.T) {
 		t.Error("no run outside a stream")
 	}
 }
+
+// TestFailed: Failed says why a run failed (Fail, or a batch acknowledged
+// with an error) and nothing while it goes on or once it completed, and a
+// failed run's batches are Abandoned; FailFrom fails the batch's run
+// unless the stream is stopping.
+func TestFailed(t *testing.T) {
+	errDisk := errors.New("disk full")
+	stopping, stop := context.WithCancel(context.Background())
+	stop()
+	for _, tc := range []struct {
+		name string
+		act  func(r *Run, batch service.MessageBatch)
+		want error
+	}{
+		{"going on", func(r *Run, _ service.MessageBatch) { r.Emitted() }, nil},
+		{"complete", func(r *Run, _ service.MessageBatch) { r.Emitted(); r.Acked(nil); r.Ended() }, nil},
+		{"failed", func(r *Run, _ service.MessageBatch) { r.Emitted(); r.Fail(errDisk) }, errDisk},
+		{"a batch not delivered", func(r *Run, _ service.MessageBatch) { r.Emitted(); r.Acked(errDisk) }, errDisk},
+		{"an output's write", func(_ *Run, b service.MessageBatch) { FailFrom(context.Background(), b, errDisk) }, errDisk},
+		{"a write the stop interrupted", func(_ *Run, b service.MessageBatch) { FailFrom(stopping, b, errDisk) }, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Run{}
+			batch := service.MessageBatch{service.NewMessage(nil).WithContext(With(context.Background(), r))}
+			tc.act(r, batch)
+			if got := r.Failed(); !errors.Is(got, tc.want) || (got == nil) != (tc.want == nil) {
+				t.Errorf("Failed() = %v, want %v", got, tc.want)
+			}
+			if Abandoned(batch) != (tc.want != nil) {
+				t.Errorf("Abandoned = %v for a run failed with %v", Abandoned(batch), tc.want)
+			}
+		})
+	}
+	if Abandoned(service.MessageBatch{service.NewMessage(nil)}) {
+		t.Error("a batch of no run is abandoned")
+	}
+}

@@ -393,20 +393,21 @@ func (o *output) Connect(ctx context.Context) error {
 		}
 	}
 	if err := o.open(ctx); err != nil {
-		return err
+		return fmt.Errorf("sqlite output: %w", err)
 	}
 	o.connected = true
 	return nil
 }
 
-// open opens the database file, creating it if needed, and sets it up.
+// open opens the database file, creating it if needed, and sets it up;
+// its errors name the file, for the caller to say what it was doing.
 func (o *output) open(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Dir(o.path), 0o755); err != nil {
-		return fmt.Errorf("sqlite output: directory of %s: %w", o.path, err)
+		return fmt.Errorf("directory of %s: %w", o.path, err)
 	}
 	db, err := sql.Open(driverName, o.dsn)
 	if err != nil {
-		return fmt.Errorf("sqlite output: opening %s: %w", o.path, err)
+		return fmt.Errorf("opening %s: %w", o.path, err)
 	}
 	// One connection: SQLite has one writer, and a second connection of
 	// ours could only wait for the first.
@@ -426,12 +427,12 @@ func (o *output) open(ctx context.Context) error {
 	}
 	if err != nil {
 		_ = db.Close()
-		return fmt.Errorf("sqlite output: %s: %w", o.path, err)
+		return fmt.Errorf("%s: %w", o.path, err)
 	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		_ = db.Close()
-		return fmt.Errorf("sqlite output: %s: %w", o.path, err)
+		return fmt.Errorf("%s: %w", o.path, err)
 	}
 	o.db, o.conn = db, conn
 	return nil
@@ -619,7 +620,7 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if !o.connected {
 		return service.ErrNotConnected
 	}
-	if len(batch) == 0 {
+	if len(batch) == 0 || (o.runMode && runscope.Abandoned(batch)) {
 		return nil
 	}
 	srcs, total := readSources(batch, o.srcs)
@@ -680,7 +681,11 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			i, at := where(srcs, rowErr.index)
 			return o.batchError(batch, map[int]error{i: fmt.Errorf("%s: %w", at, rowErr.err)})
 		}
-		return fmt.Errorf("sqlite output: writing %d rows to table %q in %s: %w", total, o.table, o.path, err)
+		err = fmt.Errorf("sqlite output: writing %d rows to table %q in %s: %w", total, o.table, o.path, err)
+		if o.runMode {
+			runscope.FailFrom(ctx, batch, err)
+		}
+		return err
 	}
 	// Counted once written, in run mode too: as Benthos counts
 	// output_sent, by batch acknowledged, not by run committed.
@@ -878,18 +883,22 @@ func (o *output) endRun(ctx context.Context) error {
 		ctx := context.WithoutCancel(ctx)
 		if o.db == nil {
 			if err := o.open(ctx); err != nil {
+				err = fmt.Errorf("sqlite output: publishing a run of no rows: %w", err)
+				run.Fail(err)
 				return err
 			}
 		}
 		if err := o.raw(ctx, o.beginRun); err != nil {
-			return fmt.Errorf("sqlite output: %s: %w", o.path, err)
+			err = fmt.Errorf("sqlite output: %s: %w", o.path, err)
+			run.Fail(err)
+			return err
 		}
 	}
 	o.inRun = false
 	// A shutdown must not interrupt the commit of a run that completed.
 	live := o.live
 	o.live = nil
-	return o.raw(context.WithoutCancel(ctx), func(c *sqlite3.Conn) error {
+	err := o.raw(context.WithoutCancel(ctx), func(c *sqlite3.Conn) error {
 		if !o.run.Complete() {
 			if live != nil {
 				live.close()
@@ -936,6 +945,13 @@ func (o *output) endRun(ctx context.Context) error {
 			time.Since(start).Round(time.Millisecond), summariesDone.Sub(start).Round(time.Millisecond), afterRun.Sub(summariesDone).Round(time.Millisecond), time.Since(afterRun).Round(time.Millisecond), how)
 		return nil
 	})
+	if err != nil && o.run.Complete() {
+		// The input delivered everything, but the run is not in the
+		// database (its summaries, after_run or commit failed): the run
+		// fails, so the supervisor does not report a success.
+		o.run.Fail(err)
+	}
+	return err
 }
 
 // rowsFault tells an error that the row caused (a constraint, a trigger's

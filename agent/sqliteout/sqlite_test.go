@@ -1045,6 +1045,10 @@ func TestRunTransaction(t *testing.T) {
 					t.Fatalf("batch %d: %v (only batch 1, with a bad row, should fail)", i, err)
 				}
 			}
+			if err := r.Failed(); err != nil {
+				// A fallback output may take the bad row, and the run complete.
+				t.Errorf("a row's own fault failed the run: %v", err)
+			}
 			var db *sql.DB
 			if tc.deliver {
 				db = openDB(t, path)
@@ -1076,6 +1080,26 @@ func TestRunTransaction(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a write no retry mends", func(t *testing.T) {
+		// The database's directory cannot be made at the first batch (a
+		// file took its place after connect): the run fails with the
+		// reason, and its later batches are dropped with it, not retried.
+		dir := t.TempDir()
+		o := connected(t, map[string]any{"path": filepath.Join(dir, "sub", "x.db"), "table": "sales", "columns": salesColumns(), "transaction": "run"})
+		if err := os.WriteFile(filepath.Join(dir, "sub"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := &runscope.Run{}
+		ctx := context.Background()
+		err := o.WriteBatch(ctx, inRun(r, batchOf(rows[0])))
+		if err == nil || !errors.Is(r.Failed(), err) {
+			t.Fatalf("first batch: %v; the run's failure: %v, want that error", err, r.Failed())
+		}
+		if err := o.WriteBatch(ctx, inRun(r, batchOf(rows[1]))); err != nil {
+			t.Errorf("a batch of the failed run: %v, want it dropped with the run", err)
+		}
+	})
 
 	o := connected(t, map[string]any{"path": filepath.Join(t.TempDir(), "x.db"), "table": "sales", "columns": salesColumns(), "transaction": "run"})
 	if err := o.WriteBatch(context.Background(), batchOf(rows[0])); err == nil || !strings.Contains(err.Error(), "transaction: run needs a bounded input") {

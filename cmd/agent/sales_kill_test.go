@@ -181,6 +181,43 @@ output:
 			t.Errorf("%s (holding %v) was made by a run that read nothing", outDir, m)
 		}
 	})
+	t.Run("an output that cannot write", func(t *testing.T) {
+		// The Parquet file's directory cannot be made (a file is in the
+		// way), which the output finds at its first batch: retrying the
+		// batch would never mend it, so the run fails at once with that
+		// reason, not at its timeout (an hour) as "did not finish".
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "in.csv"), "a\n1\n2\n")
+		writeFile(t, filepath.Join(dir, "blocker"), "not a directory")
+		writeFile(t, filepath.Join(dir, "job.yaml"), fmt.Sprintf(`
+input:
+  csv_file:
+    paths: [%q]
+    columns: [{name: a, type: int}]
+schedule: {retries: 1, backoff: 10ms, timeout: 1h}
+output:
+  broker:
+    pattern: fan_out
+    outputs:
+      - parquet:
+          path: %q
+          transaction: run
+      - csv_file:
+          path: %q
+          transaction: run
+          columns: [{name: a, value: '${! json("a") }'}]
+`, filepath.Join(dir, "in.csv"), filepath.Join(dir, "blocker", "a.parquet"), filepath.Join(dir, "out", "a.csv")))
+		res := runAgent(t, dir, append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS="), "--pipeline", filepath.Join(dir, "job.yaml"))
+		if res.code == 0 || !strings.Contains(res.stderr, "parquet output") || !strings.Contains(res.stderr, "not a directory") || strings.Contains(res.stderr, "timeout of") {
+			t.Fatalf("want a failure naming the parquet output's error, not a timeout: %s", res)
+		}
+		if n := strings.Count(res.stderr, "ok=false"); n != 2 || strings.Contains(res.stderr, "ok=true") {
+			t.Errorf("%d failed run outcomes, want 2 (a retry): %s", n, res)
+		}
+		if fileExists(filepath.Join(dir, "out", "a.csv")) {
+			t.Errorf("the csv_file output published a run that failed")
+		}
+	})
 	t.Run("shutdown midway", func(t *testing.T) {
 		dir := t.TempDir()
 		csvPath := filepath.Join(dir, "sales.csv")
