@@ -97,6 +97,26 @@ func TestBatchModeAppends(t *testing.T) {
 	}
 }
 
+// newInStream is a connected run-mode output to path, in a stream whose
+// run (as a csv_file input makes it) it returns.
+func newInStream(t *testing.T, path string) (*output, *runscope.Run) {
+	t.Helper()
+	conf, err := ConfigSpec().ParseYAML("path: "+path+"\n"+columnsYAML+"transaction: run\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := service.MockResources()
+	r := runscope.ForStream(res)
+	o, err := newOutput(conf, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return o, r
+}
+
 // TestRunModeNewFile: a run into a file that does not exist yet creates
 // nothing, not even the file's directory, unless it completes; a complete
 // run with no rows publishes the header alone.
@@ -116,21 +136,8 @@ func TestRunModeNewFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "out")
 			path := filepath.Join(dir, "rejects.csv")
-			conf, err := ConfigSpec().ParseYAML("path: "+path+"\n"+columnsYAML+"transaction: run\n", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// The run is the stream's, as a csv_file input makes it.
-			res := service.MockResources()
-			r := runscope.ForStream(res)
-			o, err := newOutput(conf, res)
-			if err != nil {
-				t.Fatal(err)
-			}
+			o, r := newInStream(t, path)
 			ctx := context.Background()
-			if err := o.Connect(ctx); err != nil {
-				t.Fatal(err)
-			}
 			if _, err := os.Stat(dir); !os.IsNotExist(err) {
 				t.Errorf("Connect created %s (%v)", dir, err)
 			}
@@ -168,21 +175,9 @@ func TestFailedRunRemovesACrashedRunsTmp(t *testing.T) {
 	if err := os.WriteFile(path+".tmp", []byte("line,reason,row\nhalf"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	conf, err := ConfigSpec().ParseYAML("path: "+path+"\n"+columnsYAML+"transaction: run\n", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := service.MockResources()
-	runscope.ForStream(res).Fail(errors.New("no input"))
-	o, err := newOutput(conf, res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := o.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Close(ctx); err != nil {
+	o, r := newInStream(t, path)
+	r.Fail(errors.New("no input"))
+	if err := o.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{path, path + ".tmp"} {

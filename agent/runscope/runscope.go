@@ -15,6 +15,11 @@
 // stream has ended, can ask the same question: a run whose input failed
 // before it emitted anything (a file that is not there) must not publish
 // empty outputs or count as a success.
+//
+// An output that cannot write a batch for a reason no retry mends (a full
+// disk) fails the run too (FailFrom); the input then stops, and the
+// outputs drop the failed run's remaining batches (Abandoned), so the
+// stream ends at once instead of retrying until the run's timeout.
 package runscope
 
 import (

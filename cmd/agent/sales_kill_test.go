@@ -132,6 +132,20 @@ func waitForLoad(t *testing.T, p *agentProc, loading func() bool) {
 	}
 }
 
+// runFailingTwice runs dir/job.yaml (one retry), which must fail both
+// attempts, the agent saying why (want).
+func runFailingTwice(t *testing.T, dir, want string) result {
+	t.Helper()
+	res := runAgent(t, dir, append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS="), "--pipeline", filepath.Join(dir, "job.yaml"))
+	if res.code == 0 || !strings.Contains(res.stderr, want) {
+		t.Fatalf("want a failure saying %s: %s", want, res)
+	}
+	if n := strings.Count(res.stderr, "ok=false"); n != 2 || strings.Contains(res.stderr, "ok=true") {
+		t.Errorf("%d failed run outcomes, want 2 (a retry): %s", n, res)
+	}
+	return res
+}
+
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
@@ -168,13 +182,7 @@ output:
           transaction: run
           columns: [{name: a, type: INTEGER}]
 `, filepath.Join(dir, "missing-*.csv"), out, db))
-		res := runAgent(t, dir, append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS="), "--pipeline", filepath.Join(dir, "job.yaml"))
-		if res.code == 0 || !strings.Contains(res.stderr, `csv_file: paths: \"`+filepath.Join(dir, "missing-*.csv")+`\" matches no file`) {
-			t.Fatalf("want a failure naming the path: %s", res)
-		}
-		if n := strings.Count(res.stderr, "ok=false"); n != 2 || strings.Contains(res.stderr, "ok=true") {
-			t.Errorf("%d failed run outcomes, want 2 (a retry): %s", n, res)
-		}
+		runFailingTwice(t, dir, `csv_file: paths: \"`+filepath.Join(dir, "missing-*.csv")+`\" matches no file`)
 		// Not even the outputs' directory: the run changed nothing.
 		if fileExists(outDir) {
 			m, _ := filepath.Glob(filepath.Join(outDir, "*"))
@@ -207,12 +215,9 @@ output:
           transaction: run
           columns: [{name: a, value: '${! json("a") }'}]
 `, filepath.Join(dir, "in.csv"), filepath.Join(dir, "blocker", "a.parquet"), filepath.Join(dir, "out", "a.csv")))
-		res := runAgent(t, dir, append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS="), "--pipeline", filepath.Join(dir, "job.yaml"))
-		if res.code == 0 || !strings.Contains(res.stderr, "parquet output") || !strings.Contains(res.stderr, "not a directory") || strings.Contains(res.stderr, "timeout of") {
-			t.Fatalf("want a failure naming the parquet output's error, not a timeout: %s", res)
-		}
-		if n := strings.Count(res.stderr, "ok=false"); n != 2 || strings.Contains(res.stderr, "ok=true") {
-			t.Errorf("%d failed run outcomes, want 2 (a retry): %s", n, res)
+		res := runFailingTwice(t, dir, "parquet output: ")
+		if !strings.Contains(res.stderr, "not a directory") || strings.Contains(res.stderr, "timeout of") {
+			t.Errorf("want the parquet output's error, not a timeout: %s", res)
 		}
 		if fileExists(filepath.Join(dir, "out", "a.csv")) {
 			t.Errorf("the csv_file output published a run that failed")
