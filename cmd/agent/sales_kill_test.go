@@ -132,6 +132,24 @@ func waitForLoad(t *testing.T, p *agentProc, loading func() bool) {
 	}
 }
 
+// writeJob writes dir/job.yaml: a batch job reading the CSV files paths
+// matches (one int column, a), retried once, its timeout an hour (a run
+// left to wait for it would hit the test's own deadline instead), into
+// the outputs (items of a fan_out broker's list, as YAML).
+func writeJob(t *testing.T, dir, paths, outputs string) {
+	t.Helper()
+	writeFile(t, filepath.Join(dir, "job.yaml"), fmt.Sprintf(`
+input:
+  csv_file:
+    paths: [%q]
+    columns: [{name: a, type: int}]
+schedule: {retries: 1, backoff: 10ms, timeout: 1h}
+output:
+  broker:
+    pattern: fan_out
+    outputs:%s`, paths, outputs))
+}
+
 // runFailingTwice runs dir/job.yaml (one retry), which must fail both
 // attempts, the agent saying why (want).
 func runFailingTwice(t *testing.T, dir, want string) result {
@@ -151,27 +169,17 @@ func fileExists(path string) bool {
 	return err == nil
 }
 
-// TestBatchRunFailures: a batch run whose input cannot be read fails at
-// once with the reason, each attempt, and publishes nothing (not even an
-// empty rejects file); a run stopped by a shutdown before the end of its
+// TestBatchRunFailures: a batch run whose input cannot be read, or one of
+// whose outputs cannot write, fails at once with the reason, each
+// attempt, and publishes nothing (not even an empty rejects file, nor the
+// outputs' directory); a run stopped by a shutdown before the end of its
 // input is reported as failed, not as a success, and publishes nothing.
 func TestBatchRunFailures(t *testing.T) {
 	t.Run("missing input", func(t *testing.T) {
 		dir := t.TempDir()
 		outDir := filepath.Join(dir, "out")
 		out, db := filepath.Join(outDir, "rejects.csv"), filepath.Join(outDir, "a.db")
-		// A timeout of an hour: waiting for the file would hit the test's
-		// own deadline instead of failing.
-		writeFile(t, filepath.Join(dir, "job.yaml"), fmt.Sprintf(`
-input:
-  csv_file:
-    paths: [%q]
-    columns: [{name: a, type: int}]
-schedule: {retries: 1, backoff: 10ms, timeout: 1h}
-output:
-  broker:
-    pattern: fan_out
-    outputs:
+		writeJob(t, dir, filepath.Join(dir, "missing-*.csv"), fmt.Sprintf(`
       - csv_file:
           path: %q
           transaction: run
@@ -181,7 +189,7 @@ output:
           table: a
           transaction: run
           columns: [{name: a, type: INTEGER}]
-`, filepath.Join(dir, "missing-*.csv"), out, db))
+`, out, db))
 		runFailingTwice(t, dir, `csv_file: paths: \"`+filepath.Join(dir, "missing-*.csv")+`\" matches no file`)
 		// Not even the outputs' directory: the run changed nothing.
 		if fileExists(outDir) {
@@ -197,16 +205,7 @@ output:
 		dir := t.TempDir()
 		writeFile(t, filepath.Join(dir, "in.csv"), "a\n1\n2\n")
 		writeFile(t, filepath.Join(dir, "blocker"), "not a directory")
-		writeFile(t, filepath.Join(dir, "job.yaml"), fmt.Sprintf(`
-input:
-  csv_file:
-    paths: [%q]
-    columns: [{name: a, type: int}]
-schedule: {retries: 1, backoff: 10ms, timeout: 1h}
-output:
-  broker:
-    pattern: fan_out
-    outputs:
+		writeJob(t, dir, filepath.Join(dir, "in.csv"), fmt.Sprintf(`
       - parquet:
           path: %q
           transaction: run
@@ -214,7 +213,7 @@ output:
           path: %q
           transaction: run
           columns: [{name: a, value: '${! json("a") }'}]
-`, filepath.Join(dir, "in.csv"), filepath.Join(dir, "blocker", "a.parquet"), filepath.Join(dir, "out", "a.csv")))
+`, filepath.Join(dir, "blocker", "a.parquet"), filepath.Join(dir, "out", "a.csv")))
 		res := runFailingTwice(t, dir, "parquet output: ")
 		if !strings.Contains(res.stderr, "not a directory") || strings.Contains(res.stderr, "timeout of") {
 			t.Errorf("want the parquet output's error, not a timeout: %s", res)
