@@ -58,7 +58,7 @@ Each message becomes one row; each column's `+"`value`"+` is evaluated on the me
 				}),
 			service.NewBoolField(fHeader).Description("Whether to write the header row.").Default(true),
 			service.NewStringField(fDelimiter).Description("Field delimiter, one character.").Default(","),
-			service.NewStringEnumField(fTransaction, "batch", "run").Description("`batch`: append each batch; `run`: replace the file with the run's rows when a completed run closes the output (see above).").Default("batch"),
+			service.NewStringEnumField(fTransaction, "batch", "run").Description("`batch`: append each batch; `run`: replace the file with the run's rows when a completed run closes the output (see above). A batch that cannot be written for a reason other than its rows (a full disk) fails the run at once with that error, rather than being retried until the run's timeout; the run's later batches are then dropped with it.").Default("batch"),
 		)
 }
 
