@@ -125,7 +125,7 @@ SQLite has one writer, so `+"`max_in_flight`"+` above 1 gains nothing; use `+"`b
 			service.NewBoolField(fWithoutRowid).Description("Create the table `WITHOUT ROWID` (needs `key`): the rows are stored in the primary key's B-tree instead of a rowid table plus a separate index on the key, so an upsert updates one B-tree, not two. Measured about 1.15× faster for the sales ETL's 1M-row load (docs/BENCHMARKS.md); best for tables whose rows are small and always found by key. Applies only when the output creates the table.").Default(false).Advanced(),
 			service.NewStringListField(fInitStatements).Description("SQL statements run in order each time the output connects, once the table exists, such as indexes and views; they run on every start, so write them to be repeatable (`IF NOT EXISTS`). With `transaction: run` they are checked at connection and run in the run's transaction, with the table's creation.").Default([]any{}).
 				Example([]any{"CREATE INDEX IF NOT EXISTS sales_by_customer ON sales(customer_id)"}),
-			enumlint.Field(fTransaction, "batch", "run").Description("`batch`: each batch is a transaction, committed before it is acknowledged. `run`: the whole run of a bounded input (`csv_file`) is one transaction, committed when the output closes and only if the run read its input to the end and every row was delivered; a run stopped partway (a timeout, a shutdown, a kill) leaves the database as it was. Nothing is written outside that transaction: the table, its summary tables and the `init_statements` are created in it, and a database file that does not exist yet is created by the run's first row (the configuration is checked at connection on an in-memory database), so a first run that fails leaves no table, and, if it fails before its first row, no file. A run that completes with no rows still creates the (empty) tables and runs `after_run`. A batch is then acknowledged once it is in the transaction, and a failed batch is rolled back alone (a savepoint per batch). See `after_run`. A batch that cannot be written for a reason other than its rows (a full disk) fails the run at once with that error, rather than being retried until the run's timeout; the run's later batches are then dropped with it.").Default("batch"),
+			enumlint.Field(fTransaction, "batch", "run").Description("`batch`: each batch is a transaction, committed before it is acknowledged. `run`: the whole run of a bounded input (`csv_file`) is one transaction, committed when the output closes and only if the run read its input to the end and every row was delivered; a run stopped partway (a timeout, a shutdown, a kill) leaves the database as it was. Nothing is written outside that transaction: the table, its summary tables and the `init_statements` are created in it, and a database file that does not exist yet is created by the run's first row (the configuration is checked at connection on an in-memory database), so a first run that fails leaves no table, and, if it fails before its first row, no file. A run that completes with no rows still creates the (empty) tables and runs `after_run`. A batch is then acknowledged once it is in the transaction, and a failed batch is rolled back alone (a savepoint per batch). See `after_run`. A batch that cannot be written for a reason other than its rows (a full disk), or a connection that fails (a table without a configured column), fails the run at once with that error, rather than being retried until the run's timeout; the run's later batches are then dropped with it.").Default("batch"),
 			summariesField(),
 			service.NewStringListField(fAfterRun).Description("With `transaction: run`: SQL statements run in order inside the run's transaction just before it commits (after the `summaries`), such as summaries recomputed from the loaded rows, so the table and its summaries change together or not at all. A failing statement rolls the whole run back.").Default([]any{}).
 				Example([]any{"DELETE FROM daily_summary", "INSERT INTO daily_summary SELECT date, round(sum(total_amount), 2), sum(quantity) FROM sales_data GROUP BY date"}),
@@ -379,6 +379,23 @@ func (o *output) Connect(ctx context.Context) error {
 	if o.connected {
 		return nil
 	}
+	err := o.connect(ctx)
+	if err != nil && o.runMode && ctx.Err() == nil {
+		// A run cannot complete without its output, and Benthos would
+		// only try to connect again until the run's timeout, which would
+		// then hide why (a table without a configured column, say). The
+		// run fails now with the reason, and the output counts as
+		// connected only to drop the failed run's batches (Abandoned), so
+		// that the stream ends.
+		runscope.ForStream(o.res).Fail(err)
+		o.log.Errorf("%v; the run fails", err)
+		o.connected = true
+		return nil
+	}
+	return err
+}
+
+func (o *output) connect(ctx context.Context) error {
 	if o.runMode {
 		// A run that fails must leave no trace, and a database file
 		// created at connection would be one (with its directory), so a

@@ -1081,6 +1081,39 @@ func TestRunTransaction(t *testing.T) {
 		})
 	}
 
+	t.Run("a table the run cannot use", func(t *testing.T) {
+		// The file's table lacks a configured column: found at connect,
+		// where Benthos would retry until the run's timeout. The run
+		// fails with the reason instead, and its batches are dropped.
+		path := filepath.Join(t.TempDir(), "sales.db")
+		db := openDB(t, path, "journal_mode(wal)")
+		if _, err := db.Exec(`CREATE TABLE sales (date TEXT, product_id INTEGER, customer_id INTEGER, PRIMARY KEY (date, product_id, customer_id))`); err != nil {
+			t.Fatal(err)
+		}
+		res := service.MockResources()
+		r := runscope.ForStream(res)
+		o, err := newTestOutputIn(t, map[string]any{"path": path, "table": "sales", "columns": salesColumns(), "key": salesKey, "transaction": "run"}, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := o.Connect(ctx); err != nil {
+			t.Fatalf("Connect: %v, want the run failed instead", err)
+		}
+		if err := r.Failed(); err == nil || !strings.Contains(err.Error(), `has no column "quantity"`) || !strings.Contains(err.Error(), path) {
+			t.Errorf("the run's failure: %v, want one naming the missing column and the file", err)
+		}
+		r.Emitted()
+		if err := o.WriteBatch(ctx, inRun(r, batchOf(rows[0]))); err != nil {
+			t.Errorf("a batch of the failed run: %v, want it dropped", err)
+		}
+		if err := o.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, db, "sales"); n != 0 {
+			t.Errorf("the table has %d rows, want it as it was", n)
+		}
+	})
 	t.Run("a write no retry mends", func(t *testing.T) {
 		// The database's directory cannot be made at the first batch (a
 		// file took its place after connect): the run fails with the

@@ -222,6 +222,33 @@ func TestBatchRunFailures(t *testing.T) {
 			t.Errorf("the csv_file output published a run that failed")
 		}
 	})
+	t.Run("an output that cannot connect", func(t *testing.T) {
+		// An earlier run's table lacks the column the job now writes:
+		// the sqlite output finds it at connect, where Benthos would try
+		// again until the run's timeout; the run fails at once saying so.
+		dir := t.TempDir()
+		db := filepath.Join(dir, "a.db")
+		conn, err := sql.Open("sqlite3", "file:"+db+"?_pragma=journal_mode(wal)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec("CREATE TABLE a (b INTEGER)"); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.Close()
+		writeFile(t, filepath.Join(dir, "in.csv"), "a\n1\n2\n")
+		writeJob(t, dir, filepath.Join(dir, "in.csv"), fmt.Sprintf(`
+      - sqlite:
+          path: %q
+          table: a
+          transaction: run
+          columns: [{name: a, type: INTEGER}]
+`, db))
+		res := runFailingTwice(t, dir, `table \"a\" has no column \"a\"`)
+		if strings.Contains(res.stderr, "timeout of") {
+			t.Errorf("the failure is reported as a timeout: %s", res)
+		}
+	})
 	t.Run("shutdown midway", func(t *testing.T) {
 		dir := t.TempDir()
 		csvPath := filepath.Join(dir, "sales.csv")
