@@ -322,17 +322,20 @@ func TestSummaryConfig(t *testing.T) {
 		})
 	}
 
-	// Without columns in the config, the table's are checked at connection.
+	// Without columns in the config, the table's are checked at connection,
+	// which fails the run (summaries need run mode).
 	path := filepath.Join(t.TempDir(), "s.db")
 	if _, err := openDB(t, path).Exec("CREATE TABLE sales (date TEXT, price REAL)"); err != nil {
 		t.Fatal(err)
 	}
-	o, err := newTestOutput(t, map[string]any{"path": path, "table": "sales", "transaction": "run", "summaries": sum(field("r", "sum", "total_amount"))})
+	res := service.MockResources()
+	o, err := newTestOutputIn(t, map[string]any{"path": path, "table": "sales", "transaction": "run", "summaries": sum(field("r", "sum", "total_amount"))}, res)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := o.Connect(context.Background()); err == nil || !strings.Contains(err.Error(), `the table has no column "total_amount" (it has [date, price])`) {
-		t.Errorf("connect with a column the table lacks: %v", err)
+	err = o.Connect(context.Background())
+	if why := runscope.ForStream(res).Failed(); err != nil || why == nil || !strings.Contains(why.Error(), `the table has no column "total_amount" (it has [date, price])`) {
+		t.Errorf("connect with a column the table lacks: %v, the run's failure %v", err, why)
 	}
 }
 
