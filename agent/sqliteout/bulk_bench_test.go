@@ -360,10 +360,8 @@ func withTable(b *testing.B, conf map[string]any) *output {
 	b.Helper()
 	o := connected(b, conf)
 	ctx := context.Background()
-	if o.db == nil {
-		if err := o.open(ctx); err != nil {
-			b.Fatal(err)
-		}
+	if err := o.open(ctx); err != nil {
+		b.Fatal(err)
 	}
 	err := o.raw(ctx, func(c *sqlite3.Conn) error {
 		if err := c.Exec(createSQL(o.table, o.schema.cols, o.key, o.withoutRowid)); err != nil {

@@ -416,9 +416,13 @@ func (o *output) connect(ctx context.Context) error {
 	return nil
 }
 
-// open opens the database file, creating it if needed, and sets it up;
-// its errors name the file, for the caller to say what it was doing.
+// open opens the database file, creating it if needed, and sets it up,
+// unless it is open already; its errors name the file, for the caller to
+// say what it was doing.
 func (o *output) open(ctx context.Context) error {
+	if o.db != nil {
+		return nil
+	}
 	if err := os.MkdirAll(filepath.Dir(o.path), 0o755); err != nil {
 		return fmt.Errorf("directory of %s: %w", o.path, err)
 	}
@@ -833,10 +837,8 @@ func (o *output) writeRun(ctx context.Context, batch service.MessageBatch, s *sc
 	if o.run != nil && run != o.run {
 		return fmt.Errorf("%s: run: this batch belongs to another run than the earlier ones", fTransaction)
 	}
-	if o.db == nil {
-		if err := o.open(ctx); err != nil {
-			return err
-		}
+	if err := o.open(ctx); err != nil {
+		return err
 	}
 	return o.raw(ctx, func(c *sqlite3.Conn) (err error) {
 		if !o.inRun {
@@ -898,12 +900,10 @@ func (o *output) endRun(ctx context.Context) error {
 		}
 		o.run = run
 		ctx := context.WithoutCancel(ctx)
-		if o.db == nil {
-			if err := o.open(ctx); err != nil {
-				err = fmt.Errorf("sqlite output: publishing a run of no rows: %w", err)
-				run.Fail(err)
-				return err
-			}
+		if err := o.open(ctx); err != nil {
+			err = fmt.Errorf("sqlite output: publishing a run of no rows: %w", err)
+			run.Fail(err)
+			return err
 		}
 		if err := o.raw(ctx, o.beginRun); err != nil {
 			err = fmt.Errorf("sqlite output: %s: %w", o.path, err)

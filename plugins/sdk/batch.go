@@ -374,7 +374,6 @@ func boolBytes(v []uint64, rows int) []byte {
 	return boolScratch
 }
 
-// resize returns a zeroed slice of n bytes, reusing b's storage.
 // checkStrings checks the offsets of b's string and value columns, once
 // for the call, and points b.strs at them. A well-behaved host never sends
 // bad ones (it writes them itself), so a bad one fails the call.
@@ -403,6 +402,7 @@ func (b *Batch) checkStrings() error {
 	return nil
 }
 
+// resize returns a zeroed slice of n bytes, reusing b's storage.
 func resize(b []byte, n int) []byte {
 	if cap(b) < n {
 		return make([]byte, n)
