@@ -76,6 +76,12 @@ type Options struct {
 	// instead of the one under the data dir: for lint, which loads stateful
 	// plugins but must not contend with a running agent for its state.
 	ScratchState bool
+	// LazyState opens the state dir only when a pipeline's step needs it
+	// (a keyed step, a sluice_state cache) or the state API is used, so an
+	// agent running only stateless pipelines (the batch jobs) never takes
+	// the dir's lock and can run beside an agent that holds it. For a run;
+	// the state commands open it at once.
+	LazyState bool
 	// Prefetch starts loading the builtin plugins the configured pipelines
 	// name as soon as the Wasm engine exists, while the rest of the agent
 	// is set up (for a run; lint and state commands have no use for it).
@@ -101,7 +107,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if cfg.StateMemory == "small" {
 		sopts.MemTableBytes, sopts.BlockCacheBytes = 8<<20, 16<<20
 	}
-	st, err := state.Open(ctx, sopts)
+	open := state.Open
+	if opts.LazyState {
+		open = func(context.Context, state.Options) (*state.Store, error) { return state.OpenLazy(sopts) }
+	}
+	st, err := open(ctx, sopts)
 	if err != nil {
 		a.removeScratch()
 		return nil, err

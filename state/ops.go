@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"slices"
@@ -157,6 +158,11 @@ func (s *Store) Stats() Stats {
 		GCRewrites:            s.gcRewrites.Load(),
 	}
 	st.KeysCached, st.DirtyKeys, st.CacheHits, st.CacheMisses, st.LogRecords, st.LogBytes = s.mem.stats()
+	// Stats alone does not open the store: metrics of an agent that keeps
+	// no state must not take its dir.
+	if !s.ready.Load() {
+		return st
+	}
 	if release, err := s.acquire(); err == nil {
 		st.LSMBytes, st.VlogBytes = s.db.Size()
 		release()
@@ -188,6 +194,9 @@ func (s *Store) Backup(w io.Writer) error {
 // FormatVersion the store is left holding mixed data and Restore says so:
 // delete the dir and restore with an agent of the backup's version.
 func (s *Store) Restore(r io.Reader) error {
+	if err := s.Ready(context.Background()); err != nil {
+		return fmt.Errorf("state restore into %q: %w", s.dir, err)
+	}
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
 	if s.closed {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -561,6 +563,61 @@ func TestErrLocked(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
+	}
+}
+
+// TestOpenLazy: a lazy store takes nothing on disk until it is used; its
+// first use opens the dir, and a dir held by another store fails that use
+// (and Ready) with ErrLocked, which a later Ready retries once it is free.
+func TestOpenLazy(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "state")
+	lazy, err := OpenLazy(Options{Dir: dir, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := lazy.Stats(); st.Commits != 0 || st.LSMBytes != 0 {
+		t.Errorf("Stats of an unopened store = %+v", st)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the dir after OpenLazy and Stats: %v; want it not created", err)
+	}
+	// Another store takes the dir first: the lazy one's first use fails.
+	held := openAt(t, dir)
+	ns := Namespace{Name: "users"}
+	if err := held.Commit(ctx, ns, []Write{{Key: []byte("u1"), Value: []byte("v1")}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := lazy.Get("users", "u1"); !errors.Is(err, ErrLocked) {
+		t.Errorf("Get on a lazy store whose dir is held = %v, want ErrLocked", err)
+	}
+	if err := lazy.Ready(ctx); !errors.Is(err, ErrLocked) {
+		t.Errorf("Ready on a held dir = %v, want ErrLocked", err)
+	}
+	if err := held.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Free now: the first operation opens it and sees the other's commit.
+	e, ok, err := lazy.Get("users", "u1")
+	if err != nil || !ok || string(e.Value) != "v1" {
+		t.Fatalf("Get after the dir was freed = %q, %v, %v; want v1", e.Value, ok, err)
+	}
+	if err := lazy.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := lazy.Ready(ctx); !errors.Is(err, errClosed) {
+		t.Errorf("Ready after Close = %v, want the store closed", err)
+	}
+	// A lazy store never used closes without touching the disk.
+	unused, err := OpenLazy(Options{Dir: filepath.Join(t.TempDir(), "never"), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unused.Close(); err != nil {
+		t.Errorf("Close of an unopened store = %v", err)
+	}
+	if _, _, err := unused.Get("users", "u1"); err == nil {
+		t.Error("Get after Close succeeded")
 	}
 }
 

@@ -201,10 +201,17 @@ type Stats struct {
 // Store is the state of every namespace of one agent, in one Badger
 // database. All methods are safe for concurrent use.
 type Store struct {
-	db  *badger.DB
-	dir string
-	log *slog.Logger
-	mem *memState
+	db   *badger.DB
+	dir  string
+	opts Options
+	log  *slog.Logger
+	mem  *memState
+
+	// openMu serialises Ready and Close's decision to never open; ready
+	// is set once db is open, shut once Close began.
+	openMu sync.Mutex
+	ready  atomic.Bool
+	shut   atomic.Bool
 
 	// opMu is held shared by every operation and the background loops, and
 	// exclusively by Close and Restore (Badger's Load must not run beside
@@ -247,20 +254,76 @@ type Store struct {
 // dir written with another FormatVersion fails with an error naming both
 // versions.
 func Open(ctx context.Context, opts Options) (*Store, error) {
+	s, err := OpenLazy(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Ready(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenLazy checks opts and returns a store that opens its dir (taking its
+// lock, replaying its log) only when first used: by Ready, or by any
+// operation but Stats and Close. An agent whose pipelines keep no state
+// then never holds the dir, so batch jobs can run beside an agent that
+// does; a step that needs state calls Ready when it is built, so a dir it
+// cannot have fails the pipeline at its start, not at its first batch.
+func OpenLazy(opts Options) (*Store, error) {
 	opts, err := opts.validate()
 	if err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
-	dir := opts.Dir
+	s := &Store{
+		dir:  opts.Dir,
+		opts: opts,
+		log:  opts.Logger.With("component", "state", "dir", opts.Dir),
+		mem:  newMemState(opts.CacheKeys),
+		kick: make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+	s.recBufs.New = func() any { return new([]byte) }
+	return s, nil
+}
+
+// Ready opens the store's dir if it is not open yet. It may be called any
+// number of times, from any goroutine; after an error (the dir held by
+// another agent) a later call tries again.
+func (s *Store) Ready(ctx context.Context) error {
+	if s.shut.Load() {
+		return fmt.Errorf("open state dir %q: %w", s.dir, errClosed)
+	}
+	if s.ready.Load() {
+		return nil
+	}
+	s.openMu.Lock()
+	defer s.openMu.Unlock()
+	switch {
+	case s.shut.Load():
+		return fmt.Errorf("open state dir %q: %w", s.dir, errClosed)
+	case s.ready.Load():
+		return nil
+	}
+	if err := s.open(ctx); err != nil {
+		return err
+	}
+	s.ready.Store(true)
+	return nil
+}
+
+// open opens Badger in the dir, checks its format, replays the log and
+// starts the background loops.
+func (s *Store) open(ctx context.Context) error {
+	opts, dir, log := s.opts, s.dir, s.log
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("open state dir %q: %w", dir, err)
+		return fmt.Errorf("open state dir %q: %w", dir, err)
 	}
 	if !opts.InMemory {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("open state dir %q: %w", dir, err)
+			return fmt.Errorf("open state dir %q: %w", dir, err)
 		}
 	}
-	log := opts.Logger.With("component", "state", "dir", dir)
 	bopts := badger.DefaultOptions(dir).
 		WithSyncWrites(opts.SyncWrites).
 		WithLogger(badgerLogger{log: log.With("source", "badger")}).
@@ -283,30 +346,23 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		// Badger formats its lock error with %+v, not %w, so its text is
 		// all there is to recognise; TestErrLocked guards it across upgrades.
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
-			return nil, fmt.Errorf("open state dir %q: %w: only one agent may use a data dir at a time; stop the other agent or give this one its own data_dir", dir, ErrLocked)
+			return fmt.Errorf("open state dir %q: %w: only one agent may use a data dir at a time; stop the other agent or give this one its own data_dir", dir, ErrLocked)
 		}
-		return nil, fmt.Errorf("open state dir %q: %w", dir, err)
+		return fmt.Errorf("open state dir %q: %w", dir, err)
 	}
 	if err := ctx.Err(); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("open state dir %q: %w", dir, err)
+		return fmt.Errorf("open state dir %q: %w", dir, err)
 	}
 	if err := checkFormat(db, dir); err != nil {
 		_ = db.Close()
-		return nil, err
+		return err
 	}
-	s := &Store{
-		db:   db,
-		dir:  dir,
-		log:  log,
-		mem:  newMemState(opts.CacheKeys),
-		kick: make(chan struct{}, 1),
-		done: make(chan struct{}),
-	}
-	s.recBufs.New = func() any { return new([]byte) }
+	s.db = db
 	if err := s.recoverLogs(); err != nil {
+		s.db = nil
 		_ = db.Close()
-		return nil, fmt.Errorf("open state dir %q: %w", dir, err)
+		return fmt.Errorf("open state dir %q: %w", dir, err)
 	}
 	s.loops.Add(1)
 	go s.checkpointLoop()
@@ -314,7 +370,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.loops.Add(1)
 		go s.gcLoop(opts.GCInterval)
 	}
-	return s, nil
+	return nil
 }
 
 // checkFormat stamps a new store with FormatVersion and refuses a store
@@ -384,11 +440,17 @@ func (s *Store) Close() error {
 // to replay, as a crash would (tests use that).
 func (s *Store) close(checkpoint bool) error {
 	s.closeOnce.Do(func() {
+		s.openMu.Lock()
+		s.shut.Store(true)
+		s.openMu.Unlock()
 		close(s.done)
 		s.loops.Wait()
 		s.opMu.Lock()
 		defer s.opMu.Unlock()
 		s.closed = true
+		if !s.ready.Load() {
+			return // never opened: nothing to write or close
+		}
 		var errs []error
 		if checkpoint && s.failed.Load() == nil {
 			if err := s.checkpoint(); err != nil {
@@ -405,8 +467,12 @@ func (s *Store) close(checkpoint bool) error {
 	return s.closeErr
 }
 
-// acquire holds the store open for one operation.
+// acquire holds the store open for one operation, opening it first if
+// it is not open yet.
 func (s *Store) acquire() (release func(), err error) {
+	if err := s.Ready(context.Background()); err != nil {
+		return nil, err
+	}
 	s.opMu.RLock()
 	if s.closed {
 		s.opMu.RUnlock()

@@ -317,6 +317,13 @@ func NewProcessor(conf *service.ParsedConfig, res *service.Resources, store *sta
 	if err != nil {
 		return nil, err
 	}
+	if s.keyed != nil {
+		// A keyed step opens the agent's state dir when it is built: one
+		// it cannot have fails the pipeline now, not its first batch.
+		if err := store.Ready(context.Background()); err != nil {
+			return nil, err
+		}
+	}
 	p := &Processor{s: s, name: "plugin " + s.path, step: s.path}
 	if label := res.Label(); label != "" {
 		p.name = fmt.Sprintf("plugin %s (step %s)", s.path, label)

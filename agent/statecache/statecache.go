@@ -73,6 +73,11 @@ func New(st *state.Store, ns string, defaultTTL time.Duration) (*Cache, error) {
 	if err := (state.Namespace{Name: ns}).Validate(); err != nil {
 		return nil, fmt.Errorf("sluice_state cache: %w", err)
 	}
+	// The agent opens its state dir for the first component that needs
+	// it: one it cannot have fails the pipeline when it is built.
+	if err := st.Ready(context.Background()); err != nil {
+		return nil, fmt.Errorf("sluice_state cache %q: %w", ns, err)
+	}
 	return &Cache{st: st, ns: ns, ttl: defaultTTL}, nil
 }
 

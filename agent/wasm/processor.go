@@ -549,6 +549,14 @@ func newProcessor(ctx context.Context, eng *Engine, conf *service.ParsedConfig, 
 	if err != nil {
 		return nil, err
 	}
+	if st := eng.cfg.State; st != nil && (s.keyed != nil || len(s.Instance.ReadState) > 0) {
+		// The agent opens its state dir for the first step that needs
+		// it: one it cannot have fails the pipeline now, not its first
+		// batch.
+		if err := st.Ready(ctx); err != nil {
+			return nil, err
+		}
+	}
 	s.Instance.metrics = newPluginMetrics(metrics)
 	mod, err := eng.Load(ctx, s.Name, s.Bin, s.Load)
 	if err != nil {

@@ -90,17 +90,31 @@ output:
 	}
 }
 
-// TestDataDirHeldByRunningAgent starts an agent and then a second command on
-// the same data dir: the second must refuse, saying why.
+// TestDataDirHeldByRunningAgent starts an agent whose pipeline keeps
+// state, then other commands on the same data dir: the state command and a
+// pipeline that keeps state must refuse, saying why, while a pipeline that
+// keeps none (a batch job) runs beside it, since it never opens the dir.
 func TestDataDirHeldByRunningAgent(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "forever.yaml"), `
+cache_resources:
+  - label: seen
+    sluice_state: {namespace: seen}
 input:
   generate: { interval: 10ms, mapping: 'root.n = counter()' }
+pipeline:
+  processors:
+    - cache: {resource: seen, operator: set, key: '${! json("n") }', value: 'x'}
 output:
   drop: {}
 `)
-	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"))
+	writeFile(t, filepath.Join(dir, "batch.yaml"), `
+input:
+  generate: { count: 3, interval: '', mapping: 'root.n = counter()' }
+output:
+  file: { path: out.jsonl, codec: lines }
+`)
+	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=")
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
 	cmd, _, _ := command(ctx, dir, env, "--pipeline", "forever.yaml")
@@ -115,9 +129,20 @@ output:
 			break
 		}
 	}
-	res := runAgent(t, dir, env, "state", "stats")
-	if res.code == 0 || !strings.Contains(res.stderr, "in use by another agent") || !strings.Contains(res.stderr, filepath.Join(dir, "data")) {
-		t.Errorf("second agent on a held data dir: exit %d, stderr %q; want a refusal naming the dir", res.code, res.stderr)
+	// realtime_sample's features step is keyed: it opens the dir when
+	// the pipeline is built.
+	for _, args := range [][]string{{"state", "stats"}, {"--pipeline", "builtin:realtime_sample"}} {
+		res := runAgent(t, dir, env, args...)
+		if res.code == 0 || !strings.Contains(res.stderr, "in use by another agent") || !strings.Contains(res.stderr, filepath.Join(dir, "data")) {
+			t.Errorf("%v on a held data dir: exit %d, stderr %q; want a refusal naming the dir", args, res.code, res.stderr)
+		}
+	}
+	res := runAgent(t, dir, env, "--pipeline", "batch.yaml")
+	if res.code != 0 {
+		t.Fatalf("a pipeline without state beside an agent holding the data dir: exit %d, stderr %q", res.code, res.stderr)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "out.jsonl")); err != nil || string(got) != `{"n":1}`+"\n"+`{"n":2}`+"\n"+`{"n":3}`+"\n" {
+		t.Errorf("its output: %q, %v; want the three rows", got, err)
 	}
 }
 
