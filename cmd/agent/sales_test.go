@@ -31,7 +31,13 @@ type seedRow struct {
 
 func seedSales(t *testing.T) (good []seedRow, rejected map[int]bool) {
 	t.Helper()
-	b, err := os.ReadFile("../../pipelines/sample/sales.csv")
+	return seedSalesOf(t, "../../pipelines/sample/sales.csv")
+}
+
+// seedSalesOf is seedSales over the sales CSV at path.
+func seedSalesOf(t *testing.T, path string) (good []seedRow, rejected map[int]bool) {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +256,73 @@ func TestSalesETL(t *testing.T) {
 	}
 	check("second run")
 	outcome("second run", res.stderr)
+}
+
+// TestSalesETLFileReadAgain: the sales ETL over a file, then over the
+// same file after it lost its last rows and one good row turned bad (a
+// corrected export): sales_data then holds the file's current good rows
+// alone, not the old versions of the rows it no longer has, and the
+// summaries are of those rows (sales_etl's replace_by: [source_file]).
+func TestSalesETLFileReadAgain(t *testing.T) {
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.csv"), filepath.Join(dir, "out")
+	sample, err := os.ReadFile("../../pipelines/sample/sales.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, in, string(sample))
+	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "SALES_CSV="+in, "SALES_OUT="+out)
+	if res := runAgent(t, dir, env, "--pipeline", "builtin:sales_etl"); res.code != 0 {
+		t.Fatalf("first run: %s", res)
+	}
+	// The header and 60 rows, the first good one's price made negative.
+	good, _ := seedSalesOf(t, in)
+	lines := strings.SplitAfter(string(sample), "\n")[:61]
+	f := strings.Split(lines[good[0].line-1], ",")
+	f[3] = "-" + f[3]
+	lines[good[0].line-1] = strings.Join(f, ",")
+	writeFile(t, in, strings.Join(lines, ""))
+	res := runAgent(t, dir, env, "--pipeline", "builtin:sales_etl")
+	if res.code != 0 {
+		t.Fatalf("second run: %s", res)
+	}
+	good, _ = seedSalesOf(t, in)
+	var want []string
+	qty := 0
+	for _, r := range good {
+		want = append(want, fmt.Sprint(r.line, r.quantity))
+		qty += r.quantity
+	}
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(out, "sales.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT line, quantity FROM sales_data ORDER BY line")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var line, q int
+		if err := rows.Scan(&line, &q); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprint(line, q))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ";") != strings.Join(want, ";") {
+		t.Errorf("sales_data after the file was read again: %d rows\n%v\nwant the file's %d good rows\n%v", len(got), got, len(want), want)
+	}
+	var summed int
+	if err := db.QueryRow("SELECT sum(daily_quantity) FROM daily_summary").Scan(&summed); err != nil || summed != qty {
+		t.Errorf("daily_summary's quantities sum to %d (%v), want the file's %d", summed, err, qty)
+	}
+	if !strings.Contains(res.stderr, "replace_by replaced") {
+		t.Errorf("the second run's log does not say what replace_by replaced:\n%s", res.stderr)
+	}
 }
 
 // round2 rounds to the cent as Python's round(x, 2) does, on the double's

@@ -1,0 +1,195 @@
+package sqliteout
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ncruces/go-sqlite3"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/frame"
+)
+
+// replace_by: a run replaces the parts of the table it reads again. An
+// upsert on (source_file, line) makes a re-run of the same file change
+// nothing, but a file read again after rows were removed from it, or
+// became bad, would leave their old versions in the table (and in the
+// summaries made from it). The seed drops and recreates its table every
+// run; replace_by does the same for each part a run reads, in the run's
+// transaction, and leaves the parts it does not read alone.
+
+// parseReplaceBy reads replace_by as indexes into cols.
+func parseReplaceBy(conf *service.ParsedConfig, cols []column, runMode bool) ([]int, error) {
+	names, err := conf.FieldStringList(fReplaceBy)
+	if err != nil || len(names) == 0 {
+		return nil, err
+	}
+	switch {
+	case !runMode:
+		return nil, fmt.Errorf("needs %s: run (with a transaction per batch, readers would see a part deleted before its rows are back)", fTransaction)
+	case cols == nil:
+		return nil, fmt.Errorf("needs %s: the columns it names must be known before the run's first row", fColumns)
+	}
+	if err := checkKey(names, cols); err != nil {
+		return nil, err
+	}
+	idx := make([]int, len(names))
+	for i, name := range names {
+		idx[i] = columnIndex(cols, name)
+	}
+	return idx, nil
+}
+
+// replaceKey encodes one row's replace_by values as a map key; false if
+// one of them is NULL, which names no part.
+func replaceKey(dst []byte, vals []val) ([]byte, bool) {
+	for _, v := range vals {
+		if v.kind == valNull {
+			return dst, false
+		}
+		dst = append(dst, byte(v.kind))
+		dst = binary.AppendUvarint(dst, v.n)
+		dst = binary.AppendUvarint(dst, uint64(len(v.s)))
+		dst = append(dst, v.s...)
+	}
+	return dst, true
+}
+
+// part is one replace_by tuple met in a batch.
+type part struct {
+	key  string
+	vals []val
+}
+
+// batchParts lists the replace_by tuples of the batch's rows, each once, in
+// the order met: every row of a frame, its rejected rows included (a file
+// whose rows are all rejected now still replaces its old ones), read from
+// the frame's column of the same name; and the rows converted for writing.
+func (o *output) batchParts(s *schema, srcs []source, rows []val) ([]part, error) {
+	n := len(s.cols)
+	var parts []part
+	seen := map[string]bool{}
+	var key []byte
+	add := func(vals []val) {
+		var ok bool
+		if key, ok = replaceKey(key[:0], vals); !ok || seen[string(key)] {
+			return
+		}
+		seen[string(key)] = true
+		parts = append(parts, part{key: string(key), vals: vals})
+	}
+	var a arena
+	for i := range srcs {
+		src := &srcs[i]
+		if src.frame == nil || src.err != nil {
+			continue
+		}
+		f := src.frame
+		fcs := make([]*frame.Column, len(o.replaceBy))
+		for j, ci := range o.replaceBy {
+			c := &s.cols[ci]
+			for k := range f.Cols {
+				if !f.Cols[k].Meta && f.Cols[k].Name == c.path {
+					fcs[j] = &f.Cols[k]
+					break
+				}
+			}
+			if fcs[j] == nil {
+				fcs = nil // not a plain field of the frame: its written rows below
+				break
+			}
+		}
+		if fcs == nil {
+			continue
+		}
+		last := ""
+		for r := 0; r < f.Rows; r++ {
+			vals := make([]val, len(fcs))
+			null := false
+			for j, fc := range fcs {
+				v, ok := cellVal(&s.cols[o.replaceBy[j]], fc, r, &a)
+				if !ok {
+					return nil, fmt.Errorf("message %d: frame row %d: %s column %q: %s does not convert to %s", i, r, fReplaceBy, s.cols[o.replaceBy[j]].name, fc.AppendJSON(nil, r), s.cols[o.replaceBy[j]].typ)
+				}
+				vals[j], null = v, null || v.kind == valNull
+			}
+			if null {
+				continue
+			}
+			// A frame's rows mostly share their part (a file's rows): one
+			// map lookup per run of equal values, not per row.
+			if key, _ = replaceKey(key[:0], vals); string(key) == last {
+				continue
+			}
+			last = string(key)
+			add(vals)
+		}
+	}
+	for r := 0; r*n < len(rows); r++ {
+		row := rows[r*n : (r+1)*n]
+		// The values alias the batch, which outlives the parts (used
+		// by this WriteBatch alone).
+		vals := make([]val, len(o.replaceBy))
+		for j, ci := range o.replaceBy {
+			vals[j] = row[ci]
+		}
+		add(vals)
+	}
+	return parts, nil
+}
+
+// replaceIn deletes, in the run's open transaction, the rows of each part
+// the run had not met yet, and records it as met. On error nothing is
+// recorded: the batch's savepoint rolls its deletes back.
+func (o *output) replaceIn(c *sqlite3.Conn, s *schema, parts []part) (err error) {
+	var added []string
+	defer func() {
+		if err != nil {
+			for _, k := range added {
+				delete(o.replaced, k)
+			}
+		}
+	}()
+	var stmt *sqlite3.Stmt
+	defer func() {
+		if stmt != nil {
+			err = errors.Join(err, stmt.Close())
+		}
+	}()
+	for _, p := range parts {
+		if o.replaced[p.key] {
+			continue
+		}
+		if stmt == nil {
+			where := make([]string, len(o.replaceBy))
+			for j, ci := range o.replaceBy {
+				where[j] = quote(s.cols[ci].name) + " = ?"
+			}
+			q := "DELETE FROM " + quote(o.table) + " WHERE " + strings.Join(where, " AND ")
+			if stmt, _, err = c.Prepare(q); err != nil {
+				return fmt.Errorf("%s: preparing %s: %w", fReplaceBy, q, err)
+			}
+		}
+		if err := bindRow(stmt, p.vals); err != nil {
+			return fmt.Errorf("%s: %w", fReplaceBy, err)
+		}
+		if err := stmt.Exec(); err != nil {
+			return fmt.Errorf("%s: deleting the rows the run replaces: %w", fReplaceBy, err)
+		}
+		o.replacedRows += int(c.Changes())
+		o.replaced[p.key] = true
+		added = append(added, p.key)
+	}
+	return nil
+}
+
+// replaceNames names the replace_by columns for the log.
+func (o *output) replaceNames() string {
+	names := make([]string, len(o.replaceBy))
+	for j, ci := range o.replaceBy {
+		names[j] = o.cols[ci].name
+	}
+	return strings.Join(names, ", ")
+}
