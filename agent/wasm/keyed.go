@@ -316,6 +316,9 @@ func (k *keyedStep) prepare(ctx context.Context, batch service.MessageBatch, inf
 			// is applied.
 			if has {
 				if !known[pk] {
+					// The in-flight batches before the store, as for the
+					// values below.
+					b, inFlight := inflight.applied(pk)
 					a, ok, err := k.store.Applied(pk.source, pk.partition)
 					if err != nil {
 						return nil, nil, nil, err
@@ -324,7 +327,7 @@ func (k *keyedStep) prepare(ctx context.Context, batch service.MessageBatch, inf
 					if !ok {
 						a = math.MinInt64
 					}
-					if b, ok := inflight.applied(pk); ok && b > a {
+					if inFlight && b > a {
 						a = b
 					}
 					applied[pk] = a
@@ -345,14 +348,27 @@ func (k *keyedStep) prepare(ctx context.Context, batch service.MessageBatch, inf
 		}
 		kin.KeyIdx[idx] = j
 	}
+	// The in-flight batches' values are read before the store's: a batch
+	// whose commit returns between the two reads is then seen by one or
+	// the other. Read the other way round, the store could be read just
+	// before that commit and the batch skipped as finished just after it,
+	// and its update lost (TestKeyedConcurrentBatches, under load).
+	type found struct {
+		v  pendingValue
+		ok bool
+	}
+	pend := make([]found, len(kin.Keys))
+	for j, key := range kin.Keys {
+		pend[j].v, pend[j].ok = inflight.lookup(kin.storeNS, key)
+	}
 	entries, err := k.store.Load(ns, kin.Keys, 0)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	kin.State = make([][]byte, len(kin.Keys))
 	for j, e := range entries {
-		if v, ok := inflight.lookup(kin.storeNS, kin.Keys[j]); ok {
-			e = state.Entry{Value: v.value, LastEvent: v.lastEvent}
+		if pend[j].ok {
+			e = state.Entry{Value: pend[j].v.value, LastEvent: pend[j].v.lastEvent}
 		}
 		// Event-time TTL: the entity is forgotten if it was idle longer
 		// than the TTL before its first event in this batch.
