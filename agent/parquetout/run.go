@@ -174,7 +174,16 @@ func (o *output) publishRun(files []*file) error {
 		rows += f.rows
 		o.log.Debugf("parquet output: published %s, %d rows", f.final, f.rows)
 	}
-	o.log.Infof("parquet output: published %d files, %d rows", len(files), rows)
+	switch len(files) {
+	case 0:
+		o.log.Infof("parquet output: the run had no rows: no file published")
+	case 1:
+		// Named, as the csv_file output names its file: the one a user
+		// looks for after a run.
+		o.log.Infof("parquet output: published %s, %d rows", files[0].final, rows)
+	default:
+		o.log.Infof("parquet output: published %d files (%s to %s), %d rows", len(files), files[0].final, files[len(files)-1].final, rows)
+	}
 	return nil
 }
 
