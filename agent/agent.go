@@ -376,9 +376,12 @@ type runTotals struct {
 // the metrics.
 func (a *Agent) recordRun(o supervisor.RunOutcome) {
 	// Components that count rows (csv_file, sqlite, parquet: a frame is
-	// one message of many rows) are preferred to Benthos' message counts.
+	// one message of many rows) are preferred to Benthos' message counts,
+	// even at 0: with transaction: run an output counts its rows when it
+	// publishes the run, so a failed run has sent none, though Benthos
+	// counted its batches as they were acknowledged.
 	count := func(rowsMetric, msgMetric string, labels ...string) float64 {
-		if n := a.reg.Sum(rowsMetric, o.Pipeline, labels...); n > 0 {
+		if n, ok := a.reg.Lookup(rowsMetric, o.Pipeline, labels...); ok {
 			return n
 		}
 		return a.reg.Sum(msgMetric, o.Pipeline, labels...)

@@ -45,7 +45,9 @@ Each message becomes one row; each column's `+"`value`"+` is evaluated on the me
 
 `+"`batch`"+` (the default) appends each batch to `+"`path`"+`, fsynced before the batch is acknowledged, writing the header first when the file is new or empty.
 
-`+"`run`"+` writes the whole run of a bounded input (`+"`csv_file`"+` input) to `+"`<path>.tmp`"+` and, when the output closes, replaces `+"`path`"+` with it only if the run read its input to the end and every message was delivered (fsync, rename, directory fsync); otherwise the .tmp file is removed and `+"`path`"+` is left as it was. The .tmp file (and `+"`path`"+`'s directory, if missing) is created by the run's first row, so a run that fails before one changes nothing at all. Each completed run therefore leaves exactly its own rows, and a header-only file when it had none: the rejects file of a batch job, replaced by each run.`).
+`+"`run`"+` writes the whole run of a bounded input (`+"`csv_file`"+` input) to `+"`<path>.tmp`"+` and, when the output closes, replaces `+"`path`"+` with it only if the run read its input to the end and every message was delivered (fsync, rename, directory fsync); otherwise the .tmp file is removed and `+"`path`"+` is left as it was. The .tmp file (and `+"`path`"+`'s directory, if missing) is created by the run's first row, so a run that fails before one changes nothing at all. Each completed run therefore leaves exactly its own rows, and a header-only file when it had none: the rejects file of a batch job, replaced by each run.
+
+The counter `+"`output_rows_sent`"+` counts the rows written (`+"`batch`"+`) or published (`+"`run`"+`, when the run's file is: a run that fails counts none); a scheduled run's outcome reads it for `+"`rows_rejected`"+`.`).
 		Fields(
 			service.NewStringField(fPath).Description("The CSV file; its directory is created if missing.").Example("out/rejects.csv"),
 			service.NewObjectListField(fColumns,
@@ -93,10 +95,15 @@ type output struct {
 	f    *os.File
 	run  *runscope.Run
 	rows int
+	// rowsSent counts the rows written (batch mode) or published (run
+	// mode, at Close), so a run's outcome counts no row of a run that
+	// was not published.
+	rowsSent *service.MetricCounter
 }
 
 func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, error) {
-	o := &output{log: res.Logger(), res: res}
+	o := &output{log: res.Logger(), res: res, rowsSent: res.Metrics().NewCounter("output_rows_sent")}
+	o.rowsSent.Incr(0) // shown at 0 from the start, for a run that publishes none
 	var err error
 	if o.path, err = conf.FieldString(fPath); err != nil {
 		return nil, err
@@ -259,6 +266,7 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if err := o.f.Sync(); err != nil {
 		return fmt.Errorf("csv_file output: fsync %s: %w", o.path, err)
 	}
+	o.rowsSent.Incr(int64(len(rows)))
 	return nil
 }
 
@@ -311,6 +319,7 @@ func (o *output) Close(context.Context) error {
 		}
 		return err
 	}
+	o.rowsSent.Incr(int64(o.rows))
 	o.log.Infof("csv_file output: published %s, %d rows", o.path, o.rows)
 	return nil
 }

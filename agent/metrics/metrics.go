@@ -321,15 +321,23 @@ func (r *Registry) RecordRun(run Run) {
 // name, value pairs (output_sent of the output labelled "rejects": "label",
 // "rejects"). Zero if there is none.
 func (r *Registry) Sum(name, pipeline string, where ...string) float64 {
+	total, _ := r.Lookup(name, pipeline, where...)
+	return total
+}
+
+// Lookup is Sum, also reporting whether any counter matched: a component
+// that registered the counter has it, at 0 until it counts.
+func (r *Registry) Lookup(name, pipeline string, where ...string) (float64, bool) {
 	want := map[string]string{"pipeline": pipeline}
 	for i := 0; i+1 < len(where); i += 2 {
 		want[where[i]] = where[i+1]
 	}
 	families, err := r.reg.Gather()
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	var total float64
+	found := false
 	for _, f := range families {
 		if f.GetName() != name {
 			continue
@@ -343,10 +351,11 @@ func (r *Registry) Sum(name, pipeline string, where ...string) float64 {
 			}
 			if matched == len(want) {
 				total += m.GetCounter().GetValue()
+				found = true
 			}
 		}
 	}
-	return total
+	return total, found
 }
 
 // TimeBy adds up the observed seconds of the Benthos timer called name

@@ -59,7 +59,7 @@ func ConfigSpec() *service.ConfigSpec {
 		Categories("Local").
 		Summary("Writes JSON messages, and the rows of frames, as rows of Parquet files; a file appears under its name only when complete, and a batch is acknowledged only once the file holding its rows has appeared. With `transaction: run` the files of a bounded input's run appear together when the run completed, or none does.").
 		Description(`
-Each message must be a JSON object, which becomes one row, or a frame (`+"`csv_file`"+` with `+"`frames: true`"+`), whose accepted rows each become one; see Frames below. The counter `+"`output_rows_sent`"+` counts the rows written and acknowledged.
+Each message must be a JSON object, which becomes one row, or a frame (`+"`csv_file`"+` with `+"`frames: true`"+`), whose accepted rows each become one; see Frames below. The counter `+"`output_rows_sent`"+` counts the rows written and acknowledged; with `+"`transaction: run`"+`, the rows of a run when it is published (a run that fails counts none).
 
 ### Files
 
@@ -224,6 +224,7 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, ser
 	var pol service.BatchPolicy
 	o := newBareOutput(res.Logger())
 	o.rowsSent = res.Metrics().NewCounter("output_rows_sent")
+	o.rowsSent.Incr(0) // shown at 0 from the start, for a run that publishes none
 	var err error
 	if o.path, err = conf.FieldInterpolatedString(fPath); err != nil {
 		return nil, pol, 0, err
@@ -381,8 +382,9 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			return err
 		}
 	}
-	// The rows are written and acknowledged, whatever failed beside them.
-	if o.rowsSent != nil && written > 0 {
+	// The rows are written and acknowledged, whatever failed beside them;
+	// in run mode they count when the run is published (publishRun).
+	if o.rowsSent != nil && written > 0 && !o.runMode {
 		o.rowsSent.Incr(int64(written))
 	}
 	if len(failed) == 0 {

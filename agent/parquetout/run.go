@@ -174,6 +174,9 @@ func (o *output) publishRun(files []*file) error {
 		rows += f.rows
 		o.log.Debugf("parquet output: published %s, %d rows", f.final, f.rows)
 	}
+	if o.rowsSent != nil {
+		o.rowsSent.Incr(rows)
+	}
 	switch len(files) {
 	case 0:
 		o.log.Infof("parquet output: the run had no rows: no file published")

@@ -461,14 +461,20 @@ func (c *captured) count(name string) int64 {
 
 // TestRowsSentMetric: output_rows_sent counts the rows written, a JSON
 // message one and a frame its accepted rows, and not those of a batch
-// that failed; in run mode a batch counts once written, before the run
-// commits.
+// that failed; in run mode the run's rows count when it commits, and a
+// run that does not complete counts none (a failed run's outcome reads
+// rows_out from this counter).
 func TestRowsSentMetric(t *testing.T) {
 	frameOf := func(ids ...any) []byte {
 		return buildFrame(t, []fcol{{"id", abi.TypeInt, false, ids}, {"line", abi.TypeInt, true, ids}}, map[int]string{0: "rejected"})
 	}
-	for _, mode := range []string{"batch", "run"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		mode     string
+		complete bool
+		want     int64
+	}{{"batch", false, 6}, {"run", true, 6}, {"run", false, 0}} {
+		mode := tc.mode
+		t.Run(fmt.Sprintf("%s/complete=%v", mode, tc.complete), func(t *testing.T) {
 			metrics := &captured{counts: map[string]int64{}}
 			env := service.NewEnvironment()
 			if err := Register(env); err != nil {
@@ -523,13 +529,23 @@ func TestRowsSentMetric(t *testing.T) {
 					t.Fatal("a batch with a bad row was written")
 				}
 			}
-			if got := metrics.count("output_rows_sent"); got != 6 {
-				t.Errorf("output_rows_sent is %d, want 6", got)
+			if mode == "run" {
+				if got := metrics.count("output_rows_sent"); got != 0 {
+					t.Errorf("output_rows_sent is %d before the run committed, want 0", got)
+				}
+				run.Acked(nil)
+				run.Acked(nil)
+				if tc.complete {
+					run.Ended()
+				}
 			}
 			if err := stream.Stop(ctx); err != nil {
 				t.Fatal(err)
 			}
 			<-done
+			if got := metrics.count("output_rows_sent"); got != tc.want {
+				t.Errorf("output_rows_sent is %d, want %d", got, tc.want)
+			}
 		})
 	}
 }

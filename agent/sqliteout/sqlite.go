@@ -95,7 +95,7 @@ A frame (from `+"`csv_file`"+` with `+"`frames: true`"+`, or a columns-mode `+"`
 
 ### Metrics
 
-`+"`output_rows_sent`"+` counts the rows written, a JSON message as one and a frame as its accepted rows, where Benthos' `+"`output_sent`"+` counts messages. With `+"`transaction: run`"+` a batch counts once it is in the run's transaction, as `+"`output_sent`"+` does.
+`+"`output_rows_sent`"+` counts the rows written, a JSON message as one and a frame as its accepted rows, where Benthos' `+"`output_sent`"+` counts messages. With `+"`transaction: run`"+` the run's rows count when it commits, so a run rolled back counts none (where `+"`output_sent`"+` counted its batches as they were acknowledged into the run's transaction); a run's outcome (`+"`rows_out`"+`) reads this counter.
 
 ### Readers
 
@@ -214,6 +214,9 @@ type output struct {
 func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, service.BatchPolicy, int, error) {
 	var pol service.BatchPolicy
 	o := &output{log: res.Logger(), res: res, rowsSent: res.Metrics().NewCounter("output_rows_sent")}
+	// Shown at 0 from the start: a run's outcome then reads rows_out
+	// from it even when the run committed none.
+	o.rowsSent.Incr(0)
 	var err error
 	if o.path, err = conf.FieldString(fPath); err != nil {
 		return nil, pol, 0, err
@@ -726,9 +729,11 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		}
 		return err
 	}
-	// Counted once written, in run mode too: as Benthos counts
-	// output_sent, by batch acknowledged, not by run committed.
-	o.rowsSent.Incr(int64(total))
+	// Counted once committed: per batch, or in run mode when the run is
+	// (endRun), so a run rolled back has sent no row.
+	if !o.runMode {
+		o.rowsSent.Incr(int64(total))
+	}
 	if o.schema == nil {
 		o.log.Infof("sqlite output: created table %q in %s with columns %s, inferred from the first batch", o.table, o.path, columnNames(s.cols))
 		o.schema = s
@@ -974,6 +979,7 @@ func (o *output) endRun(ctx context.Context) error {
 			_ = c.Exec("ROLLBACK")
 			return fmt.Errorf("sqlite output: committing the run's %d rows into table %q in %s: %w", o.runRows, o.table, o.path, err)
 		}
+		o.rowsSent.Incr(int64(o.runRows))
 		// Split, because these run after the last row, alone, and so add
 		// to the run's time in full.
 		how := ""

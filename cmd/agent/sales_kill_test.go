@@ -266,6 +266,10 @@ func TestBatchRunFailures(t *testing.T) {
 		if !strings.Contains(stderr, "the run was stopped before the end of its input") || strings.Contains(stderr, "run succeeded") || strings.Contains(stderr, "ok=true") {
 			t.Errorf("a run stopped midway is not reported as failed:\n%s", stderr)
 		}
+		// Its outputs had taken batches, all rolled back: none went out.
+		if !strings.Contains(stderr, "rows_out=0 rows_rejected=0") {
+			t.Errorf("the stopped run's outcome counts rows out that were rolled back:\n%s", stderr)
+		}
 		for _, name := range []string{"rejects.csv", "*.parquet"} {
 			if m, _ := filepath.Glob(filepath.Join(out, name)); len(m) > 0 {
 				t.Errorf("%v published by a run stopped midway", m)
