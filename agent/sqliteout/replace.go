@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ncruces/go-sqlite3"
@@ -66,78 +67,81 @@ type part struct {
 // batchParts lists the replace_by tuples of the batch's rows, each once, in
 // the order met: every row of a frame, its rejected rows included (a file
 // whose rows are all rejected now still replaces its old ones), read from
-// the frame's column of the same name; and the rows converted for writing.
+// the frame's column of the same name; and otherwise the rows converted
+// for writing.
 func (o *output) batchParts(s *schema, srcs []source, rows []val) ([]part, error) {
 	n := len(s.cols)
 	var parts []part
 	seen := map[string]bool{}
 	var key []byte
-	add := func(vals []val) {
+	last := ""
+	cur := make([]val, len(o.replaceBy))
+	// add records cur's tuple unless it is the last one met (a frame's
+	// rows mostly share their part, a file's: one map lookup per run of
+	// equal values, not per row) or was met before.
+	add := func() {
 		var ok bool
-		if key, ok = replaceKey(key[:0], vals); !ok || seen[string(key)] {
+		if key, ok = replaceKey(key[:0], cur); !ok || string(key) == last {
 			return
 		}
-		seen[string(key)] = true
-		parts = append(parts, part{key: string(key), vals: vals})
+		last = string(key)
+		if seen[last] {
+			return
+		}
+		seen[last] = true
+		// The values alias the batch, which outlives the parts (used by
+		// this WriteBatch alone).
+		parts = append(parts, part{key: last, vals: slices.Clone(cur)})
 	}
 	var a arena
+	fcs := make([]*frame.Column, len(o.replaceBy))
 	for i := range srcs {
 		src := &srcs[i]
-		if src.frame == nil || src.err != nil {
+		if src.err != nil {
 			continue
 		}
-		f := src.frame
-		fcs := make([]*frame.Column, len(o.replaceBy))
-		for j, ci := range o.replaceBy {
-			c := &s.cols[ci]
-			for k := range f.Cols {
-				if !f.Cols[k].Meta && f.Cols[k].Name == c.path {
-					fcs[j] = &f.Cols[k]
-					break
+		if f := src.frame; f != nil && o.frameColumns(s, f, fcs) {
+			rowsToRead := f.Rows
+			if !slices.ContainsFunc(fcs, func(fc *frame.Column) bool { return !fc.Const }) {
+				// One value for all of the frame's rows (csv_file's
+				// file_field): one row says it.
+				rowsToRead = min(rowsToRead, 1)
+			}
+			for r := 0; r < rowsToRead; r++ {
+				for j, fc := range fcs {
+					v, ok := cellVal(&s.cols[o.replaceBy[j]], fc, r, &a)
+					if !ok {
+						c := &s.cols[o.replaceBy[j]]
+						return nil, fmt.Errorf("message %d: frame row %d: %s column %q: %s does not convert to %s", i, r, fReplaceBy, c.name, fc.AppendJSON(nil, r), c.typ)
+					}
+					cur[j] = v
 				}
+				add()
 			}
-			if fcs[j] == nil {
-				fcs = nil // not a plain field of the frame: its written rows below
-				break
-			}
-		}
-		if fcs == nil {
 			continue
 		}
-		last := ""
-		for r := 0; r < f.Rows; r++ {
-			vals := make([]val, len(fcs))
-			null := false
-			for j, fc := range fcs {
-				v, ok := cellVal(&s.cols[o.replaceBy[j]], fc, r, &a)
-				if !ok {
-					return nil, fmt.Errorf("message %d: frame row %d: %s column %q: %s does not convert to %s", i, r, fReplaceBy, s.cols[o.replaceBy[j]].name, fc.AppendJSON(nil, r), s.cols[o.replaceBy[j]].typ)
-				}
-				vals[j], null = v, null || v.kind == valNull
+		// A JSON message, or a frame whose columns are read at paths:
+		// its rows as converted for writing.
+		for r := src.start; r < src.start+src.rows && (r+1)*n <= len(rows); r++ {
+			for j, ci := range o.replaceBy {
+				cur[j] = rows[r*n+ci]
 			}
-			if null {
-				continue
-			}
-			// A frame's rows mostly share their part (a file's rows): one
-			// map lookup per run of equal values, not per row.
-			if key, _ = replaceKey(key[:0], vals); string(key) == last {
-				continue
-			}
-			last = string(key)
-			add(vals)
+			add()
 		}
-	}
-	for r := 0; r*n < len(rows); r++ {
-		row := rows[r*n : (r+1)*n]
-		// The values alias the batch, which outlives the parts (used
-		// by this WriteBatch alone).
-		vals := make([]val, len(o.replaceBy))
-		for j, ci := range o.replaceBy {
-			vals[j] = row[ci]
-		}
-		add(vals)
 	}
 	return parts, nil
+}
+
+// frameColumns points fcs at f's field columns of the replace_by columns'
+// names, and reports whether f has them all.
+func (o *output) frameColumns(s *schema, f *frame.Frame, fcs []*frame.Column) bool {
+	for j, ci := range o.replaceBy {
+		fcs[j] = f.Field(s.cols[ci].path)
+		if fcs[j] == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // replaceIn deletes, in the run's open transaction, the rows of each part

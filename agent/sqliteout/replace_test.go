@@ -124,6 +124,31 @@ func TestReplaceBy(t *testing.T) {
 	}
 }
 
+// TestReplaceByJSONRows: rows that travel as JSON messages replace their
+// parts as a frame's do (from the rows written: an errored message never
+// reaches the output).
+func TestReplaceByJSONRows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sales.db")
+	conf := map[string]any{
+		"path": path, "table": "sales", "transaction": "run", "key": []any{"source_file", "line"},
+		"columns": []any{
+			map[string]any{"name": "source_file", "type": "TEXT"},
+			map[string]any{"name": "line", "type": "INTEGER"},
+		},
+		"replace_by": []any{"source_file"},
+	}
+	if err := runOnce(t, conf, batchOf(`{"source_file":"a.csv","line":2}`, `{"source_file":"a.csv","line":3}`, `{"source_file":"b.csv","line":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := runOnce(t, conf, batchOf(`{"source_file":"a.csv","line":2}`), batchOf(`{"source_file":"a.csv","line":4}`)); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(literals(t, openDB(t, path), "SELECT source_file, line FROM sales ORDER BY source_file, line"), " ")
+	if want := "a.csv | 2 a.csv | 4 b.csv | 2"; got != want {
+		t.Errorf("after the second run: %s, want %s (a.csv's line 3 gone, b.csv's row kept)", got, want)
+	}
+}
+
 // TestReplaceByConfig: replace_by needs the run transaction and the
 // columns it names, and says so.
 func TestReplaceByConfig(t *testing.T) {
