@@ -107,11 +107,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if cfg.StateMemory == "small" {
 		sopts.MemTableBytes, sopts.BlockCacheBytes = 8<<20, 16<<20
 	}
-	open := state.Open
+	var st *state.Store
+	var err error
 	if opts.LazyState {
-		open = func(context.Context, state.Options) (*state.Store, error) { return state.OpenLazy(sopts) }
+		st, err = state.OpenLazy(sopts)
+	} else {
+		st, err = state.Open(ctx, sopts)
 	}
-	st, err := open(ctx, sopts)
 	if err != nil {
 		a.removeScratch()
 		return nil, err

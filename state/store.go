@@ -360,7 +360,10 @@ func (s *Store) open(ctx context.Context) error {
 	}
 	s.db = db
 	if err := s.recoverLogs(); err != nil {
+		// Ready may be called again: it replays the log onto an empty
+		// memory, not onto what this attempt left.
 		s.db = nil
+		s.mem.reset()
 		_ = db.Close()
 		return fmt.Errorf("open state dir %q: %w", dir, err)
 	}

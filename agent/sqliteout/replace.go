@@ -68,8 +68,8 @@ type part struct {
 // the order met: every row of a frame, its rejected rows included (a file
 // whose rows are all rejected now still replaces its old ones), read from
 // the frame's column of the same name; and otherwise the rows converted
-// for writing.
-func (o *output) batchParts(s *schema, srcs []source, rows []val) ([]part, error) {
+// for writing. An error comes with the index of the message at fault.
+func (o *output) batchParts(s *schema, srcs []source, rows []val) ([]part, int, error) {
 	n := len(s.cols)
 	var parts []part
 	seen := map[string]bool{}
@@ -112,7 +112,7 @@ func (o *output) batchParts(s *schema, srcs []source, rows []val) ([]part, error
 					v, ok := cellVal(&s.cols[o.replaceBy[j]], fc, r, &a)
 					if !ok {
 						c := &s.cols[o.replaceBy[j]]
-						return nil, fmt.Errorf("message %d: frame row %d: %s column %q: %s does not convert to %s", i, r, fReplaceBy, c.name, fc.AppendJSON(nil, r), c.typ)
+						return nil, i, fmt.Errorf("message %d: frame row %d: %s column %q: %s does not convert to %s", i, r, fReplaceBy, c.name, fc.AppendJSON(nil, r), c.typ)
 					}
 					cur[j] = v
 				}
@@ -129,7 +129,7 @@ func (o *output) batchParts(s *schema, srcs []source, rows []val) ([]part, error
 			add()
 		}
 	}
-	return parts, nil
+	return parts, 0, nil
 }
 
 // frameColumns points fcs at f's field columns of the replace_by columns'

@@ -705,9 +705,10 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	}
 	var parts []part
 	if len(o.replaceBy) > 0 {
+		var at int
 		var err error
-		if parts, err = o.batchParts(s, srcs, rows); err != nil {
-			return o.batchError(batch, map[int]error{firstRow(srcs): err})
+		if parts, at, err = o.batchParts(s, srcs, rows); err != nil {
+			return o.batchError(batch, map[int]error{at: err})
 		}
 	}
 	if total == 0 && len(parts) == 0 {

@@ -74,7 +74,8 @@ func New(st *state.Store, ns string, defaultTTL time.Duration) (*Cache, error) {
 		return nil, fmt.Errorf("sluice_state cache: %w", err)
 	}
 	// The agent opens its state dir for the first component that needs
-	// it: one it cannot have fails the pipeline when it is built.
+	// it. A dir it cannot have fails the cache's construction, naming
+	// the dir: Benthos then fails each operation on it with that reason.
 	if err := st.Ready(context.Background()); err != nil {
 		return nil, fmt.Errorf("sluice_state cache %q: %w", ns, err)
 	}
