@@ -145,15 +145,22 @@ func (o *output) frameColumns(s *schema, f *frame.Frame, fcs []*frame.Column) bo
 }
 
 // replaceIn deletes, in the run's open transaction, the rows of each part
-// the run had not met yet, and records it as met. On error nothing is
-// recorded: the batch's savepoint rolls its deletes back.
-func (o *output) replaceIn(c *sqlite3.Conn, s *schema, parts []part) (err error) {
+// the run had not met yet, and records it as met. It returns how to forget
+// those records, for a batch whose savepoint is then rolled back (the
+// batch fails later, inserting): its retry must delete them again. On its
+// own error it has forgotten them already.
+func (o *output) replaceIn(c *sqlite3.Conn, s *schema, parts []part) (undo func(), err error) {
 	var added []string
+	deleted := 0
+	undo = func() {
+		for _, k := range added {
+			delete(o.replaced, k)
+		}
+		o.replacedRows -= deleted
+	}
 	defer func() {
 		if err != nil {
-			for _, k := range added {
-				delete(o.replaced, k)
-			}
+			undo()
 		}
 	}()
 	var stmt *sqlite3.Stmt
@@ -173,20 +180,22 @@ func (o *output) replaceIn(c *sqlite3.Conn, s *schema, parts []part) (err error)
 			}
 			q := "DELETE FROM " + quote(o.table) + " WHERE " + strings.Join(where, " AND ")
 			if stmt, _, err = c.Prepare(q); err != nil {
-				return fmt.Errorf("%s: preparing %s: %w", fReplaceBy, q, err)
+				return nil, fmt.Errorf("%s: preparing %s: %w", fReplaceBy, q, err)
 			}
 		}
 		if err := bindRow(stmt, p.vals); err != nil {
-			return fmt.Errorf("%s: %w", fReplaceBy, err)
+			return nil, fmt.Errorf("%s: %w", fReplaceBy, err)
 		}
 		if err := stmt.Exec(); err != nil {
-			return fmt.Errorf("%s: deleting the rows the run replaces: %w", fReplaceBy, err)
+			return nil, fmt.Errorf("%s: deleting the rows the run replaces: %w", fReplaceBy, err)
 		}
-		o.replacedRows += int(c.Changes())
+		n := int(c.Changes())
+		o.replacedRows += n
+		deleted += n
 		o.replaced[p.key] = true
 		added = append(added, p.key)
 	}
-	return nil
+	return undo, nil
 }
 
 // replaceNames names the replace_by columns for the log.

@@ -149,6 +149,48 @@ func TestReplaceByJSONRows(t *testing.T) {
 	}
 }
 
+// TestReplaceByBatchRetried: a batch that deleted its file's rows and then
+// failed (a row its insert refused) is rolled back, deletes included; the
+// batch sent again must delete them again, or the file's old rows would
+// stay.
+func TestReplaceByBatchRetried(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sales.db")
+	conf := map[string]any{
+		"path": path, "table": "sales", "transaction": "run", "synchronous": "normal",
+		"key": []any{"source_file", "line"},
+		"columns": []any{
+			map[string]any{"name": "source_file", "type": "TEXT"},
+			map[string]any{"name": "line", "type": "INTEGER"},
+			map[string]any{"name": "amount", "type": "REAL"},
+		},
+		"init_statements": []any{"CREATE TRIGGER IF NOT EXISTS no_negative BEFORE INSERT ON sales WHEN NEW.amount < 0 BEGIN SELECT RAISE(ABORT, 'negative amount'); END"},
+		"replace_by":      []any{"source_file"},
+	}
+	if err := runOnce(t, conf, fileFrame(t, "a.csv", map[int]float64{2: 1, 3: 2})); err != nil {
+		t.Fatal(err)
+	}
+	o := connected(t, conf)
+	ctx := context.Background()
+	r := &runscope.Run{}
+	r.Emitted()
+	if err := o.WriteBatch(ctx, inRun(r, fileFrame(t, "a.csv", map[int]float64{2: 5, 3: -1}))); err == nil || !strings.Contains(err.Error(), "negative amount") {
+		t.Fatalf("the batch with a refused row: %v, want the trigger's error", err)
+	}
+	// Sent again, corrected (as a retry or a fallback would): line 3 gone.
+	if err := o.WriteBatch(ctx, inRun(r, fileFrame(t, "a.csv", map[int]float64{2: 5}))); err != nil {
+		t.Fatal(err)
+	}
+	r.Acked(nil)
+	r.Ended()
+	if err := o.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(literals(t, openDB(t, path), "SELECT source_file, line, amount FROM sales ORDER BY line"), " ")
+	if want := "a.csv | 2 | 5"; got != want {
+		t.Errorf("after the run: %s, want %s (the first run's line 3 deleted by the batch sent again)", got, want)
+	}
+}
+
 // TestReplaceByConfig: replace_by needs the run transaction and the
 // columns it names, and says so.
 func TestReplaceByConfig(t *testing.T) {

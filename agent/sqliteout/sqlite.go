@@ -882,9 +882,15 @@ func (o *output) writeRun(ctx context.Context, batch service.MessageBatch, s *sc
 			}
 			_ = c.Exec("RELEASE sluice_batch")
 		}()
-		if err := o.replaceIn(c, s, parts); err != nil {
+		undo, err := o.replaceIn(c, s, parts)
+		if err != nil {
 			return err
 		}
+		defer func() {
+			if err != nil {
+				undo() // rolled back with the savepoint: a retry deletes again
+			}
+		}()
 		if err := o.insertIn(c, s, rows); err != nil {
 			return err
 		}
