@@ -294,6 +294,13 @@ func (a *Agent) Pipelines() ([]supervisor.Pipeline, error) {
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no pipelines found in %s", strings.Join(a.cfg.Pipelines, ", "))
 	}
+	if a.cfg.Once {
+		for _, p := range out {
+			if p.Schedule != nil {
+				p.Schedule.RunOnce()
+			}
+		}
+	}
 	return out, nil
 }
 

@@ -33,6 +33,10 @@ type Config struct {
 	DevKafkaPartitions int      `koanf:"dev_kafka_partitions"`
 	// StateMemory sizes the state store's memory: "standard" or "small".
 	StateMemory string `koanf:"state_memory"`
+	// Once runs each scheduled pipeline once (with its retries and
+	// timeout) instead of on its every or cron, and the agent then exits:
+	// for a job that an outside scheduler starts.
+	Once bool `koanf:"once"`
 }
 
 // Advertised is the address to advertise to other agents: the
@@ -268,6 +272,13 @@ func keySpecs() []keySpec {
 				return checkEnum(c.StateMemory, "state memory size", StateMemories())
 			},
 		},
+		{
+			key:    "once",
+			flag:   "once",
+			usage:  "run each scheduled pipeline once (its retries and timeout apply) instead of on its every or cron, then exit: for a job started by cron, a Kubernetes CronJob or Airflow",
+			format: func(c Config) string { return strconv.FormatBool(c.Once) },
+			check:  func(Config) []string { return nil },
+		},
 	}
 }
 
@@ -334,6 +345,8 @@ func RegisterFlags(fs *pflag.FlagSet) {
 			fs.Int(s.flag, d.DevKafkaPartitions, usage)
 		case "state_memory":
 			fs.String(s.flag, d.StateMemory, usage)
+		case "once":
+			fs.Bool(s.flag, d.Once, usage)
 		default:
 			panic("config: no flag type for key " + s.key)
 		}

@@ -173,6 +173,12 @@ func TestPrecedence(t *testing.T) {
 			fileVal: "small", envVal: "standard", flagVal: "small",
 			envName: "SLUICE_STATE_MEMORY", flagName: "--state-memory",
 		},
+		{
+			key:  "once",
+			file: "once: true", env: "SLUICE_ONCE=false", flags: []string{"--once"},
+			fileVal: "true", envVal: "false", flagVal: "true",
+			envName: "SLUICE_ONCE", flagName: "--once",
+		},
 	}
 	defaults := (&Loaded{Config: Default()}).Sources()
 	for i, tc := range tests {
@@ -251,6 +257,7 @@ func TestLayersMergePerKey(t *testing.T) {
 		{"dev_kafka_address", "127.0.0.1:9092", "default"},
 		{"dev_kafka_partitions", "3", "default"},
 		{"state_memory", "standard", "default"},
+		{"once", "false", "default"},
 	}
 	if got := l.Sources(); !reflect.DeepEqual(got, wantSources) {
 		t.Errorf("Sources() = %+v\nwant %+v", got, wantSources)
@@ -566,6 +573,7 @@ dev_kafka            = false                 (env SLUICE_DEV_KAFKA)
 dev_kafka_address    = 127.0.0.1:9092        (default)
 dev_kafka_partitions = 3                     (default)
 state_memory         = standard              (default)
+once                 = false                 (default)
 `
 	if b.String() != want {
 		t.Errorf("Print wrote:\n%s\nwant:\n%s", b.String(), want)

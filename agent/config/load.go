@@ -267,7 +267,7 @@ func envLayer(environ []string, specs []keySpec) (layer, []error) {
 			switch s.key {
 			case "pipelines", "kafka_brokers":
 				return s.key, splitList(v)
-			case "dev_kafka":
+			case "dev_kafka", "once":
 				// Left as the string if it does not parse, so the
 				// decoder reports the variable and its value.
 				if b, err := strconv.ParseBool(v); err == nil {

@@ -185,6 +185,11 @@ func blankLines(doc []byte, from, to int) []byte {
 	return []byte(strings.Join(lines, ""))
 }
 
+// RunOnce makes s run once, with its retries, backoff and timeout, instead
+// of on its every or cron: the agent's `once`, for a job an outside
+// scheduler starts. The timeout a bare `every` implied stays.
+func (s *Schedule) RunOnce() { s.Every, s.Cron, s.cron = 0, "", nil }
+
 // next returns when the run after one that started at start is due.
 func (s *Schedule) next(start time.Time) (time.Time, bool) {
 	switch {

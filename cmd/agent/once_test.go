@@ -1,0 +1,46 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestOnce: with --once (or SLUICE_ONCE) a scheduled pipeline runs once,
+// with its retries, and the agent exits with the run's outcome, as a job
+// started by cron or a Kubernetes CronJob must: the seed's hourly DAG
+// writes its three Parquet files and exits 0; an hourly job whose input is
+// missing fails both attempts (a retry) and exits 1.
+func TestOnce(t *testing.T) {
+	t.Run("the hourly DAG, once", func(t *testing.T) {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "dag_out")
+		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "DAG_OUT="+out)
+		res := runAgent(t, dir, env, "--pipeline", "builtin:ml_dag", "--once")
+		if res.code != 0 || strings.Count(res.stderr, "run succeeded") != 1 || !strings.Contains(res.stderr, "pipeline finished") {
+			t.Fatalf("want one successful run and an exit: %s", res)
+		}
+		for _, source := range []string{"user_behavior", "product_catalog", "transaction_history"} {
+			if m, _ := filepath.Glob(filepath.Join(out, "processed_"+source+"_*.parquet")); len(m) != 1 {
+				t.Errorf("%s: %v, want one Parquet file", source, m)
+			}
+		}
+	})
+	t.Run("an hourly job that fails", func(t *testing.T) {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "job.yaml"), fmt.Sprintf(`
+input:
+  csv_file:
+    paths: [%q]
+schedule: {every: 1h, retries: 1, backoff: 10ms}
+output:
+  drop: {}
+`, filepath.Join(dir, "missing.csv")))
+		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "SLUICE_ONCE=true")
+		res := runAgent(t, dir, env, "--pipeline", filepath.Join(dir, "job.yaml"))
+		if res.code != 1 || strings.Count(res.stderr, "ok=false") != 2 || !strings.Contains(res.stderr, "matches no file") {
+			t.Errorf("want two failed attempts naming the missing file, then exit 1: %s", res)
+		}
+	})
+}
