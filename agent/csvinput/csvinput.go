@@ -70,7 +70,7 @@ The input ends when it has read its files. Outputs with `+"`transaction: run`"+`
 			).Description("Columns to check and convert.").Default([]any{}),
 			service.NewStringField("delimiter").Description("Field delimiter, one character.").Default(","),
 			service.NewIntField("batch_size").Description("Most rows per batch the input hands on. Rows are read as batches because handing Benthos one message at a time costs more than reading the row; a `memory` buffer or the outputs' `batching` regroup them as the pipeline needs.").Default(1024).Advanced(),
-			service.NewStringField("file_field").Description("If set, each row also gets a field of this name holding the file it came from (as csv_file), so a step or output that reads only the row sees it without a mapping. A header with a column of this name is rejected.").Default("").Example("source_file").Advanced(),
+			service.NewStringField("file_field").Description("If set, each row also gets a field of this name holding the file it came from (as csv_file: its path as matched, cleaned, so `./in/a.csv` and `in/a.csv` name one file), so a step or output that reads only the row sees it without a mapping. A header with a column of this name is rejected.").Default("").Example("source_file").Advanced(),
 			service.NewBoolField("frames").Description("Hand on each batch as one frame (the agent's columnar batch: typed columns, a reason per rejected row, csv_file, csv_line and csv_raw as metadata columns) instead of one JSON message per row. A frame holds the rows of one file. The wasm processor, `distinct`, and the sqlite and parquet outputs read frames directly, without a JSON parse per row per step; `unframe` turns a frame back into one message per row for any other component. Rows, values and rejects are the same either way.").Default(false).Advanced(),
 			service.NewStringField("line_field").Description("If set, each row also gets a field of this name holding its line number (as csv_line), e.g. for an upsert key that makes a re-run replace its rows. A header with a column of this name is rejected.").Default("").Example("line").Advanced(),
 		).
@@ -236,17 +236,22 @@ func (in *input) resolve() error {
 		if len(matches) == 0 {
 			return fmt.Errorf("csv_file: paths: %q matches no file", p)
 		}
-		files = append(files, matches...)
+		// A file's name is its rows' file_field and csv_file metadata,
+		// which outputs key rows on (sales_data's upsert and replace_by):
+		// cleaned, so that ./in/a.csv and in/a.csv, which Glob hands back
+		// as written when they hold no pattern, are one file.
+		for _, m := range matches {
+			files = append(files, filepath.Clean(m))
+		}
 	}
 	// A file two patterns match is read once: read twice, its every row
 	// would come back as a duplicate of itself.
 	seen := make(map[string]bool, len(files))
 	in.files = slices.DeleteFunc(files, func(f string) bool {
-		k := filepath.Clean(f)
-		if seen[k] {
+		if seen[f] {
 			return true
 		}
-		seen[k] = true
+		seen[f] = true
 		return false
 	})
 	return nil

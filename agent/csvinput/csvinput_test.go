@@ -567,3 +567,26 @@ func TestFileMatchedTwiceIsReadOnce(t *testing.T) {
 		t.Errorf("rows %s, want %s (b.csv, then a.csv, each once)", strings.Join(got, " "), want)
 	}
 }
+
+// TestFileNameIsClean: the name a file's rows carry (file_field, the
+// csv_file metadata) is the same however the path to it was written, so
+// that a job run with ./in/a.csv and then with in/a.csv upserts the same
+// rows rather than loading them twice under two names.
+func TestFileNameIsClean(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.csv"), []byte("n\n1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(dir, "a.csv")
+	for _, path := range []string{dir + "/./a.csv", dir + "//a.csv", dir + "/sub/../a.csv", dir + "/./*.csv"} {
+		if strings.Contains(path, "sub") {
+			if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, _ := readMode(t, fmt.Sprintf("paths: [%q]\ncolumns: [{name: n, type: int}]\nfile_field: f\n", path), nil)
+		if w := fmt.Sprintf(`2: {"n":1,"f":%q}`, want); strings.Join(got, " ") != w {
+			t.Errorf("paths %q: rows %s, want %s", path, strings.Join(got, " "), w)
+		}
+	}
+}
