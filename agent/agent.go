@@ -230,6 +230,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if a.cfg.Once {
+		for _, p := range pls {
+			if p.Schedule == nil {
+				// Said, since "once" could be read as "each pipeline once".
+				a.logger.Warn("once applies to scheduled pipelines; this one has no schedule and runs as always: until its input ends or the agent stops", "pipeline", p.Name)
+			}
+		}
+	}
 	a.partitioned = partitionedNamespaces(pls)
 	stopDev, err := a.startDevKafka(pls)
 	if err != nil {

@@ -43,4 +43,20 @@ output:
 			t.Errorf("want two failed attempts naming the missing file, then exit 1: %s", res)
 		}
 	})
+	t.Run("a pipeline without a schedule", func(t *testing.T) {
+		// It runs as always (here, to the end of its bounded input), and
+		// the agent says once does not apply to it.
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "plain.yaml"), `
+input:
+  generate: { count: 2, interval: '', mapping: 'root.n = counter()' }
+output:
+  drop: {}
+`)
+		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=")
+		res := runAgent(t, dir, env, "--pipeline", filepath.Join(dir, "plain.yaml"), "--once")
+		if res.code != 0 || !strings.Contains(res.stderr, "once applies to scheduled pipelines") {
+			t.Errorf("want a run to the end and a warning that once does not apply: %s", res)
+		}
+	})
 }
