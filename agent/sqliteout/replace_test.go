@@ -38,6 +38,21 @@ func fileFrame(t *testing.T, file string, amounts map[int]float64, rejected ...i
 	}, why)))
 }
 
+// fileRowsConf is a run-mode sqlite output at path of fileFrame's rows,
+// keyed on (source_file, line), each file replacing its rows.
+func fileRowsConf(path string) map[string]any {
+	return map[string]any{
+		"path": path, "table": "sales", "transaction": "run", "synchronous": "normal",
+		"key": []any{"source_file", "line"},
+		"columns": []any{
+			map[string]any{"name": "source_file", "type": "TEXT"},
+			map[string]any{"name": "line", "type": "INTEGER"},
+			map[string]any{"name": "amount", "type": "REAL"},
+		},
+		"replace_by": []any{"source_file"},
+	}
+}
+
 // TestReplaceBy: with replace_by: [source_file] a run leaves in the table
 // exactly the current rows of each file it reads, whatever earlier runs
 // loaded from it, and the rows of files it does not read as they were; a
@@ -45,21 +60,13 @@ func fileFrame(t *testing.T, file string, amounts map[int]float64, rejected ...i
 // a file no longer has (the control that shows the test can fail).
 func TestReplaceBy(t *testing.T) {
 	conf := func(path string, replace bool) map[string]any {
-		c := map[string]any{
-			"path": path, "table": "sales", "transaction": "run", "synchronous": "normal",
-			"key": []any{"source_file", "line"},
-			"columns": []any{
-				map[string]any{"name": "source_file", "type": "TEXT"},
-				map[string]any{"name": "line", "type": "INTEGER"},
-				map[string]any{"name": "amount", "type": "REAL"},
-			},
-			"summaries": []any{map[string]any{
-				"table": "by_file", "group_by": []any{"source_file"},
-				"fields": []any{map[string]any{"as": "total", "op": "sum", "column": "amount"}},
-			}},
-		}
-		if replace {
-			c["replace_by"] = []any{"source_file"}
+		c := fileRowsConf(path)
+		c["summaries"] = []any{map[string]any{
+			"table": "by_file", "group_by": []any{"source_file"},
+			"fields": []any{map[string]any{"as": "total", "op": "sum", "column": "amount"}},
+		}}
+		if !replace {
+			delete(c, "replace_by")
 		}
 		return c
 	}
@@ -155,17 +162,8 @@ func TestReplaceByJSONRows(t *testing.T) {
 // stay.
 func TestReplaceByBatchRetried(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sales.db")
-	conf := map[string]any{
-		"path": path, "table": "sales", "transaction": "run", "synchronous": "normal",
-		"key": []any{"source_file", "line"},
-		"columns": []any{
-			map[string]any{"name": "source_file", "type": "TEXT"},
-			map[string]any{"name": "line", "type": "INTEGER"},
-			map[string]any{"name": "amount", "type": "REAL"},
-		},
-		"init_statements": []any{"CREATE TRIGGER IF NOT EXISTS no_negative BEFORE INSERT ON sales WHEN NEW.amount < 0 BEGIN SELECT RAISE(ABORT, 'negative amount'); END"},
-		"replace_by":      []any{"source_file"},
-	}
+	conf := fileRowsConf(path)
+	conf["init_statements"] = []any{"CREATE TRIGGER IF NOT EXISTS no_negative BEFORE INSERT ON sales WHEN NEW.amount < 0 BEGIN SELECT RAISE(ABORT, 'negative amount'); END"}
 	if err := runOnce(t, conf, fileFrame(t, "a.csv", map[int]float64{2: 1, 3: 2})); err != nil {
 		t.Fatal(err)
 	}
