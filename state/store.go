@@ -312,6 +312,10 @@ func (s *Store) Ready(ctx context.Context) error {
 	return nil
 }
 
+// Opened reports whether the store's dir is open (OpenLazy's is not until
+// it is first used).
+func (s *Store) Opened() bool { return s.ready.Load() }
+
 // open opens Badger in the dir, checks its format, replays the log and
 // starts the background loops.
 func (s *Store) open(ctx context.Context) error {

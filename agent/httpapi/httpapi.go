@@ -162,6 +162,16 @@ func New(c Config) http.Handler {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	// An agent whose pipelines keep no state has not opened its store, and
+	// a lookup must not open it: that would take the data dir's lock from
+	// an agent that needs it (README, "The agent").
+	noState := func(w http.ResponseWriter) bool {
+		if st.Opened() {
+			return false
+		}
+		http.Error(w, "this agent's state store is not open: none of its pipelines keeps state (a keyed step, a sluice_state cache), or none has started yet", http.StatusNotFound)
+		return true
+	}
 	auth := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if token == "" {
@@ -193,6 +203,9 @@ func New(c Config) http.Handler {
 		writeJSON(w, status, report)
 	}))
 	mux.HandleFunc("GET /v1/state/{namespace}/{key}", auth(func(w http.ResponseWriter, r *http.Request) {
+		if noState(w) {
+			return
+		}
 		ns, key := r.PathValue("namespace"), r.PathValue("key")
 		storeNS := ns
 		var part *int32
@@ -222,6 +235,9 @@ func New(c Config) http.Handler {
 		writeJSON(w, status, v)
 	}))
 	mux.HandleFunc("GET /v1/state/{namespace}", auth(func(w http.ResponseWriter, r *http.Request) {
+		if noState(w) {
+			return
+		}
 		ns := r.PathValue("namespace")
 		q := r.URL.Query()
 		limit := defaultLimit
@@ -255,6 +271,9 @@ func New(c Config) http.Handler {
 		writeJSON(w, http.StatusOK, Page{Namespace: ns, Keys: keys, Next: next})
 	}))
 	mux.HandleFunc("DELETE /v1/state/{namespace}/{key}", auth(func(w http.ResponseWriter, r *http.Request) {
+		if noState(w) {
+			return
+		}
 		ns, key := r.PathValue("namespace"), r.PathValue("key")
 		loc, done := locate(w, r, c, ns, key)
 		if done {
