@@ -164,12 +164,16 @@ func New(c Config) http.Handler {
 	})
 	// An agent whose pipelines keep no state has not opened its store, and
 	// a lookup must not open it: that would take the data dir's lock from
-	// an agent that needs it (README, "The agent").
+	// an agent that needs it (README, "The agent"). 503, not 404: while an
+	// agent starts, its HTTP server (and its kafka input) run before its
+	// keyed step is built and opens the store, and a client should ask
+	// again, as it does during a rebalance.
 	noState := func(w http.ResponseWriter) bool {
 		if st.Opened() {
 			return false
 		}
-		http.Error(w, "this agent's state store is not open: none of its pipelines keeps state (a keyed step, a sluice_state cache), or none has started yet", http.StatusNotFound)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "this agent's state store is not open: none of its pipelines keeps state (a keyed step, a sluice_state cache), or none has been built yet", http.StatusServiceUnavailable)
 		return true
 	}
 	auth := func(h http.HandlerFunc) http.HandlerFunc {

@@ -156,9 +156,9 @@ func TestLookupListDelete(t *testing.T) {
 }
 
 // TestStateAPIOfAnAgentWithoutState: an agent whose pipelines keep no
-// state has not opened its store, and a lookup, list or delete says so
-// without opening it: opening would take the data dir's lock from an
-// agent that needs it.
+// state (or whose keyed step is not built yet) has not opened its store,
+// and a lookup, list or delete says so (503: ask again) without opening
+// it: opening would take the data dir's lock from an agent that needs it.
 func TestStateAPIOfAnAgentWithoutState(t *testing.T) {
 	dir := t.TempDir()
 	st, err := state.OpenLazy(state.Options{Dir: dir})
@@ -170,8 +170,8 @@ func TestStateAPIOfAnAgentWithoutState(t *testing.T) {
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Store: st, Token: token, Ready: func() bool { return true }, Metrics: metrics}))
 	t.Cleanup(srv.Close)
 	for _, req := range [][2]string{{"GET", "/v1/state/tallies/user-1"}, {"GET", "/v1/state/tallies"}, {"DELETE", "/v1/state/tallies/user-1"}} {
-		if got, body := do(t, req[0], srv.URL+req[1], token); got != 404 || !strings.Contains(body, "state store is not open") {
-			t.Errorf("%s %s: %d %q, want 404 saying the store is not open", req[0], req[1], got, body)
+		if got, body := do(t, req[0], srv.URL+req[1], token); got != http.StatusServiceUnavailable || !strings.Contains(body, "state store is not open") {
+			t.Errorf("%s %s: %d %q, want 503 saying the store is not open", req[0], req[1], got, body)
 		}
 	}
 	if st.Opened() {
