@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,6 +66,16 @@ func salesCSV(b *testing.B, rows int) string {
 func BenchmarkStepsBeforeLoad(b *testing.B) {
 	const rows = 1_000_000
 	path := salesCSV(b, rows)
+	// sales_etl.yaml's batch_size; SLUICE_BATCH_SIZE tries another
+	// (docs/bench/batch-size-s14.txt).
+	batchSize := 8192
+	if v := os.Getenv("SLUICE_BATCH_SIZE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("SLUICE_BATCH_SIZE=%q is not a positive integer", v)
+		}
+		batchSize = n
+	}
 	ctx := context.Background()
 	eng, err := wasm.NewEngine(wasm.EngineConfig{Builtins: builtin.Lookup, BuiltinFiles: pipelines.File, CacheDir: b.TempDir()})
 	if err != nil {
@@ -84,7 +95,7 @@ func BenchmarkStepsBeforeLoad(b *testing.B) {
 	input := `
 csv_file:
   paths: [%q]
-  batch_size: 8192
+  batch_size: %d
   columns:
     - {name: date, type: date}
     - {name: product_id, type: int}
@@ -141,7 +152,7 @@ csv_file:
 				if err := sb.SetLoggerYAML("level: none"); err != nil {
 					b.Fatal(err)
 				}
-				if err := sb.AddInputYAML(fmt.Sprintf(input, path, frames)); err != nil {
+				if err := sb.AddInputYAML(fmt.Sprintf(input, path, batchSize, frames)); err != nil {
 					b.Fatal(err)
 				}
 				sb.SetThreads(1)
