@@ -68,6 +68,8 @@ type Agent struct {
 	// tmpState is a throwaway state dir, for lint, which must not take the
 	// lock of a data dir a running agent holds.
 	tmpState string
+	// httpOptional: see Options.DefaultHTTPAddress.
+	httpOptional bool
 }
 
 // Options change how New prepares the agent.
@@ -86,6 +88,14 @@ type Options struct {
 	// name as soon as the Wasm engine exists, while the rest of the agent
 	// is set up (for a run; lint and state commands have no use for it).
 	Prefetch bool
+	// DefaultHTTPAddress says the HTTP address is the built-in default,
+	// set by no config layer. If another process holds it (typically the
+	// dev agent of the same checkout, beside which a batch job is run) the
+	// agent runs without its HTTP server and warns, as Benthos does for
+	// any address; an address the operator set must be bound, and so must
+	// the default when a pipeline keeps partitioned state, whose lookups
+	// other agents forward to this address.
+	DefaultHTTPAddress bool
 }
 
 // New prepares the agent: the data dir, the Wasm engine with its on-disk
@@ -94,7 +104,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir %q: %w", cfg.DataDir, err)
 	}
-	a := &Agent{cfg: cfg, logger: logger, assignments: changelog.NewAssignments()}
+	a := &Agent{cfg: cfg, logger: logger, assignments: changelog.NewAssignments(), httpOptional: opts.DefaultHTTPAddress}
 	stateDir := filepath.Join(cfg.DataDir, "state")
 	if opts.ScratchState {
 		dir, err := os.MkdirTemp("", "sluice-lint-state-")
@@ -250,21 +260,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	var ready atomic.Bool
 	if a.cfg.HTTPAddress != "" {
 		ln, err := net.Listen("tcp", a.cfg.HTTPAddress)
-		if err != nil {
+		switch {
+		case err != nil && (!a.httpOptional || len(a.partitioned) > 0):
 			return fmt.Errorf("start HTTP server on %s (set http_address, or empty to turn it off): %w", a.cfg.HTTPAddress, err)
+		case err != nil:
+			a.logger.Warn("running without the HTTP server (no /metrics, health or state API): the default address is taken, by another agent perhaps; set http_address to another address, or empty to turn it off", "address", a.cfg.HTTPAddress, "error", err)
+		default:
+			stop := a.serveHTTP(ln, ready.Load)
+			defer stop()
 		}
-		srv := &http.Server{Handler: httpapi.New(httpapi.Config{Store: a.store, Token: a.cfg.HTTPToken, Ready: ready.Load, Metrics: a.reg.Handler(), Views: a.stateView, Reload: a.reloadHTTP, Locate: a.locate, Partitioned: a.isPartitioned, Erase: a.erase, Self: a.cfg.Advertised()}), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				a.logger.Error("HTTP server stopped", "error", err)
-			}
-		}()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		a.logger.Info("HTTP server listening", "address", ln.Addr().String(), "state_api", a.cfg.HTTPToken != "")
 	}
 	// Ready once the pipelines are handed to the supervisor: each is built
 	// and started right away, and a failing one is reported on its own.
@@ -281,6 +285,23 @@ func (a *Agent) Run(ctx context.Context) error {
 		Check:    a.checkPipeline,
 	})
 	return report.Err()
+}
+
+// serveHTTP serves the agent's HTTP API on ln until the returned stop
+// is called.
+func (a *Agent) serveHTTP(ln net.Listener, ready func() bool) (stop func()) {
+	srv := &http.Server{Handler: httpapi.New(httpapi.Config{Store: a.store, Token: a.cfg.HTTPToken, Ready: ready, Metrics: a.reg.Handler(), Views: a.stateView, Reload: a.reloadHTTP, Locate: a.locate, Partitioned: a.isPartitioned, Erase: a.erase, Self: a.cfg.Advertised()}), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.logger.Error("HTTP server stopped", "error", err)
+		}
+	}()
+	a.logger.Info("HTTP server listening", "address", ln.Addr().String(), "state_api", a.cfg.HTTPToken != "")
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}
 }
 
 // Pipelines resolves the configured sources: files, directories (every

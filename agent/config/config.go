@@ -386,6 +386,13 @@ func (l *Loaded) Sources() []Source {
 	return out
 }
 
+// IsDefault says whether key's value is the built-in default, set by no
+// file, environment variable or flag.
+func (l *Loaded) IsDefault(key string) bool {
+	from := l.from[key]
+	return from == "" || from == originDefault
+}
+
 // Print writes the effective configuration to w as aligned lines of
 // `key = value  (from)`.
 func (l *Loaded) Print(w io.Writer) error {

@@ -208,6 +208,9 @@ func TestPrecedence(t *testing.T) {
 				if got.Value != layer.wantVal || got.From != layer.wantFrom {
 					t.Errorf("%s: %s = %s (%s), want %s (%s)", layer.name, tc.key, got.Value, got.From, layer.wantVal, layer.wantFrom)
 				}
+				if want := layer.name == "default"; l.IsDefault(tc.key) != want {
+					t.Errorf("%s: IsDefault(%s) = %v, want %v", layer.name, tc.key, !want, want)
+				}
 				// Setting one key must leave every other at its default.
 				for _, s := range l.Sources() {
 					if s.Key != tc.key && s.From != "default" {

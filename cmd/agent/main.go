@@ -109,7 +109,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return 0
 	}
 	logger := newLogger(stderr, cfg)
-	a, err := agent.New(ctx, cfg, logger, agent.Options{ScratchState: cmd == "lint", Prefetch: cmd == "run", LazyState: cmd == "run"})
+	a, err := agent.New(ctx, cfg, logger, agent.Options{
+		ScratchState: cmd == "lint", Prefetch: cmd == "run", LazyState: cmd == "run",
+		DefaultHTTPAddress: loaded.IsDefault("http_address"),
+	})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
