@@ -39,7 +39,7 @@ func ConfigSpec() *service.ConfigSpec {
 		Categories("Local").
 		Summary("Writes messages as rows of a CSV file with a header, each column an interpolation of the message.").
 		Description(`
-Each message becomes one row; each column's `+"`value`"+` is evaluated on the message, so a column can hold a field (`+"`${! this.price }`"+`), metadata (`+"`${! meta(\"csv_line\") }`"+`), the message's error (`+"`${! error() }`"+`) or its bytes (`+"`${! content() }`"+`). Values are quoted as CSV needs (RFC 4180), so a value with commas, quotes or newlines reads back intact.
+Each message becomes one row; each column's `+"`value`"+` is evaluated on the message, so a column can hold a field (`+"`${! this.price }`"+`), metadata (`+"`${! @csv_line }`"+`), the message's error (`+"`${! error() }`"+`) or its bytes (`+"`${! content() }`"+`). Values are quoted as CSV needs (RFC 4180), so a value with commas, quotes or newlines reads back intact.
 
 ### Transactions
 
@@ -55,7 +55,7 @@ The counter `+"`output_rows_sent`"+` counts the rows written (`+"`batch`"+`) or 
 				service.NewInterpolatedStringField(fColValue).Description("The column's value for a message."),
 			).Description("The columns, in order.").
 				Example([]any{
-					map[string]any{"name": "line", "value": `${! meta("csv_line") }`},
+					map[string]any{"name": "line", "value": `${! @csv_line }`},
 					map[string]any{"name": "reason", "value": `${! error() }`},
 				}),
 			service.NewBoolField(fHeader).Description("Whether to write the header row.").Default(true),

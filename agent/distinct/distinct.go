@@ -39,11 +39,11 @@ The keys seen are kept for the stream's life: for a scheduled pipeline, one run 
 
 Which of two equal messages is "the earlier" is the order the processor sees them in: run the pipeline with one thread (`+"`pipeline.threads: 1`"+`) when that must not depend on scheduling. Messages that already failed are passed on untouched and their keys are not recorded.
 
-A frame (csv_file with `+"`frames: true`"+`) is checked row by row in its order, its rejected rows skipped and its duplicates rejected in place with the reason; a key that is one metadata value (`+"`${! meta(\"csv_raw\") }`"+`) is read straight from the frame's column. The hashes are split over one set per core (by hash, so equal keys share a set), and a frame's sets are filled at once, each in row order: which row is the duplicate is the same as with one set.`).
+A frame (csv_file with `+"`frames: true`"+`) is checked row by row in its order, its rejected rows skipped and its duplicates rejected in place with the reason; a key that is one metadata value (`+"`${! @csv_raw }`"+` or `+"`${! meta(\"csv_raw\") }`"+`) is read straight from the frame's column. The hashes are split over one set per core (by hash, so equal keys share a set), and a frame's sets are filled at once, each in row order: which row is the duplicate is the same as with one set.`).
 		Fields(
 			service.NewInterpolatedStringField(fKey).
 				Description("The message's key: equal keys are duplicates.").
-				Example(`${! meta("csv_raw") }`).
+				Example(`${! @csv_raw }`).
 				Example(`${! json("order_id") }`),
 			service.NewInterpolatedStringField(fReason).
 				Description("The error a duplicate gets, as `error()` shows it; may use the message, e.g. its line.").
@@ -51,8 +51,9 @@ A frame (csv_file with `+"`frames: true`"+`) is checked row by row in its order,
 		)
 }
 
-// metaOnly matches a key that is one metadata value, `${! meta("name") }`.
-var metaOnly = regexp.MustCompile(`^\$\{!\s*meta\("([^"\\]+)"\)\s*\}$`)
+// metaOnly matches a key that is one metadata value, `${! @name }` or
+// `${! meta("name") }`.
+var metaOnly = regexp.MustCompile(`^\$\{!\s*(?:@([A-Za-z0-9_]+)|meta\("([^"\\]+)"\))\s*\}$`)
 
 // Register adds the `distinct` processor to env.
 func Register(env *service.Environment) error {
@@ -112,7 +113,7 @@ func New(conf *service.ParsedConfig) (*Processor, error) {
 		return nil, err
 	}
 	if m := metaOnly.FindStringSubmatch(raw); m != nil {
-		p.keyMeta = m[1]
+		p.keyMeta = m[1] + m[2]
 	}
 	if p.reason, err = conf.FieldInterpolatedString(fReason); err != nil {
 		return nil, err

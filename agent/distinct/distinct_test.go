@@ -295,3 +295,21 @@ func TestShardsKeepFirstOccurrence(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyReadFromFrameColumn: the key forms that name one metadata value
+// are read from a frame's column rather than interpolated per row; any
+// other key is interpolated.
+func TestKeyReadFromFrameColumn(t *testing.T) {
+	for _, tc := range []struct{ key, meta string }{
+		{`${! @csv_raw }`, "csv_raw"},
+		{`${!@csv_raw}`, "csv_raw"},
+		{`${! meta("csv_raw") }`, "csv_raw"},
+		{`${! @csv_raw.uppercase() }`, ""},
+		{`${! @csv_file }${! @csv_line }`, ""},
+		{`${! this.id }`, ""},
+	} {
+		if got := parse(t, "key: '"+tc.key+"'").keyMeta; got != tc.meta {
+			t.Errorf("key %s: read from column %q, want %q", tc.key, got, tc.meta)
+		}
+	}
+}

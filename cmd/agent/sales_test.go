@@ -332,3 +332,82 @@ func round2(x float64) float64 {
 	v, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'f', 2, 64), 64)
 	return v
 }
+
+// TestSalesETLAwkwardFiles: the sales ETL over a glob of files a real
+// export directory holds: one with a BOM, CRLF line ends, quoted cells, its
+// columns in another order and one more column; one missing a required
+// column; an empty one. The good rows load; every bad file and row is in
+// rejects.csv with its file, line, reason and its text exactly as written
+// (empty for the empty file, not "null").
+func TestSalesETLAwkwardFiles(t *testing.T) {
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+	files := map[string]string{
+		"a.csv": "\xef\xbb\xbfcustomer_id,price,quantity,product_id,date,channel\r\n" +
+			"7,3.5,2,1,2024-01-01,web\r\n" +
+			"8,\"4.25\",1,2,2024-01-02,\"shop, east\"\r\n" +
+			"9,abc,1,3,2024-01-03,web\r\n",
+		"b.csv": "date,product_id,quantity\n2024-01-01,1,2\n",
+		"c.csv": "",
+	}
+	for name, text := range files {
+		writeFile(t, filepath.Join(in, name), text)
+	}
+	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=",
+		"SALES_CSV="+filepath.Join(in, "*.csv"), "SALES_OUT="+out)
+	if res := runAgent(t, dir, env, "--pipeline", "builtin:sales_etl"); res.code != 0 {
+		t.Fatalf("run: %s", res)
+	}
+
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(out, "sales.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT line, date, product_id, quantity, price, customer_id, total_amount FROM sales_data ORDER BY line")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var line, product, qty, customer int
+		var date string
+		var price, total float64
+		if err := rows.Scan(&line, &date, &product, &qty, &price, &customer, &total); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d %s %d %d %v %d %v", line, date, product, qty, price, customer, total))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"2 2024-01-01 1 2 3.5 7 7", "3 2024-01-02 2 1 4.25 8 4.25"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("sales_data:\n%v\nwant\n%v", got, want)
+	}
+
+	f, err := os.Open(filepath.Join(out, "rejects.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type reject struct{ file, line, reason, row string }
+	wantRejects := []reject{
+		{"a.csv", "4", `column price: "abc" is not a number`, "9,abc,1,3,2024-01-03,web"},
+		{"b.csv", "1", "missing required columns: price, customer_id", "date,product_id,quantity"},
+		{"c.csv", "1", "the file is empty", ""},
+	}
+	if len(recs) != len(wantRejects)+1 {
+		t.Fatalf("rejects.csv has %d rows, want a header and %d:\n%q", len(recs), len(wantRejects), recs)
+	}
+	for i, w := range wantRejects {
+		r := recs[i+1]
+		if r[0] != filepath.Join(in, w.file) || r[1] != w.line || !strings.Contains(r[2], w.reason) || r[3] != w.row {
+			t.Errorf("reject %d: %q\nwant file %s, line %s, a reason with %q, row %q", i+1, r, w.file, w.line, w.reason, w.row)
+		}
+	}
+}

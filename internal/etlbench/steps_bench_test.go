@@ -108,7 +108,7 @@ csv_file:
 `
 	processors := []string{
 		`wasm: {builtin: validate, config_file: builtin:suites/sales_data.yaml, skip_errored: true, parallel_calls: 0}`,
-		`distinct: {key: '${! meta("csv_raw") }', reason: 'duplicate row: the same as an earlier row of this run'}`,
+		`distinct: {key: '${! @csv_raw }', reason: 'duplicate row: the same as an earlier row of this run'}`,
 		`wasm: {builtin: sales, skip_errored: true, parallel_calls: 0}`,
 	}
 	// Compiling the plugins is the first stream's cost, not the steps':
