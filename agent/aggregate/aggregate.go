@@ -2,10 +2,11 @@
 // of a batch (sum, mean, count, count distinct, min, max, day span), so the
 // seed's daily and customer summaries are config, not code.
 //
-// It summarises one batch. A bounded input becomes one batch with a
-// `memory` buffer whose batch policy is larger than the input (the buffer
-// flushes what it holds when the input ends); a stream is summarised per
-// window with a `system_window` buffer. It is a native processor rather
+// It summarises one batch. A file becomes one batch with csv_file's
+// `batch_size: 0` (a `memory` buffer would too, but its acknowledgements
+// do not reach the input, and it drops a batch an output refuses at the
+// input's end); a stream is summarised per window with a `system_window`
+// buffer. It is a native processor rather
 // than a Wasm plugin because it runs no user code, only config, so there is
 // nothing to sandbox, and because it turns N messages into one per group,
 // which the plugin ABI (each message kept, replaced or dropped) would only
@@ -45,7 +46,7 @@ func ConfigSpec() *service.ConfigSpec {
 		Description(`
 Each summary is a JSON object holding the group's `+"`group_by`"+` values and one field per entry of `+"`fields`"+`, in that order; groups come out sorted by their values (numbers numerically, strings as text), as pandas' groupby does. A message that is already errored, lacks a group_by field, or has a value an op cannot use (a string to sum) is not counted: it passes through after the summaries, errored with the reason, so a `+"`switch`"+` output can route it with its original bytes.
 
-It summarises the batch it is given. To summarise a whole bounded input (a file), put a `+"`memory`"+` buffer with a batch policy larger than the input in front of it; for windows of a stream, a `+"`system_window`"+` buffer.
+It summarises the batch it is given. To summarise a whole file, read it with `+"`csv_file`"+`'s `+"`batch_size: 0`"+` (each file one batch); for windows of a stream, a `+"`system_window`"+` buffer. A `+"`memory`"+` buffer with a batch policy larger than the input also makes one batch of it, but acknowledges the input as soon as it holds the rows, so a batch job cannot tell whether its outputs wrote them.
 
 Ops: `+"`sum`, `mean` (compensated sums, as SQLite's `sum()` and `avg()` and the `sqlite` output's `summaries`: ten values of 0.1 sum to 1, not 0.9999999999999999), `count` (messages in the group; no path), `count_distinct`, `min`, `max` (numbers, or strings such as ISO dates), `day_span` (whole days between the earliest and latest time or date, like pandas' `(max - min).days`), `first`, `last`"+`. Missing or null values are skipped by every op but `+"`count`"+`.`).
 		Fields(

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -69,7 +70,7 @@ The input ends when it has read its files. Outputs with `+"`transaction: run`"+`
 				service.NewBoolField("required").Description("Whether the header must have the column.").Default(true),
 			).Description("Columns to check and convert.").Default([]any{}),
 			service.NewStringField("delimiter").Description("Field delimiter, one character.").Default(","),
-			service.NewIntField("batch_size").Description("Most rows per batch the input hands on. Rows are read as batches because handing Benthos one message at a time costs more than reading the row; a `memory` buffer or the outputs' `batching` regroup them as the pipeline needs.").Default(1024).Advanced(),
+			service.NewIntField("batch_size").Description("Most rows per batch the input hands on. Rows are read as batches because handing Benthos one message at a time costs more than reading the row; the outputs' `batching` regroups them as the pipeline needs. 0: each file's rows as one batch (one frame), for steps that need a whole file at once (a median, a forward fill). Prefer it to a `memory` buffer gathering the rows: the buffer acknowledges the input as soon as it holds a batch, so the run cannot see whether its outputs wrote it, and Benthos' buffer drops a batch an output refuses at the end of the input.").Default(1024).Advanced(),
 			service.NewStringField("file_field").Description("If set, each row also gets a field of this name holding the file it came from (as csv_file: its path as matched, cleaned, so `./in/a.csv` and `in/a.csv` name one file), so a step or output that reads only the row sees it without a mapping. A header with a column of this name is rejected.").Default("").Example("source_file").Advanced(),
 			service.NewBoolField("frames").Description("Hand on each batch as one frame (the agent's columnar batch: typed columns, a reason per rejected row, csv_file, csv_line and csv_raw as metadata columns) instead of one JSON message per row. A frame holds the rows of one file. The wasm processor, `distinct`, and the sqlite and parquet outputs read frames directly, without a JSON parse per row per step; `unframe` turns a frame back into one message per row for any other component. Rows, values and rejects are the same either way.").Default(false).Advanced(),
 			service.NewStringField("line_field").Description("If set, each row also gets a field of this name holding its line number (as csv_line), e.g. for an upsert key that makes a re-run replace its rows. A header with a column of this name is rejected.").Default("").Example("line").Advanced(),
@@ -169,8 +170,8 @@ func newInput(conf *service.ParsedConfig, builtin Files) (*input, error) {
 	if in.batchSize, err = conf.FieldInt("batch_size"); err != nil {
 		return nil, err
 	}
-	if in.batchSize <= 0 {
-		return nil, fmt.Errorf("batch_size: %d is not positive", in.batchSize)
+	if in.batchSize < 0 {
+		return nil, fmt.Errorf("batch_size: %d is negative", in.batchSize)
 	}
 	if in.fileField, err = conf.FieldString("file_field"); err != nil {
 		return nil, err
@@ -292,8 +293,8 @@ func (in *input) ReadBatch(context.Context) (service.MessageBatch, service.AckFu
 
 // readRows reads a batch of rows as one message each.
 func (in *input) readRows() (service.MessageBatch, service.AckFunc, error) {
-	batch := make(service.MessageBatch, 0, min(in.batchSize, 1024))
-	for len(batch) < in.batchSize {
+	batch := make(service.MessageBatch, 0, min(in.maxRows(), 1024))
+	for len(batch) < in.maxRows() {
 		cur, err := in.file()
 		if err != nil {
 			if len(batch) > 0 {
@@ -311,11 +312,23 @@ func (in *input) readRows() (service.MessageBatch, service.AckFunc, error) {
 				return nil, nil, cur.err
 			}
 			in.cur = nil
+			if in.batchSize == 0 && len(batch) > 0 {
+				break // a file per batch
+			}
 			continue
 		}
 		batch = append(batch, msg)
 	}
 	return in.emit(batch, len(batch))
+}
+
+// maxRows is the most rows a batch holds: batch_size, or for 0 a whole
+// file's.
+func (in *input) maxRows() int {
+	if in.batchSize == 0 {
+		return math.MaxInt
+	}
+	return in.batchSize
 }
 
 // file is the file being read, the next one opened if it is done, or nil

@@ -171,9 +171,32 @@ func TestBatchSizes(t *testing.T) {
 	if len(want) != 6 {
 		t.Fatalf("%d rows, want 6:\n%s", len(want), strings.Join(want, "\n"))
 	}
-	for _, n := range []int{1, 2, 3, 5} {
+	for _, n := range []int{1, 2, 3, 5, 0} {
 		if got := readAll(t, base+fmt.Sprintf("batch_size: %d\n", n), nil); strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("batch_size %d:\n%s\nwant\n%s", n, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	// 0: a batch is one file, all of its rows (the first file's bad row
+	// among them), as rows and as a frame.
+	for _, mode := range []string{"", "frames: true\n"} {
+		in := connectedInput(t, base+"batch_size: 0\n"+mode, nil)
+		var sizes []string
+		for {
+			batch, _, err := in.ReadBatch(context.Background())
+			if errors.Is(err, service.ErrEndOfInput) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			sizes = append(sizes, fmt.Sprint(len(batch), "/", len(unframeAll(t, batch))))
+		}
+		want := "3/3 1/1 2/2"
+		if mode != "" {
+			want = "1/3 1/1 1/2"
+		}
+		if got := strings.Join(sizes, " "); got != want {
+			t.Errorf("batch_size 0 %q: batches of (messages/rows) %s, want %s", mode, got, want)
 		}
 	}
 }

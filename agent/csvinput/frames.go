@@ -19,7 +19,7 @@ func (in *input) readFrame() (service.MessageBatch, service.AckFunc, error) {
 		if cur == nil {
 			return in.emit(nil, 0)
 		}
-		body, rows, err := cur.frame(in.batchSize)
+		body, rows, err := cur.frame(in.maxRows())
 		if err != nil {
 			return nil, nil, err
 		}

@@ -712,6 +712,13 @@ func (w *Writer) Append(dst []byte) ([]byte, error) {
 		if b.Len() != want {
 			return dst, fmt.Errorf("frame column %q has %d rows, the frame %d", w.Names[i], b.Len(), want)
 		}
+		// Offsets are 32-bit: past 4 GiB they have wrapped.
+		if len(b.data) > math.MaxUint32 {
+			return dst, fmt.Errorf("frame column %q holds %d bytes, more than a frame can (4 GiB): make the frame fewer rows", w.Names[i], len(b.data))
+		}
+	}
+	if len(w.reasons.data) > math.MaxUint32 {
+		return dst, fmt.Errorf("the frame's reject reasons hold %d bytes, more than a frame can (4 GiB): make the frame fewer rows", len(w.reasons.data))
 	}
 	size := len(Magic) + 16 + 3*(rows+8) + 4*(rows+1) + len(w.reasons.data)
 	for i, b := range w.Cols {

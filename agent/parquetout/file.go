@@ -98,8 +98,12 @@ func (o *output) open(msg *service.Message) (*file, error) {
 	if o.names[name] {
 		return nil, fmt.Errorf("%s is already being written: %s must give each file its own name", name, fPath)
 	}
-	if _, err := os.Lstat(name); err == nil {
-		return nil, fmt.Errorf("%s already exists: %s must give each file its own name", name, fPath)
+	if o.published[name] {
+		// Replacing it would lose rows already acknowledged.
+		return nil, fmt.Errorf("%s was written by this output already: %s must give each file its own name (%s replaces only files that were there before)", name, fPath, fOverwrite)
+	}
+	if _, err := os.Lstat(name); err == nil && !o.overwrite {
+		return nil, fmt.Errorf("%s already exists: %s must give each file its own name, or set %s", name, fPath, fOverwrite)
 	}
 	dir := filepath.Dir(name)
 	if err := o.mkdirAll(dir); err != nil {
@@ -201,6 +205,9 @@ func (o *output) finish(f *file) {
 	}
 	o.mu.Lock()
 	delete(o.names, f.final)
+	if err == nil && o.overwrite {
+		o.published[f.final] = true
+	}
 	o.mu.Unlock()
 	f.err = err
 	close(f.done)

@@ -44,6 +44,7 @@ const (
 	fMaxAge       = "max_age"
 	fBatching     = "batching"
 	fTransaction  = "transaction"
+	fOverwrite    = "overwrite"
 )
 
 // The values of transaction.
@@ -63,7 +64,7 @@ Each message must be a JSON object, which becomes one row, or a frame (`+"`csv_f
 
 ### Files
 
-A file is written as `+"`<path>.tmp`"+` in the directory of its final name. When it is finished its footer is written, it is fsynced, renamed to `+"`<path>`"+` and the directory is fsynced, so a reader of `+"`<path>`"+` never sees half a file. A file is finished when it holds `+"`max_rows`"+` rows, when its size reaches about `+"`max_bytes`"+`, when it has been open for `+"`max_age`"+` (by a timer, even if no message comes), when every in-flight batch is waiting for it (see below), and when the output closes. Its name is `+"`path`"+` evaluated on its first message; a name that exists already or is being written fails the batch, so `+"`path`"+` must give each file a new name.
+A file is written as `+"`<path>.tmp`"+` in the directory of its final name. When it is finished its footer is written, it is fsynced, renamed to `+"`<path>`"+` and the directory is fsynced, so a reader of `+"`<path>`"+` never sees half a file. A file is finished when it holds `+"`max_rows`"+` rows, when its size reaches about `+"`max_bytes`"+`, when it has been open for `+"`max_age`"+` (by a timer, even if no message comes), when every in-flight batch is waiting for it (see below), and when the output closes. Its name is `+"`path`"+` evaluated on its first message; a name that exists already or is being written fails the batch, so `+"`path`"+` must give each file a new name (or, for names that repeat across runs, set `+"`overwrite`"+`: a file there before the output started is then replaced).
 
 ### Acknowledgement
 
@@ -126,6 +127,7 @@ Without `+"`columns`"+` the schema is inferred once, from the first message the 
 			service.NewIntField(fMaxBytes).Description("A file is finished once its size reaches about this many bytes (estimated by the writer, before compression of the open row group).").Default(128<<20),
 			service.NewDurationField(fMaxAge).Description("A file is finished once it has been open this long, even if no message comes; this bounds how long a batch waits for its acknowledgement.").Default("10s"),
 			enumlint.Field(fTransaction, txBatch, txRun).Description("`batch`: each file appears once finished, and a batch is acknowledged once the file holding its rows has appeared. `run`: the files of a bounded input's whole run (`csv_file`) appear together when the output closes, and only if the run read its input to the end and every batch was delivered; a run stopped partway leaves no file. A batch is then acknowledged once its rows are in a `.tmp` file. See Transaction: run above. A batch that cannot be written for a reason other than its rows (a full disk) fails the run at once with that error, rather than being retried until the run's timeout; the run's later batches are then dropped with it.").Default(txBatch),
+			service.NewBoolField(fOverwrite).Description("Whether a new file may replace a file of the same name already there (one this output did not write: two files of one output never share a name). The replacement is the rename that makes the new file appear, so a reader sees the old file or the new one, never neither. For jobs whose names repeat across runs, as the seed's DAG writes `processed_<source>_<YYYYmmdd_HHMM>.parquet`: a re-run within the minute replaces that minute's files, as the DAG's `to_parquet` does. Without it such a name fails the batch (in run mode, the run).").Default(false),
 			service.NewOutputMaxInFlightField().Default(64),
 			service.NewBatchPolicyField(fBatching),
 		).
@@ -173,6 +175,7 @@ type output struct {
 	maxAge       time.Duration
 	maxInFlight  int
 	runMode      bool // transaction: run
+	overwrite    bool
 	log          *service.Logger
 
 	// The finish step's file system calls, replaced in tests to see that a
@@ -187,8 +190,12 @@ type output struct {
 	cur       *file   // the file rows go to; nil until the next row
 	// Final names of the files open or being finished, which a new file
 	// must not take: its rename would replace one of them.
-	names  map[string]bool
-	timers sync.WaitGroup // finishes started by max_age
+	names map[string]bool
+	// With overwrite, the final names of the files this output finished,
+	// which a later file must not replace (batch mode; a run's files keep
+	// their names in names until it ends).
+	published map[string]bool
+	timers    sync.WaitGroup // finishes started by max_age
 
 	// In run mode: the run this output serves, set by its first batch;
 	// every file of the run in the order opened, finished or not, until
@@ -211,12 +218,13 @@ type output struct {
 
 func newBareOutput(log *service.Logger) *output {
 	return &output{
-		log:      log,
-		syncFile: (*os.File).Sync,
-		rename:   os.Rename,
-		syncDir:  atomicfile.SyncDir,
-		names:    map[string]bool{},
-		scratch:  sync.Pool{New: func() any { return new(scratch) }},
+		log:       log,
+		syncFile:  (*os.File).Sync,
+		rename:    os.Rename,
+		syncDir:   atomicfile.SyncDir,
+		names:     map[string]bool{},
+		published: map[string]bool{},
+		scratch:   sync.Pool{New: func() any { return new(scratch) }},
 	}
 }
 
@@ -278,6 +286,9 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, ser
 		o.runMode = true
 	default:
 		return nil, pol, 0, fmt.Errorf("%s: unknown value %q", fTransaction, tx)
+	}
+	if o.overwrite, err = conf.FieldBool(fOverwrite); err != nil {
+		return nil, pol, 0, err
 	}
 	if o.maxInFlight, err = conf.FieldMaxInFlight(); err != nil {
 		return nil, pol, 0, err

@@ -971,15 +971,20 @@ func TestWaitEndsEarly(t *testing.T) {
 }
 
 // TestNamesNotReused: a file never replaces a finished file, nor takes the
-// name of a .tmp left by a crash, which stays as it was.
+// name of a .tmp left by a crash, which stays as it was. With overwrite a
+// file replaces one that was there before the output started, but still
+// neither a crash's .tmp nor a file the output wrote itself.
 func TestNamesNotReused(t *testing.T) {
 	cases := []struct {
-		name    string
-		leave   string // a file there before the output starts
-		wantErr string
+		name      string
+		leave     string // a file there before the output starts
+		overwrite bool
+		wantErr   string // "": the new file replaces it
 	}{
-		{"finished file", "f.parquet", "f.parquet already exists"},
-		{"crash leftover", "f.parquet.tmp", "f.parquet.tmp exists, left by a crash"},
+		{"finished file", "f.parquet", false, "f.parquet already exists"},
+		{"crash leftover", "f.parquet.tmp", false, "f.parquet.tmp exists, left by a crash"},
+		{"finished file, overwrite", "f.parquet", true, ""},
+		{"crash leftover, overwrite", "f.parquet.tmp", true, "f.parquet.tmp exists, left by a crash"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -988,13 +993,22 @@ func TestNamesNotReused(t *testing.T) {
 			if err := os.WriteFile(left, []byte("old"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			o := testOutput(t, fmt.Sprintf("path: '%s/f.parquet'\nmax_in_flight: 1\n", dir))
+			o := testOutput(t, fmt.Sprintf("path: '%s/f.parquet'\nmax_in_flight: 1\noverwrite: %v\n", dir, c.overwrite))
 			err := o.WriteBatch(context.Background(), batchOf(`{"id":1}`))
-			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-				t.Fatalf("error %v, want %q", err, c.wantErr)
-			}
-			if b, _ := os.ReadFile(left); string(b) != "old" {
-				t.Errorf("%s changed to %q", c.leave, b)
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := len(readParquet(t, left).rows); n != 1 {
+					t.Errorf("%d rows in the new file, want 1", n)
+				}
+			} else {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("error %v, want %q", err, c.wantErr)
+				}
+				if b, _ := os.ReadFile(left); string(b) != "old" {
+					t.Errorf("%s changed to %q", c.leave, b)
+				}
 			}
 			ents, _ := os.ReadDir(dir)
 			if len(ents) != 1 {
@@ -1002,20 +1016,22 @@ func TestNamesNotReused(t *testing.T) {
 			}
 		})
 	}
-	t.Run("second file of the same name", func(t *testing.T) {
-		dir := t.TempDir()
-		o := testOutput(t, fmt.Sprintf("path: '%s/f.parquet'\nmax_in_flight: 1\n", dir))
-		if err := o.WriteBatch(context.Background(), batchOf(`{"id":1}`)); err != nil {
-			t.Fatal(err)
-		}
-		err := o.WriteBatch(context.Background(), batchOf(`{"id":2}`))
-		if err == nil || !strings.Contains(err.Error(), "already exists") {
-			t.Fatalf("error %v, want one saying the name is taken", err)
-		}
-		if n := len(readParquet(t, filepath.Join(dir, "f.parquet")).rows); n != 1 {
-			t.Errorf("%d rows in the first file, want 1", n)
-		}
-	})
+	for _, overwrite := range []bool{false, true} {
+		t.Run(fmt.Sprintf("second file of the same name, overwrite %v", overwrite), func(t *testing.T) {
+			dir := t.TempDir()
+			o := testOutput(t, fmt.Sprintf("path: '%s/f.parquet'\nmax_in_flight: 1\noverwrite: %v\n", dir, overwrite))
+			if err := o.WriteBatch(context.Background(), batchOf(`{"id":1}`)); err != nil {
+				t.Fatal(err)
+			}
+			err := o.WriteBatch(context.Background(), batchOf(`{"id":2}`))
+			if err == nil || !strings.Contains(err.Error(), "f.parquet") {
+				t.Fatalf("error %v, want one saying the name is taken", err)
+			}
+			if n := len(readParquet(t, filepath.Join(dir, "f.parquet")).rows); n != 1 {
+				t.Errorf("%d rows in the first file, want 1", n)
+			}
+		})
+	}
 }
 
 // TestStaleTmpLeftAlone: a stream leaves another file's crash leftover as

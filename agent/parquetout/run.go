@@ -156,7 +156,7 @@ func (o *output) publishRun(files []*file) error {
 	// Names were new when their files were opened, but the run lasts: a
 	// file that appeared since would be replaced by the rename.
 	for _, f := range files {
-		if _, err := os.Lstat(f.final); err == nil {
+		if _, err := os.Lstat(f.final); err == nil && !o.overwrite {
 			err := fmt.Errorf("parquet output: %s appeared while the run was written (%s must give each file a new name); nothing of the run is published", f.final, fPath)
 			return errors.Join(err, o.removeRun(files, err))
 		}

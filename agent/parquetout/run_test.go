@@ -233,24 +233,28 @@ func TestRunPublish(t *testing.T) {
 		wantSteps []string
 		wantFinal []string // final names afterwards
 		wantErr   string
+		overwrite bool
 	}{
 		{"ok", "",
 			[]string{"rename a", "syncdir a", "rename b", "syncdir b", "rename c", "syncdir c"},
-			[]string{"a", "b", "c"}, ""},
+			[]string{"a", "b", "c"}, "", false},
 		{"rename fails", "rename b",
 			[]string{"rename a", "syncdir a", "rename b"},
-			[]string{"a"}, "1 of its 3 files were published"},
+			[]string{"a"}, "1 of its 3 files were published", false},
 		{"directory fsync fails", "syncdir b",
 			[]string{"rename a", "syncdir a", "rename b", "syncdir b"},
-			[]string{"a", "b"}, "2 of its 3 files were published"},
+			[]string{"a", "b"}, "2 of its 3 files were published", false},
 		{"a final name appears meanwhile", "appears b",
 			nil,
-			[]string{"b"}, "b.parquet appeared while the run was written"},
+			[]string{"b"}, "b.parquet appeared while the run was written", false},
+		{"a final name appears meanwhile, overwrite", "appears b",
+			[]string{"rename a", "syncdir a", "rename b", "syncdir b", "rename c", "syncdir c"},
+			[]string{"a", "b", "c"}, "", true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			o := testOutput(t, fmt.Sprintf("path: '%s/${! json(\"name\") }.parquet'\ntransaction: run\nmax_rows: 1\n", dir))
+			o := testOutput(t, fmt.Sprintf("path: '%s/${! json(\"name\") }.parquet'\ntransaction: run\nmax_rows: 1\noverwrite: %v\n", dir, c.overwrite))
 			var steps []string
 			last := "" // the file last renamed
 			o.rename = func(from, to string) error {
@@ -306,7 +310,7 @@ func TestRunPublish(t *testing.T) {
 			if !slices.Equal(finals, c.wantFinal) {
 				t.Errorf("final files %v, want %v", finals, c.wantFinal)
 			}
-			if c.failAt == "appears b" {
+			if c.failAt == "appears b" && !c.overwrite {
 				if b, _ := os.ReadFile(filepath.Join(dir, "b.parquet")); string(b) != "theirs" {
 					t.Errorf("b.parquet was replaced: %q", b)
 				}

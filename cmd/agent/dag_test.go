@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/csv"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -129,4 +132,81 @@ func TestMLDag(t *testing.T) {
 			t.Errorf("transaction %s at %s: %+v", r[0], r[3], g)
 		}
 	}
+}
+
+// TestMLDagRuns: a DAG run whose output cannot write fails, says why,
+// exits 1 under --once and leaves no file of any source (before, the run
+// was logged ok and exited 0 with nothing written); a run again within
+// the same minute replaces that minute's files, as the DAG's to_parquet
+// does (before, it too was logged ok with nothing written).
+func TestMLDagRuns(t *testing.T) {
+	shipped, err := os.ReadFile("../../pipelines/ml_dag.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("an output that cannot write", func(t *testing.T) {
+		dir := t.TempDir()
+		// The shipped DAG, retried once at once rather than 3 times 5 minutes apart.
+		job := strings.Replace(strings.Replace(string(shipped), "retries: 3", "retries: 1", 1), "backoff: 5m", "backoff: 10ms", 1)
+		writeFile(t, filepath.Join(dir, "dag.yaml"), job)
+		writeFile(t, filepath.Join(dir, "blocker"), "not a directory")
+		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=",
+			"DAG_OUT="+filepath.Join(dir, "blocker", "out"))
+		res := runAgent(t, dir, env, "--pipeline", filepath.Join(dir, "dag.yaml"), "--once")
+		if res.code != 1 || !strings.Contains(res.stderr, "not a directory") || strings.Count(res.stderr, "ok=false") != 2 || strings.Contains(res.stderr, "ok=true") {
+			t.Fatalf("want two failed runs saying the directory cannot be made, exit 1: %s", res)
+		}
+		if m, _ := filepath.Glob(filepath.Join(dir, "*", "*.parquet*")); len(m) > 0 {
+			t.Errorf("a failed run left %v", m)
+		}
+	})
+	t.Run("a run again within the minute", func(t *testing.T) {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "out")
+		// Files of an earlier run this minute, or the next one if the
+		// minute turns before the run opens its files (in UTC or local
+		// time, whichever the agent's clock formats).
+		sources := map[string]int{"user_behavior": 200, "product_catalog": 100, "transaction_history": 300}
+		now := time.Now()
+		var stamps []string
+		for _, ts := range []time.Time{now, now.Add(time.Minute), now.UTC(), now.UTC().Add(time.Minute)} {
+			if st := ts.Format("20060102_1504"); !slices.Contains(stamps, st) {
+				stamps = append(stamps, st)
+			}
+		}
+		for src := range sources {
+			for _, st := range stamps {
+				writeFile(t, filepath.Join(out, "processed_"+src+"_"+st+".parquet"), "an earlier run's file")
+			}
+		}
+		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "DAG_OUT="+out)
+		res := runAgent(t, dir, env, "--pipeline", "builtin:ml_dag", "--once")
+		if res.code != 0 || strings.Contains(res.stderr, "ok=false") {
+			t.Fatalf("the run again failed: %s", res)
+		}
+		for src, rows := range sources {
+			replaced := 0
+			for _, st := range stamps {
+				path := filepath.Join(out, "processed_"+src+"_"+st+".parquet")
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(b) == "an earlier run's file" {
+					continue
+				}
+				replaced++
+				pf, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+				if err != nil {
+					t.Fatalf("%s: %v", path, err)
+				}
+				if n := pf.NumRows(); n != int64(rows) {
+					t.Errorf("%s: %d rows, want %d", path, n, rows)
+				}
+			}
+			if replaced != 1 {
+				t.Errorf("%s: %d files replaced, want the run's one", src, replaced)
+			}
+		}
+	})
 }
