@@ -47,6 +47,8 @@ func ConfigSpec() *service.ConfigSpec {
 		Description(`
 Each row becomes a JSON object in the header's column order; an empty cell is null. Columns listed in `+"`columns`"+` are converted to their type; other columns stay strings. A row whose value does not convert (a price of "abc") is emitted with its original CSV text as the body, errored with the reason, so a `+"`switch`"+` on `+"`errored()`"+` can write it to a rejects file. A file whose header lacks a required column is rejected as a whole the same way (its header line, and why), and the input goes on to the next file.
 
+Files compressed with gzip, zstd or bzip2 are read as the CSV they hold, recognised by their first bytes whatever their names (as pandas' read_csv reads a .gz); xz and zip files, and directories, fail the run naming the path rather than being read as rows of garbage.
+
 Files are read as the rows are handed on, holding only a window from the row being read (a few hundred KiB), so memory does not grow with the file. A file that cannot be read to its end (an I/O error) fails the run with the file and the last line read, and the input ends there: it does not end as if the file ended there, and it is not retried within the run (the schedule's retries are). A file that changed between being opened and its end (its size or modification time: a file still being written, or rewritten in place) fails the run the same way, since what was read may be part of it; write input files elsewhere and rename them into place, which the reader does not count as a change (it reads the file it opened).
 
 ### Metadata
@@ -368,20 +370,40 @@ func (in *input) emit(batch service.MessageBatch, rows int) (service.MessageBatc
 }
 
 // source opens name for reading: a file, or one embedded in the agent.
-func (in *input) source(name string) (io.Reader, io.Closer, error) {
+func (in *input) source(name string) (io.Reader, io.Closer, os.FileInfo, error) {
 	if n, ok := strings.CutPrefix(name, "builtin:"); ok {
 		if in.builtin != nil {
 			if b, ok := in.builtin(n); ok {
-				return bytes.NewReader(b), nil, nil
+				return bytes.NewReader(b), nil, nil, nil
 			}
 		}
-		return nil, nil, fmt.Errorf("csv_file: no embedded file %q", n)
+		return nil, nil, nil, fmt.Errorf("csv_file: no embedded file %q", n)
 	}
 	f, err := os.Open(name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("csv_file: %w", err)
+		return nil, nil, nil, fmt.Errorf("csv_file: %w", err)
 	}
-	return f, f, nil
+	opened, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, nil, nil, fmt.Errorf("csv_file: %w", err)
+	}
+	if opened.IsDir() {
+		_ = f.Close()
+		return nil, nil, nil, fmt.Errorf("csv_file: %s is a directory: name its files (%s)", name, filepath.Join(name, "*.csv"))
+	}
+	rd, dec, err := decompressed(name, f)
+	if err != nil {
+		_ = f.Close()
+		return nil, nil, nil, err
+	}
+	if dec == nil {
+		return rd, f, opened, nil
+	}
+	return rd, closerFunc(func() {
+		_ = dec.Close()
+		_ = f.Close()
+	}), opened, nil
 }
 
 func (in *input) Close(context.Context) error {
@@ -425,16 +447,9 @@ type fileReader struct {
 }
 
 func (in *input) open(name string) (*fileReader, error) {
-	rd, src, err := in.source(name)
+	rd, src, opened, err := in.source(name)
 	if err != nil {
 		return nil, err
-	}
-	var opened os.FileInfo
-	if f, ok := src.(*os.File); ok {
-		if opened, err = f.Stat(); err != nil {
-			_ = f.Close()
-			return nil, fmt.Errorf("csv_file: %w", err)
-		}
 	}
 	r := in.openReader(name, rd, src)
 	r.opened = opened

@@ -1,6 +1,8 @@
 package csvinput
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +15,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/agent/frame"
@@ -611,5 +614,78 @@ func TestFileNameIsClean(t *testing.T) {
 		if w := fmt.Sprintf(`2: {"n":1,"f":%q}`, want); strings.Join(got, " ") != w {
 			t.Errorf("paths %q: rows %s, want %s", path, strings.Join(got, " "), w)
 		}
+	}
+}
+
+// TestCompressedFiles: gzip, zstd and bzip2 files read as the CSV they
+// hold, whatever their names, with the same rows, lines and row text as
+// the plain file; xz, zip and a directory fail the run naming the file;
+// a gzip file cut short fails it as a read error.
+func TestCompressedFiles(t *testing.T) {
+	dir := t.TempDir()
+	plain := "a,b\n1,x\n2,\"y, z\"\nbad,w\n3,v\n"
+	write := func(name string, b []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(plain))
+	_ = zw.Close()
+	zst, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bz2, err := os.ReadFile("testdata/rows.csv.bz2") // Go writes no bzip2
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := func(path string) string {
+		return fmt.Sprintf("paths: [%q]\ncolumns: [{name: a, type: int}]\n", path)
+	}
+	want := readAll(t, conf(write("plain.csv", []byte(plain))), nil)
+	if len(want) != 4 {
+		t.Fatalf("plain file: %d rows, want 4: %q", len(want), want)
+	}
+	for name, body := range map[string][]byte{
+		"rows.csv.gz":  gz.Bytes(),
+		"rows.csv.zst": zst.EncodeAll([]byte(plain), nil),
+		"rows.csv.bz2": bz2,
+		"gzip-no-ext":  gz.Bytes(),
+	} {
+		path := write(name, body)
+		got := strings.ReplaceAll(strings.Join(readAll(t, conf(path), nil), "\n"), path, filepath.Join(dir, "plain.csv"))
+		if got != strings.Join(want, "\n") {
+			t.Errorf("%s:\n%s\nwant\n%s", name, got, strings.Join(want, "\n"))
+		}
+	}
+
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, path, want string }{
+		{"xz", write("rows.csv.xz", []byte("\xfd7zXZ\x00\x00\x04")), "rows.csv.xz is xz-compressed, which is not read"},
+		{"zip", write("rows.zip", []byte("PK\x03\x04\x14\x00")), "rows.zip is a zip archive, which is not read"},
+		{"directory", filepath.Join(dir, "sub"), "sub is a directory: name its files"},
+		{"gzip cut short", write("cut.csv.gz", gz.Bytes()[:gz.Len()-12]), "cut.csv.gz"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := connectedInput(t, conf(tc.path), nil)
+			for {
+				_, _, err := in.ReadBatch(context.Background())
+				if errors.Is(err, service.ErrEndOfInput) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if why := in.run.Incomplete(); why == nil || !strings.Contains(why.Error(), tc.want) {
+				t.Errorf("the run's failure: %v, want one saying %q", why, tc.want)
+			}
+		})
 	}
 }
