@@ -26,6 +26,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 
+	"github.com/sluice-dev/sluice/agent/frame"
 	"github.com/sluice-dev/sluice/internal/enumlint"
 	"github.com/sluice-dev/sluice/internal/fsum"
 	"github.com/sluice-dev/sluice/internal/jsonfield"
@@ -45,6 +46,8 @@ func ConfigSpec() *service.ConfigSpec {
 		Summary("Replaces a batch with one summary message per group: sums, means, counts, distinct counts, minimums, maximums and day spans of fields.").
 		Description(`
 Each summary is a JSON object holding the group's `+"`group_by`"+` values and one field per entry of `+"`fields`"+`, in that order; groups come out sorted by their values (numbers numerically, strings as text), as pandas' groupby does. A message that is already errored, lacks a group_by field, or has a value an op cannot use (a string to sum) is not counted: it passes through after the summaries, errored with the reason, so a `+"`switch`"+` output can route it with its original bytes.
+
+A frame (`+"`csv_file`"+` with `+"`frames: true`"+`) counts as its rows: each summarised as the message it stands for, its rejected rows passed through as messages with their reasons, as `+"`unframe`"+` would give them.
 
 It summarises the batch it is given. To summarise a whole file, read it with `+"`csv_file`"+`'s `+"`batch_size: 0`"+` (each file one batch); for windows of a stream, a `+"`system_window`"+` buffer. A `+"`memory`"+` buffer with a batch policy larger than the input also makes one batch of it, but acknowledges the input as soon as it holds the rows, so a batch job cannot tell whether its outputs wrote them.
 
@@ -160,23 +163,12 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 	groups := map[string]*group{}
 	var rejected service.MessageBatch
 	var idKey []byte
-	for _, msg := range batch {
-		if msg.GetError() != nil {
-			rejected = append(rejected, msg)
-			continue
-		}
-		doc, err := msg.AsBytes()
-		if err != nil {
-			msg.SetError(fmt.Errorf("aggregate: %w", err))
-			rejected = append(rejected, msg)
-			continue
-		}
+	// count adds one row to its group, or says why it cannot be counted.
+	count := func(doc []byte) error {
 		key, vals, err := p.read(doc, idKey[:0])
 		idKey = key
 		if err != nil {
-			msg.SetError(fmt.Errorf("aggregate: %w", err))
-			rejected = append(rejected, msg)
-			continue
+			return err
 		}
 		g, ok := groups[string(key)]
 		if !ok {
@@ -188,6 +180,47 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 		}
 		for i, f := range p.fields {
 			g.accs[i].add(f.op, vals[i])
+		}
+		return nil
+	}
+	for _, msg := range batch {
+		if msg.GetError() != nil {
+			rejected = append(rejected, msg)
+			continue
+		}
+		doc, err := msg.AsBytes()
+		if err != nil {
+			msg.SetError(fmt.Errorf("aggregate: %w", err))
+			rejected = append(rejected, msg)
+			continue
+		}
+		if frame.Is(doc) {
+			// A frame's rows count as the messages they stand for: its
+			// rejected rows, and rows that cannot be counted, pass through
+			// as such messages, with their reasons.
+			f, err := frame.Decode(doc)
+			if err != nil {
+				msg.SetError(fmt.Errorf("aggregate: %w", err))
+				rejected = append(rejected, msg)
+				continue
+			}
+			for i := range f.Rows {
+				if _, bad := f.Reason(i); bad {
+					rejected = append(rejected, f.RowMessage(msg, i))
+					continue
+				}
+				// A new slice per row: the group keeps its key's values.
+				if err := count(f.AppendRowJSON(nil, i)); err != nil {
+					row := f.RowMessage(msg, i)
+					row.SetError(fmt.Errorf("aggregate: %w", err))
+					rejected = append(rejected, row)
+				}
+			}
+			continue
+		}
+		if err := count(doc); err != nil {
+			msg.SetError(fmt.Errorf("aggregate: %w", err))
+			rejected = append(rejected, msg)
 		}
 	}
 	ordered := make([]*group, 0, len(groups))

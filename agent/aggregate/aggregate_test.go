@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
 func newProc(t *testing.T, yaml string) *Processor {
@@ -309,4 +312,60 @@ fields:
 		}
 	}
 	b.ReportMetric(float64(len(batch)*b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// TestFrames: a frame's rows are summarised as the messages they stand
+// for: the summaries equal those of the same rows as JSON messages, and
+// the frame's rejected rows, and a row that cannot be counted, pass
+// through as messages with their reasons.
+func TestFrames(t *testing.T) {
+	conf := `
+group_by: [date]
+fields:
+  - {as: quantity, op: sum, path: quantity}
+  - {as: customers, op: count_distinct, path: customer_id}
+`
+	w := frame.NewWriter()
+	date, qty, cust := w.Add("date", abi.TypeString, false), w.Add("quantity", abi.TypeInt, false), w.Add("customer_id", abi.TypeInt, false)
+	var docs []string
+	for i, r := range sales() {
+		switch i {
+		case 7: // rejected upstream
+			date.Null()
+			qty.Null()
+			cust.Null()
+			w.Reject("price: not a number")
+			continue
+		case 11: // no date: cannot be counted
+			date.Null()
+		default:
+			date.Text(r.Date)
+			docs = append(docs, fmt.Sprintf(`{"date":%q,"quantity":%d,"customer_id":%d}`, r.Date, r.Quantity, r.CustomerID))
+		}
+		qty.Int(int64(r.Quantity))
+		cust.Int(int64(r.CustomerID))
+		w.Accept()
+	}
+	body, err := w.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := runBatch(t, newProc(t, conf), docs...)
+	got := runBatch(t, newProc(t, conf), string(body))
+	if len(got) != len(want)+2 {
+		t.Fatalf("%d messages out, want %d summaries and 2 rows not counted", len(got), len(want))
+	}
+	for i, m := range want {
+		wb, _ := m.AsBytes()
+		gb, _ := got[i].AsBytes()
+		if string(gb) != string(wb) || got[i].GetError() != nil {
+			t.Errorf("summary %d: %s (%v), want %s", i, gb, got[i].GetError(), wb)
+		}
+	}
+	for i, reason := range []string{"price: not a number", `group_by field "date" is missing`} {
+		m := got[len(want)+i]
+		if err := m.GetError(); err == nil || !strings.Contains(err.Error(), reason) {
+			t.Errorf("row not counted %d: error %v, want %q", i, err, reason)
+		}
+	}
 }
