@@ -78,6 +78,7 @@ func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Pr
 			}
 		}
 	}
+	probs = append(probs, memoryBufferedRun(source, &root)...)
 	// A kafka component with no seed_brokers of its own connects where the
 	// agent says; with nowhere, the pipeline would fail at start.
 	if len(a.kafkaBrokers()) == 0 {
@@ -123,6 +124,31 @@ func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Pr
 	})
 	// Native plugins are started, in builds that have them.
 	probs = append(probs, a.lintNativePlugins(ctx, source, &root)...)
+	return probs
+}
+
+// memoryBufferedRun reports a `memory` buffer behind a `csv_file` input.
+// The buffer acknowledges the input's batches as soon as it holds them, so
+// the run counts as delivered whatever its outputs did, and Benthos' buffer
+// drops a batch an output refuses once the input has ended: a run whose
+// output failed would be logged a success with rows missing.
+func memoryBufferedRun(source string, root *yaml.Node) []Problem {
+	if len(root.Content) != 1 {
+		return nil
+	}
+	_, buf := mapEntry(root.Content[0], "buffer")
+	_, in := mapEntry(root.Content[0], "input")
+	if buf == nil || in == nil {
+		return nil
+	}
+	mem, _ := mapEntry(buf, "memory")
+	if mem == nil {
+		return nil
+	}
+	var probs []Problem
+	walkComponent(in, "csv_file", func(k, _ *yaml.Node) {
+		probs = append(probs, Problem{Source: source, Line: mem.Line, Msg: fmt.Sprintf("buffer memory behind the csv_file input of line %d: the buffer acknowledges the file's rows as soon as it holds them, so the run would count as delivered whatever its outputs did, and a batch an output refuses at the end of the file would be dropped; for a file as one batch set the input's batch_size: 0 and remove the buffer", k.Line)})
+	})
 	return probs
 }
 

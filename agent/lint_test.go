@@ -577,3 +577,43 @@ func TestLintEnumValues(t *testing.T) {
 		})
 	}
 }
+
+// TestLintMemoryBufferBehindFile: a `memory` buffer behind a csv_file
+// input is reported at the buffer, naming the input: the run would count
+// as delivered whatever its outputs did. A memory buffer behind another
+// input, a csv_file input without it, and a csv_file output are not.
+func TestLintMemoryBufferBehindFile(t *testing.T) {
+	a := newTestAgent(t)
+	const file = "csv_file: {paths: [in.csv]} # file"
+	const memory = "memory: {} # memory"
+	for _, tc := range []struct {
+		name, doc string
+		files     int // problems, one per csv_file input
+	}{
+		{"file, memory buffer", "input:\n  " + file + "\nbuffer:\n  " + memory + "\noutput:\n  drop: {}\n", 1},
+		{"files in a broker, memory buffer", "input:\n  broker:\n    inputs:\n      - " + file + "\n      - csv_file: {paths: [b.csv]}\nbuffer:\n  " + memory + "\noutput:\n  drop: {}\n", 2},
+		{"file, no buffer", "input:\n  " + file + "\noutput:\n  drop: {}\n", 0},
+		{"generate, memory buffer", "input:\n  generate: {count: 1, mapping: 'root = 1'}\nbuffer:\n  " + memory + "\noutput:\n  drop: {}\n", 0},
+		{"csv_file output, memory buffer", "input:\n  generate: {count: 1, mapping: 'root = 1'}\nbuffer:\n  " + memory + "\noutput:\n  csv_file: {path: out.csv, columns: [{name: a, value: x}]}\n", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := filepath.Join(t.TempDir(), "p.yaml")
+			writeFile(t, src, tc.doc)
+			var got []Problem
+			for _, p := range a.Lint(t.Context(), []string{src}) {
+				if strings.Contains(p.Msg, "buffer memory") {
+					got = append(got, p)
+				}
+			}
+			if len(got) != tc.files {
+				t.Fatalf("%d buffer problems, want %d:%s", len(got), tc.files, formatProblems(got))
+			}
+			if tc.files > 0 {
+				want := fmt.Sprintf("csv_file input of line %d", lineOf(t, tc.doc, "# file"))
+				if got[0].Line != lineOf(t, tc.doc, "# memory") || !strings.Contains(got[0].Msg, want) || !strings.Contains(got[0].Msg, "batch_size: 0") {
+					t.Errorf("problem %s, want it at the buffer's line naming the %s and the fix", got[0], want)
+				}
+			}
+		})
+	}
+}
