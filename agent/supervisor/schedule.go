@@ -23,7 +23,8 @@ type Schedule struct {
 	// start. Zero with no Cron: run once.
 	Every time.Duration
 	// Cron is a standard five-field cron expression (or @hourly, @daily,
-	// ...), in UTC.
+	// ...), in UTC, or in the zone a CRON_TZ= prefix names
+	// ("CRON_TZ=Europe/Berlin 0 9 * * *").
 	Cron string
 	// Retries is how many times a failed run is tried again before the
 	// run is given up (the next scheduled run still happens).

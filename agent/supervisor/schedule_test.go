@@ -121,3 +121,29 @@ func TestScheduledLintErrorNotRetried(t *testing.T) {
 		t.Errorf("%d attempts, want 1", len(runs))
 	}
 }
+
+// TestCronTimes: a cron schedule's next run is in UTC, as Airflow's
+// default is, unless the expression names a zone (CRON_TZ=), which then
+// follows that zone's clock across its daylight-saving change.
+func TestCronTimes(t *testing.T) {
+	for _, tc := range []struct{ cron, after, want string }{
+		{"0 * * * *", "2026-11-29T10:15:00Z", "2026-11-29T11:00:00Z"},
+		{"0 9 * * *", "2026-11-29T10:15:00Z", "2026-11-30T09:00:00Z"},
+		{"CRON_TZ=Europe/Berlin 0 9 * * *", "2026-11-29T10:15:00Z", "2026-11-30T08:00:00Z"},     // CET, UTC+1
+		{"CRON_TZ=Europe/Berlin 0 9 * * *", "2026-03-29T10:15:00Z", "2026-03-30T07:00:00Z"},     // CEST from 29 March
+		{"CRON_TZ=America/New_York 30 2 * * *", "2026-01-10T00:00:00Z", "2026-01-10T07:30:00Z"}, // EST, UTC-5
+	} {
+		s, _, err := SplitSchedule([]byte("schedule: {cron: '" + tc.cron + "'}\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.cron, err)
+		}
+		after, _ := time.Parse(time.RFC3339, tc.after)
+		next, ok := s.next(after)
+		if want, _ := time.Parse(time.RFC3339, tc.want); !ok || !next.Equal(want) {
+			t.Errorf("%s after %s: next run %s, want %s", tc.cron, tc.after, next.UTC().Format(time.RFC3339), tc.want)
+		}
+	}
+	if _, _, err := SplitSchedule([]byte("schedule: {cron: 'CRON_TZ=Mars/Olympus 0 9 * * *'}\n")); err == nil || !strings.Contains(err.Error(), "Mars/Olympus") {
+		t.Errorf("an unknown zone: %v, want an error naming it", err)
+	}
+}

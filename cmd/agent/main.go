@@ -23,6 +23,9 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	// A schedule's CRON_TZ zone resolves where the machine has no zoneinfo
+	// database (slim and distroless images).
+	_ "time/tzdata"
 
 	"github.com/spf13/pflag"
 
