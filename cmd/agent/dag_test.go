@@ -160,6 +160,52 @@ func TestMLDagRuns(t *testing.T) {
 			t.Errorf("a failed run left %v", m)
 		}
 	})
+	t.Run("rejected rows", func(t *testing.T) {
+		// The samples, one transaction's amount not a number: it is in
+		// rejects.csv with its source, file, line, reason and text, not in
+		// the Parquet file; a second run replaces rejects.csv rather than
+		// adding to it.
+		dir := t.TempDir()
+		in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+		for _, name := range []string{"user_behavior.csv", "product_catalog.csv", "transaction_history.csv"} {
+			b, err := os.ReadFile(filepath.Join("../../pipelines/sample", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := string(b)
+			if name == "transaction_history.csv" {
+				lines := strings.SplitAfter(text, "\n")
+				f := strings.Split(lines[4], ",")
+				f[2] = "abc"
+				lines[4] = strings.Join(f, ",")
+				text = strings.Join(lines, "")
+			}
+			writeFile(t, filepath.Join(in, name), text)
+		}
+		bad := strings.TrimSpace(strings.SplitAfter(readFileString(t, filepath.Join(in, "transaction_history.csv")), "\n")[4])
+		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "DAG_IN="+in, "DAG_OUT="+out)
+		for run := 1; run <= 2; run++ {
+			if res := runAgent(t, dir, env, "--pipeline", "builtin:ml_dag", "--once"); res.code != 0 {
+				t.Fatalf("run %d: %s", run, res)
+			}
+			recs := readCSV(t, filepath.Join(out, "rejects.csv"))
+			if len(recs) != 1 || recs[0][0] != "transaction_history" || recs[0][1] != filepath.Join(in, "transaction_history.csv") ||
+				recs[0][2] != "5" || !strings.Contains(recs[0][3], "amount") || recs[0][4] != bad {
+				t.Errorf("run %d: rejects %q, want line 5 of transaction_history.csv, %q, with its reason", run, recs, bad)
+			}
+		}
+		files, _ := filepath.Glob(filepath.Join(out, "processed_transaction_history_*.parquet"))
+		for _, f := range files {
+			pf := readFileString(t, f)
+			rows, err := parquet.OpenFile(strings.NewReader(pf), int64(len(pf)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rows.NumRows() != 299 {
+				t.Errorf("%s: %d rows, want the sample's 300 but the rejected one", f, rows.NumRows())
+			}
+		}
+	})
 	t.Run("a run again within the minute", func(t *testing.T) {
 		dir := t.TempDir()
 		out := filepath.Join(dir, "out")
