@@ -81,6 +81,22 @@ func connectedInput(t *testing.T, yaml string, builtin Files) *input {
 	return in
 }
 
+// readBatches reads in to its end.
+func readBatches(t *testing.T, in *input) []service.MessageBatch {
+	t.Helper()
+	var out []service.MessageBatch
+	for {
+		batch, _, err := in.ReadBatch(context.Background())
+		if errors.Is(err, service.ErrEndOfInput) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, batch)
+	}
+}
+
 // unframeAll expands frames into their rows' messages.
 func unframeAll(t *testing.T, batch service.MessageBatch) service.MessageBatch {
 	t.Helper()
@@ -182,16 +198,8 @@ func TestBatchSizes(t *testing.T) {
 	// 0: a batch is one file, all of its rows (the first file's bad row
 	// among them), as rows and as a frame.
 	for _, mode := range []string{"", "frames: true\n"} {
-		in := connectedInput(t, base+"batch_size: 0\n"+mode, nil)
 		var sizes []string
-		for {
-			batch, _, err := in.ReadBatch(context.Background())
-			if errors.Is(err, service.ErrEndOfInput) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, batch := range readBatches(t, connectedInput(t, base+"batch_size: 0\n"+mode, nil)) {
 			sizes = append(sizes, fmt.Sprint(len(batch), "/", len(unframeAll(t, batch))))
 		}
 		want := "3/3 1/1 2/2"
@@ -674,15 +682,7 @@ func TestCompressedFiles(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := connectedInput(t, conf(tc.path), nil)
-			for {
-				_, _, err := in.ReadBatch(context.Background())
-				if errors.Is(err, service.ErrEndOfInput) {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			readBatches(t, in)
 			if why := in.run.Incomplete(); why == nil || !strings.Contains(why.Error(), tc.want) {
 				t.Errorf("the run's failure: %v, want one saying %q", why, tc.want)
 			}
