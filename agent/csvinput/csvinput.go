@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/itchyny/timefmt-go"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/agent/runscope"
@@ -68,7 +69,8 @@ The input ends when it has read its files. Outputs with `+"`transaction: run`"+`
 			service.NewStringListField("paths").Description("Files or glob patterns, read in order, each file once however many patterns match it; `builtin:NAME` reads a file embedded in the agent (e.g. `builtin:sample/sales.csv`).").Example([]string{"data/sales_*.csv"}),
 			service.NewObjectListField("columns",
 				service.NewStringField("name").Description("Column name, as in the header."),
-				enumlint.Field("type", Types()...).Description("`int` and `float` are JSON numbers; `bool` accepts true/false/1/0; `date` must be YYYY-MM-DD and stays that string; `timestamp` accepts RFC 3339, `2006-01-02 15:04:05` or a date, and becomes RFC 3339 in UTC.").Default("string"),
+				enumlint.Field("type", Types()...).Description("`int` and `float` are JSON numbers; `bool` accepts true/false/1/0; `date` must be YYYY-MM-DD (or match `format`) and becomes that string; `timestamp` accepts RFC 3339, `2006-01-02 15:04:05` or a date (or what `format` says), and becomes RFC 3339 in UTC.").Default("string"),
+				service.NewStringField("format").Description("For `date` and `timestamp`: the cells' layout as a strftime format (`%d/%m/%Y`, `%m/%d/%Y %H:%M`, `%d.%m.%Y %H:%M:%S %z`), as pandas' `to_datetime(format=...)` and Bloblang's `ts_strptime` take it, for exports not written in ISO 8601. A date becomes YYYY-MM-DD, a timestamp RFC 3339 in UTC (a time without a zone is taken as UTC). Empty: the ISO forms above.").Default("").Example("%d/%m/%Y"),
 				service.NewBoolField("required").Description("Whether the header must have the column.").Default(true),
 			).Description("Columns to check and convert.").Default([]any{}),
 			service.NewStringField("delimiter").Description("Field delimiter, one character.").Default(","),
@@ -103,6 +105,7 @@ func Register(env *service.Environment, builtin Files) error {
 type column struct {
 	name     string
 	typ      string
+	format   string // strftime layout of a date or timestamp; "" for ISO
 	required bool
 }
 
@@ -158,6 +161,15 @@ func newInput(conf *service.ParsedConfig, builtin Files) (*input, error) {
 		}
 		if col.required, err = c.FieldBool("required"); err != nil {
 			return nil, fmt.Errorf("columns[%d]: %w", i, err)
+		}
+		if col.format, err = c.FieldString("format"); err != nil {
+			return nil, fmt.Errorf("columns[%d]: %w", i, err)
+		}
+		if col.format != "" && col.typ != "date" && col.typ != "timestamp" {
+			return nil, fmt.Errorf("columns[%d] (%s): format applies to date and timestamp columns, not %s", i, col.name, col.typ)
+		}
+		if col.format != "" && !strings.Contains(col.format, "%") {
+			return nil, fmt.Errorf("columns[%d] (%s): format %q has no %%-directive: a strftime format such as %%d/%%m/%%Y", i, col.name, col.format)
 		}
 		in.columns = append(in.columns, col)
 	}
@@ -424,14 +436,15 @@ type fileReader struct {
 	src  io.Closer // the open file; nil for an embedded one
 	// opened is the file's size and time when it was opened (nil for an
 	// embedded one), to tell at its end whether it changed meanwhile.
-	opened os.FileInfo
-	win    *window
-	head   []byte // the file's first line, the text of a header's reject
-	err    error  // why the file could not be read to its end
-	lines  int    // the line of the last record read
-	r      *csv.Reader
-	header []string
-	types  []string // per header column; "" keeps the string
+	opened  os.FileInfo
+	win     *window
+	head    []byte // the file's first line, the text of a header's reject
+	err     error  // why the file could not be read to its end
+	lines   int    // the line of the last record read
+	r       *csv.Reader
+	header  []string
+	types   []string // per header column; "" keeps the string
+	formats []string // per header column: a date or timestamp column's format
 	// keys are each column's `"name":`, and suffix the file and line
 	// fields' names and the file's, written once per file, not per row.
 	keys   [][]byte
@@ -481,6 +494,7 @@ func (in *input) openReader(name string, rd io.Reader, src io.Closer) *fileReade
 	f.header = slices.Clone(header) // the reader may reuse the record
 	f.cells = make([]cell, len(header))
 	f.types = make([]string, len(header))
+	f.formats = make([]string, len(header))
 	for _, h := range header {
 		f.keys = append(f.keys, append(jsonstr.Append(nil, h), ':'))
 	}
@@ -498,6 +512,7 @@ func (in *input) openReader(name string, rd io.Reader, src io.Closer) *fileReade
 			continue
 		}
 		f.types[i] = c.typ
+		f.formats[i] = c.format
 	}
 	if len(missing) > 0 {
 		f.headerErr = fmt.Errorf("missing required columns: %s (the header has %s)", strings.Join(missing, ", "), strings.Join(header, ", "))
@@ -696,7 +711,7 @@ func (f *fileReader) convertRow(rec []string) error {
 		if v == "" {
 			continue
 		}
-		c, err := convertCell(f.types[i], v)
+		c, err := convertCell(f.types[i], f.formats[i], v)
 		if err != nil {
 			return fmt.Errorf("column %s: %w", f.header[i], err)
 		}
@@ -784,8 +799,64 @@ func columnType(typ string) abi.Type {
 	return abi.TypeString
 }
 
-func convertCell(typ, v string) (cell, error) {
+// sameFields reports whether a and b hold the same numbers and words in
+// the same order, whatever their zero padding, letter case and spacing:
+// "5/1/2024" and "05/01/2024" do, "31/02/2024" and "02/03/2024" do not.
+func sameFields(a, b string) bool {
+	for {
+		a, b = strings.TrimLeft(a, " "), strings.TrimLeft(b, " ")
+		if a == "" || b == "" {
+			return a == b
+		}
+		na, ra := leadingRun(a)
+		nb, rb := leadingRun(b)
+		da, db := isDigit(na[0]), isDigit(nb[0])
+		switch {
+		case da != db:
+			return false
+		case da:
+			x, errx := strconv.ParseUint(na, 10, 64)
+			y, erry := strconv.ParseUint(nb, 10, 64)
+			if errx != nil || erry != nil || x != y {
+				return false
+			}
+		case !strings.EqualFold(na, nb):
+			return false
+		}
+		a, b = ra, rb
+	}
+}
+
+// leadingRun splits s after its first run of digits, or of other
+// characters but spaces.
+func leadingRun(s string) (run, rest string) {
+	digit := isDigit(s[0])
+	i := 1
+	for i < len(s) && s[i] != ' ' && isDigit(s[i]) == digit {
+		i++
+	}
+	return s[:i], s[i:]
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func convertCell(typ, format, v string) (cell, error) {
 	s := strings.TrimSpace(v)
+	if format != "" {
+		t, err := timefmt.Parse(s, format)
+		if err != nil {
+			return cell{}, fmt.Errorf("%q does not match the format %q", v, format)
+		}
+		// The parser rolls a day past the month's end into the next
+		// month (31/02 as 02/03): written back, such a time differs.
+		if !strings.Contains(format, "%f") && !sameFields(s, timefmt.Format(t, format)) {
+			return cell{}, fmt.Errorf("%q is not a valid %s in the format %q", v, typ, format)
+		}
+		if typ == "date" {
+			return cell{t: abi.TypeString, s: t.Format(time.DateOnly)}, nil
+		}
+		return cell{t: abi.TypeString, s: t.UTC().Format(time.RFC3339Nano)}, nil
+	}
 	switch typ {
 	case "int":
 		n, err := strconv.ParseInt(s, 10, 64)

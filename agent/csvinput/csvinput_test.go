@@ -689,3 +689,61 @@ func TestCompressedFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestDateFormats: a date or timestamp column with a strftime format reads
+// exports not written in ISO 8601 (day first, month first, dotted, month
+// names, zones), padded or not, into the ISO forms; a day the month does
+// not have, and a cell in another layout, are rejected saying so; a format
+// on another type, or without a directive, is a config error.
+func TestDateFormats(t *testing.T) {
+	for _, tc := range []struct{ typ, format, cell, want string }{
+		{"date", "%d/%m/%Y", "15/01/2024", "2024-01-15"},
+		{"date", "%d/%m/%Y", "5/1/2024", "2024-01-05"},
+		{"date", "%m/%d/%Y", "01/15/2024", "2024-01-15"},
+		{"date", "%d.%m.%Y", " 29.02.2024 ", "2024-02-29"},
+		{"date", "%d %b %Y", "5 jan 2024", "2024-01-05"},
+		{"date", "%d/%m/%Y", "31/02/2024", `! "31/02/2024" is not a valid date in the format "%d/%m/%Y"`},
+		{"date", "%d.%m.%Y", "29.02.2023", "! is not a valid date"},
+		{"date", "%d/%m/%Y", "2024-01-15", `! "2024-01-15" does not match the format "%d/%m/%Y"`},
+		{"timestamp", "%d/%m/%Y %H:%M", "15/01/2024 14:05", "2024-01-15T14:05:00Z"},
+		{"timestamp", "%d.%m.%Y %H:%M:%S %z", "15.01.2024 14:05:06 +0100", "2024-01-15T13:05:06Z"},
+		{"timestamp", "%Y-%m-%dT%H:%M:%S.%f", "2024-01-15T10:00:00.123", "2024-01-15T10:00:00.123Z"},
+		{"timestamp", "%m/%d/%Y %I:%M %p", "01/15/2024 2:05 PM", "2024-01-15T14:05:00Z"},
+	} {
+		c, err := convertCell(tc.typ, tc.format, tc.cell)
+		got := c.s
+		if err != nil {
+			got = "! " + err.Error()
+		}
+		if want, isErr := strings.CutPrefix(tc.want, "! "); isErr && !strings.Contains(got, want) || !isErr && got != tc.want {
+			t.Errorf("%s %q %q: %s, want %s", tc.typ, tc.format, tc.cell, got, tc.want)
+		}
+	}
+
+	dir := t.TempDir()
+	path := filepath.Join(dir, "eu.csv")
+	if err := os.WriteFile(path, []byte("day,at\n15/01/2024,15/01/2024 14:05\n31/02/2024,01/02/2024 00:00\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, fmt.Sprintf("paths: [%q]\ncolumns:\n  - {name: day, type: date, format: '%%d/%%m/%%Y'}\n  - {name: at, type: timestamp, format: '%%d/%%m/%%Y %%H:%%M'}\n", path), nil)
+	want := []string{
+		`2: {"day":"2024-01-15","at":"2024-01-15T14:05:00Z"}`,
+		`3: 31/02/2024,01/02/2024 00:00 ! ` + path + ` line 3: column day: "31/02/2024" is not a valid date in the format "%d/%m/%Y"`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("rows:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	for _, tc := range []struct{ col, want string }{
+		{"{name: n, type: int, format: '%d'}", "format applies to date and timestamp columns, not int"},
+		{"{name: d, type: date, format: 'dd/mm/yyyy'}", `format "dd/mm/yyyy" has no %-directive`},
+	} {
+		conf, err := ConfigSpec().ParseYAML(fmt.Sprintf("paths: [%q]\ncolumns: [%s]\n", path, tc.col), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := newInput(conf, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.col, err, tc.want)
+		}
+	}
+}
