@@ -465,7 +465,7 @@ func (a *Agent) recordRun(o supervisor.RunOutcome) {
 		delete(rows, "checked")
 		delete(rows, "valid")
 	}
-	a.reg.RecordRun(metrics.Run{Pipeline: o.Pipeline, OK: o.Err == nil, Duration: o.Duration, Rows: rows})
+	a.reg.RecordRun(metrics.Run{Pipeline: o.Pipeline, OK: o.Err == nil, End: o.Start.Add(o.Duration), Duration: o.Duration, Rows: rows})
 	attrs := []any{"pipeline", o.Pipeline, "attempt", o.Attempt, "ok", o.Err == nil,
 		"duration", o.Duration.Round(time.Millisecond), "rows_in", rows["in"]}
 	for _, kind := range []string{"out", "rejected", "checked"} {

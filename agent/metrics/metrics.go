@@ -276,6 +276,8 @@ func (c *funcCollector) Collect(ch chan<- prometheus.Metric) {
 type Run struct {
 	Pipeline string
 	OK       bool
+	// End is when the run finished.
+	End      time.Time
 	Duration time.Duration
 	// Rows the run counted, by kind: in, out, rejected, checked, valid. A
 	// kind the pipeline does not report is absent, not zero.
@@ -297,6 +299,16 @@ func (r *Registry) RecordRun(run Run) {
 	}
 	if g := r.gauge("sluice_pipeline_last_run_seconds", nil); g != nil {
 		g.WithLabelValues(run.Pipeline).Set(run.Duration.Seconds())
+	}
+	// When, as Unix seconds, as Prometheus' batch-job practice has it: a
+	// job that stopped succeeding is `time() - last_success > 2 * period`,
+	// which a count of failures cannot say of a job that stopped running.
+	end := float64(run.End.UnixNano()) / 1e9
+	if g := r.gauge("sluice_pipeline_last_run_timestamp_seconds", nil); g != nil {
+		g.WithLabelValues(run.Pipeline).Set(end)
+	}
+	if g := r.gauge("sluice_pipeline_last_success_timestamp_seconds", nil); g != nil && run.OK {
+		g.WithLabelValues(run.Pipeline).Set(end)
 	}
 	last := r.gauge("sluice_pipeline_last_run_rows", []string{"kind"})
 	total := r.counter("sluice_pipeline_run_rows_total", []string{"kind"})

@@ -47,14 +47,19 @@ func TestPipelinesShareMetricsUnderTheirLabel(t *testing.T) {
 
 func TestRecordRun(t *testing.T) {
 	r := New()
-	r.RecordRun(Run{Pipeline: "sales_etl", OK: true, Duration: 1500 * time.Millisecond, Rows: map[string]int64{"in": 10, "out": 8, "rejected": 2, "checked": 9, "valid": 8}})
-	r.RecordRun(Run{Pipeline: "sales_etl", OK: false, Duration: time.Second})
-	r.RecordRun(Run{Pipeline: "sales_etl", OK: true, Duration: 2 * time.Second, Rows: map[string]int64{"in": 4, "out": 3, "rejected": 1, "checked": 4, "valid": 3}})
+	at := func(sec int64) time.Time { return time.Unix(sec, 0) }
+	r.RecordRun(Run{Pipeline: "sales_etl", OK: true, End: at(1000), Duration: 1500 * time.Millisecond, Rows: map[string]int64{"in": 10, "out": 8, "rejected": 2, "checked": 9, "valid": 8}})
+	r.RecordRun(Run{Pipeline: "sales_etl", OK: true, End: at(2000), Duration: 2 * time.Second, Rows: map[string]int64{"in": 4, "out": 3, "rejected": 1, "checked": 4, "valid": 3}})
+	r.RecordRun(Run{Pipeline: "sales_etl", OK: false, End: at(3000), Duration: time.Second})
+	r.RecordRun(Run{Pipeline: "ml_dag", OK: false, End: at(4000), Duration: time.Second})
 	body := scrape(t, r)
 	for _, want := range []string{
 		`sluice_pipeline_runs_total{outcome="ok",pipeline="sales_etl"} 2`,
 		`sluice_pipeline_runs_total{outcome="failed",pipeline="sales_etl"} 1`,
-		`sluice_pipeline_last_run_seconds{pipeline="sales_etl"} 2`,
+		`sluice_pipeline_last_run_seconds{pipeline="sales_etl"} 1`,
+		`sluice_pipeline_last_run_timestamp_seconds{pipeline="sales_etl"} 3000`,
+		`sluice_pipeline_last_success_timestamp_seconds{pipeline="sales_etl"} 2000`,
+		`sluice_pipeline_last_run_timestamp_seconds{pipeline="ml_dag"} 4000`,
 		`sluice_pipeline_last_run_rows{kind="in",pipeline="sales_etl"} 4`,
 		`sluice_pipeline_last_run_rows{kind="rejected",pipeline="sales_etl"} 1`,
 		`sluice_pipeline_run_rows_total{kind="in",pipeline="sales_etl"} 14`,
@@ -64,6 +69,9 @@ func TestRecordRun(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	if strings.Contains(body, `sluice_pipeline_last_success_timestamp_seconds{pipeline="ml_dag"}`) {
+		t.Error("a pipeline that never succeeded has a last success time")
 	}
 }
 
