@@ -3,13 +3,16 @@ package agent
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice/agent/config"
 )
@@ -91,5 +94,52 @@ output:
 				t.Errorf("the log does not say the agent runs without its HTTP server at %s:\n%s", addr, log.String())
 			}
 		})
+	}
+}
+
+// TestRunMetrics: a scheduled pipeline's run is in /metrics: counted by
+// outcome, with the time it ended and last succeeded, between the run's
+// start and the scrape.
+func TestRunMetrics(t *testing.T) {
+	dir := t.TempDir()
+	pipeline := filepath.Join(dir, "job.yaml")
+	writeFile(t, pipeline, `schedule: {retries: 0}
+input:
+  generate: {count: 3, interval: "", mapping: 'root = {"n": counter()}'}
+output:
+  file: {path: `+strconv.Quote(filepath.Join(dir, "out.jsonl"))+`, codec: lines}
+`)
+	cfg := config.Default()
+	cfg.DataDir, cfg.Pipelines, cfg.HTTPAddress, cfg.DevKafka = filepath.Join(dir, "data"), []string{pipeline}, "", false
+	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler), Options{LazyState: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(context.Background())
+	start := time.Now()
+	if err := a.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now()
+	rec := httptest.NewRecorder()
+	a.reg.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	if !strings.Contains(body, `sluice_pipeline_runs_total{outcome="ok",pipeline="job"} 1`) {
+		t.Errorf("no successful run counted:\n%s", body)
+	}
+	for _, name := range []string{"sluice_pipeline_last_run_timestamp_seconds", "sluice_pipeline_last_success_timestamp_seconds"} {
+		var at float64
+		line := name + `{pipeline="job"} `
+		i := strings.Index(body, line)
+		if i < 0 {
+			t.Errorf("no %s", line)
+			continue
+		}
+		if _, err := fmt.Sscan(body[i+len(line):], &at); err != nil {
+			t.Fatal(err)
+		}
+		if got := time.Unix(0, int64(at*1e9)); got.Before(start.Add(-time.Second)) || got.After(end.Add(time.Second)) {
+			t.Errorf("%s = %s, want between the run's start %s and %s", name, got, start, end)
+		}
 	}
 }
