@@ -74,6 +74,8 @@ The input ends when it has read its files. Outputs with `+"`transaction: run`"+`
 				service.NewBoolField("required").Description("Whether the header must have the column.").Default(true),
 			).Description("Columns to check and convert.").Default([]any{}),
 			service.NewStringField("delimiter").Description("Field delimiter, one character.").Default(","),
+			service.NewStringField("decimal").Description("The decimal separator of `float` cells: `.`, or `,` as in exports from a European locale (`3,50`, with `delimiter: \";\"`), as pandas' `read_csv(decimal=...)`.").Default(".").Advanced(),
+			service.NewStringField("thousands").Description("A thousands separator to ignore in `int` and `float` cells (`1.234,50` with `decimal: \",\"` and `thousands: .`), as pandas' `read_csv(thousands=...)`: one of `,` `.` `'` `_` or a space, other than the decimal separator and the delimiter. Empty: none.").Default("").Advanced(),
 			service.NewIntField("batch_size").Description("Most rows per batch the input hands on. Rows are read as batches because handing Benthos one message at a time costs more than reading the row; the outputs' `batching` regroups them as the pipeline needs. 0: each file's rows as one batch (one frame), for steps that need a whole file at once (a median, a forward fill). Prefer it to a `memory` buffer gathering the rows: the buffer acknowledges the input as soon as it holds a batch, so the run cannot see whether its outputs wrote it, and Benthos' buffer drops a batch an output refuses at the end of the input.").Default(1024).Advanced(),
 			service.NewStringField("file_field").Description("If set, each row also gets a field of this name holding the file it came from (as csv_file: its path as matched, cleaned, so `./in/a.csv` and `in/a.csv` name one file), so a step or output that reads only the row sees it without a mapping. A header with a column of this name is rejected.").Default("").Example("source_file").Advanced(),
 			service.NewBoolField("frames").Description("Hand on each batch as one frame (the agent's columnar batch: typed columns, a reason per rejected row, csv_file, csv_line and csv_raw as metadata columns) instead of one JSON message per row. A frame holds the rows of one file. The wasm processor, `distinct`, and the sqlite and parquet outputs read frames directly, without a JSON parse per row per step; `unframe` turns a frame back into one message per row for any other component. Rows, values and rejects are the same either way.").Default(false).Advanced(),
@@ -113,6 +115,7 @@ type input struct {
 	paths     []string
 	columns   []column
 	delim     rune
+	numbers   numberFormat
 	builtin   Files
 	batchSize int
 	// readTime times each batch's reading and parsing, so a run's outcome
@@ -181,6 +184,9 @@ func newInput(conf *service.ParsedConfig, builtin Files) (*input, error) {
 		return nil, fmt.Errorf("delimiter: %q is not one character other than a quote or newline", d)
 	}
 	in.delim = []rune(d)[0]
+	if in.numbers, err = parseNumberFormat(conf, in.delim); err != nil {
+		return nil, err
+	}
 	if in.batchSize, err = conf.FieldInt("batch_size"); err != nil {
 		return nil, err
 	}
@@ -711,7 +717,7 @@ func (f *fileReader) convertRow(rec []string) error {
 		if v == "" {
 			continue
 		}
-		c, err := convertCell(f.types[i], f.formats[i], v)
+		c, err := convertCell(f.types[i], f.formats[i], f.in.numbers, v)
 		if err != nil {
 			return fmt.Errorf("column %s: %w", f.header[i], err)
 		}
@@ -840,8 +846,74 @@ func leadingRun(s string) (run, rest string) {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-func convertCell(typ, format, v string) (cell, error) {
+// numberFormat is how numbers are written: the decimal separator, and a
+// thousands separator to drop (0: none).
+type numberFormat struct{ decimal, thousands byte }
+
+func parseNumberFormat(conf *service.ParsedConfig, delim rune) (numberFormat, error) {
+	nf := numberFormat{decimal: '.'}
+	dec, err := conf.FieldString("decimal")
+	if err != nil {
+		return nf, err
+	}
+	if dec != "." && dec != "," {
+		return nf, fmt.Errorf("decimal: %q is not . or ,", dec)
+	}
+	nf.decimal = dec[0]
+	th, err := conf.FieldString("thousands")
+	if err != nil {
+		return nf, err
+	}
+	switch {
+	case th == "":
+	case len(th) != 1 || !strings.Contains(",.'_ ", th):
+		return nf, fmt.Errorf("thousands: %q is not one of , . ' _ or a space", th)
+	case th[0] == nf.decimal || rune(th[0]) == delim:
+		return nf, fmt.Errorf("thousands: %q is also the decimal separator or the delimiter", th)
+	default:
+		nf.thousands = th[0]
+	}
+	if rune(nf.decimal) == delim {
+		return nf, fmt.Errorf("decimal: %q is also the delimiter", dec)
+	}
+	return nf, nil
+}
+
+// plain rewrites a number cell as Go parses it: without thousands
+// separators, with a decimal point; "" if the separators are misplaced.
+// Unlike pandas, a separator must start a group of three digits, so 4.5
+// read with thousands "." is refused rather than taken as 45.
+func (nf numberFormat) plain(s string) string {
+	if nf.thousands != 0 && strings.IndexByte(s, nf.thousands) >= 0 {
+		whole := s
+		if i := strings.IndexByte(s, nf.decimal); i >= 0 {
+			whole = s[:i]
+		}
+		groups := strings.Split(strings.TrimLeft(whole, "+-"), string(nf.thousands))
+		if len(groups[0]) == 0 || len(groups[0]) > 3 {
+			return ""
+		}
+		for _, g := range groups[1:] {
+			if len(g) != 3 {
+				return ""
+			}
+		}
+		s = strings.ReplaceAll(s, string(nf.thousands), "")
+	}
+	if nf.decimal != '.' {
+		if strings.IndexByte(s, '.') >= 0 {
+			return "" // a point where none belongs: not a number here
+		}
+		s = strings.ReplaceAll(s, string(nf.decimal), ".")
+	}
+	return s
+}
+
+func convertCell(typ, format string, nf numberFormat, v string) (cell, error) {
 	s := strings.TrimSpace(v)
+	if (typ == "int" || typ == "float") && (nf.decimal != '.' || nf.thousands != 0) {
+		s = nf.plain(s)
+	}
 	if format != "" {
 		t, err := timefmt.Parse(s, format)
 		if err != nil {

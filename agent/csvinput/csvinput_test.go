@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -710,7 +711,7 @@ func TestDateFormats(t *testing.T) {
 		{"timestamp", "%Y-%m-%dT%H:%M:%S.%f", "2024-01-15T10:00:00.123", "2024-01-15T10:00:00.123Z"},
 		{"timestamp", "%m/%d/%Y %I:%M %p", "01/15/2024 2:05 PM", "2024-01-15T14:05:00Z"},
 	} {
-		c, err := convertCell(tc.typ, tc.format, tc.cell)
+		c, err := convertCell(tc.typ, tc.format, numberFormat{decimal: '.'}, tc.cell)
 		got := c.s
 		if err != nil {
 			got = "! " + err.Error()
@@ -744,6 +745,44 @@ func TestDateFormats(t *testing.T) {
 		}
 		if _, err := newInput(conf, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error saying %q", tc.col, err, tc.want)
+		}
+	}
+}
+
+// TestNumberFormats: an export from a European locale (semicolons,
+// decimal commas, points between thousands) reads as the same numbers as
+// the plain one; a cell written the other way is rejected; separators
+// that clash are config errors.
+func TestNumberFormats(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cols := "columns: [{name: qty, type: int}, {name: price, type: float}]\n"
+	plain := readAll(t, fmt.Sprintf("paths: [%q]\n%s", write("plain.csv", "qty,price\n1234,3.5\n2,1234567.25\n"), cols), nil)
+	eu := write("eu.csv", "qty;price\n1.234;3,5\n2;1.234.567,25\n3;4.5\n")
+	got := readAll(t, fmt.Sprintf("paths: [%q]\ndelimiter: ';'\ndecimal: ','\nthousands: '.'\n%s", eu, cols), nil)
+	want := append(slices.Clone(plain), `4: 3;4.5 ! `+eu+` line 4: column price: "4.5" is not a number`)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("rows:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, tc := range []struct{ conf, want string }{
+		{"decimal: ';'", `decimal: ";" is not . or ,`},
+		{"decimal: ','", `decimal: "," is also the delimiter`},
+		{"thousands: 'x'", `thousands: "x" is not one of`},
+		{"thousands: '.'", `thousands: "." is also the decimal separator`},
+		{"delimiter: ';'\nthousands: ';'", `thousands: ";" is not one of`},
+	} {
+		conf, err := ConfigSpec().ParseYAML(fmt.Sprintf("paths: [%q]\n%s\n", eu, tc.conf), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := newInput(conf, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.conf, err, tc.want)
 		}
 	}
 }

@@ -404,24 +404,27 @@ func queryRows(t *testing.T, path, query string) []string {
 	return out
 }
 
-// TestSalesETLDateFormat: SALES_DATE_FORMAT reads an export whose dates
-// are day first; they are loaded as ISO dates, with their date features,
-// and a date the calendar lacks is rejected saying so.
-func TestSalesETLDateFormat(t *testing.T) {
+// TestSalesETLLocale: an export from a European locale (semicolons,
+// dates day first, decimal commas, points between thousands) reads with
+// SALES_DELIMITER, SALES_DATE_FORMAT, SALES_DECIMAL and SALES_THOUSANDS:
+// its rows load as the same dates and numbers, with their features, and a
+// date the calendar lacks is rejected saying so.
+func TestSalesETLLocale(t *testing.T) {
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "eu.csv"), filepath.Join(dir, "out")
-	writeFile(t, in, "date,product_id,quantity,price,customer_id\n15/01/2024,1,2,3.5,7\n3/2/2024,2,1,4,8\n30/02/2024,3,1,5,9\n")
+	writeFile(t, in, "date;product_id;quantity;price;customer_id\n15.01.2024;1;2;3,5;7\n3.2.2024;2;1;1.234,25;8\n30.02.2024;3;1;5;9\n")
 	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=",
-		"SALES_CSV="+in, "SALES_OUT="+out, "SALES_DATE_FORMAT=%d/%m/%Y")
+		"SALES_CSV="+in, "SALES_OUT="+out, "SALES_DATE_FORMAT=%d.%m.%Y",
+		"SALES_DELIMITER=;", "SALES_DECIMAL=,", "SALES_THOUSANDS=.")
 	if res := runAgent(t, dir, env, "--pipeline", "builtin:sales_etl"); res.code != 0 {
 		t.Fatalf("run: %s", res)
 	}
-	got := queryRows(t, filepath.Join(out, "sales.db"), "SELECT line, date, year, month, day, day_of_week FROM sales_data ORDER BY line")
-	if want := []string{"2 2024-01-15 2024 1 15 0", "3 2024-02-03 2024 2 3 5"}; strings.Join(got, "; ") != strings.Join(want, "; ") {
+	got := queryRows(t, filepath.Join(out, "sales.db"), "SELECT line, date, price, total_amount, year, month, day, day_of_week FROM sales_data ORDER BY line")
+	if want := []string{"2 2024-01-15 3.5 7 2024 1 15 0", "3 2024-02-03 1234.25 1234.25 2024 2 3 5"}; strings.Join(got, "; ") != strings.Join(want, "; ") {
 		t.Errorf("sales_data: %v, want %v", got, want)
 	}
 	recs := readCSV(t, filepath.Join(out, "rejects.csv"))
-	if len(recs) != 1 || recs[0][1] != "4" || !strings.Contains(recs[0][2], `"30/02/2024" is not a valid date`) {
+	if len(recs) != 1 || recs[0][1] != "4" || !strings.Contains(recs[0][2], `"30.02.2024" is not a valid date`) {
 		t.Errorf("rejects: %q, want line 4's date as not valid", recs)
 	}
 }
