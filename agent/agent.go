@@ -22,6 +22,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/io"   // stdin, stdout, files, HTTP
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // mapping, generate, catch, switch, ...
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"gopkg.in/yaml.v3"
 
 	"github.com/sluice-dev/sluice/agent/aggregate"
 	"github.com/sluice-dev/sluice/agent/config"
@@ -245,6 +246,15 @@ func (a *Agent) Run(ctx context.Context) error {
 			if p.Schedule == nil {
 				// Said, since "once" could be read as "each pipeline once".
 				a.logger.Warn("once applies to scheduled pipelines; this one has no schedule and runs as always: until its input ends or the agent stops", "pipeline", p.Name)
+			}
+		}
+	}
+	for _, p := range pls {
+		// A config Benthos runs, so a warning here; lint fails it.
+		var root yaml.Node
+		if yaml.Unmarshal(p.YAML, &root) == nil {
+			for _, pr := range memoryBufferedRun(p.Source, &root) {
+				a.logger.Warn(pr.String(), "pipeline", p.Name)
 			}
 		}
 	}

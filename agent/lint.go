@@ -53,6 +53,11 @@ func (a *Agent) Lint(ctx context.Context, sources []string) []Problem {
 				probs = append(probs, Problem{Source: pl.Source, Line: l.Line, Msg: l.What})
 			}
 			probs = append(probs, a.lintPlugins(ctx, pl.Source, pl.YAML)...)
+			// Benthos runs such a config, so a run only warns (Agent.Run).
+			var root yaml.Node
+			if yaml.Unmarshal(pl.YAML, &root) == nil {
+				probs = append(probs, memoryBufferedRun(pl.Source, &root)...)
+			}
 		}
 	}
 	sort.SliceStable(probs, func(i, j int) bool {
@@ -78,7 +83,6 @@ func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Pr
 			}
 		}
 	}
-	probs = append(probs, memoryBufferedRun(source, &root)...)
 	// A kafka component with no seed_brokers of its own connects where the
 	// agent says; with nowhere, the pipeline would fail at start.
 	if len(a.kafkaBrokers()) == 0 {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -584,6 +585,7 @@ func TestLintEnumValues(t *testing.T) {
 // input, a csv_file input without it, and a csv_file output are not.
 func TestLintMemoryBufferBehindFile(t *testing.T) {
 	a := newTestAgent(t)
+	t.Chdir(t.TempDir()) // the runs' relative paths
 	const file = "csv_file: {paths: [in.csv]} # file"
 	const memory = "memory: {} # memory"
 	for _, tc := range []struct {
@@ -607,6 +609,12 @@ func TestLintMemoryBufferBehindFile(t *testing.T) {
 			}
 			if len(got) != tc.files {
 				t.Fatalf("%d buffer problems, want %d:%s", len(got), tc.files, formatProblems(got))
+			}
+			// A run warns of the same (Benthos runs such a config).
+			var log bytes.Buffer
+			_ = runAgent(t, t.TempDir(), []string{src}, slog.NewTextHandler(&log, nil), t.Context())
+			if warned := strings.Contains(log.String(), "level=WARN msg=\""+src+":"); warned != (tc.files > 0) {
+				t.Errorf("the run warned: %v, want %v:\n%s", warned, tc.files > 0, log.String())
 			}
 			if tc.files > 0 {
 				want := fmt.Sprintf("csv_file input of line %d", lineOf(t, tc.doc, "# file"))
