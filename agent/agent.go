@@ -30,6 +30,7 @@ import (
 	"github.com/sluice-dev/sluice/agent/csvout"
 	"github.com/sluice-dev/sluice/agent/diskbuffer"
 	"github.com/sluice-dev/sluice/agent/distinct"
+	"github.com/sluice-dev/sluice/agent/fill"
 	"github.com/sluice-dev/sluice/agent/frame"
 	"github.com/sluice-dev/sluice/agent/httpapi"
 	"github.com/sluice-dev/sluice/agent/ingest"
@@ -183,6 +184,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if err := aggregate.Register(env); err != nil {
 		_ = a.Close(ctx)
 		return nil, fmt.Errorf("register aggregate processor: %w", err)
+	}
+	if err := fill.Register(env); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("register fill processor: %w", err)
 	}
 	if err := frame.RegisterUnframe(env); err != nil {
 		_ = a.Close(ctx)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/csv"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -160,11 +161,12 @@ func TestMLDagRuns(t *testing.T) {
 			t.Errorf("a failed run left %v", m)
 		}
 	})
-	t.Run("rejected rows", func(t *testing.T) {
+	t.Run("rejected rows, gaps in every source", func(t *testing.T) {
 		// The samples, one transaction's amount not a number: it is in
 		// rejects.csv with its source, file, line, reason and text, not in
 		// the Parquet file; a second run replaces rejects.csv rather than
-		// adding to it.
+		// adding to it. Product 3's price is missing: forward-filled from
+		// product 2's (the DAG fills every source), with its category.
 		dir := t.TempDir()
 		in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
 		for _, name := range []string{"user_behavior.csv", "product_catalog.csv", "transaction_history.csv"} {
@@ -180,6 +182,13 @@ func TestMLDagRuns(t *testing.T) {
 				lines[4] = strings.Join(f, ",")
 				text = strings.Join(lines, "")
 			}
+			if name == "product_catalog.csv" {
+				lines := strings.SplitAfter(text, "\n")
+				f := strings.Split(lines[3], ",")
+				f[2] = ""
+				lines[3] = strings.Join(f, ",")
+				text = strings.Join(lines, "")
+			}
 			writeFile(t, filepath.Join(in, name), text)
 		}
 		bad := strings.TrimSpace(strings.SplitAfter(readFileString(t, filepath.Join(in, "transaction_history.csv")), "\n")[4])
@@ -193,6 +202,16 @@ func TestMLDagRuns(t *testing.T) {
 				recs[0][2] != "5" || !strings.Contains(recs[0][3], "amount") || recs[0][4] != bad {
 				t.Errorf("run %d: rejects %q, want line 5 of transaction_history.csv, %q, with its reason", run, recs, bad)
 			}
+		}
+		type product struct {
+			ID       int64   `parquet:"product_id"`
+			Price    float64 `parquet:"price"`
+			Category *string `parquet:"price_category,optional"`
+		}
+		products := readParquet[product](t, out, "product_catalog")
+		samples := readCSV(t, "../../pipelines/sample/product_catalog.csv")
+		if p := products[2]; p.ID != 3 || fmt.Sprint(p.Price) != samples[1][2] || p.Category == nil || *p.Category != "premium" {
+			t.Errorf("product 3: %+v, want product 2's price %s, premium", p, samples[1][2])
 		}
 		files, _ := filepath.Glob(filepath.Join(out, "processed_transaction_history_*.parquet"))
 		for _, f := range files {

@@ -1,0 +1,107 @@
+package etlbench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/agent/fill"
+)
+
+// BenchmarkDAGUserBehavior: ml_dag's user_behavior transform (forward
+// fill, engagement_score, the median split) over one batch of n rows, one
+// page_views in ten missing: with the forward fill as the Bloblang fold
+// the pipeline had (each row appended to the array copies the rows before
+// it) and as the `fill` processor, side by side.
+//
+//	go test -run '^$' -bench DAGUserBehavior -benchtime 1x -count 3 ./internal/etlbench/
+func BenchmarkDAGUserBehavior(b *testing.B) {
+	const score = `
+let scores = $rows.map_each(r -> r.engagement_score).sort()
+let n = $scores.length()
+let median = if $n % 2 == 1 { $scores.index(($n / 2).floor()) } else { ($scores.index($n / 2 - 1) + $scores.index($n / 2)) / 2 }
+root = $rows.map_each(r -> r.merge({"is_active_user": r.engagement_score > $median}))
+`
+	steps := map[string][]string{
+		"fold": {
+			`archive: {format: json_array}`,
+			`mapping: |
+  let rows = this.fold({"rows": [], "prev": {}}, t -> {
+    "rows": t.tally.rows.append(t.value.map_each(kv -> kv.value.or(t.tally.prev.get(kv.key)))),
+    "prev": t.value.map_each(kv -> kv.value.or(t.tally.prev.get(kv.key)))
+  }).rows.map_each(r -> r.merge({"engagement_score": r.page_views * 0.3 + r.session_duration * 0.7}))` + indent(score),
+			`unarchive: {format: json_array}`,
+		},
+		"fill": {
+			`fill: {}`,
+			`archive: {format: json_array}`,
+			`mapping: |
+  let rows = this.map_each(r -> r.merge({"engagement_score": r.page_views * 0.3 + r.session_duration * 0.7}))` + indent(score),
+			`unarchive: {format: json_array}`,
+		},
+	}
+	env := service.NewEnvironment()
+	if err := fill.Register(env); err != nil {
+		b.Fatal(err)
+	}
+	for _, rows := range []int{10_000, 40_000} {
+		for _, how := range []string{"fold", "fill"} {
+			b.Run(fmt.Sprintf("rows=%d/%s", rows, how), func(b *testing.B) {
+				for b.Loop() {
+					sb := env.NewStreamBuilder()
+					if err := sb.SetLoggerYAML("level: none"); err != nil {
+						b.Fatal(err)
+					}
+					produce, err := sb.AddBatchProducerFunc()
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, st := range steps[how] {
+						if err := sb.AddProcessorYAML(st); err != nil {
+							b.Fatal(err)
+						}
+					}
+					var got int
+					if err := sb.AddBatchConsumerFunc(func(_ context.Context, mb service.MessageBatch) error {
+						got += len(mb)
+						return nil
+					}); err != nil {
+						b.Fatal(err)
+					}
+					strm, err := sb.Build()
+					if err != nil {
+						b.Fatal(err)
+					}
+					batch := make(service.MessageBatch, rows)
+					for i := range batch {
+						views := fmt.Sprint(i % 500)
+						if i%10 == 3 {
+							views = "null"
+						}
+						batch[i] = service.NewMessage(fmt.Appendf(nil, `{"user_id":%d,"page_views":%s,"session_duration":%d}`, i+1, views, i%7000))
+					}
+					done := make(chan error, 1)
+					go func() { done <- strm.Run(context.Background()) }()
+					if err := produce(context.Background(), batch); err != nil {
+						b.Fatal(err)
+					}
+					if err := strm.StopWithin(time.Minute); err != nil {
+						b.Fatal(err)
+					}
+					<-done
+					if got != rows {
+						b.Fatalf("%d rows out, want %d", got, rows)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+			})
+		}
+	}
+}
+
+// indent indents a mapping's lines under a YAML block scalar.
+func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n  ") }
