@@ -106,38 +106,6 @@ func decodeFrames(batch service.MessageBatch) (framed, []failure) {
 	return fr, failed
 }
 
-// inferFromFrame infers the schema from the frame's first accepted row
-// that allows it, from the row's JSON as the JSON path would: this happens
-// once, and inferring from the column types instead would give a schema
-// the same rows as JSON messages do not (a float column whose first value
-// is 3.0 reads as int64 there, a null as string). It gives the row it
-// inferred from, or the first it could not infer from and why.
-func inferFromFrame(f *frame.Frame) (*schema, int, error) {
-	fields := false
-	for c := range f.Cols {
-		fields = fields || !f.Cols[c].Meta
-	}
-	var buf []byte
-	first, err := -1, error(nil)
-	for i := 0; i < f.Rows; i++ {
-		if f.Rejected(i) {
-			continue
-		}
-		buf = f.AppendRowJSON(buf[:0], i)
-		s, rerr := inferSchema(buf)
-		if rerr == nil {
-			return s, i, nil
-		}
-		if first < 0 {
-			first, err = i, rerr
-		}
-		if !fields {
-			// Every row is {} and fails alike.
-			break
-		}
-	}
-	return nil, first, err
-}
 
 // binding is where a column of the schema takes its values from in a
 // frame.

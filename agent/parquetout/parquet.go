@@ -103,7 +103,7 @@ With `+"`columns`"+`, each column takes its value from a [gjson path](https://gi
 - `+"`timestamp`"+`: stored as INT64 TIMESTAMP(MICROS, UTC). RFC 3339, `+"`2006-01-02 15:04:05`"+` (fractional seconds allowed), `+"`2006-01-02T15:04:05`"+`, `+"`2006-01-02`"+` (times with no zone are UTC), or epoch seconds as a number or string (fractions allowed).
 - `+"`date`"+`: stored as DATE. `+"`2006-01-02`"+`, or RFC 3339, of which the calendar date as written is kept.
 
-Without `+"`columns`"+` the schema is inferred once, from the first message the output writes (not the first of each file, so that every file has the same schema): one optional column per top-level field, in the message's order; strings give `+"`string`"+`, integral numbers `+"`int64`"+`, other numbers `+"`double`"+`, booleans `+"`bool`"+`, and objects, arrays and nulls a `+"`string`"+` holding their JSON. A later message with a field not in that schema fails with an error naming the field; list the columns to accept it.`).
+Without `+"`columns`"+` the schema is inferred once, from the rows of the first batch the output writes (up to 100,000 of them; not per file, so that every file has the same schema): one optional column per top-level field, in the order the fields first appear; a field's type is that of its values, nulls aside: strings give `+"`string`"+`, numbers `+"`int64`"+` if every one is integral and `+"`double`"+` otherwise, booleans `+"`bool`"+`, objects and arrays a `+"`string`"+` holding their JSON, and a field only ever null a `+"`string`"+`. So a first row with a missing value, or a whole number where later rows have fractions, does not decide a column's type (as pandas reads a column). A later message with a field not in that schema fails with an error naming the field; list the columns to accept it.`).
 		Fields(
 			service.NewInterpolatedStringField(fPath).Description("The name of each new file, evaluated on its first message. Directories are created as needed.").
 				Example(`out/sales-${! timestamp_unix_nano() }.parquet`).
@@ -428,31 +428,48 @@ func (o *output) schemaFor(batch service.MessageBatch, fr framed) (*schema, []fa
 		return o.schema, nil, nil
 	}
 	var failed []failure
+	var in inference
+	var buf []byte
 	for i, msg := range batch {
+		if in.rows >= maxInferRows {
+			break
+		}
 		if f := fr.at(i); f != nil {
-			s, row, err := inferFromFrame(f)
-			if s != nil {
-				o.schema = s
-				o.log.Infof("parquet output: schema inferred from row %d of the frame in message %d: %s", row, i, s.describe())
-				return s, nil, nil
-			}
-			if err != nil {
-				failed = append(failed, failure{i, fmt.Errorf("message %d: frame row %d: no schema can be inferred from it: %w", i, row, err)})
+			for r := 0; r < f.Rows && in.rows < maxInferRows; r++ {
+				if f.Rejected(r) {
+					continue
+				}
+				buf = f.AppendRowJSON(buf[:0], r)
+				if err := in.add(buf); err != nil {
+					failed = append(failed, failure{i, fmt.Errorf("message %d: frame row %d: no schema can be inferred from it: %w", i, r, err)})
+					break
+				}
 			}
 			continue
 		}
 		raw, err := msg.AsBytes()
 		if err == nil {
-			var s *schema
-			if s, err = inferSchema(raw); err == nil {
-				o.schema = s
-				o.log.Infof("parquet output: schema inferred from the first message: %s", s.describe())
-				return s, nil, nil
-			}
+			err = in.add(raw)
 		}
-		failed = append(failed, failure{i, fmt.Errorf("message %d: no schema can be inferred from it: %w", i, err)})
+		if err != nil {
+			failed = append(failed, failure{i, fmt.Errorf("message %d: no schema can be inferred from it: %w", i, err)})
+		}
 	}
-	return nil, failed, nil
+	if in.rows == 0 {
+		return nil, failed, nil
+	}
+	s, err := in.schema()
+	if err != nil {
+		// Every row was {}: each fails alike.
+		for i := range batch {
+			failed = append(failed, failure{i, fmt.Errorf("message %d: no schema can be inferred from it: %w", i, err)})
+		}
+		return nil, failed, nil
+	}
+	o.schema = s
+	o.log.Infof("parquet output: schema inferred from the first %d rows: %s", in.rows, s.describe())
+	// A message that could not be read is failed below, on conversion.
+	return s, nil, nil
 }
 
 // convert turns the batch into rows, whose values go in sc, and gives the

@@ -327,15 +327,18 @@ output:
 	}
 }
 
-// TestInferredSchema: without columns, the first message's fields in their
-// order, typed from their values; later messages may leave fields out.
+// TestInferredSchema: without columns, the first batch's fields in the
+// order they appear, typed from their values in the batch, nulls aside: a
+// field null in the first row takes its type from a later one, a number
+// whole in the first row and not in a later one is a double (a first-row
+// guess made both fail); later messages may leave fields out.
 func TestInferredSchema(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.ndjson")
 	writeLines(t, in, []string{
-		`{"zeta":"a","id":1,"price":2.5,"ok":true,"tags":["x","y"],"obj":{"k":1},"nothing":null,"big":9007199254740993}`,
-		`{"zeta":"b","id":2,"price":3,"ok":false,"tags":[],"obj":{},"nothing":"now","big":-1}`,
-		`{"id":3}`,
+		`{"zeta":"a","id":1,"price":2.5,"ok":true,"tags":["x","y"],"obj":{"k":1},"nothing":null,"big":9007199254740993,"late":null,"whole":1}`,
+		`{"zeta":"b","id":2,"price":3,"ok":false,"tags":[],"obj":{},"nothing":"now","big":-1,"late":2.5,"whole":1.5}`,
+		`{"id":3,"never":null}`,
 	})
 	runStream(t, fmt.Sprintf(`
 input:
@@ -356,14 +359,17 @@ output:
 		"obj BYTE_ARRAY STRING optional",
 		"nothing BYTE_ARRAY STRING optional",
 		"big INT64 INT(64,true) optional",
+		"late DOUBLE optional",
+		"whole DOUBLE optional",
+		"never BYTE_ARRAY STRING optional",
 	}
 	if s := schemaOf(got.schema); !slices.Equal(s, wantSchema) {
 		t.Errorf("schema:\n%s\nwant:\n%s", strings.Join(s, "\n"), strings.Join(wantSchema, "\n"))
 	}
 	want := []map[string]any{
-		{"zeta": "a", "id": int64(1), "price": 2.5, "ok": true, "tags": `["x","y"]`, "obj": `{"k":1}`, "nothing": nil, "big": int64(9007199254740993)},
-		{"zeta": "b", "id": int64(2), "price": 3.0, "ok": false, "tags": `[]`, "obj": `{}`, "nothing": "now", "big": int64(-1)},
-		{"zeta": nil, "id": int64(3), "price": nil, "ok": nil, "tags": nil, "obj": nil, "nothing": nil, "big": nil},
+		{"zeta": "a", "id": int64(1), "price": 2.5, "ok": true, "tags": `["x","y"]`, "obj": `{"k":1}`, "nothing": nil, "big": int64(9007199254740993), "late": nil, "whole": 1.0, "never": nil},
+		{"zeta": "b", "id": int64(2), "price": 3.0, "ok": false, "tags": `[]`, "obj": `{}`, "nothing": "now", "big": int64(-1), "late": 2.5, "whole": 1.5, "never": nil},
+		{"zeta": nil, "id": int64(3), "price": nil, "ok": nil, "tags": nil, "obj": nil, "nothing": nil, "big": nil, "late": nil, "whole": nil, "never": nil},
 	}
 	if fmt.Sprint(got.rows) != fmt.Sprint(want) {
 		t.Errorf("rows:\n got %v\nwant %v", got.rows, want)

@@ -114,37 +114,82 @@ func plainKey(p string) bool {
 	return p != ""
 }
 
-// inferSchema derives the columns from one message's top-level fields, in
-// the order they appear in it. Each column names its key whatever the key
-// looks like, "a.b" included.
-func inferSchema(raw []byte) (*schema, error) {
+// maxInferRows bounds how many rows of the first batch the schema is
+// inferred from: enough to see past a first row's nulls and integral
+// values, without a second pass over a whole file read as one batch.
+const maxInferRows = 100_000
+
+// inference gathers the top-level fields of rows, in the order they first
+// appear, and what their values say of each field's type.
+type inference struct {
+	names  []string
+	fields map[string]*inferred
+	rows   int
+}
+
+// inferred is what a field's values so far say of its type.
+type inferred struct {
+	typ      string // "" while every value is null
+	integral bool   // for a number: every value so far is integral
+}
+
+// add takes one row's fields into the inference.
+func (in *inference) add(raw []byte) error {
 	obj, err := parseObject(string(raw))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var cols []column
-	seen := map[string]bool{}
+	if in.fields == nil {
+		in.fields = map[string]*inferred{}
+	}
+	in.rows++
 	obj.ForEach(func(k, v gjson.Result) bool {
 		name := k.String()
-		if seen[name] {
-			return true
+		f, ok := in.fields[name]
+		if !ok {
+			f = &inferred{}
+			in.fields[name] = f
+			in.names = append(in.names, name)
 		}
-		seen[name] = true
-		typ := typeString
+		var typ string
 		switch v.Type {
+		case gjson.Null:
+			return true
 		case gjson.Number:
 			typ = typeDouble
-			if !strings.ContainsAny(v.Raw, ".eE") {
-				typ = typeInt64
-			}
 		case gjson.True, gjson.False:
 			typ = typeBool
+		default: // strings; objects and arrays as their JSON
+			typ = typeString
 		}
-		cols = append(cols, column{name: name, typ: typ, optional: true})
+		switch {
+		case f.typ == "":
+			f.typ, f.integral = typ, typ == typeDouble && !strings.ContainsAny(v.Raw, ".eE")
+		case f.typ == typeDouble && typ == typeDouble:
+			f.integral = f.integral && !strings.ContainsAny(v.Raw, ".eE")
+		}
 		return true
 	})
-	if len(cols) == 0 {
+	return nil
+}
+
+// schema is the inferred schema: one optional column per field; a field
+// only ever null is a string, a number int64 if every value was integral.
+func (in *inference) schema() (*schema, error) {
+	if len(in.names) == 0 {
 		return nil, errors.New("cannot infer a schema from an object with no fields")
+	}
+	cols := make([]column, 0, len(in.names))
+	for _, name := range in.names {
+		f := in.fields[name]
+		typ := f.typ
+		switch {
+		case typ == "":
+			typ = typeString
+		case typ == typeDouble && f.integral:
+			typ = typeInt64
+		}
+		cols = append(cols, column{name: name, typ: typ, optional: true})
 	}
 	return newSchema(cols, true)
 }
