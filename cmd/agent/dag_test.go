@@ -225,6 +225,41 @@ func TestMLDagRuns(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a gap nothing fills", func(t *testing.T) {
+		// The first user's page_views is missing and no row before it can
+		// fill it: as pandas' NaN, no score, left out of the median, not
+		// active; the other users are scored against the median of theirs.
+		dir := t.TempDir()
+		in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+		for _, name := range []string{"product_catalog.csv", "transaction_history.csv"} {
+			writeFile(t, filepath.Join(in, name), readFileString(t, filepath.Join("../../pipelines/sample", name)))
+		}
+		writeFile(t, filepath.Join(in, "user_behavior.csv"), "user_id,page_views,session_duration,timestamp\n1,,100,2025-01-01 00:00:00\n2,10,200,2025-01-01 01:00:00\n3,20,300,2025-01-01 02:00:00\n")
+		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "DAG_IN="+in, "DAG_OUT="+out)
+		if res := runAgent(t, dir, env, "--pipeline", "builtin:ml_dag", "--once"); res.code != 0 {
+			t.Fatalf("run: %s", res)
+		}
+		type user struct {
+			ID     int64    `parquet:"user_id"`
+			Score  *float64 `parquet:"engagement_score,optional"`
+			Active bool     `parquet:"is_active_user"`
+		}
+		var got []string
+		for _, u := range readParquet[user](t, out, "user_behavior") {
+			score := "null"
+			if u.Score != nil {
+				score = fmt.Sprint(*u.Score)
+			}
+			got = append(got, fmt.Sprint(u.ID, " ", score, " ", u.Active))
+		}
+		// 10*0.3+200*0.7 = 143, 20*0.3+300*0.7 = 216: the median 179.5.
+		if want := []string{"1 null false", "2 143 false", "3 216 true"}; strings.Join(got, "; ") != strings.Join(want, "; ") {
+			t.Errorf("user_behavior: %v, want %v", got, want)
+		}
+		if recs := readCSV(t, filepath.Join(out, "rejects.csv")); len(recs) != 0 {
+			t.Errorf("rejects: %q, want none", recs)
+		}
+	})
 	t.Run("a run again within the minute", func(t *testing.T) {
 		dir := t.TempDir()
 		out := filepath.Join(dir, "out")
