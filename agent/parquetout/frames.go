@@ -106,7 +106,6 @@ func decodeFrames(batch service.MessageBatch) (framed, []failure) {
 	return fr, failed
 }
 
-
 // binding is where a column of the schema takes its values from in a
 // frame.
 type binding struct {

@@ -20,11 +20,13 @@ import (
 //
 //	go test -run '^$' -bench DAGUserBehavior -benchtime 1x -count 3 ./internal/etlbench/
 func BenchmarkDAGUserBehavior(b *testing.B) {
+	// As pipelines/ml_dag.yaml has it since the fill: a score missing
+	// (nothing filled it) is left out of the median.
 	const score = `
-let scores = $rows.map_each(r -> r.engagement_score).sort()
+let scores = $rows.map_each(r -> r.engagement_score).filter(s -> s != null).sort()
 let n = $scores.length()
-let median = if $n % 2 == 1 { $scores.index(($n / 2).floor()) } else { ($scores.index($n / 2 - 1) + $scores.index($n / 2)) / 2 }
-root = $rows.map_each(r -> r.merge({"is_active_user": r.engagement_score > $median}))
+let median = if $n == 0 { null } else { if $n % 2 == 1 { $scores.index(($n / 2).floor()) } else { ($scores.index($n / 2 - 1) + $scores.index($n / 2)) / 2 } }
+root = $rows.map_each(r -> r.merge({"is_active_user": r.engagement_score != null && $median != null && r.engagement_score > $median}))
 `
 	steps := map[string][]string{
 		"fold": {
@@ -40,7 +42,7 @@ root = $rows.map_each(r -> r.merge({"is_active_user": r.engagement_score > $medi
 			`fill: {}`,
 			`archive: {format: json_array}`,
 			`mapping: |
-  let rows = this.map_each(r -> r.merge({"engagement_score": r.page_views * 0.3 + r.session_duration * 0.7}))` + indent(score),
+  let rows = this.map_each(r -> r.merge({"engagement_score": if r.page_views == null || r.session_duration == null { null } else { r.page_views * 0.3 + r.session_duration * 0.7 }}))` + indent(score),
 			`unarchive: {format: json_array}`,
 		},
 	}
