@@ -27,12 +27,24 @@ import (
 // freeAddr returns a loopback address nothing listens on right now.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freeAddrs(t, 1)[0]
+}
+
+// freeAddrs returns n distinct free loopback addresses: each port is held
+// until all are chosen, or the kernel may hand one out twice (it did, to
+// a test's broker and ingest address).
+func freeAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	var addrs []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // testBroker runs a Kafka-protocol broker in the test process, outside the
@@ -574,7 +586,8 @@ func (p *agentProc) waitLog(s string) {
 func TestMainJobWithKcat(t *testing.T) {
 	bin := kcat(t)
 	dir := t.TempDir()
-	broker, ingest := freeAddr(t), freeAddr(t)
+	addrs := freeAddrs(t, 2)
+	broker, ingest := addrs[0], addrs[1]
 	env := append(baseEnv(), "SLUICE_DEV_KAFKA_ADDRESS="+broker, "REALTIME_HTTP_ADDRESS="+ingest, "SLUICE_HTTP_ADDRESS=")
 	start := func() *agentProc {
 		p := startPipeline(t, dir, env) // no flags: the defaults
