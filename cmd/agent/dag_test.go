@@ -169,24 +169,18 @@ func TestMLDagRuns(t *testing.T) {
 		// product 2's (the DAG fills every source), with its category.
 		dir := t.TempDir()
 		in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+		// The sample with cell col of line (0: the header) set to value.
+		edited := map[string]struct {
+			line, col int
+			value     string
+		}{"transaction_history.csv": {4, 2, "abc"}, "product_catalog.csv": {3, 2, ""}}
 		for _, name := range []string{"user_behavior.csv", "product_catalog.csv", "transaction_history.csv"} {
-			b, err := os.ReadFile(filepath.Join("../../pipelines/sample", name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			text := string(b)
-			if name == "transaction_history.csv" {
+			text := readFileString(t, filepath.Join("../../pipelines/sample", name))
+			if e, ok := edited[name]; ok {
 				lines := strings.SplitAfter(text, "\n")
-				f := strings.Split(lines[4], ",")
-				f[2] = "abc"
-				lines[4] = strings.Join(f, ",")
-				text = strings.Join(lines, "")
-			}
-			if name == "product_catalog.csv" {
-				lines := strings.SplitAfter(text, "\n")
-				f := strings.Split(lines[3], ",")
-				f[2] = ""
-				lines[3] = strings.Join(f, ",")
+				f := strings.Split(lines[e.line], ",")
+				f[e.col] = e.value
+				lines[e.line] = strings.Join(f, ",")
 				text = strings.Join(lines, "")
 			}
 			writeFile(t, filepath.Join(in, name), text)
