@@ -35,7 +35,7 @@ import (
 
 // Ops are the aggregations a field may use.
 func Ops() []string {
-	return []string{"sum", "mean", "count", "count_distinct", "min", "max", "day_span", "first", "last"}
+	return []string{"sum", "mean", "median", "count", "count_distinct", "min", "max", "day_span", "first", "last"}
 }
 
 // ConfigSpec is the processor's spec.
@@ -43,7 +43,7 @@ func ConfigSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
 		Categories("Mapping").
-		Summary("Replaces a batch with one summary message per group: sums, means, counts, distinct counts, minimums, maximums and day spans of fields.").
+		Summary("Replaces a batch with one summary message per group: sums, means, medians, counts, distinct counts, minimums, maximums and day spans of fields.").
 		Description(`
 Each summary is a JSON object holding the group's `+"`group_by`"+` values and one field per entry of `+"`fields`"+`, in that order; groups come out sorted by their values (numbers numerically, strings as text), as pandas' groupby does. A message that is already errored, lacks a group_by field, or has a value an op cannot use (a string to sum) is not counted: it passes through after the summaries, errored with the reason, so a `+"`switch`"+` output can route it with its original bytes.
 
@@ -51,7 +51,7 @@ A frame (`+"`csv_file`"+` with `+"`frames: true`"+`) counts as its rows: each su
 
 It summarises the batch it is given. To summarise a whole file, read it with `+"`csv_file`"+`'s `+"`batch_size: 0`"+` (each file one batch); for windows of a stream, a `+"`system_window`"+` buffer. A `+"`memory`"+` buffer with a batch policy larger than the input also makes one batch of it, but acknowledges the input as soon as it holds the rows, so a batch job cannot tell whether its outputs wrote them.
 
-Ops: `+"`sum`, `mean` (compensated sums, as SQLite's `sum()` and `avg()` and the `sqlite` output's `summaries`: ten values of 0.1 sum to 1, not 0.9999999999999999), `count` (messages in the group; no path), `count_distinct`, `min`, `max` (numbers, or strings such as ISO dates), `day_span` (whole days between the earliest and latest time or date, like pandas' `(max - min).days`), `first`, `last`"+`. Missing or null values are skipped by every op but `+"`count`"+`.`).
+Ops: `+"`sum`, `mean` (compensated sums, as SQLite's `sum()` and `avg()` and the `sqlite` output's `summaries`: ten values of 0.1 sum to 1, not 0.9999999999999999), `median` (pandas' median: the middle value, or the mean of the two middle ones), `count` (messages in the group; no path), `count_distinct`, `min`, `max` (numbers, or strings such as ISO dates), `day_span` (whole days between the earliest and latest time or date, like pandas' `(max - min).days`), `first`, `last`"+`. Missing or null values are skipped by every op but `+"`count`"+`.`).
 		Fields(
 			service.NewStringListField("group_by").Description("Fields (paths) whose values form a group; each appears in the summary under its last path element.").Example([]string{"date"}).Example([]string{"customer_id"}),
 			service.NewObjectListField("fields",
@@ -151,6 +151,7 @@ type acc struct {
 	maxT     time.Time
 	first    gjson.Result
 	last     gjson.Result
+	vals     []float64 // for median
 }
 
 type group struct {
@@ -260,7 +261,7 @@ func (p *Processor) read(doc, key []byte) ([]byte, []gjson.Result, error) {
 			continue
 		}
 		switch f.op {
-		case "sum", "mean":
+		case "sum", "mean", "median":
 			if v.Type != gjson.Number {
 				return key, nil, fmt.Errorf("field %q (%s of %s): want a number, got %s", f.path, f.op, f.as, short(v.Raw))
 			}
@@ -285,6 +286,8 @@ func (a *acc) add(op string, v gjson.Result) {
 	switch op {
 	case "sum", "mean":
 		a.sum.Add(v.Num)
+	case "median":
+		a.vals = append(a.vals, v.Num)
 	case "count_distinct":
 		if a.distinct == nil {
 			a.distinct = map[string]struct{}{}
@@ -346,6 +349,12 @@ func (p *Processor) render(g *group) []byte {
 			} else {
 				b = appendNumber(b, a.sum.Value()/float64(a.n), f.round)
 			}
+		case "median":
+			if a.n == 0 {
+				b = append(b, "null"...)
+			} else {
+				b = appendNumber(b, median(a.vals), f.round)
+			}
 		case "min", "max", "first", "last":
 			v := map[string]gjson.Result{"min": a.min, "max": a.max, "first": a.first, "last": a.last}[f.op]
 			switch {
@@ -366,6 +375,17 @@ func (p *Processor) render(g *group) []byte {
 		}
 	}
 	return append(b, '}')
+}
+
+// median is pandas' median: the middle value, or the mean of the two
+// middle ones. It sorts vals.
+func median(vals []float64) float64 {
+	slices.Sort(vals)
+	n := len(vals)
+	if n%2 == 1 {
+		return vals[n/2]
+	}
+	return (vals[n/2-1] + vals[n/2]) / 2
 }
 
 func appendNumber(b []byte, v float64, places int) []byte {

@@ -267,13 +267,42 @@ func TestCompensatedSums(t *testing.T) {
 	}
 }
 
+// TestMedian: pandas' median per group, the middle value or the mean of
+// the two middle ones, nulls skipped, rounded if asked; a string is not
+// counted and passes through with the reason.
+func TestMedian(t *testing.T) {
+	p := newProc(t, "group_by: [k]\nfields: [{as: m, op: median, path: v}, {as: r, op: median, path: v, round: 0}]\n")
+	out := runBatch(t, p,
+		`{"k":"odd","v":3}`, `{"k":"odd","v":1}`, `{"k":"odd","v":2.5}`,
+		`{"k":"even","v":4}`, `{"k":"even","v":null}`, `{"k":"even","v":1}`, `{"k":"even","v":3}`, `{"k":"even","v":2}`,
+		`{"k":"none","v":null}`, `{"k":"odd","v":"x"}`)
+	var got []string
+	for _, m := range out {
+		b, _ := m.AsBytes()
+		s := string(b)
+		if err := m.GetError(); err != nil {
+			s += " ! " + err.Error()
+		}
+		got = append(got, s)
+	}
+	want := []string{`{"k":"even","m":2.5,"r":3}`, `{"k":"none","m":null,"r":null}`, `{"k":"odd","m":2.5,"r":3}`, `{"k":"odd","v":"x"} ! aggregate:`}
+	if len(got) != len(want) {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("message %d: %s, want %s", i, got[i], want[i])
+		}
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"group_by: [k]\nfields: []\n", "at least one summary field"},
 		{"group_by: [k]\nfields: [{as: n, op: count, path: v}]\n", "takes no path"},
 		{"group_by: [k]\nfields: [{as: s, op: sum}]\n", "sum needs a path"},
 		{"group_by: [k]\nfields: [{as: k, op: count}]\n", `"k" names two summary fields`},
-		{"group_by: [k]\nfields: [{as: s, op: median, path: v}]\n", "median"},
+		{"group_by: [k]\nfields: [{as: s, op: mode, path: v}]\n", `op "mode" is not one of`},
 	} {
 		conf, err := ConfigSpec().ParseYAML(tc.yaml, nil)
 		if err == nil {
