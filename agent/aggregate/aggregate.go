@@ -60,6 +60,7 @@ Ops: `+"`sum`, `mean` (compensated sums, as SQLite's `sum()` and `avg()` and the
 				service.NewStringField("path").Description("The field it reads; not for `count`.").Default(""),
 				service.NewIntField("round").Description("Decimal places to round a numeric result to (the seed rounds to 2); -1 keeps it as is.").Default(-1),
 			).Description("The summary's fields."),
+			service.NewBoolField("annotate").Description("Keep every message, in its place, and add its group's summary fields to it (a field of the same name is replaced), instead of replacing the batch with one summary per group: pandas' `groupby(...).transform(...)`, or a SQL window over the group, for a feature such as each user's median session beside each session. An empty `group_by` makes the whole batch one group. A frame's rows come out as messages. Messages not counted pass through in their places, errored with the reason.").Default(false),
 		).
 		LintRule(enumlint.Rule(enumlint.Enum{Path: "fields[].op", Options: Ops()}))
 }
@@ -78,9 +79,10 @@ type field struct {
 
 // Processor is a parsed `aggregate` processor.
 type Processor struct {
-	groupBy []string
-	names   []string // the summary name of each group_by path
-	fields  []field
+	groupBy  []string
+	names    []string // the summary name of each group_by path
+	fields   []field
+	annotate bool
 }
 
 // New parses the processor's config.
@@ -95,6 +97,9 @@ func New(conf *service.ParsedConfig) (*Processor, error) {
 			return nil, fmt.Errorf("group_by[%d]: empty path", i)
 		}
 		p.names = append(p.names, g[strings.LastIndexByte(g, '.')+1:])
+	}
+	if p.annotate, err = conf.FieldBool("annotate"); err != nil {
+		return nil, err
 	}
 	list, err := conf.FieldObjectList("fields")
 	if err != nil {
@@ -162,14 +167,13 @@ type group struct {
 // ProcessBatch implements service.BatchProcessor.
 func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	groups := map[string]*group{}
-	var rejected service.MessageBatch
 	var idKey []byte
 	// count adds one row to its group, or says why it cannot be counted.
-	count := func(doc []byte) error {
+	count := func(doc []byte) (*group, error) {
 		key, vals, err := p.read(doc, idKey[:0])
 		idKey = key
 		if err != nil {
-			return err
+			return nil, err
 		}
 		g, ok := groups[string(key)]
 		if !ok {
@@ -182,58 +186,117 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 		for i, f := range p.fields {
 			g.accs[i].add(f.op, vals[i])
 		}
-		return nil
+		return g, nil
+	}
+	// Every message (a frame: every row) in order, with its group if it
+	// was counted; those not counted are errored with the reason.
+	var rows []counted
+	take := func(msg *service.Message, doc []byte) {
+		g, err := count(doc)
+		if err != nil {
+			msg.SetError(fmt.Errorf("aggregate: %w", err))
+		}
+		rows = append(rows, counted{msg, doc, g})
 	}
 	for _, msg := range batch {
 		if msg.GetError() != nil {
-			rejected = append(rejected, msg)
+			rows = append(rows, counted{msg: msg})
 			continue
 		}
 		doc, err := msg.AsBytes()
 		if err != nil {
 			msg.SetError(fmt.Errorf("aggregate: %w", err))
-			rejected = append(rejected, msg)
+			rows = append(rows, counted{msg: msg})
 			continue
 		}
-		if frame.Is(doc) {
-			// A frame's rows count as the messages they stand for: its
-			// rejected rows, and rows that cannot be counted, pass through
-			// as such messages, with their reasons.
-			f, err := frame.Decode(doc)
-			if err != nil {
-				msg.SetError(fmt.Errorf("aggregate: %w", err))
-				rejected = append(rejected, msg)
+		if !frame.Is(doc) {
+			take(msg, doc)
+			continue
+		}
+		// A frame's rows count as the messages they stand for: its
+		// rejected rows, and rows that cannot be counted, pass through
+		// as such messages, with their reasons.
+		f, err := frame.Decode(doc)
+		if err != nil {
+			msg.SetError(fmt.Errorf("aggregate: %w", err))
+			rows = append(rows, counted{msg: msg})
+			continue
+		}
+		for i := range f.Rows {
+			if _, bad := f.Reason(i); bad {
+				rows = append(rows, counted{msg: f.RowMessage(msg, i)})
 				continue
 			}
-			for i := range f.Rows {
-				if _, bad := f.Reason(i); bad {
-					rejected = append(rejected, f.RowMessage(msg, i))
-					continue
+			// A new slice per row: the group keeps its key's values.
+			take(f.RowMessage(msg, i), f.AppendRowJSON(nil, i))
+		}
+	}
+	if p.annotate {
+		fields := map[*group][]byte{}
+		out := make(service.MessageBatch, 0, len(rows))
+		for _, r := range rows {
+			if r.g != nil {
+				frag, ok := fields[r.g]
+				if !ok {
+					frag = p.renderFields(nil, r.g)
+					fields[r.g] = frag
 				}
-				// A new slice per row: the group keeps its key's values.
-				if err := count(f.AppendRowJSON(nil, i)); err != nil {
-					row := f.RowMessage(msg, i)
-					row.SetError(fmt.Errorf("aggregate: %w", err))
-					rejected = append(rejected, row)
+				if err := p.annotateRow(r, frag); err != nil {
+					r.msg.SetError(fmt.Errorf("aggregate: %w", err))
 				}
 			}
-			continue
+			out = append(out, r.msg)
 		}
-		if err := count(doc); err != nil {
-			msg.SetError(fmt.Errorf("aggregate: %w", err))
-			rejected = append(rejected, msg)
-		}
+		return []service.MessageBatch{out}, nil
 	}
 	ordered := make([]*group, 0, len(groups))
 	for _, g := range groups {
 		ordered = append(ordered, g)
 	}
 	slices.SortFunc(ordered, func(a, b *group) int { return compareKeys(a.key, b.key) })
-	out := make(service.MessageBatch, 0, len(ordered)+len(rejected))
+	out := make(service.MessageBatch, 0, len(ordered))
 	for _, g := range ordered {
 		out = append(out, service.NewMessage(p.render(g)))
 	}
-	return []service.MessageBatch{append(out, rejected...)}, nil
+	for _, r := range rows {
+		if r.g == nil {
+			out = append(out, r.msg)
+		}
+	}
+	return []service.MessageBatch{out}, nil
+}
+
+// counted is a message of the batch and the group it was counted in (nil
+// if it was not).
+type counted struct {
+	msg *service.Message
+	doc []byte
+	g   *group
+}
+
+// annotateRow writes r's object with frag, its group's summary fields,
+// in place of any fields of the same names.
+func (p *Processor) annotateRow(r counted, frag []byte) error {
+	obj := gjson.ParseBytes(r.doc)
+	if !obj.IsObject() {
+		return errors.New("the message is not a JSON object")
+	}
+	b := make([]byte, 0, len(r.doc)+len(frag)+1)
+	b = append(b, '{')
+	obj.ForEach(func(k, v gjson.Result) bool {
+		name := k.String()
+		if slices.ContainsFunc(p.fields, func(f field) bool { return f.as == name }) {
+			return true
+		}
+		b = append(b, k.Raw...)
+		b = append(b, ':')
+		b = append(b, v.Raw...)
+		b = append(b, ',')
+		return true
+	})
+	b = append(b, frag...)
+	r.msg.SetBytes(append(b, '}'))
+	return nil
 }
 
 // read returns a message's group identity and the values its fields read,
@@ -329,8 +392,17 @@ func (p *Processor) render(g *group) []byte {
 		b = append(b, ':')
 		b = append(b, g.key[i].Raw...)
 	}
+	if len(p.names) > 0 {
+		b = append(b, ',')
+	}
+	return append(p.renderFields(b, g), '}')
+}
+
+// renderFields appends a group's summary fields, "as":value separated by
+// commas.
+func (p *Processor) renderFields(b []byte, g *group) []byte {
 	for i, f := range p.fields {
-		if len(p.names) > 0 || i > 0 {
+		if i > 0 {
 			b = append(b, ',')
 		}
 		b = jsonstr.Append(b, f.as)
@@ -374,7 +446,7 @@ func (p *Processor) render(g *group) []byte {
 			}
 		}
 	}
-	return append(b, '}')
+	return b
 }
 
 // median is pandas' median: the middle value, or the mean of the two

@@ -3,6 +3,7 @@ package aggregate
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -397,4 +398,85 @@ fields:
 			t.Errorf("row not counted %d: error %v, want %q", i, err, reason)
 		}
 	}
+}
+
+// TestAnnotate: with annotate every message stays, in its place, with its
+// group's summary fields added (one of the same name replaced); messages
+// not counted stay errored in their places; an empty group_by is the whole
+// batch; a frame's rows come out as messages with their metadata.
+func TestAnnotate(t *testing.T) {
+	render := func(out service.MessageBatch) []string {
+		var got []string
+		for _, m := range out {
+			b, _ := m.AsBytes()
+			s := string(b)
+			if line, ok := m.MetaGet("csv_line"); ok {
+				s += " @" + line
+			}
+			if err := m.GetError(); err != nil {
+				s += " ! " + err.Error()
+			}
+			got = append(got, s)
+		}
+		return got
+	}
+	check := func(t *testing.T, got, want []string) {
+		t.Helper()
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	t.Run("by group", func(t *testing.T) {
+		p := newProc(t, "group_by: [k]\nannotate: true\nfields: [{as: m, op: median, path: v}, {as: n, op: count}]\n")
+		in := service.MessageBatch{
+			service.NewMessage([]byte(`{"k":"a","v":1}`)),
+			service.NewMessage([]byte(`{"k":"b","v":10}`)),
+			service.NewMessage([]byte(`{"m":"old","k":"a","v":3}`)),
+			service.NewMessage([]byte(`{"k":"a","v":99}`)),
+			service.NewMessage([]byte(`{"k":"a"}`)),
+			service.NewMessage([]byte(`{"v":5}`)),
+		}
+		in[3].SetError(errors.New("rejected upstream"))
+		out, err := p.ProcessBatch(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, render(out[0]), []string{
+			`{"k":"a","v":1,"m":2,"n":3}`,
+			`{"k":"b","v":10,"m":10,"n":1}`,
+			`{"k":"a","v":3,"m":2,"n":3}`,
+			`{"k":"a","v":99} ! rejected upstream`,
+			`{"k":"a","m":2,"n":3}`,
+			`{"v":5} ! aggregate: group_by field "k" is missing`,
+		})
+	})
+	t.Run("the whole batch, from a frame", func(t *testing.T) {
+		p := newProc(t, "group_by: []\nannotate: true\nfields: [{as: med, op: median, path: score}]\n")
+		w := frame.NewWriter()
+		score, line := w.Add("score", abi.TypeFloat, false), w.Add("csv_line", abi.TypeInt, true)
+		for i, v := range []float64{4, 1, 0, 3} {
+			line.Int(int64(i + 2))
+			if i == 2 {
+				score.Null()
+				w.Reject("not a number")
+				continue
+			}
+			score.Float(v)
+			w.Accept()
+		}
+		body, err := w.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := p.ProcessBatch(context.Background(), service.MessageBatch{service.NewMessage(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, render(out[0]), []string{
+			`{"score":4,"med":3} @2`,
+			`{"score":1,"med":3} @3`,
+			`{"score":null} @4 ! not a number`,
+			`{"score":3,"med":3} @5`,
+		})
+	})
 }

@@ -9,14 +9,16 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/sluice-dev/sluice/agent/aggregate"
 	"github.com/sluice-dev/sluice/agent/fill"
 )
 
 // BenchmarkDAGUserBehavior: ml_dag's user_behavior transform (forward
 // fill, engagement_score, the median split) over one batch of n rows, one
-// page_views in ten missing: with the forward fill as the Bloblang fold
-// the pipeline had (each row appended to the array copies the rows before
-// it) and as the `fill` processor, side by side.
+// page_views in ten missing: as the pipeline had it, the forward fill a
+// Bloblang fold over the batch as one array (each row appended copies the
+// rows before it), and as it has it now, `fill` and the median beside each
+// row by `aggregate`, side by side.
 //
 //	go test -run '^$' -bench DAGUserBehavior -benchtime 1x -count 3 ./internal/etlbench/
 func BenchmarkDAGUserBehavior(b *testing.B) {
@@ -38,17 +40,24 @@ root = $rows.map_each(r -> r.merge({"is_active_user": r.engagement_score != null
   }).rows.map_each(r -> r.merge({"engagement_score": r.page_views * 0.3 + r.session_duration * 0.7}))` + indent(score),
 			`unarchive: {format: json_array}`,
 		},
+		// As pipelines/ml_dag.yaml has it: the fill, then the score per
+		// row and the source's median beside each row (aggregate annotate).
 		"fill": {
 			`fill: {}`,
-			`archive: {format: json_array}`,
 			`mapping: |
-  let rows = this.map_each(r -> r.merge({"engagement_score": if r.page_views == null || r.session_duration == null { null } else { r.page_views * 0.3 + r.session_duration * 0.7 }}))` + indent(score),
-			`unarchive: {format: json_array}`,
+  root = this
+  root.engagement_score = if this.page_views == null || this.session_duration == null { null } else { this.page_views * 0.3 + this.session_duration * 0.7 }`,
+			`aggregate: {group_by: [], annotate: true, fields: [{as: median_engagement, op: median, path: engagement_score}]}`,
+			`mapping: |
+  root = this.without("median_engagement")
+  root.is_active_user = this.engagement_score != null && this.median_engagement != null && this.engagement_score > this.median_engagement`,
 		},
 	}
 	env := service.NewEnvironment()
-	if err := fill.Register(env); err != nil {
-		b.Fatal(err)
+	for _, reg := range []func(*service.Environment) error{fill.Register, aggregate.Register} {
+		if err := reg(env); err != nil {
+			b.Fatal(err)
+		}
 	}
 	for _, rows := range []int{10_000, 40_000} {
 		for _, how := range []string{"fold", "fill"} {
