@@ -22,7 +22,6 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/io"   // stdin, stdout, files, HTTP
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // mapping, generate, catch, switch, ...
 	"github.com/redpanda-data/benthos/v4/public/service"
-	"gopkg.in/yaml.v3"
 
 	"github.com/sluice-dev/sluice/agent/aggregate"
 	"github.com/sluice-dev/sluice/agent/config"
@@ -256,11 +255,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	for _, p := range pls {
 		// A config Benthos runs, so a warning here; lint fails it.
-		var root yaml.Node
-		if yaml.Unmarshal(p.YAML, &root) == nil {
-			for _, pr := range memoryBufferedRun(p.Source, &root) {
-				a.logger.Warn(pr.String(), "pipeline", p.Name)
-			}
+		for _, pr := range memoryBufferedRun(p.Source, p.YAML) {
+			a.logger.Warn(pr.String(), "pipeline", p.Name)
 		}
 	}
 	a.partitioned = partitionedNamespaces(pls)

@@ -54,10 +54,7 @@ func (a *Agent) Lint(ctx context.Context, sources []string) []Problem {
 			}
 			probs = append(probs, a.lintPlugins(ctx, pl.Source, pl.YAML)...)
 			// Benthos runs such a config, so a run only warns (Agent.Run).
-			var root yaml.Node
-			if yaml.Unmarshal(pl.YAML, &root) == nil {
-				probs = append(probs, memoryBufferedRun(pl.Source, &root)...)
-			}
+			probs = append(probs, memoryBufferedRun(pl.Source, pl.YAML)...)
 		}
 	}
 	sort.SliceStable(probs, func(i, j int) bool {
@@ -136,9 +133,10 @@ func (a *Agent) lintPlugins(ctx context.Context, source string, doc []byte) []Pr
 // the run counts as delivered whatever its outputs did, and Benthos' buffer
 // drops a batch an output refuses once the input has ended: a run whose
 // output failed would be logged a success with rows missing.
-func memoryBufferedRun(source string, root *yaml.Node) []Problem {
-	if len(root.Content) != 1 {
-		return nil
+func memoryBufferedRun(source string, doc []byte) []Problem {
+	var root yaml.Node
+	if yaml.Unmarshal(doc, &root) != nil || len(root.Content) != 1 {
+		return nil // Benthos' lint reports a document it cannot read
 	}
 	_, buf := mapEntry(root.Content[0], "buffer")
 	_, in := mapEntry(root.Content[0], "input")

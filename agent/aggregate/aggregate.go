@@ -83,11 +83,14 @@ type Processor struct {
 	names    []string // the summary name of each group_by path
 	fields   []field
 	annotate bool
+	// as holds the summary fields' names: fields of these names in a
+	// message are replaced by annotate.
+	as map[string]bool
 }
 
 // New parses the processor's config.
 func New(conf *service.ParsedConfig) (*Processor, error) {
-	p := &Processor{}
+	p := &Processor{as: map[string]bool{}}
 	var err error
 	if p.groupBy, err = conf.FieldStringList("group_by"); err != nil {
 		return nil, err
@@ -142,6 +145,7 @@ func New(conf *service.ParsedConfig) (*Processor, error) {
 		}
 		seen[f.as] = true
 		p.fields = append(p.fields, f)
+		p.as[f.as] = true
 	}
 	return p, nil
 }
@@ -188,11 +192,20 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 		}
 		return g, nil
 	}
-	// Every message (a frame: every row) in order, with its group if it
-	// was counted; those not counted are errored with the reason.
+	// The messages (a frame: rows) that go on, in order: with annotate
+	// every one, with its group if it was counted; else those not counted,
+	// errored with the reason.
 	var rows []counted
-	take := func(msg *service.Message, doc []byte) {
+	// take counts doc, the body of msg or of row i of frame f (made into a
+	// message only if it goes on: a summary keeps no counted row).
+	take := func(msg *service.Message, f *frame.Frame, i int, doc []byte) {
 		g, err := count(doc)
+		if err == nil && !p.annotate {
+			return
+		}
+		if f != nil {
+			msg = f.RowMessage(msg, i)
+		}
 		if err != nil {
 			msg.SetError(fmt.Errorf("aggregate: %w", err))
 		}
@@ -210,7 +223,7 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 			continue
 		}
 		if !frame.Is(doc) {
-			take(msg, doc)
+			take(msg, nil, 0, doc)
 			continue
 		}
 		// A frame's rows count as the messages they stand for: its
@@ -228,7 +241,7 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 				continue
 			}
 			// A new slice per row: the group keeps its key's values.
-			take(f.RowMessage(msg, i), f.AppendRowJSON(nil, i))
+			take(msg, f, i, f.AppendRowJSON(nil, i))
 		}
 	}
 	if p.annotate {
@@ -254,14 +267,12 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 		ordered = append(ordered, g)
 	}
 	slices.SortFunc(ordered, func(a, b *group) int { return compareKeys(a.key, b.key) })
-	out := make(service.MessageBatch, 0, len(ordered))
+	out := make(service.MessageBatch, 0, len(ordered)+len(rows))
 	for _, g := range ordered {
 		out = append(out, service.NewMessage(p.render(g)))
 	}
 	for _, r := range rows {
-		if r.g == nil {
-			out = append(out, r.msg)
-		}
+		out = append(out, r.msg)
 	}
 	return []service.MessageBatch{out}, nil
 }
@@ -284,8 +295,7 @@ func (p *Processor) annotateRow(r counted, frag []byte) error {
 	b := make([]byte, 0, len(r.doc)+len(frag)+1)
 	b = append(b, '{')
 	obj.ForEach(func(k, v gjson.Result) bool {
-		name := k.String()
-		if slices.ContainsFunc(p.fields, func(f field) bool { return f.as == name }) {
+		if p.as[k.String()] {
 			return true
 		}
 		b = append(b, k.Raw...)

@@ -95,6 +95,7 @@ var errFrame = errors.New("fill: a frame: put unframe before fill, which reads J
 func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	last := map[string][]byte{} // each field's latest value, as written
 	var buf []byte
+	has := make([]bool, len(p.fields)) // per row: which listed fields it has
 	for k := range batch {
 		i := k
 		if p.backward {
@@ -113,7 +114,8 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 			msg.SetError(errFrame)
 			continue
 		}
-		out, changed, err := p.fillOne(buf[:0], doc, last)
+		clear(has)
+		out, changed, err := p.fillOne(buf[:0], doc, last, has)
 		if err != nil {
 			msg.SetError(err)
 			continue
@@ -128,17 +130,13 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 
 // fillOne writes doc to dst with its null (or missing listed) fields
 // filled from last, reporting whether any was, and records doc's other
-// values in last.
-func (p *Processor) fillOne(dst, doc []byte, last map[string][]byte) ([]byte, bool, error) {
+// values in last. has, all false, is scratch for the listed fields.
+func (p *Processor) fillOne(dst, doc []byte, last map[string][]byte, has []bool) ([]byte, bool, error) {
 	root := gjson.ParseBytes(doc)
 	if !root.IsObject() {
 		return dst, false, errors.New("fill: the message is not a JSON object")
 	}
 	changed := false
-	var has []bool // which listed fields the object has
-	if len(p.fields) > 0 {
-		has = make([]bool, len(p.fields))
-	}
 	dst = append(dst, '{')
 	root.ForEach(func(key, val gjson.Result) bool {
 		name := key.String()
