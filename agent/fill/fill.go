@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-dev/sluice/agent/frame"
 	"github.com/sluice-dev/sluice/internal/enumlint"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
 const (
@@ -42,7 +43,9 @@ func ConfigSpec() *service.ConfigSpec {
 		Description(`
 Each message must be a JSON object. The batch is read in its order: for `+"`forward`"+`, a field that is null (or, if listed in `+"`fields`"+`, missing) takes the value the same field last had in an earlier message; one that no earlier message had stays as it was, as in pandas. Fields are top-level keys; values are copied as they are written. Messages that already failed are passed on untouched and lend no values; a message that is not a JSON object fails with the reason.
 
-It fills within one batch: to fill a whole file, read it as one batch (`+"`csv_file`"+` with `+"`batch_size: 0`"+`). Frames are not read: put `+"`unframe`"+` before it (a frame fails saying so).`).
+It fills within one batch: to fill a whole file, read it as one batch (`+"`csv_file`"+` with `+"`batch_size: 0`"+`).
+
+A frame (`+"`csv_file`"+` with `+"`frames: true`"+`) is filled as its rows would be as messages, column by column: a field column's null rows (and, for a listed field, rows that lack it) take the column's value from the nearest earlier (later) row, or from the batch's earlier (later) frames; its rejected rows are untouched and lend nothing. Frames and JSON messages in one batch do not lend each other values.`).
 		Fields(
 			service.NewStringListField(fFields).Description("The fields to fill. Empty: every field that is null (as pandas' fillna on a whole DataFrame).").Default([]string{}).Example([]string{"page_views", "session_duration"}),
 			enumlint.Field(fMethod, forward, backward).Description("`forward`: from earlier messages (pandas' ffill); `backward`: from later ones (bfill).").Default(forward),
@@ -89,11 +92,10 @@ func New(conf *service.ParsedConfig) (*Processor, error) {
 	return p, nil
 }
 
-var errFrame = errors.New("fill: a frame: put unframe before fill, which reads JSON rows")
-
 // ProcessBatch implements service.BatchProcessor.
 func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
-	last := map[string][]byte{} // each field's latest value, as written
+	last := map[string][]byte{}     // each field's latest value, as written
+	held := map[string]*heldValue{} // the same for frames' columns
 	var buf []byte
 	has := make([]bool, len(p.fields)) // per row: which listed fields it has
 	for k := range batch {
@@ -111,7 +113,9 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 			continue
 		}
 		if frame.Is(doc) {
-			msg.SetError(errFrame)
+			if err := p.fillFrame(msg, doc, held); err != nil {
+				msg.SetError(err)
+			}
 			continue
 		}
 		clear(has)
@@ -180,6 +184,82 @@ func (p *Processor) fillOne(dst, doc []byte, last map[string][]byte, has []bool)
 		changed = true
 	}
 	return append(dst, '}'), changed, nil
+}
+
+// heldValue is a frame column's latest value (in the fill's direction),
+// in the ABI's column parts, lent to the null rows of the next frames.
+type heldValue struct {
+	typ   abi.Type
+	fixed uint64
+	s     []byte
+}
+
+// fillFrame fills the frame in msg's body doc column by column, taking
+// values from held and leaving in it each column's latest one.
+func (p *Processor) fillFrame(msg *service.Message, doc []byte, held map[string]*heldValue) error {
+	f, err := frame.Decode(doc)
+	if err != nil {
+		return fmt.Errorf("fill: %w", err)
+	}
+	changed := false
+	// src[i] is the row whose value row i takes: itself, another row, or
+	// fromHeld.
+	const fromHeld = -1
+	src := make([]int, f.Rows)
+	for c := range f.Cols {
+		col := &f.Cols[c]
+		listed := len(p.fields) == 0 || slices.Contains(p.fields, col.Name)
+		if col.Meta || !listed {
+			continue
+		}
+		h := held[col.Name]
+		if h != nil && h.typ != col.Type {
+			h = nil // a column of another type lends nothing
+		}
+		have, fills := fromHeld, false
+		if h == nil {
+			have = -2
+		}
+		for k := range f.Rows {
+			i := k
+			if p.backward {
+				i = f.Rows - 1 - k
+			}
+			src[i] = i
+			switch {
+			case f.Rejected(i):
+			case !col.Null(i):
+				have = i
+			case have == -2 || (col.Absent(i) && len(p.fields) == 0):
+				// Nothing to fill from; and, with no list, a row that
+				// lacks the field keeps lacking it, as a JSON row does.
+			default:
+				src[i], fills = have, true
+			}
+		}
+		if have >= 0 {
+			fixed, s := col.Value(have)
+			held[col.Name] = &heldValue{typ: col.Type, fixed: fixed, s: bytes.Clone(s)}
+		}
+		if !fills {
+			continue
+		}
+		b := &frame.Builder{Type: col.Type}
+		b.Grow(f.Rows, len(col.Data))
+		for _, from := range src {
+			if from == fromHeld {
+				b.Raw(1, h.fixed, h.s)
+			} else {
+				b.CopyRow(col, from)
+			}
+		}
+		f.Set(b.Column(col.Name, false))
+		changed = true
+	}
+	if changed {
+		msg.SetBytes(f.Append(nil, nil))
+	}
+	return nil
 }
 
 // Close implements service.BatchProcessor.

@@ -97,19 +97,92 @@ func TestFill(t *testing.T) {
 	}
 }
 
-// TestFillRefusesFrames: a frame fails saying to unframe it first, rather
-// than passing through unfilled.
-func TestFillRefusesFrames(t *testing.T) {
-	body, err := frame.FromValues([]frame.Values{{Name: "a", Type: abi.TypeInt, Rows: []any{1, nil}}}, nil)
-	if err != nil {
-		t.Fatal(err)
+// TestFillFrames: a frame's columns are filled as its rows would be as
+// JSON messages (TestFill), values carry from one frame of the batch to
+// the next, rejected rows are untouched and lend nothing, and a column of
+// another type in a later frame takes nothing from an earlier one.
+func TestFillFrames(t *testing.T) {
+	type fr struct {
+		cols     []frame.Values
+		rejected map[int]string
 	}
-	out, err := newProc(t, `{}`).ProcessBatch(context.Background(), service.MessageBatch{service.NewMessage(body)})
-	if err != nil || len(out) != 1 || len(out[0]) != 1 {
-		t.Fatalf("%v %v", out, err)
+	ints := func(name string, rows ...any) frame.Values {
+		return frame.Values{Name: name, Type: abi.TypeInt, Rows: rows}
 	}
-	if err := out[0][0].GetError(); err == nil || !strings.Contains(err.Error(), "unframe") {
-		t.Errorf("a frame: %v, want an error saying to unframe it", err)
+	for _, tc := range []struct {
+		name, conf string
+		in         []fr
+		want       []string // the rows, unframed, of every frame in order
+	}{
+		{
+			"forward, every field", `{}`,
+			[]fr{{cols: []frame.Values{
+				ints("a", 1, nil, nil, 4, nil),
+				{Name: "s", Type: abi.TypeString, Rows: []any{nil, "x, \"y\"", nil, nil, "z"}},
+				{Name: "csv_line", Type: abi.TypeInt, Meta: true, Rows: []any{2, nil, 4, 5, 6}},
+			}}},
+			[]string{`{"a":1,"s":null}`, `{"a":1,"s":"x, \"y\""}`, `{"a":1,"s":"x, \"y\""}`, `{"a":4,"s":"x, \"y\""}`, `{"a":4,"s":"z"}`},
+		},
+		{
+			"backward", `{method: backward}`,
+			[]fr{{cols: []frame.Values{ints("a", nil, 2, nil, nil, 5, nil)}}},
+			[]string{`{"a":2}`, `{"a":2}`, `{"a":5}`, `{"a":5}`, `{"a":5}`, `{"a":null}`},
+		},
+		{
+			"listed fields only", `{fields: [b]}`,
+			[]fr{{cols: []frame.Values{ints("a", 1, nil), {Name: "b", Type: abi.TypeFloat, Rows: []any{1.5, nil}}}}},
+			[]string{`{"a":1,"b":1.5}`, `{"a":null,"b":1.5}`},
+		},
+		{
+			"rejected rows untouched and lending nothing", `{}`,
+			[]fr{{cols: []frame.Values{ints("a", nil, 2, nil, 7, nil)}, rejected: map[int]string{2: "bad row", 3: "bad too"}}},
+			[]string{`{"a":null}`, `{"a":2}`, `{"a":null} ! bad row`, `{"a":7} ! bad too`, `{"a":2}`},
+		},
+		{
+			"from one frame to the next", `{}`,
+			[]fr{
+				{cols: []frame.Values{ints("a", 1, 3), ints("b", 8, nil)}},
+				{cols: []frame.Values{ints("a", nil, nil), ints("b", nil, 9)}},
+				{cols: []frame.Values{{Name: "a", Type: abi.TypeString, Rows: []any{nil, "s"}}}},
+			},
+			[]string{`{"a":1,"b":8}`, `{"a":3,"b":8}`, `{"a":3,"b":8}`, `{"a":3,"b":9}`, `{"a":null}`, `{"a":"s"}`},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var batch service.MessageBatch
+			for _, f := range tc.in {
+				body, err := frame.FromValues(f.cols, f.rejected)
+				if err != nil {
+					t.Fatal(err)
+				}
+				batch = append(batch, service.NewMessage(body))
+			}
+			out, err := newProc(t, tc.conf).ProcessBatch(context.Background(), batch)
+			if err != nil || len(out) != 1 {
+				t.Fatalf("ProcessBatch: %v, %d batches", err, len(out))
+			}
+			var got []string
+			for _, m := range out[0] {
+				body, err := m.AsBytes()
+				if err != nil || m.GetError() != nil {
+					t.Fatalf("frame message: %v %v", err, m.GetError())
+				}
+				f, err := frame.Decode(body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range f.Rows {
+					row := string(f.AppendRowJSON(nil, i))
+					if why, bad := f.Reason(i); bad {
+						row += " ! " + why
+					}
+					got = append(got, row)
+				}
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
 	}
 }
 
@@ -130,30 +203,53 @@ func TestFillConfigErrors(t *testing.T) {
 }
 
 // BenchmarkFill: forward fill of every field over a batch of 100,000
-// rows shaped like the DAG's user_behavior, one value in ten missing.
+// rows shaped like the DAG's user_behavior, one value in ten missing, as
+// JSON messages and as one frame, side by side.
 //
 //	go test -run '^$' -bench Fill -benchmem ./agent/fill/
 func BenchmarkFill(b *testing.B) {
 	const rows = 100_000
 	docs := make([][]byte, rows)
+	cols := []frame.Values{{Name: "user_id", Type: abi.TypeInt}, {Name: "page_views", Type: abi.TypeInt}, {Name: "session_duration", Type: abi.TypeInt}, {Name: "timestamp", Type: abi.TypeString}}
 	for i := range docs {
-		views := fmt.Sprint(i % 500)
+		var views any = i % 500
 		if i%10 == 3 {
-			views = "null"
+			views = nil
 		}
-		docs[i] = fmt.Appendf(nil, `{"user_id":%d,"page_views":%s,"session_duration":%d,"timestamp":"2025-01-01T%02d:00:00Z"}`, i, views, i%7000, i%24)
+		ts := fmt.Sprintf("2025-01-01T%02d:00:00Z", i%24)
+		docs[i] = fmt.Appendf(nil, `{"user_id":%d,"page_views":%s,"session_duration":%d,"timestamp":%q}`, i, strings.Replace(fmt.Sprint(views), "<nil>", "null", 1), i%7000, ts)
+		for c, v := range []any{i, views, i % 7000, ts} {
+			cols[c].Rows = append(cols[c].Rows, v)
+		}
+	}
+	body, err := frame.FromValues(cols, nil)
+	if err != nil {
+		b.Fatal(err)
 	}
 	p := newProc(b, `{}`)
-	for b.Loop() {
-		b.StopTimer()
-		batch := make(service.MessageBatch, rows)
-		for i, d := range docs {
-			batch[i] = service.NewMessage(d)
-		}
-		b.StartTimer()
-		if _, err := p.ProcessBatch(context.Background(), batch); err != nil {
-			b.Fatal(err)
-		}
+	for _, tc := range []struct {
+		name  string
+		batch func() service.MessageBatch
+	}{
+		{"messages", func() service.MessageBatch {
+			batch := make(service.MessageBatch, rows)
+			for i, d := range docs {
+				batch[i] = service.NewMessage(d)
+			}
+			return batch
+		}},
+		{"frame", func() service.MessageBatch { return service.MessageBatch{service.NewMessage(body)} }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				batch := tc.batch()
+				b.StartTimer()
+				if _, err := p.ProcessBatch(context.Background(), batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 }
