@@ -31,6 +31,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/fsum"
 	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
 // Ops are the aggregations a field may use.
@@ -60,7 +61,7 @@ Ops: `+"`sum`, `mean` (compensated sums, as SQLite's `sum()` and `avg()` and the
 				service.NewStringField("path").Description("The field it reads; not for `count`.").Default(""),
 				service.NewIntField("round").Description("Decimal places to round a numeric result to (the seed rounds to 2); -1 keeps it as is.").Default(-1),
 			).Description("The summary's fields."),
-			service.NewBoolField("annotate").Description("Keep every message, in its place, and add its group's summary fields to it (a field of the same name is replaced), instead of replacing the batch with one summary per group: pandas' `groupby(...).transform(...)`, or a SQL window over the group, for a feature such as each user's median session beside each session. An empty `group_by` makes the whole batch one group. A frame's rows come out as messages. Messages not counted pass through in their places, errored with the reason.").Default(false),
+			service.NewBoolField("annotate").Description("Keep every message, in its place, and add its group's summary fields to it (a field of the same name is replaced), instead of replacing the batch with one summary per group: pandas' `groupby(...).transform(...)`, or a SQL window over the group, for a feature such as each user's median session beside each session. An empty `group_by` makes the whole batch one group. A frame stays a frame, with a column per summary field (counts and day spans int, sums, means and medians float, min, max, first and last the type of the column they read); its rows not counted are rejected in it with the reason. Messages not counted pass through in their places, errored with the reason.").Default(false),
 		).
 		LintRule(enumlint.Rule(enumlint.Enum{Path: "fields[].op", Options: Ops()}))
 }
@@ -209,7 +210,7 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 		if err != nil {
 			msg.SetError(fmt.Errorf("aggregate: %w", err))
 		}
-		rows = append(rows, counted{msg, doc, g})
+		rows = append(rows, counted{msg: msg, doc: doc, g: g})
 	}
 	for _, msg := range batch {
 		if msg.GetError() != nil {
@@ -235,6 +236,25 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 			rows = append(rows, counted{msg: msg})
 			continue
 		}
+		if p.annotate {
+			// The frame stays a frame: its rows' groups' summaries become
+			// columns of it, and a row that cannot be counted is rejected
+			// in it with the reason.
+			groups := make([]*group, f.Rows)
+			for i := range f.Rows {
+				if f.Rejected(i) {
+					continue
+				}
+				g, err := count(f.AppendRowJSON(nil, i))
+				if err != nil {
+					f.Reject(i, "aggregate: "+err.Error())
+					continue
+				}
+				groups[i] = g
+			}
+			rows = append(rows, counted{msg: msg, f: f, groups: groups})
+			continue
+		}
 		for i := range f.Rows {
 			if _, bad := f.Reason(i); bad {
 				rows = append(rows, counted{msg: f.RowMessage(msg, i)})
@@ -248,6 +268,15 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 		fields := map[*group][]byte{}
 		out := make(service.MessageBatch, 0, len(rows))
 		for _, r := range rows {
+			if r.f != nil {
+				if err := p.annotateFrame(r.f, r.groups); err != nil {
+					r.msg.SetError(fmt.Errorf("aggregate: %w", err))
+				} else {
+					r.msg.SetBytes(r.f.Append(nil, nil))
+				}
+				out = append(out, r.msg)
+				continue
+			}
 			if r.g != nil {
 				frag, ok := fields[r.g]
 				if !ok {
@@ -278,11 +307,108 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 }
 
 // counted is a message of the batch and the group it was counted in (nil
-// if it was not).
+// if it was not); or, annotating, a frame and the group of each of its
+// rows.
 type counted struct {
 	msg *service.Message
 	doc []byte
 	g   *group
+
+	f      *frame.Frame
+	groups []*group
+}
+
+// annotateFrame sets a column in f per summary field holding each row's
+// group's value, stored once when every row is in the batch's one group;
+// a row not counted keeps the value it had, if any. Counts and day spans are int
+// columns, sums, means and medians float ones, and min, max, first and
+// last take the type of the frame's column they read.
+func (p *Processor) annotateFrame(f *frame.Frame, groups []*group) error {
+	values := map[*group]gjson.Result{} // one field's value per group
+	for fi, fd := range p.fields {
+		t := abi.TypeFloat
+		switch fd.op {
+		case "count", "count_distinct", "day_span":
+			t = abi.TypeInt
+		case "min", "max", "first", "last":
+			t = abi.TypeString
+			if src := f.Field(fd.path); src != nil {
+				t = src.Type
+			}
+		}
+		clear(values)
+		value := func(g *group) gjson.Result {
+			v, ok := values[g]
+			if !ok {
+				v = gjson.ParseBytes(p.renderValue(nil, g, fi))
+				values[g] = v
+			}
+			return v
+		}
+		// A row not counted keeps what it had (a JSON message not counted
+		// is left as it was): the column's old value, or no value.
+		old := f.Field(fd.as)
+		if old != nil && old.Type != t {
+			old = nil
+		}
+		keep := func(b *frame.Builder, i int) {
+			if old != nil {
+				b.CopyRow(old, i)
+			} else {
+				b.Absent()
+			}
+		}
+		var one *group // the batch's one group, if every row is in it
+		if len(p.groupBy) == 0 && !slices.Contains(groups, nil) && len(groups) > 0 {
+			one = groups[0]
+		}
+		b := &frame.Builder{Type: t, Const: one != nil}
+		rows := groups
+		if one != nil {
+			rows = groups[:1]
+		}
+		for i, g := range rows {
+			if g == nil {
+				keep(b, i)
+				continue
+			}
+			if err := appendSummary(b, value(g)); err != nil {
+				return fmt.Errorf("summary field %q: %w", fd.as, err)
+			}
+		}
+		f.Set(b.Column(fd.as, false))
+	}
+	return nil
+}
+
+// appendSummary appends a summary value, as rendered in JSON, to a column
+// of the builder's type.
+func appendSummary(b *frame.Builder, v gjson.Result) error {
+	if v.Type == gjson.Null || !v.Exists() {
+		b.Null()
+		return nil
+	}
+	switch b.Type {
+	case abi.TypeInt:
+		b.Int(v.Int())
+	case abi.TypeFloat:
+		b.Float(v.Float())
+	case abi.TypeBool:
+		b.Bool(v.Bool())
+	case abi.TypeTime:
+		t, err := time.Parse(time.RFC3339Nano, v.Str)
+		if err != nil {
+			return fmt.Errorf("want a time, got %s", short(v.Raw))
+		}
+		b.Int(t.UnixNano())
+	default:
+		if v.Type == gjson.String {
+			b.Text(v.Str)
+		} else {
+			b.Text(v.Raw)
+		}
+	}
+	return nil
 }
 
 // annotateRow writes r's object with frag, its group's summary fields,
@@ -417,43 +543,50 @@ func (p *Processor) renderFields(b []byte, g *group) []byte {
 		}
 		b = jsonstr.Append(b, f.as)
 		b = append(b, ':')
-		a := &g.accs[i]
-		switch f.op {
-		case "count":
-			b = strconv.AppendInt(b, int64(a.n), 10)
-		case "count_distinct":
-			b = strconv.AppendInt(b, int64(len(a.distinct)), 10)
-		case "sum":
-			b = appendNumber(b, a.sum.Value(), f.round)
-		case "mean":
-			if a.n == 0 {
-				b = append(b, "null"...)
-			} else {
-				b = appendNumber(b, a.sum.Value()/float64(a.n), f.round)
-			}
-		case "median":
-			if a.n == 0 {
-				b = append(b, "null"...)
-			} else {
-				b = appendNumber(b, median(a.vals), f.round)
-			}
-		case "min", "max", "first", "last":
-			v := map[string]gjson.Result{"min": a.min, "max": a.max, "first": a.first, "last": a.last}[f.op]
-			switch {
-			case a.n == 0:
-				b = append(b, "null"...)
-			case v.Type == gjson.Number && f.round >= 0:
-				b = appendNumber(b, v.Num, f.round)
-			default:
-				b = append(b, v.Raw...)
-			}
-		case "day_span":
-			if a.n == 0 {
-				b = append(b, "null"...)
-			} else {
-				// Whole days, rounded down, as pandas' Timedelta.days.
-				b = strconv.AppendInt(b, int64(math.Floor(a.maxT.Sub(a.minT).Hours()/24)), 10)
-			}
+		b = p.renderValue(b, g, i)
+	}
+	return b
+}
+
+// renderValue appends the JSON value of a group's summary field i.
+func (p *Processor) renderValue(b []byte, g *group, i int) []byte {
+	f := p.fields[i]
+	a := &g.accs[i]
+	switch f.op {
+	case "count":
+		b = strconv.AppendInt(b, int64(a.n), 10)
+	case "count_distinct":
+		b = strconv.AppendInt(b, int64(len(a.distinct)), 10)
+	case "sum":
+		b = appendNumber(b, a.sum.Value(), f.round)
+	case "mean":
+		if a.n == 0 {
+			b = append(b, "null"...)
+		} else {
+			b = appendNumber(b, a.sum.Value()/float64(a.n), f.round)
+		}
+	case "median":
+		if a.n == 0 {
+			b = append(b, "null"...)
+		} else {
+			b = appendNumber(b, median(a.vals), f.round)
+		}
+	case "min", "max", "first", "last":
+		v := map[string]gjson.Result{"min": a.min, "max": a.max, "first": a.first, "last": a.last}[f.op]
+		switch {
+		case a.n == 0:
+			b = append(b, "null"...)
+		case v.Type == gjson.Number && f.round >= 0:
+			b = appendNumber(b, v.Num, f.round)
+		default:
+			b = append(b, v.Raw...)
+		}
+	case "day_span":
+		if a.n == 0 {
+			b = append(b, "null"...)
+		} else {
+			// Whole days, rounded down, as pandas' Timedelta.days.
+			b = strconv.AppendInt(b, int64(math.Floor(a.maxT.Sub(a.minT).Hours()/24)), 10)
 		}
 	}
 	return b

@@ -403,11 +403,13 @@ fields:
 // TestAnnotate: with annotate every message stays, in its place, with its
 // group's summary fields added (one of the same name replaced); messages
 // not counted stay errored in their places; an empty group_by is the whole
-// batch; a frame's rows come out as messages with their metadata.
+// batch; a frame stays a frame, its rows as they would be as messages: the
+// summaries as typed columns (a column of the same name and type replaced,
+// kept for rows not counted), rows not counted rejected in it.
 func TestAnnotate(t *testing.T) {
 	render := func(out service.MessageBatch) []string {
 		var got []string
-		for _, m := range out {
+		for _, m := range unframeAll(t, out) {
 			b, _ := m.AsBytes()
 			s := string(b)
 			if line, ok := m.MetaGet("csv_line"); ok {
@@ -472,6 +474,9 @@ func TestAnnotate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(out[0]) != 1 {
+			t.Fatalf("%d messages out of one frame, want the frame", len(out[0]))
+		}
 		check(t, render(out[0]), []string{
 			`{"score":4,"med":3} @2`,
 			`{"score":1,"med":3} @3`,
@@ -479,4 +484,49 @@ func TestAnnotate(t *testing.T) {
 			`{"score":3,"med":3} @5`,
 		})
 	})
+	t.Run("by group, from a frame", func(t *testing.T) {
+		p := newProc(t, "group_by: [k]\nannotate: true\nfields: [{as: m, op: median, path: v}, {as: n, op: count}, {as: lo, op: min, path: v}]\n")
+		body, err := frame.FromValues([]frame.Values{
+			{Name: "k", Type: abi.TypeString, Rows: []any{"a", "b", "a", "a", "a", nil}},
+			{Name: "v", Type: abi.TypeInt, Rows: []any{1, 10, 3, 99, nil, 5}},
+			{Name: "m", Type: abi.TypeFloat, Rows: []any{nil, nil, 7.5, 8.5, nil, nil}},
+			{Name: "csv_line", Type: abi.TypeInt, Meta: true, Rows: []any{2, 3, 4, 5, 6, 7}},
+		}, map[int]string{3: "rejected upstream"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := p.ProcessBatch(context.Background(), service.MessageBatch{service.NewMessage(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, render(out[0]), []string{
+			`{"k":"a","v":1,"m":2,"n":3,"lo":1} @2`,
+			`{"k":"b","v":10,"m":10,"n":1,"lo":10} @3`,
+			`{"k":"a","v":3,"m":2,"n":3,"lo":1} @4`,
+			`{"k":"a","v":99,"m":8.5} @5 ! rejected upstream`,
+			`{"k":"a","v":null,"m":2,"n":3,"lo":1} @6`,
+			`{"k":null,"v":5,"m":null} @7 ! aggregate: group_by field "k" is missing`,
+		})
+	})
+}
+
+// unframeAll hands on each message, a frame as the messages of its rows.
+func unframeAll(t *testing.T, batch service.MessageBatch) service.MessageBatch {
+	t.Helper()
+	var out service.MessageBatch
+	for _, m := range batch {
+		b, err := m.AsBytes()
+		if err != nil || !frame.Is(b) {
+			out = append(out, m)
+			continue
+		}
+		f, err := frame.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range f.Rows {
+			out = append(out, f.RowMessage(m, i))
+		}
+	}
+	return out
 }
