@@ -270,10 +270,12 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 		for _, r := range rows {
 			if r.f != nil {
 				if err := p.annotateFrame(r.f, r.groups); err != nil {
-					r.msg.SetError(fmt.Errorf("aggregate: %w", err))
-				} else {
-					r.msg.SetBytes(r.f.Append(nil, nil))
+					// Rejected in the frame, as a frame's rows go on.
+					for i := range r.f.Rows {
+						r.f.Reject(i, "aggregate: "+err.Error())
+					}
 				}
+				r.msg.SetBytes(r.f.Append(nil, nil))
 				out = append(out, r.msg)
 				continue
 			}

@@ -90,8 +90,10 @@ func (u *unframe) ProcessBatch(_ context.Context, batch service.MessageBatch) ([
 			out = append(out, msg)
 			continue
 		}
+		// A frame whose message failed as a whole: every row failed.
+		failed := msg.GetError() != nil
 		for i := 0; i < f.Rows; i++ {
-			if !u.wants(f.Rejected(i)) {
+			if !u.wants(failed || f.Rejected(i)) {
 				continue
 			}
 			out = append(out, f.RowMessage(msg, i))

@@ -17,13 +17,19 @@ func TestUnframe(t *testing.T) {
 	}
 	plainErr := service.NewMessage([]byte(`plain bad`))
 	plainErr.SetError(errors.New("earlier"))
+	// A frame whose message failed as a whole: each of its rows failed,
+	// with its own reason if it had one, else the message's.
+	frameErr := service.NewMessage(sample(t, nil))
+	frameErr.SetError(errors.New("whole frame"))
 	for _, tc := range []struct {
 		rows string
 		want []string
 	}{
-		{RowsAll, []string{`row 1 ok`, `2,abc,, ! price: "abc" is not a number`, `row -3 ok`, `plain ok ok`, `plain bad ! earlier`}},
+		{RowsAll, []string{`row 1 ok`, `2,abc,, ! price: "abc" is not a number`, `row -3 ok`, `plain ok ok`, `plain bad ! earlier`,
+			`row 1 ! whole frame`, `2,abc,, ! price: "abc" is not a number`, `row -3 ! whole frame`}},
 		{RowsAccepted, []string{`row 1 ok`, `row -3 ok`, `plain ok ok`}},
-		{RowsRejected, []string{`2,abc,, ! price: "abc" is not a number`, `plain bad ! earlier`}},
+		{RowsRejected, []string{`2,abc,, ! price: "abc" is not a number`, `plain bad ! earlier`,
+			`row 1 ! whole frame`, `2,abc,, ! price: "abc" is not a number`, `row -3 ! whole frame`}},
 	} {
 		t.Run(tc.rows, func(t *testing.T) {
 			conf, err := UnframeSpec().ParseYAML("rows: "+tc.rows, nil)
@@ -32,7 +38,7 @@ func TestUnframe(t *testing.T) {
 			}
 			rows, _ := conf.FieldString("rows")
 			u := &unframe{rows: rows}
-			batch := service.MessageBatch{service.NewMessage(sample(t, nil)), service.NewMessage([]byte("plain ok")), plainErr}
+			batch := service.MessageBatch{service.NewMessage(sample(t, nil)), service.NewMessage([]byte("plain ok")), plainErr, frameErr}
 			out, err := u.ProcessBatch(context.Background(), batch)
 			if err != nil {
 				t.Fatal(err)
