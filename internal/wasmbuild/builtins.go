@@ -8,6 +8,7 @@ func Builtins() map[string]string {
 		// The seed's transform step; its source doubles as the example users copy.
 		"transform": "examples/wasm/transform",
 		// The seed's ML steps, each a worked example of the SDK.
+		"dag":      "plugins/builtin/dag",
 		"features": "plugins/builtin/features",
 		"sales":    "plugins/builtin/sales",
 		"score":    "plugins/builtin/score",
