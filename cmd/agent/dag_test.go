@@ -90,6 +90,42 @@ func TestMLDag(t *testing.T) {
 		}
 	}
 
+	// Each file has the DAG's columns, typed as pandas writes them (the
+	// times as Parquet timestamps), and no more: not the median the
+	// pipeline puts beside each row to split on.
+	for source, want := range map[string]string{
+		"user_behavior":       "user_id:INT(64,true) page_views:INT(64,true) session_duration:INT(64,true) timestamp:TIMESTAMP(isAdjustedToUTC=true,unit=MICROS) engagement_score:DOUBLE is_active_user:BOOLEAN",
+		"product_catalog":     "product_id:INT(64,true) category:STRING price:DOUBLE rating:DOUBLE price_category:STRING",
+		"transaction_history": "transaction_id:INT(64,true) user_id:INT(64,true) amount:DOUBLE timestamp:TIMESTAMP(isAdjustedToUTC=true,unit=MICROS) hour_of_day:INT(64,true) day_of_week:INT(64,true) is_weekend:BOOLEAN",
+	} {
+		files, _ := filepath.Glob(filepath.Join(out, "processed_"+source+"_*.parquet"))
+		if len(files) != 1 {
+			t.Fatalf("%s: files %v", source, files)
+		}
+		b := readFileString(t, files[0])
+		pf, err := parquet.OpenFile(strings.NewReader(b), int64(len(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cols []string
+		for _, f := range pf.Schema().Fields() {
+			cols = append(cols, f.Name()+":"+f.Type().String())
+		}
+		if got := strings.Join(cols, " "); got != want {
+			t.Errorf("%s columns:\n%s\nwant\n%s", source, got, want)
+		}
+	}
+	type stamped struct {
+		TS int64 `parquet:"timestamp"`
+	}
+	times := txsTimes(t)
+	for i, r := range readParquet[stamped](t, out, "transaction_history") {
+		if want, _ := time.Parse("2006-01-02 15:04:05", times[i]); r.TS != want.UnixMicro() {
+			t.Errorf("transaction row %d: timestamp %d µs, want %s", i+1, r.TS, want)
+			break
+		}
+	}
+
 	// product_catalog
 	products := readCSV(t, "../../pipelines/sample/product_catalog.csv")
 	type product struct {
@@ -133,6 +169,15 @@ func TestMLDag(t *testing.T) {
 			t.Errorf("transaction %s at %s: %+v", r[0], r[3], g)
 		}
 	}
+}
+
+func txsTimes(t *testing.T) []string {
+	t.Helper()
+	var ts []string
+	for _, r := range readCSV(t, "../../pipelines/sample/transaction_history.csv") {
+		ts = append(ts, r[3])
+	}
+	return ts
 }
 
 // TestMLDagRuns: a DAG run whose output cannot write fails, says why,
