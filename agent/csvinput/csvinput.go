@@ -78,7 +78,7 @@ The input ends when it has read its files. Outputs with `+"`transaction: run`"+`
 			service.NewStringField("thousands").Description("A thousands separator to ignore in `int` and `float` cells (`1.234,50` with `decimal: \",\"` and `thousands: .`), as pandas' `read_csv(thousands=...)`: one of `,` `.` `'` `_` or a space, other than the decimal separator and the delimiter. Empty: none.").Default("").Advanced(),
 			service.NewIntField("batch_size").Description("Most rows per batch the input hands on. Rows are read as batches because handing Benthos one message at a time costs more than reading the row; the outputs' `batching` regroups them as the pipeline needs. 0: each file's rows as one batch (one frame), for steps that need a whole file at once (a median, a forward fill). Prefer it to a `memory` buffer gathering the rows: the buffer acknowledges the input as soon as it holds a batch, so the run cannot see whether its outputs wrote it, and Benthos' buffer drops a batch an output refuses at the end of the input.").Default(1024).Advanced(),
 			service.NewStringField("file_field").Description("If set, each row also gets a field of this name holding the file it came from (as csv_file: its path as matched, cleaned, so `./in/a.csv` and `in/a.csv` name one file), so a step or output that reads only the row sees it without a mapping. A header with a column of this name is rejected.").Default("").Example("source_file").Advanced(),
-			service.NewBoolField("frames").Description("Hand on each batch as one frame (the agent's columnar batch: typed columns, a reason per rejected row, csv_file, csv_line and csv_raw as metadata columns) instead of one JSON message per row. A frame holds the rows of one file. The wasm processor, `distinct`, and the sqlite and parquet outputs read frames directly, without a JSON parse per row per step; `unframe` turns a frame back into one message per row for any other component. Rows, values and rejects are the same either way.").Default(false).Advanced(),
+			service.NewBoolField("frames").Description("Hand on each batch as one frame (the agent's columnar batch: typed columns, a reason per rejected row, csv_file, csv_line and csv_raw as metadata columns) instead of one JSON message per row. A frame holds the rows of one file. The wasm processor, `distinct`, and the sqlite and parquet outputs read frames directly, without a JSON parse per row per step; `unframe` turns a frame back into one message per row for any other component. Rows, values and rejects are the same either way, but for a timestamp a frame cannot hold (before 1677-09-21 or after 2262-04-11: a frame's timestamp column is nanoseconds, which a plugin's time field or a Parquet timestamp takes as they are), which is rejected.").Default(false).Advanced(),
 			service.NewStringField("line_field").Description("If set, each row also gets a field of this name holding its line number (as csv_line), e.g. for an upsert key that makes a re-run replace its rows. A header with a column of this name is rejected.").Default("").Example("line").Advanced(),
 		).
 		LintRule(enumlint.Rule(enumlint.Enum{Path: "columns[].type", Options: Types()}))
@@ -778,21 +778,28 @@ func appendCell(b []byte, c cell) []byte {
 		return jsonfield.AppendFloat(b, c.f)
 	case abi.TypeBool:
 		return strconv.AppendBool(b, c.b)
+	case abi.TypeTime:
+		b = append(b, '"')
+		b = c.tm.UTC().AppendFormat(b, time.RFC3339Nano)
+		return append(b, '"')
 	}
 	return jsonstr.Append(b, c.s)
 }
 
 // cell is one converted CSV value: a JSON row's value, a frame's column.
 type cell struct {
-	t abi.Type
-	i int64
-	f float64
-	b bool
-	s string
+	t  abi.Type
+	i  int64
+	f  float64
+	b  bool
+	s  string
+	tm time.Time // a timestamp
 }
 
-// columnType is the type a column of typ has in a frame: dates and
-// timestamps stay text, as in a JSON row.
+// columnType is the type a column of typ has in a frame: dates stay text,
+// as in a JSON row; timestamps are times (nanoseconds), which a frame
+// renders as a JSON row has them (RFC 3339 in UTC) and which steps that
+// read times (a plugin's time field, a Parquet timestamp) take as they are.
 func columnType(typ string) abi.Type {
 	switch typ {
 	case "int":
@@ -801,8 +808,95 @@ func columnType(typ string) abi.Type {
 		return abi.TypeFloat
 	case "bool":
 		return abi.TypeBool
+	case "timestamp":
+		return abi.TypeTime
 	}
 	return abi.TypeString
+}
+
+// parseTimestamp reads the shapes CSV exports mostly have, YYYY-MM-DD
+// then optionally a space or T, hh:mm:ss, a fraction of up to nine
+// digits and Z or ±hh:mm, as time.Parse would with the layouts
+// convertCell tries, without its cost (a failed layout's error, a
+// formatted copy); anything else it leaves to time.Parse (false).
+func parseTimestamp(s string) (time.Time, bool) {
+	num := func(s string) (int, bool) {
+		n := 0
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return 0, false
+			}
+			n = n*10 + int(s[i]-'0')
+		}
+		return n, true
+	}
+	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
+		return time.Time{}, false
+	}
+	y, ok1 := num(s[:4])
+	mo, ok2 := num(s[5:7])
+	d, ok3 := num(s[8:10])
+	if !ok1 || !ok2 || !ok3 || mo < 1 || mo > 12 || d < 1 || d > daysIn(y, mo) {
+		return time.Time{}, false
+	}
+	if len(s) == 10 {
+		return time.Date(y, time.Month(mo), d, 0, 0, 0, 0, time.UTC), true
+	}
+	if len(s) < 19 || (s[10] != ' ' && s[10] != 'T') || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	h, ok1 := num(s[11:13])
+	mi, ok2 := num(s[14:16])
+	sec, ok3 := num(s[17:19])
+	if !ok1 || !ok2 || !ok3 || h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	rest, ns := s[19:], 0
+	if len(rest) > 0 && rest[0] == '.' {
+		n := 1
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		if n == 1 || n > 10 {
+			return time.Time{}, false
+		}
+		frac, _ := num(rest[1:n])
+		for k := n; k < 10; k++ {
+			frac *= 10
+		}
+		ns, rest = frac, rest[n:]
+	}
+	offset := 0
+	switch {
+	case rest == "" && s[10] == ' ', rest == "" && s[10] == 'T' && ns == 0 && len(s) == 19:
+		// No zone: UTC (the layouts without one). A fraction with a T
+		// and no zone matches none of them: left to time.Parse.
+	case s[10] != 'T':
+		return time.Time{}, false // a zone after a space: no layout has it
+	case rest == "Z":
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+		oh, ok1 := num(rest[1:3])
+		om, ok2 := num(rest[4:6])
+		if !ok1 || !ok2 || oh > 23 || om > 59 {
+			return time.Time{}, false
+		}
+		offset = (oh*60 + om) * 60
+		if rest[0] == '-' {
+			offset = -offset
+		}
+	default:
+		return time.Time{}, false
+	}
+	if rest == "" && s[10] == ' ' && ns != 0 {
+		return time.Time{}, false // "2006-01-02 15:04:05" has no fraction
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC)
+	return t.Add(-time.Duration(offset) * time.Second), true
+}
+
+// daysIn is the number of days of month mo of year y.
+func daysIn(y, mo int) int {
+	return time.Date(y, time.Month(mo)+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
 // sameFields reports whether a and b hold the same numbers and words in
@@ -927,7 +1021,7 @@ func convertCell(typ, format string, nf numberFormat, v string) (cell, error) {
 		if typ == "date" {
 			return cell{t: abi.TypeString, s: t.Format(time.DateOnly)}, nil
 		}
-		return cell{t: abi.TypeString, s: t.UTC().Format(time.RFC3339Nano)}, nil
+		return cell{t: abi.TypeTime, tm: t}, nil
 	}
 	switch typ {
 	case "int":
@@ -956,9 +1050,12 @@ func convertCell(typ, format string, nf numberFormat, v string) (cell, error) {
 		}
 		return cell{t: abi.TypeString, s: s}, nil
 	case "timestamp":
+		if t, ok := parseTimestamp(s); ok {
+			return cell{t: abi.TypeTime, tm: t}, nil
+		}
 		for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02"} {
 			if t, err := time.Parse(layout, s); err == nil {
-				return cell{t: abi.TypeString, s: t.UTC().Format(time.RFC3339Nano)}, nil
+				return cell{t: abi.TypeTime, tm: t}, nil
 			}
 		}
 		return cell{}, fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 15:04:05 or a date)", v)

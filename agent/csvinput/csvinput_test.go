@@ -20,6 +20,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
 // readAll runs the input over its files and renders each message as
@@ -712,7 +713,7 @@ func TestDateFormats(t *testing.T) {
 		{"timestamp", "%m/%d/%Y %I:%M %p", "01/15/2024 2:05 PM", "2024-01-15T14:05:00Z"},
 	} {
 		c, err := convertCell(tc.typ, tc.format, numberFormat{decimal: '.'}, tc.cell)
-		got := c.s
+		got := strings.Trim(string(appendCell(nil, c)), `"`)
 		if err != nil {
 			got = "! " + err.Error()
 		}
@@ -784,5 +785,91 @@ func TestNumberFormats(t *testing.T) {
 		if _, err := newInput(conf, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error saying %q", tc.conf, err, tc.want)
 		}
+	}
+}
+
+// TestParseTimestamp: the quick path reads what time.Parse reads with
+// convertCell's layouts, to the same instant, and leaves everything else
+// to it: shapes it does not take, days and hours out of range, a leap
+// second, fractions and zones where a layout has none.
+func TestParseTimestamp(t *testing.T) {
+	layouts := []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02"}
+	slow := func(s string) (time.Time, bool) {
+		for _, l := range layouts {
+			if tm, err := time.Parse(l, s); err == nil {
+				return tm, true
+			}
+		}
+		return time.Time{}, false
+	}
+	cells := []string{
+		"2025-01-01", "2024-02-29", "2023-02-29", "2025-13-01", "2025-00-10", "2025-04-31", "0001-01-01", "9999-12-31",
+		"2025-01-01 00:00:00", "2025-01-01 23:59:59", "2025-01-01 24:00:00", "2025-01-01 12:60:00", "2025-01-01 12:00:60",
+		"2025-01-01T10:00:00", "2025-01-01T10:00:00Z", "2025-01-01T10:00:00.5Z", "2025-01-01T10:00:00.123456789Z",
+		"2025-01-01T10:00:00.1234567891Z", "2025-01-01T10:00:00+05:30", "2025-01-01T10:00:00-08:00", "2025-01-01T10:00:00+24:00",
+		"2025-01-01 10:00:00Z", "2025-01-01 10:00:00.5", "2025-01-01T10:00:00.5", "2025-01-01t10:00:00z", "2025-1-01",
+		"2025-01-01 10:00", "2025-01-01T10:00:00.Z", "2025-01-01T10:00:00+0530", " 2025-01-01", "2025/01/01", "+2025-01-01",
+		"1500-06-01T00:00:00Z", "2262-04-12T00:00:00Z",
+	}
+	quick := 0
+	for _, c := range cells {
+		got, ok := parseTimestamp(c)
+		want, wantOK := slow(c)
+		if !ok {
+			continue // left to time.Parse
+		}
+		quick++
+		if !wantOK || !got.Equal(want) {
+			t.Errorf("%q: quick path %v, time.Parse %v (%v)", c, got, want, wantOK)
+		}
+	}
+	if quick < 12 {
+		t.Errorf("the quick path read %d of the cells, want the common shapes", quick)
+	}
+}
+
+// TestTimestampColumns: a timestamp column reads each shape the input
+// takes into the same RFC 3339 UTC value, as rows and as frames, where it
+// is a time column (so a plugin's time field or a Parquet timestamp takes
+// it as it is); a time a frame cannot hold is rejected there, naming the
+// column, and still read as a row.
+func TestTimestampColumns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ts.csv")
+	body := "id,at\n1,2025-01-02 03:04:05\n2,2025-01-02T03:04:05+01:00\n3,2025-01-02T03:04:05.25Z\n4,2025-01-02\n5,2025-01-02 03:04:05.5\n6,\n7,2025-02-30 00:00:00\n8,1500-01-01\n"
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("paths: [%q]\ncolumns:\n  - {name: id, type: int}\n  - {name: at, type: timestamp}\n", path)
+	rows, _ := readMode(t, conf, nil)
+	frames, _ := readMode(t, conf+"frames: true\n", nil)
+	want := []string{
+		`2: {"id":1,"at":"2025-01-02T03:04:05Z"}`,
+		`3: {"id":2,"at":"2025-01-02T02:04:05Z"}`,
+		`4: {"id":3,"at":"2025-01-02T03:04:05.25Z"}`,
+		`5: {"id":4,"at":"2025-01-02T00:00:00Z"}`,
+		`6: {"id":5,"at":"2025-01-02T03:04:05.5Z"}`,
+		`7: {"id":6,"at":null}`,
+		`8: 7,2025-02-30 00:00:00 ! ` + path + ` line 8: column at: "2025-02-30 00:00:00" is not a timestamp (RFC 3339, 2006-01-02 15:04:05 or a date)`,
+	}
+	check := func(mode string, got, want []string) {
+		t.Helper()
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s:\n%s\nwant\n%s", mode, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	check("rows", rows, append(want, `9: {"id":8,"at":"1500-01-01T00:00:00Z"}`))
+	check("frames", frames, append(want, `9: 8,1500-01-01 ! `+path+` line 9: column at: "1500-01-01" is outside the times a frame holds (1677-09-21 to 2262-04-11); read it with frames: false`))
+
+	batch, _, err := connectedInput(t, conf+"frames: true\n", nil).ReadBatch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := batch[0].AsBytes()
+	f, err := frame.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if col := f.Field("at"); col == nil || col.Type != abi.TypeTime {
+		t.Errorf("the frame's at column: %+v, want a time column", col)
 	}
 }

@@ -2,6 +2,8 @@ package csvinput
 
 import (
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -86,7 +88,11 @@ func (f *fileReader) frame(max int) ([]byte, int, error) {
 			fc.reject(f, line, raw, err)
 			continue
 		}
-		if err := f.convertRow(rec); err != nil {
+		err = f.convertRow(rec)
+		if err == nil {
+			err = f.frameTimes(rec)
+		}
+		if err != nil {
 			fc.reject(f, line, raw, err)
 			continue
 		}
@@ -100,6 +106,8 @@ func (f *fileReader) frame(max int) ([]byte, int, error) {
 				b.Float(c.f)
 			case c.t == abi.TypeBool:
 				b.Bool(c.b)
+			case c.t == abi.TypeTime:
+				b.Int(c.tm.UnixNano())
 			default:
 				b.Text(c.s)
 			}
@@ -114,6 +122,23 @@ func (f *fileReader) frame(max int) ([]byte, int, error) {
 		return nil, 0, f.err
 	}
 	return f.encode()
+}
+
+// Times a frame's time column holds: nanoseconds since 1970 in an int64.
+var (
+	minFrameTime = time.Unix(0, math.MinInt64)
+	maxFrameTime = time.Unix(0, math.MaxInt64)
+)
+
+// frameTimes says which of a converted row's timestamps a frame cannot
+// hold, naming its column.
+func (f *fileReader) frameTimes(rec []string) error {
+	for i, c := range f.cells {
+		if rec[i] != "" && c.t == abi.TypeTime && (c.tm.Before(minFrameTime) || c.tm.After(maxFrameTime)) {
+			return fmt.Errorf("column %s: %q is outside the times a frame holds (1677-09-21 to 2262-04-11); read it with frames: false", f.header[i], rec[i])
+		}
+	}
+	return nil
 }
 
 func (f *fileReader) encode() ([]byte, int, error) {
