@@ -87,11 +87,14 @@ type Processor struct {
 	// as holds the summary fields' names: fields of these names in a
 	// message are replaced by annotate.
 	as map[string]bool
+	// raw holds the paths whose values' JSON text is used (group keys,
+	// distinct counts, min, max, first, last), not only their values.
+	raw map[string]bool
 }
 
 // New parses the processor's config.
 func New(conf *service.ParsedConfig) (*Processor, error) {
-	p := &Processor{as: map[string]bool{}}
+	p := &Processor{as: map[string]bool{}, raw: map[string]bool{}}
 	var err error
 	if p.groupBy, err = conf.FieldStringList("group_by"); err != nil {
 		return nil, err
@@ -101,6 +104,7 @@ func New(conf *service.ParsedConfig) (*Processor, error) {
 			return nil, fmt.Errorf("group_by[%d]: empty path", i)
 		}
 		p.names = append(p.names, g[strings.LastIndexByte(g, '.')+1:])
+		p.raw[g] = true
 	}
 	if p.annotate, err = conf.FieldBool("annotate"); err != nil {
 		return nil, err
@@ -145,6 +149,10 @@ func New(conf *service.ParsedConfig) (*Processor, error) {
 			return nil, fmt.Errorf("fields[%d] (%s): round %d is outside -1..15", i, f.as, f.round)
 		}
 		seen[f.as] = true
+		switch f.op {
+		case "count_distinct", "min", "max", "first", "last":
+			p.raw[f.path] = true
+		}
 		p.fields = append(p.fields, f)
 		p.as[f.as] = true
 	}
@@ -174,8 +182,10 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 	groups := map[string]*group{}
 	var idKey []byte
 	// count adds one row to its group, or says why it cannot be counted.
-	count := func(doc []byte) (*group, error) {
-		key, vals, err := p.read(doc, idKey[:0])
+	// get reads a path of the row: its values must outlive the row, as
+	// the group keeps its key's.
+	count := func(get func(path string) gjson.Result) (*group, error) {
+		key, vals, err := p.read(get, idKey[:0])
 		idKey = key
 		if err != nil {
 			return nil, err
@@ -184,7 +194,7 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 		if !ok {
 			g = &group{accs: make([]acc, len(p.fields))}
 			for _, path := range p.groupBy {
-				g.key = append(g.key, jsonfield.Get(doc, path))
+				g.key = append(g.key, get(path))
 			}
 			groups[string(key)] = g
 		}
@@ -197,10 +207,16 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 	// every one, with its group if it was counted; else those not counted,
 	// errored with the reason.
 	var rows []counted
-	// take counts doc, the body of msg or of row i of frame f (made into a
+	// take counts doc, the body of msg, or row i of frame f (made into a
 	// message only if it goes on: a summary keeps no counted row).
 	take := func(msg *service.Message, f *frame.Frame, i int, doc []byte) {
-		g, err := count(doc)
+		var g *group
+		var err error
+		if f != nil {
+			g, err = count(p.frameRow(f, i))
+		} else {
+			g, err = count(func(path string) gjson.Result { return jsonfield.Get(doc, path) })
+		}
 		if err == nil && !p.annotate {
 			return
 		}
@@ -245,7 +261,7 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 				if f.Rejected(i) {
 					continue
 				}
-				g, err := count(f.AppendRowJSON(nil, i))
+				g, err := count(p.frameRow(f, i))
 				if err != nil {
 					f.Reject(i, "aggregate: "+err.Error())
 					continue
@@ -260,8 +276,7 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 				rows = append(rows, counted{msg: f.RowMessage(msg, i)})
 				continue
 			}
-			// A new slice per row: the group keeps its key's values.
-			take(msg, f, i, f.AppendRowJSON(nil, i))
+			take(msg, f, i, nil)
 		}
 	}
 	if p.annotate {
@@ -306,6 +321,54 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 		out = append(out, r.msg)
 	}
 	return []service.MessageBatch{out}, nil
+}
+
+// frameRow reads row i of f as its JSON would be read, straight from the
+// frame's columns for a path that names a column (no JSON written and
+// parsed per row), from the row's JSON for any other.
+func (p *Processor) frameRow(f *frame.Frame, i int) func(string) gjson.Result {
+	var doc []byte
+	return func(path string) gjson.Result {
+		if !strings.ContainsAny(path, ".*?#|@\\!=<>%") {
+			return columnValue(f.Field(path), i, p.raw[path])
+		}
+		if doc == nil {
+			doc = f.AppendRowJSON(nil, i)
+		}
+		return jsonfield.Get(doc, path)
+	}
+}
+
+// columnValue is row i of col as gjson reads it from the row's JSON; with
+// raw false a number's Raw text is left out (sums, means and medians need
+// only its value).
+func columnValue(col *frame.Column, i int, raw bool) gjson.Result {
+	switch {
+	case col == nil || col.Absent(i):
+		return gjson.Result{}
+	case col.Null(i):
+		return gjson.Result{Type: gjson.Null, Raw: "null"}
+	}
+	switch col.Type {
+	case abi.TypeInt:
+		v := gjson.Result{Type: gjson.Number, Num: float64(col.Int(i))}
+		if raw {
+			v.Raw = strconv.FormatInt(col.Int(i), 10)
+		}
+		return v
+	case abi.TypeFloat:
+		v := gjson.Result{Type: gjson.Number, Num: col.Float(i)}
+		if raw {
+			v.Raw = string(jsonfield.AppendFloat(nil, col.Float(i)))
+		}
+		return v
+	case abi.TypeBool:
+		if col.Bool(i) {
+			return gjson.Result{Type: gjson.True, Raw: "true"}
+		}
+		return gjson.Result{Type: gjson.False, Raw: "false"}
+	}
+	return gjson.ParseBytes(col.AppendJSON(nil, i))
 }
 
 // counted is a message of the batch and the group it was counted in (nil
@@ -439,9 +502,9 @@ func (p *Processor) annotateRow(r counted, frag []byte) error {
 
 // read returns a message's group identity and the values its fields read,
 // or why it cannot be counted.
-func (p *Processor) read(doc, key []byte) ([]byte, []gjson.Result, error) {
+func (p *Processor) read(get func(string) gjson.Result, key []byte) ([]byte, []gjson.Result, error) {
 	for i, path := range p.groupBy {
-		v := jsonfield.Get(doc, path)
+		v := get(path)
 		if !v.Exists() || v.Type == gjson.Null {
 			return key, nil, fmt.Errorf("group_by field %q is missing", path)
 		}
@@ -456,7 +519,7 @@ func (p *Processor) read(doc, key []byte) ([]byte, []gjson.Result, error) {
 		if f.op == "count" {
 			continue
 		}
-		v := jsonfield.Get(doc, f.path)
+		v := get(f.path)
 		vals[i] = v
 		if !v.Exists() || v.Type == gjson.Null {
 			continue

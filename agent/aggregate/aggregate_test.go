@@ -530,3 +530,78 @@ func unframeAll(t *testing.T, batch service.MessageBatch) service.MessageBatch {
 	}
 	return out
 }
+
+// TestFramesMatchRows: a frame's rows, read from its columns, summarise
+// (and annotate) exactly as the same rows as JSON messages do, for every
+// op on every column type, nulls and absent groups included.
+func TestFramesMatchRows(t *testing.T) {
+	const rows = 60
+	cols := []frame.Values{
+		{Name: "g", Type: abi.TypeString}, {Name: "n", Type: abi.TypeInt}, {Name: "x", Type: abi.TypeFloat},
+		{Name: "s", Type: abi.TypeString}, {Name: "b", Type: abi.TypeBool}, {Name: "at", Type: abi.TypeTime},
+	}
+	for i := range rows {
+		vals := []any{[]string{"a", "b", "c \"q\""}[i%3], i*7%23 - 5, float64(i%9) * 1.1, fmt.Sprint("s", i%5), i%4 == 0,
+			time.Date(2025, 1, 1+i%40, i%24, 0, 0, 0, time.UTC)}
+		if i%11 == 4 {
+			vals[1], vals[2], vals[3], vals[5] = nil, nil, nil, nil
+		}
+		if i == 17 {
+			vals[0] = nil // no group: not counted
+		}
+		for c := range cols {
+			cols[c].Rows = append(cols[c].Rows, vals[c])
+		}
+	}
+	body, err := frame.FromValues(cols, map[int]string{5: "rejected upstream"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []string
+	f, err := frame.Decode(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.Rows {
+		if !f.Rejected(i) {
+			docs = append(docs, string(f.AppendRowJSON(nil, i)))
+		}
+	}
+	fields := `
+  - {as: sn, op: sum, path: n}
+  - {as: mx, op: mean, path: x, round: 2}
+  - {as: md, op: median, path: n}
+  - {as: c, op: count}
+  - {as: ds, op: count_distinct, path: s}
+  - {as: dn, op: count_distinct, path: n}
+  - {as: lo, op: min, path: x}
+  - {as: hi, op: max, path: s}
+  - {as: first, op: first, path: b}
+  - {as: last, op: last, path: at}
+  - {as: late, op: max, path: at}
+  - {as: span, op: day_span, path: at}
+`
+	render := func(out service.MessageBatch) []string {
+		var got []string
+		for _, m := range unframeAll(t, out) {
+			b, _ := m.AsBytes()
+			s := string(b)
+			if err := m.GetError(); err != nil {
+				s += " ! " + err.Error()
+			}
+			if strings.Contains(s, "rejected upstream") {
+				continue // the JSON rows leave it out
+			}
+			got = append(got, s)
+		}
+		return got
+	}
+	for _, mode := range []string{"annotate: false", "annotate: true"} {
+		conf := "group_by: [g]\n" + mode + "\nfields:" + fields
+		want := render(runBatch(t, newProc(t, conf), docs...))
+		got := render(runBatch(t, newProc(t, conf), string(body)))
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s: from the frame\n%s\nfrom its rows as JSON\n%s", mode, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
