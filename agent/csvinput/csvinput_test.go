@@ -248,7 +248,7 @@ func TestRowsAreJSON(t *testing.T) {
 
 // BenchmarkRead: the sales ETL's extract step alone, the csv_file input
 // over 100k rows of gen_sales.py's shape with its columns typed, in
-// batches of 8192.
+// batches of 8192, or as one.
 //
 //	go test -run '^$' -bench Read -count 6 ./agent/csvinput/
 func BenchmarkRead(b *testing.B) {
@@ -262,13 +262,17 @@ func BenchmarkRead(b *testing.B) {
 	if err := os.WriteFile(path, []byte(csv.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	// Rows (one JSON message each) and frames (one message per batch)
-	// side by side.
-	for _, mode := range []string{"rows", "frames"} {
+	// Rows (one JSON message each), frames (one message per batch) and
+	// the file as one frame (batch_size: 0, as ml_dag reads) side by side.
+	for _, mode := range []string{"rows", "frames", "frames-file"} {
 		b.Run(mode, func(b *testing.B) {
-			conf, err := ConfigSpec().ParseYAML("paths: ["+path+"]\nbatch_size: 8192\nfile_field: source_file\nline_field: line\n"+
+			batch := 8192
+			if mode == "frames-file" {
+				batch = 0
+			}
+			conf, err := ConfigSpec().ParseYAML(fmt.Sprintf("paths: [%s]\nbatch_size: %d\nfile_field: source_file\nline_field: line\n", path, batch)+
 				"columns: [{name: date, type: date}, {name: product_id, type: int}, {name: quantity, type: int}, {name: price, type: float}, {name: customer_id, type: int}]\n"+
-				fmt.Sprintf("frames: %v\n", mode == "frames"), nil)
+				fmt.Sprintf("frames: %v\n", mode != "rows"), nil)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -526,48 +526,59 @@ func (b *Builder) Grow(rows, data int) {
 // Len is the number of rows appended.
 func (b *Builder) Len() int { return len(b.valid) }
 
+// room makes space for n more bytes in buf, doubling its capacity when it
+// grows: append grows a large slice by a quarter, so a column built row
+// by row (a whole file's, with batch_size 0) was allocated about five
+// times its size in all, and copied as often.
+func room(buf []byte, n int) []byte {
+	if cap(buf)-len(buf) >= n {
+		return buf
+	}
+	return slices.Grow(buf, max(n, cap(buf)))
+}
+
 // Null appends a row with no value.
 func (b *Builder) Null() {
-	b.valid = append(b.valid, 0)
+	b.valid = append(room(b.valid, 1), 0)
 	b.zero()
 }
 
 func (b *Builder) zero() {
 	switch b.Type.Fixed() {
 	case 8:
-		b.fixed = append(b.fixed, 0, 0, 0, 0, 0, 0, 0, 0)
+		b.fixed = append(room(b.fixed, 8), 0, 0, 0, 0, 0, 0, 0, 0)
 	case 1:
-		b.fixed = append(b.fixed, 0)
+		b.fixed = append(room(b.fixed, 1), 0)
 	default:
-		b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
+		b.offs = binary.LittleEndian.AppendUint32(room(b.offs, 4), uint32(len(b.data)))
 	}
 }
 
 // Absent appends a row that lacks the field.
 func (b *Builder) Absent() {
-	b.valid = append(b.valid, validAbsent)
+	b.valid = append(room(b.valid, 1), validAbsent)
 	b.zero()
 }
 
 // Int appends an int (or, for a time column, nanoseconds since the epoch).
 func (b *Builder) Int(v int64) {
-	b.valid = append(b.valid, 1)
-	b.fixed = binary.LittleEndian.AppendUint64(b.fixed, uint64(v))
+	b.valid = append(room(b.valid, 1), 1)
+	b.fixed = binary.LittleEndian.AppendUint64(room(b.fixed, 8), uint64(v))
 }
 
 // Float appends a float.
 func (b *Builder) Float(v float64) {
-	b.valid = append(b.valid, 1)
-	b.fixed = binary.LittleEndian.AppendUint64(b.fixed, math.Float64bits(v))
+	b.valid = append(room(b.valid, 1), 1)
+	b.fixed = binary.LittleEndian.AppendUint64(room(b.fixed, 8), math.Float64bits(v))
 }
 
 // Bool appends a bool.
 func (b *Builder) Bool(v bool) {
-	b.valid = append(b.valid, 1)
+	b.valid = append(room(b.valid, 1), 1)
 	if v {
-		b.fixed = append(b.fixed, 1)
+		b.fixed = append(room(b.fixed, 1), 1)
 	} else {
-		b.fixed = append(b.fixed, 0)
+		b.fixed = append(room(b.fixed, 1), 0)
 	}
 }
 
@@ -578,23 +589,23 @@ func (b *Builder) String(s []byte) { appendString(b, s) }
 func (b *Builder) Text(s string) { appendString(b, s) }
 
 func appendString[S string | []byte](b *Builder, s S) {
-	b.valid = append(b.valid, validValue)
-	b.data = append(b.data, s...)
-	b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
+	b.valid = append(room(b.valid, 1), validValue)
+	b.data = append(room(b.data, len(s)), s...)
+	b.offs = binary.LittleEndian.AppendUint32(room(b.offs, 4), uint32(len(b.data)))
 }
 
 // Raw appends one row from the ABI's column parts: valid, and the value's
 // 8 or 1 fixed bytes (fixed types) or its bytes (strings).
 func (b *Builder) Raw(valid byte, fixed uint64, s []byte) {
-	b.valid = append(b.valid, valid)
+	b.valid = append(room(b.valid, 1), valid)
 	switch b.Type.Fixed() {
 	case 8:
-		b.fixed = binary.LittleEndian.AppendUint64(b.fixed, fixed)
+		b.fixed = binary.LittleEndian.AppendUint64(room(b.fixed, 8), fixed)
 	case 1:
-		b.fixed = append(b.fixed, byte(fixed))
+		b.fixed = append(room(b.fixed, 1), byte(fixed))
 	default:
-		b.data = append(b.data, s...)
-		b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
+		b.data = append(room(b.data, len(s)), s...)
+		b.offs = binary.LittleEndian.AppendUint32(room(b.offs, 4), uint32(len(b.data)))
 	}
 }
 
