@@ -103,6 +103,12 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 			s.appendValue(c, fd.Type, true, u, str)
 			continue
 		}
+		if col.Type == abi.TypeInt && fd.Type == abi.TypeFloat {
+			// What the JSON path gives: strconv's nearest float to the
+			// integer's digits, as the conversion's is.
+			s.appendValue(c, fd.Type, true, math.Float64bits(float64(col.Int(row))), nil)
+			continue
+		}
 		// Another type: convert exactly as the row's JSON value would be.
 		s.raw = col.AppendJSON(s.raw[:0], row)
 		u, str, err := jsonfield.Convert(fd.Type, gjson.ParseBytes(s.raw))

@@ -210,3 +210,33 @@ func TestFrameUnwritableOutput(t *testing.T) {
 		t.Errorf("row 1: %s (%v), want it transformed", b, rows[1].GetError())
 	}
 }
+
+// TestFrameIntsAsFloats: a frame's int column read by a float field gives
+// the plugin what the row's JSON would (the nearest float, large integers
+// included), so the dag builtin's features come out the same either way.
+func TestFrameIntsAsFloats(t *testing.T) {
+	eng, err := wasm.NewEngine(wasm.EngineConfig{Builtins: builtin.Lookup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	body, err := frame.FromValues([]frame.Values{
+		{Name: "page_views", Type: abi.TypeInt, Rows: []any{10, nil, 9007199254740993, -5, 1 << 62, 0}},
+		{Name: "session_duration", Type: abi.TypeInt, Rows: []any{100, 3, 1, 7, 3, -9223372036854775807}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const yaml = "builtin: dag\nconfig: {source: user_behavior}\n"
+	frameMsg := service.NewMessage(body)
+	var want, got []string
+	for _, m := range run(t, mustProcessor(t, eng, yaml), rowsOf(t, frameMsg)) {
+		want = append(want, describe(t, m))
+	}
+	for _, m := range rowsOf(t, run(t, mustProcessor(t, eng, yaml), service.MessageBatch{frameMsg})[0]) {
+		got = append(got, describe(t, m))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") || !strings.Contains(want[0], `"engagement_score":73`) {
+		t.Errorf("frame rows:\n  %s\nJSON rows:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
