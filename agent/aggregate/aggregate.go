@@ -323,13 +323,17 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 	return []service.MessageBatch{out}, nil
 }
 
+// gjsonSyntax holds the characters with a meaning in a gjson path: a path
+// without them names one top-level key.
+const gjsonSyntax = ".*?#|@\\!=<>%[]{}"
+
 // frameRow reads row i of f as its JSON would be read, straight from the
 // frame's columns for a path that names a column (no JSON written and
 // parsed per row), from the row's JSON for any other.
 func (p *Processor) frameRow(f *frame.Frame, i int) func(string) gjson.Result {
 	var doc []byte
 	return func(path string) gjson.Result {
-		if !strings.ContainsAny(path, ".*?#|@\\!=<>%") {
+		if !strings.ContainsAny(path, gjsonSyntax) {
 			return columnValue(f.Field(path), i, p.raw[path])
 		}
 		if doc == nil {
@@ -385,9 +389,9 @@ type counted struct {
 
 // annotateFrame sets a column in f per summary field holding each row's
 // group's value, stored once when every row is in the batch's one group;
-// a row not counted keeps the value it had, if any. Counts and day spans are int
-// columns, sums, means and medians float ones, and min, max, first and
-// last take the type of the frame's column they read.
+// a row not counted keeps the value it had, if any. Counts and day spans
+// are int columns, sums, means and medians float ones, and min, max,
+// first and last take the type of the frame's column they read.
 func (p *Processor) annotateFrame(f *frame.Frame, groups []*group) error {
 	values := map[*group]gjson.Result{} // one field's value per group
 	for fi, fd := range p.fields {

@@ -868,9 +868,12 @@ func parseTimestamp(s string) (time.Time, bool) {
 	}
 	offset := 0
 	switch {
-	case rest == "" && s[10] == ' ', rest == "" && s[10] == 'T' && ns == 0 && len(s) == 19:
-		// No zone: UTC (the layouts without one). A fraction with a T
-		// and no zone matches none of them: left to time.Parse.
+	case rest == "":
+		// No zone: UTC, as the layouts without one read it. time.Parse
+		// also takes a fraction there, which is left to it.
+		if ns != 0 {
+			return time.Time{}, false
+		}
 	case s[10] != 'T':
 		return time.Time{}, false // a zone after a space: no layout has it
 	case rest == "Z":
@@ -886,9 +889,6 @@ func parseTimestamp(s string) (time.Time, bool) {
 		}
 	default:
 		return time.Time{}, false
-	}
-	if rest == "" && s[10] == ' ' && ns != 0 {
-		return time.Time{}, false // "2006-01-02 15:04:05" has no fraction
 	}
 	t := time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC)
 	return t.Add(-time.Duration(offset) * time.Second), true

@@ -203,8 +203,8 @@ func (p *Processor) fillFrame(msg *service.Message, doc []byte, held map[string]
 	}
 	changed := false
 	// src[i] is the row whose value row i takes: itself, another row, or
-	// fromHeld.
-	const fromHeld = -1
+	// fromHeld; none stands for no value to take yet.
+	const fromHeld, none = -1, -2
 	src := make([]int, f.Rows)
 	for c := range f.Cols {
 		col := &f.Cols[c]
@@ -218,7 +218,7 @@ func (p *Processor) fillFrame(msg *service.Message, doc []byte, held map[string]
 		}
 		have, fills := fromHeld, false
 		if h == nil {
-			have = -2
+			have = none
 		}
 		for k := range f.Rows {
 			i := k
@@ -230,7 +230,7 @@ func (p *Processor) fillFrame(msg *service.Message, doc []byte, held map[string]
 			case f.Rejected(i):
 			case !col.Null(i):
 				have = i
-			case have == -2 || (col.Absent(i) && len(p.fields) == 0):
+			case have == none || (col.Absent(i) && len(p.fields) == 0):
 				// Nothing to fill from; and, with no list, a row that
 				// lacks the field keeps lacking it, as a JSON row does.
 			default:
