@@ -37,6 +37,12 @@ type file struct {
 // failure after some of the rows were written spoils the run: a retry of
 // the batch would write those rows twice.
 func (o *output) append(batch service.MessageBatch, rows []parquet.Row, msgs []int) (touched, finish []*file, err error) {
+	return o.appendRows(batch, rows, msgs, true)
+}
+
+// appendRows is append for part of a batch's rows; last says the batch
+// has no more, so that it waits for its last file (a batch waits once).
+func (o *output) appendRows(batch service.MessageBatch, rows []parquet.Row, msgs []int, last bool) (touched, finish []*file, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if !o.connected {
@@ -70,8 +76,9 @@ func (o *output) append(batch service.MessageBatch, rows []parquet.Row, msgs []i
 			finish = append(finish, f)
 		}
 	}
-	if o.runMode {
-		// No batch waits for a file: it is finished only when full.
+	if o.runMode || !last {
+		// No batch waits for a file: it is finished only when full. Or
+		// more of the batch's rows are to come.
 		return touched, finish, nil
 	}
 	if last := touched[len(touched)-1]; o.cur == last {

@@ -223,16 +223,101 @@ type frameConv struct {
 // the frame is one message, acknowledged or failed whole; the error names
 // the first failing row, by its index in the frame, and its column.
 func (s *schema) frameRows(f *frame.Frame, vals []parquet.Value, sc *scratch) (int, error) {
-	idx := sc.idx[:0]
+	sc.idx = acceptedRows(f, sc.idx[:0])
+	if len(sc.idx) == 0 {
+		return 0, nil
+	}
+	fc := s.convertRows(f, sc.idx, vals, sc)
+	if fc.failing > 0 {
+		return 0, frameError(fc.idx[fc.first], fc.err, fc.failing, len(fc.idx))
+	}
+	return len(sc.idx), nil
+}
+
+// checkFrame converts f's accepted rows a segment at a time into vals,
+// which holds a segment, to find whether any cannot be written.
+func (s *schema) checkFrame(f *frame.Frame, vals []parquet.Value, sc *scratch) error {
+	sc.idx = acceptedRows(f, sc.idx[:0])
+	idx := sc.idx
+	failing, firstRow := 0, 0
+	var first error
+	for lo := 0; lo < len(idx); lo += segmentRows {
+		seg := idx[lo:min(lo+segmentRows, len(idx))]
+		fc := s.convertRows(f, seg, vals, sc)
+		sc.text = sc.text[:0]
+		if fc.failing > 0 && first == nil {
+			firstRow, first = seg[fc.first], fc.err
+		}
+		failing += fc.failing
+	}
+	if failing > 0 {
+		return frameError(firstRow, first, failing, len(idx))
+	}
+	return nil
+}
+
+// infallible reports whether every accepted row of f converts: each of
+// the schema's columns optional and bound to a frame column whose type it
+// takes as it is (or missing), no JSON path, no float field that is not
+// finite, and, for a strict schema, no field it lacks. Such a frame needs
+// no conversion before the one that writes it.
+func (s *schema) infallible(f *frame.Frame, sc *scratch) bool {
+	if s.strict && s.extraField(f) != "" {
+		return false
+	}
+	for c := range f.Cols {
+		col := &f.Cols[c]
+		if col.Meta || col.Type != abi.TypeFloat {
+			continue
+		}
+		for i := 0; i < f.Rows; i++ {
+			if v := col.Float(i); !col.Null(i) && !f.Rejected(i) && (math.IsNaN(v) || math.IsInf(v, 0)) {
+				return false
+			}
+		}
+	}
+	sc.binds = s.bind(f, sc.binds)
+	for j, b := range sc.binds {
+		c := &s.cols[j]
+		if !c.optional || b.kind == bindJSON {
+			return false
+		}
+		if b.kind == bindMissing {
+			continue
+		}
+		switch t := b.col.Type; {
+		case c.typ == typeString && t != abi.TypeString, // its JSON text
+			c.typ == typeString && t == abi.TypeString,
+			c.typ == typeInt64 && t == abi.TypeInt,
+			c.typ == typeDouble && (t == abi.TypeInt || t == abi.TypeFloat),
+			c.typ == typeBool && t == abi.TypeBool,
+			c.typ == typeTimestamp && t == abi.TypeTime:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// acceptedRows appends the indexes of f's accepted rows to idx.
+func acceptedRows(f *frame.Frame, idx []int) []int {
 	for i := 0; i < f.Rows; i++ {
 		if !f.Rejected(i) {
 			idx = append(idx, i)
 		}
 	}
-	sc.idx = idx
-	if len(idx) == 0 {
-		return 0, nil
-	}
+	return idx
+}
+
+// frameError is a frame's failure: its first failing row and why, and how
+// many of its rows fail.
+func frameError(row int, err error, failing, accepted int) error {
+	return fmt.Errorf("frame row %d: %w (%d of the frame's %d accepted rows fail; none of its rows is written)", row, err, failing, accepted)
+}
+
+// convertRows converts the rows idx of f into vals, n = len(s.cols) values
+// a row, and says which fail.
+func (s *schema) convertRows(f *frame.Frame, idx []int, vals []parquet.Value, sc *scratch) *frameConv {
 	if cap(sc.bad) < len(idx) {
 		sc.bad = make([]bool, len(idx))
 	}
@@ -246,7 +331,7 @@ func (s *schema) frameRows(f *frame.Frame, vals []parquet.Value, sc *scratch) (i
 			for k := range idx {
 				fc.fail(k, errExtraField(name))
 			}
-			return 0, fc.error()
+			return fc
 		}
 	}
 	sc.binds = s.bind(f, sc.binds)
@@ -276,15 +361,7 @@ func (s *schema) frameRows(f *frame.Frame, vals []parquet.Value, sc *scratch) (i
 			}
 		}
 	}
-	if fc.failing > 0 {
-		return 0, fc.error()
-	}
-	return len(idx), nil
-}
-
-func (fc *frameConv) error() error {
-	return fmt.Errorf("frame row %d: %w (%d of the frame's %d accepted rows fail; none of its rows is written)",
-		fc.idx[fc.first], fc.err, fc.failing, len(fc.idx))
+	return fc
 }
 
 // fail records that row k fails. The columns are converted in order, so a

@@ -590,3 +590,152 @@ metrics:
 		t.Errorf("%d rows in the files, want 109", rows)
 	}
 }
+
+// TestFrameSegments: a batch of more values than are converted at once (a
+// whole file's frame) is written a segment at a time with every row once,
+// files ending between segments; a frame with one row that cannot be
+// written, in its last segment, still writes none of its rows and is
+// failed naming that row; in run mode too.
+func TestFrameSegments(t *testing.T) {
+	const big = 2*segmentRows + 100
+	frameOf := func(from int64, q []any) *service.Message {
+		ids := make([]any, big)
+		reject := map[int]string{}
+		for r := range ids {
+			ids[r] = from + int64(r)
+			if r%1000 == 7 {
+				reject[r] = "rejected upstream"
+			}
+		}
+		typ := abi.TypeInt
+		if _, ok := q[0].(string); ok {
+			typ = abi.TypeString
+		}
+		return service.NewMessage(buildFrame(t, []fcol{{"id", abi.TypeInt, false, ids}, {"q", typ, false, q}}, reject))
+	}
+	good, bad := make([]any, big), make([]any, big)
+	for r := range good {
+		good[r], bad[r] = int64(r%50), fmt.Sprint(r%50)
+	}
+	bad[big-3] = "abc"
+	for _, mode := range []string{txBatch, txRun} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			o := testOutput(t, fmt.Sprintf("path: '%s/s-${! counter() }.parquet'\ntransaction: %s\nmax_rows: 50000\nmax_in_flight: 1\nmax_age: 1h\ncolumns:\n  - {name: id, type: int64}\n  - {name: q, type: int64}\n", dir, mode))
+			// As a batch of more values than it converts at once, whatever
+			// its rows' types: the bad frame's conversion may fail.
+			o.maxBatchValues = segmentRows
+			batch := service.MessageBatch{service.NewMessage([]byte(`{"id":-1,"q":1}`)), frameOf(1, good)}
+			if mode == txBatch {
+				batch = append(batch, frameOf(10_000_000, bad))
+			}
+			batch = append(batch, service.NewMessage([]byte(`{"id":-2,"q":2}`)))
+			r := &runscope.Run{}
+			if mode == txRun {
+				batch = inRun(r, batch)
+				r.Emitted()
+			}
+			err := o.WriteBatch(context.Background(), batch)
+			if mode == txBatch {
+				var berr *service.BatchError
+				if !errors.As(err, &berr) || berr.IndexedErrors() != 1 {
+					t.Fatalf("error %v, want the bad frame's alone", err)
+				}
+				for _, w := range []string{"message 2", fmt.Sprintf("frame row %d", big-3), `value "abc"`, fmt.Sprintf("1 of the frame's %d accepted rows fail", big-big/1000-1)} {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not mention %q", err, w)
+					}
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Acked(nil)
+				r.Ended()
+				if err := o.Close(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			seen := map[int64]int{}
+			files := finalFiles(t, dir)
+			for _, f := range files {
+				for _, row := range readParquet(t, f).rows {
+					seen[row["id"].(int64)]++
+					if id, q := row["id"].(int64), row["q"].(int64); id > 0 && q != (id-1)%50 {
+						t.Fatalf("id %d: q %d, want %d", id, q, (id-1)%50)
+					}
+				}
+			}
+			if len(files) < 3 {
+				t.Errorf("%d files, want the rows spread over three (max_rows 50000)", len(files))
+			}
+			want := map[int64]int{-1: 1, -2: 1}
+			for r := range big {
+				if r%1000 != 7 {
+					want[int64(r+1)] = 1
+				}
+			}
+			if len(seen) != len(want) {
+				t.Errorf("%d distinct ids written, want %d (none of the bad frame's)", len(seen), len(want))
+			}
+			for id, n := range want {
+				if seen[id] != n {
+					t.Fatalf("id %d written %d times, want %d", id, seen[id], n)
+				}
+			}
+		})
+	}
+}
+
+// TestInfallibleFramesConvert: a frame the schema calls infallible (so its
+// big batches are converted once, not checked first) converts every row,
+// for every column type and frame type, extremes and nulls included; and
+// a non-finite float or a non-optional column is not called infallible.
+func TestInfallibleFramesConvert(t *testing.T) {
+	samples := map[abi.Type][]any{
+		abi.TypeInt:    {nil, int64(0), int64(-1), int64(math.MaxInt64), int64(math.MinInt64)},
+		abi.TypeFloat:  {nil, 0.5, -1e300, 1e-300, 3.0, math.MaxFloat64},
+		abi.TypeBool:   {nil, true, false, true, false},
+		abi.TypeString: {nil, "x", "", "2024-01-02", "\xff", "1e400"},
+		abi.TypeTime:   {nil, time.Unix(0, 0), time.Unix(0, math.MaxInt64), time.Unix(0, math.MinInt64), time.Unix(0, 1)},
+	}
+	called := 0
+	for _, typ := range columnTypes() {
+		for ft, rows := range samples {
+			for _, optional := range []bool{true, false} {
+				o := testOutput(t, fmt.Sprintf("path: '%s/x.parquet'\ncolumns: [{name: v, type: %s, optional: %v}]\n", t.TempDir(), typ, optional))
+				f, err := frame.Decode(buildFrame(t, []fcol{{"v", ft, false, rows}}, nil))
+				if err != nil {
+					t.Fatal(err)
+				}
+				sc := new(scratch)
+				if !o.schema.infallible(f, sc) {
+					if optional && (typ == typeInt64 && ft == abi.TypeInt || typ == typeTimestamp && ft == abi.TypeTime) {
+						t.Errorf("%s from %s: not called infallible", typ, ft)
+					}
+					continue
+				}
+				called++
+				if !optional {
+					t.Errorf("%s from %s, not optional: called infallible with a null row", typ, ft)
+				}
+				idx := acceptedRows(f, nil)
+				fc := o.schema.convertRows(f, idx, make([]parquet.Value, len(idx)), sc)
+				if fc.failing > 0 {
+					t.Errorf("%s from %s: called infallible, but row %d fails: %v", typ, ft, idx[fc.first], fc.err)
+				}
+			}
+		}
+	}
+	if called < 8 {
+		t.Errorf("%d pairings called infallible, want the direct ones", called)
+	}
+	o := testOutput(t, fmt.Sprintf("path: '%s/x.parquet'\ncolumns: [{name: v, type: double}]\n", t.TempDir()))
+	f, err := frame.Decode(buildFrame(t, []fcol{{"v", abi.TypeFloat, false, []any{1.0, math.NaN()}}}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.schema.infallible(f, new(scratch)) {
+		t.Error("a NaN called infallible")
+	}
+}

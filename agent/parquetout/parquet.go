@@ -103,7 +103,9 @@ With `+"`columns`"+`, each column takes its value from a [gjson path](https://gi
 - `+"`timestamp`"+`: stored as INT64 TIMESTAMP(MICROS, UTC). RFC 3339, `+"`2006-01-02 15:04:05`"+` (fractional seconds allowed), `+"`2006-01-02T15:04:05`"+`, `+"`2006-01-02`"+` (times with no zone are UTC), or epoch seconds as a number or string (fractions allowed).
 - `+"`date`"+`: stored as DATE. `+"`2006-01-02`"+`, or RFC 3339, of which the calendar date as written is kept.
 
-Without `+"`columns`"+` the schema is inferred once, from the rows of the first batch the output writes (up to 100,000 of them; not per file, so that every file has the same schema): one optional column per top-level field, in the order the fields first appear; a field's type is that of its values, nulls aside: strings give `+"`string`"+`, numbers `+"`int64`"+` if every one is integral and `+"`double`"+` otherwise, booleans `+"`bool`"+`, objects and arrays a `+"`string`"+` holding their JSON, and a field only ever null a `+"`string`"+`. So a first row with a missing value, or a whole number where later rows have fractions, does not decide a column's type (as pandas reads a column). A later message with a field not in that schema fails with an error naming the field; list the columns to accept it.`).
+Without `+"`columns`"+` the schema is inferred once, from the rows of the first batch the output writes (up to 100,000 of them; not per file, so that every file has the same schema): one optional column per top-level field, in the order the fields first appear; a field's type is that of its values, nulls aside: strings give `+"`string`"+`, numbers `+"`int64`"+` if every one is integral and `+"`double`"+` otherwise, booleans `+"`bool`"+`, objects and arrays a `+"`string`"+` holding their JSON, and a field only ever null a `+"`string`"+`. So a first row with a missing value, or a whole number where later rows have fractions, does not decide a column's type (as pandas reads a column). A later message with a field not in that schema fails with an error naming the field; list the columns to accept it.
+
+A large batch (a whole file read as one frame, with `+"`csv_file`"+`'s `+"`batch_size: 0`"+`) is converted and written 65,536 rows at a time, so the output holds a segment's values rather than the file's (a million rows of seven columns were 170 MB). A frame whose rows may fail to convert (dates parsed from text, say) is still written whole or not at all: past about four million values it is checked whole first and then converted again, which costs about a third more time.`).
 		Fields(
 			service.NewInterpolatedStringField(fPath).Description("The name of each new file, evaluated on its first message. Directories are created as needed.").
 				Example(`out/sales-${! timestamp_unix_nano() }.parquet`).
@@ -167,16 +169,18 @@ func codec(name string) compress.Codec {
 }
 
 type output struct {
-	path         *service.InterpolatedString
-	rowGroupRows int64
-	codec        compress.Codec
-	maxRows      int64
-	maxBytes     int64
-	maxAge       time.Duration
-	maxInFlight  int
-	runMode      bool // transaction: run
-	overwrite    bool
-	log          *service.Logger
+	// maxBatchValues is maxBatchValues (tests lower it).
+	maxBatchValues int
+	path           *service.InterpolatedString
+	rowGroupRows   int64
+	codec          compress.Codec
+	maxRows        int64
+	maxBytes       int64
+	maxAge         time.Duration
+	maxInFlight    int
+	runMode        bool // transaction: run
+	overwrite      bool
+	log            *service.Logger
 
 	// The finish step's file system calls, replaced in tests to see that a
 	// file is renamed only once it is closed and synced.
@@ -218,13 +222,14 @@ type output struct {
 
 func newBareOutput(log *service.Logger) *output {
 	return &output{
-		log:       log,
-		syncFile:  (*os.File).Sync,
-		rename:    os.Rename,
-		syncDir:   atomicfile.SyncDir,
-		names:     map[string]bool{},
-		published: map[string]bool{},
-		scratch:   sync.Pool{New: func() any { return new(scratch) }},
+		maxBatchValues: maxBatchValues,
+		log:            log,
+		syncFile:       (*os.File).Sync,
+		rename:         os.Rename,
+		syncDir:        atomicfile.SyncDir,
+		names:          map[string]bool{},
+		published:      map[string]bool{},
+		scratch:        sync.Pool{New: func() any { return new(scratch) }},
 	}
 }
 
@@ -352,17 +357,24 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	failed = append(failed, noSchema...)
 	var rows []parquet.Row
 	var msgs []int
+	var files, finish []*file
+	written := 0
 	sc := o.scratch.Get().(*scratch)
-	if sch != nil {
+	switch {
+	case sch != nil && o.segmented(sch, batch, fr, sc):
+		var bad []failure
+		bad, written, files, finish, err = o.writeSegments(sch, batch, fr, sc)
+		failed = append(failed, bad...)
+		rows, msgs = sc.rows, sc.msgs
+	case sch != nil:
 		var bad []failure
 		rows, msgs, bad = convert(sch, batch, fr, sc)
 		failed = append(failed, bad...)
+		if len(rows) > 0 {
+			files, finish, err = o.append(batch, rows, msgs)
+		}
+		written = len(rows)
 	}
-	var files, finish []*file
-	if len(rows) > 0 {
-		files, finish, err = o.append(batch, rows, msgs)
-	}
-	written := len(rows)
 	// The writer has copied the values: the buffer can serve the next batch
 	// while this one waits, without holding on to its strings.
 	sc.rows, sc.msgs = rows, msgs
@@ -470,6 +482,132 @@ func (o *output) schemaFor(batch service.MessageBatch, fr framed) (*schema, []fa
 	o.log.Infof("parquet output: schema inferred from the first %d rows: %s", in.rows, s.describe())
 	// A message that could not be read is failed below, on conversion.
 	return s, nil, nil
+}
+
+// segmentRows bounds the rows a batch is converted into at once. A whole
+// file's frame (csv_file's batch_size: 0) converted in one piece held a
+// value (24 bytes) per cell of the file beside the frame itself: 170 MB
+// for a million rows of seven columns, all of it fresh pages to fault in.
+const segmentRows = 65536
+
+// maxBatchValues is how many values a batch whose rows may fail to convert
+// is converted into at once (about 100 MB of them); past it, it is checked
+// whole and then converted again a segment at a time, which takes about
+// half as long again.
+const maxBatchValues = 1 << 22
+
+// segmented reports whether the batch is written a segment at a time: if
+// it has more rows than a segment, and either every row of its frames
+// converts, as the schema and their types tell, so that one conversion a
+// segment at a time does, or it is too big to convert at once.
+func (o *output) segmented(sch *schema, batch service.MessageBatch, fr framed, sc *scratch) bool {
+	if fr.rows <= segmentRows {
+		return false
+	}
+	if fr.rows*len(sch.cols) > o.maxBatchValues {
+		return true
+	}
+	for i := range batch {
+		// A JSON message is one row, checked before any is written.
+		if f := fr.at(i); f != nil && !sch.infallible(f, sc) {
+			return false
+		}
+	}
+	return true
+}
+
+// writeSegments converts and writes a batch of more than segmentRows rows
+// a segment at a time. Every message is converted once before any row is
+// written, so that one with a row that cannot be written writes none, as
+// when the batch is converted whole (but for a frame whose rows all
+// convert, which the schema and the frame's column types tell); then
+// again, segment by segment, to be written. It gives the messages that fail, the rows written, and the
+// files as append does.
+func (o *output) writeSegments(sch *schema, batch service.MessageBatch, fr framed, sc *scratch) (failed []failure, written int, touched, finish []*file, err error) {
+	n := len(sch.cols)
+	if len(sc.vals) < segmentRows*n {
+		sc.vals = make([]parquet.Value, segmentRows*n)
+	}
+	vals := sc.vals[:segmentRows*n]
+	found := make([]gjson.Result, n)
+	bad := make([]bool, len(batch))
+	for i, msg := range batch {
+		if f := fr.at(i); f != nil {
+			if sch.infallible(f, sc) {
+				continue
+			}
+			if err := sch.checkFrame(f, vals, sc); err != nil {
+				failed, bad[i] = append(failed, failure{i, fmt.Errorf("message %d: %w", i, err)}), true
+			}
+			continue
+		}
+		raw, err := msg.AsBytes()
+		if err == nil {
+			err = sch.row(raw, parquet.Row(vals[:n:n]), found)
+		}
+		sc.text = sc.text[:0]
+		if err != nil {
+			failed, bad[i] = append(failed, failure{i, fmt.Errorf("message %d: %w", i, err)}), true
+		}
+	}
+	rows, msgs := sc.rows[:0], sc.msgs[:0]
+	flush := func(last bool) error {
+		t, fin, err := o.appendRows(batch, rows, msgs, last)
+		for _, f := range t {
+			if len(touched) == 0 || touched[len(touched)-1] != f {
+				touched = append(touched, f)
+			}
+		}
+		finish = append(finish, fin...)
+		written += len(rows)
+		rows, msgs = rows[:0], msgs[:0]
+		sc.text = sc.text[:0]
+		return err
+	}
+	var idx []int
+	for i, msg := range batch {
+		if bad[i] {
+			continue
+		}
+		f := fr.at(i)
+		if f == nil {
+			if len(rows) == segmentRows {
+				if err := flush(false); err != nil {
+					return failed, written, touched, finish, err
+				}
+			}
+			k := len(rows)
+			row := parquet.Row(vals[k*n : (k+1)*n : (k+1)*n])
+			raw, _ := msg.AsBytes()
+			if err := sch.row(raw, row, found); err != nil {
+				return failed, written, touched, finish, fmt.Errorf("message %d: %w", i, err)
+			}
+			rows, msgs = append(rows, row), append(msgs, i)
+			continue
+		}
+		idx = acceptedRows(f, idx[:0])
+		for lo := 0; lo < len(idx); lo += segmentRows {
+			seg := idx[lo:min(lo+segmentRows, len(idx))]
+			if len(rows)+len(seg) > segmentRows {
+				if err := flush(false); err != nil {
+					return failed, written, touched, finish, err
+				}
+			}
+			k := len(rows)
+			if fc := sch.convertRows(f, seg, vals[k*n:], sc); fc.failing > 0 {
+				// Converted once already without failing: not the rows.
+				return failed, written, touched, finish, fmt.Errorf("message %d: %w", i, frameError(seg[fc.first], fc.err, fc.failing, len(idx)))
+			}
+			for r := k; r < k+len(seg); r++ {
+				rows, msgs = append(rows, parquet.Row(vals[r*n:(r+1)*n:(r+1)*n])), append(msgs, i)
+			}
+		}
+	}
+	if len(rows) > 0 {
+		err = flush(true)
+	}
+	sc.rows, sc.msgs = rows, msgs
+	return failed, written, touched, finish, err
 }
 
 // convert turns the batch into rows, whose values go in sc, and gives the

@@ -237,6 +237,18 @@ func jsonLines(t testing.TB, rows []sale) []string {
 	return out
 }
 
+// typedColumns are the sales columns as a frame of them types them, each
+// taking the frame's values as they are.
+const typedColumns = `columns:
+  - {name: date, type: string}
+  - {name: product_id, type: int64}
+  - {name: quantity, type: int64}
+  - {name: price, type: double}
+  - {name: customer_id, type: int64}
+  - {name: total_amount, type: double}
+  - {name: sold_at, type: string}
+`
+
 const salesColumns = `columns:
   - {name: date, type: date, optional: false}
   - {name: product_id, type: int64, optional: false}
@@ -1174,7 +1186,9 @@ func TestConversions(t *testing.T) {
 // batches in flight at once as Benthos would write them: as JSON messages
 // (snappy, zstd), and as the same rows in frames of a batch each, typed as
 // csv_file types them, with its metadata columns (frames/snappy,
-// frames/zstd).
+// frames/zstd), or all in one frame, as a file read whole arrives
+// (frame-file/snappy; frame-file-typed/snappy with columns that take the
+// frame's types as they are).
 func BenchmarkParquetWrite(b *testing.B) {
 	const batchRows, batches = 8192, 128
 	rows := sales(batchRows * batches)
@@ -1195,19 +1209,29 @@ func BenchmarkParquetWrite(b *testing.B) {
 	if got := rowsAsJSON(b, first); !slices.Equal(got, lines[:batchRows]) {
 		b.Fatalf("a frame's rows as JSON differ from the messages: %s, want %s", got[0], lines[0])
 	}
+	whole := []service.MessageBatch{{service.NewMessage(salesFrame(b, rows, lines))}}
 	cases := []struct {
 		name, codec string
 		batches     []service.MessageBatch
 	}{
 		{"snappy", "snappy", msgs}, {"zstd", "zstd", msgs},
 		{"frames/snappy", "snappy", frames}, {"frames/zstd", "zstd", frames},
+		// The whole file as one frame (csv_file's batch_size: 0): with the
+		// sales columns, whose dates are parsed and may fail, and with
+		// columns that take the frame's types as they are (typed).
+		{"frame-file/snappy", "snappy", whole},
+		{"frame-file-typed/snappy", "snappy", whole},
 	}
 	for _, c := range cases {
 		codec := c.codec
 		b.Run(c.name, func(b *testing.B) {
 			dir := b.TempDir()
+			columns := salesColumns
+			if strings.Contains(c.name, "typed") {
+				columns = typedColumns
+			}
 			conf, err := ConfigSpec().ParseYAML(fmt.Sprintf("path: '%s/b-${! counter() }.parquet'\ncompression: %s\nmax_rows: %d\nmax_in_flight: %d\nmax_age: 1m\n%s",
-				dir, codec, batchRows*batches, batches, salesColumns), service.NewEnvironment())
+				dir, codec, batchRows*batches, batches, columns), service.NewEnvironment())
 			if err != nil {
 				b.Fatal(err)
 			}
