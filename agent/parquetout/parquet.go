@@ -497,9 +497,10 @@ const segmentRows = 65536
 const maxBatchValues = 1 << 22
 
 // segmented reports whether the batch is written a segment at a time: if
-// it has more rows than a segment, and either every row of its frames
-// converts, as the schema and their types tell, so that one conversion a
-// segment at a time does, or it is too big to convert at once.
+// it has more rows than a segment, and either it is all frames whose
+// every row converts, as the schema and their types tell, so that one
+// conversion a segment at a time does, or it is too big to convert at
+// once.
 func (o *output) segmented(sch *schema, batch service.MessageBatch, fr framed, sc *scratch) bool {
 	if fr.rows <= segmentRows {
 		return false
@@ -508,8 +509,9 @@ func (o *output) segmented(sch *schema, batch service.MessageBatch, fr framed, s
 		return true
 	}
 	for i := range batch {
-		// A JSON message is one row, checked before any is written.
-		if f := fr.at(i); f != nil && !sch.infallible(f, sc) {
+		// A JSON message may fail: written a segment at a time, it would
+		// be converted twice.
+		if f := fr.at(i); f == nil || !sch.infallible(f, sc) {
 			return false
 		}
 	}
