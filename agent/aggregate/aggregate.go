@@ -394,6 +394,10 @@ type counted struct {
 // first and last take the type of the frame's column they read.
 func (p *Processor) annotateFrame(f *frame.Frame, groups []*group) error {
 	values := map[*group]gjson.Result{} // one field's value per group
+	var one *group                      // the batch's one group, if every row is in it
+	if len(p.groupBy) == 0 && len(groups) > 0 && !slices.Contains(groups, nil) {
+		one = groups[0]
+	}
 	for fi, fd := range p.fields {
 		t := abi.TypeFloat
 		switch fd.op {
@@ -426,10 +430,6 @@ func (p *Processor) annotateFrame(f *frame.Frame, groups []*group) error {
 			} else {
 				b.Absent()
 			}
-		}
-		var one *group // the batch's one group, if every row is in it
-		if len(p.groupBy) == 0 && !slices.Contains(groups, nil) && len(groups) > 0 {
-			one = groups[0]
 		}
 		b := &frame.Builder{Type: t, Const: one != nil}
 		rows := groups

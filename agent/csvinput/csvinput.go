@@ -830,17 +830,15 @@ func parseTimestamp(s string) (time.Time, bool) {
 		}
 		return n, true
 	}
-	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
+	if len(s) < 10 {
 		return time.Time{}, false
 	}
-	y, ok1 := num(s[:4])
-	mo, ok2 := num(s[5:7])
-	d, ok3 := num(s[8:10])
-	if !ok1 || !ok2 || !ok3 || mo < 1 || mo > 12 || d < 1 || d > daysIn(y, mo) {
+	y, mo, d, ok := civil.ParseISO(s[:10])
+	if !ok {
 		return time.Time{}, false
 	}
 	if len(s) == 10 {
-		return time.Date(y, time.Month(mo), d, 0, 0, 0, 0, time.UTC), true
+		return time.Date(int(y), time.Month(mo), int(d), 0, 0, 0, 0, time.UTC), true
 	}
 	if len(s) < 19 || (s[10] != ' ' && s[10] != 'T') || s[13] != ':' || s[16] != ':' {
 		return time.Time{}, false
@@ -854,7 +852,7 @@ func parseTimestamp(s string) (time.Time, bool) {
 	rest, ns := s[19:], 0
 	if len(rest) > 0 && rest[0] == '.' {
 		n := 1
-		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		for n < len(rest) && isDigit(rest[n]) {
 			n++
 		}
 		if n == 1 || n > 10 {
@@ -890,13 +888,8 @@ func parseTimestamp(s string) (time.Time, bool) {
 	default:
 		return time.Time{}, false
 	}
-	t := time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC)
+	t := time.Date(int(y), time.Month(mo), int(d), h, mi, sec, ns, time.UTC)
 	return t.Add(-time.Duration(offset) * time.Second), true
-}
-
-// daysIn is the number of days of month mo of year y.
-func daysIn(y, mo int) int {
-	return time.Date(y, time.Month(mo)+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
 // sameFields reports whether a and b hold the same numbers and words in

@@ -744,13 +744,20 @@ func TestDateFormats(t *testing.T) {
 		{"{name: n, type: int, format: '%d'}", "format applies to date and timestamp columns, not int"},
 		{"{name: d, type: date, format: 'dd/mm/yyyy'}", `format "dd/mm/yyyy" has no %-directive`},
 	} {
-		conf, err := ConfigSpec().ParseYAML(fmt.Sprintf("paths: [%q]\ncolumns: [%s]\n", path, tc.col), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := newInput(conf, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want an error saying %q", tc.col, err, tc.want)
-		}
+		wantConfigError(t, fmt.Sprintf("paths: [%q]\ncolumns: [%s]\n", path, tc.col), tc.want)
+	}
+}
+
+// wantConfigError fails the test unless the input yaml configures is
+// refused with an error saying want.
+func wantConfigError(t *testing.T, yaml, want string) {
+	t.Helper()
+	conf, err := ConfigSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newInput(conf, nil); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("%s: %v, want an error saying %q", yaml, err, want)
 	}
 }
 
@@ -782,13 +789,7 @@ func TestNumberFormats(t *testing.T) {
 		{"thousands: '.'", `thousands: "." is also the decimal separator`},
 		{"delimiter: ';'\nthousands: ';'", `thousands: ";" is not one of`},
 	} {
-		conf, err := ConfigSpec().ParseYAML(fmt.Sprintf("paths: [%q]\n%s\n", eu, tc.conf), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := newInput(conf, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want an error saying %q", tc.conf, err, tc.want)
-		}
+		wantConfigError(t, fmt.Sprintf("paths: [%q]\n%s\n", eu, tc.conf), tc.want)
 	}
 }
 

@@ -2,12 +2,11 @@ package csvinput
 
 import (
 	"fmt"
-	"math"
-	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
@@ -124,17 +123,11 @@ func (f *fileReader) frame(max int) ([]byte, int, error) {
 	return f.encode()
 }
 
-// Times a frame's time column holds: nanoseconds since 1970 in an int64.
-var (
-	minFrameTime = time.Unix(0, math.MinInt64)
-	maxFrameTime = time.Unix(0, math.MaxInt64)
-)
-
 // frameTimes says which of a converted row's timestamps a frame cannot
 // hold, naming its column.
 func (f *fileReader) frameTimes(rec []string) error {
 	for i, c := range f.cells {
-		if rec[i] != "" && c.t == abi.TypeTime && (c.tm.Before(minFrameTime) || c.tm.After(maxFrameTime)) {
+		if rec[i] != "" && c.t == abi.TypeTime && !jsonfield.InNanos(c.tm) {
 			return fmt.Errorf("column %s: %q is outside the times a frame holds (1677-09-21 to 2262-04-11); read it with frames: false", f.header[i], rec[i])
 		}
 	}

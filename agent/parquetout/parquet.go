@@ -360,10 +360,14 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	var files, finish []*file
 	written := 0
 	sc := o.scratch.Get().(*scratch)
+	segment, checked := false, false
+	if sch != nil {
+		segment, checked = o.segmented(sch, batch, fr, sc)
+	}
 	switch {
-	case sch != nil && o.segmented(sch, batch, fr, sc):
+	case sch != nil && segment:
 		var bad []failure
-		bad, written, files, finish, err = o.writeSegments(sch, batch, fr, sc)
+		bad, written, files, finish, err = o.writeSegments(sch, batch, fr, sc, checked)
 		failed = append(failed, bad...)
 		rows, msgs = sc.rows, sc.msgs
 	case sch != nil:
@@ -498,34 +502,31 @@ const maxBatchValues = 1 << 22
 
 // segmented reports whether the batch is written a segment at a time: if
 // it has more rows than a segment, and either it is all frames whose
-// every row converts, as the schema and their types tell, so that one
-// conversion a segment at a time does, or it is too big to convert at
-// once.
-func (o *output) segmented(sch *schema, batch service.MessageBatch, fr framed, sc *scratch) bool {
+// every row converts, as the schema and their types tell (infallible), so
+// that one conversion a segment at a time does, or it is too big to
+// convert at once.
+func (o *output) segmented(sch *schema, batch service.MessageBatch, fr framed, sc *scratch) (segment, infallible bool) {
 	if fr.rows <= segmentRows {
-		return false
+		return false, false
 	}
-	if fr.rows*len(sch.cols) > o.maxBatchValues {
-		return true
-	}
+	big := fr.rows*len(sch.cols) > o.maxBatchValues
 	for i := range batch {
 		// A JSON message may fail: written a segment at a time, it would
 		// be converted twice.
 		if f := fr.at(i); f == nil || !sch.infallible(f, sc) {
-			return false
+			return big, false
 		}
 	}
-	return true
+	return true, true
 }
 
 // writeSegments converts and writes a batch of more than segmentRows rows
-// a segment at a time. Every message is converted once before any row is
-// written, so that one with a row that cannot be written writes none, as
-// when the batch is converted whole (but for a frame whose rows all
-// convert, which the schema and the frame's column types tell); then
-// again, segment by segment, to be written. It gives the messages that fail, the rows written, and the
-// files as append does.
-func (o *output) writeSegments(sch *schema, batch service.MessageBatch, fr framed, sc *scratch) (failed []failure, written int, touched, finish []*file, err error) {
+// a segment at a time. Unless the batch is infallible (segmented), every
+// message is converted once before any row is written, so that one with a
+// row that cannot be written writes none, as when the batch is converted
+// whole; then again, segment by segment, to be written. It gives the
+// messages that fail, the rows written, and the files as append does.
+func (o *output) writeSegments(sch *schema, batch service.MessageBatch, fr framed, sc *scratch, infallible bool) (failed []failure, written int, touched, finish []*file, err error) {
 	n := len(sch.cols)
 	if len(sc.vals) < segmentRows*n {
 		sc.vals = make([]parquet.Value, segmentRows*n)
@@ -533,23 +534,25 @@ func (o *output) writeSegments(sch *schema, batch service.MessageBatch, fr frame
 	vals := sc.vals[:segmentRows*n]
 	found := make([]gjson.Result, n)
 	bad := make([]bool, len(batch))
-	for i, msg := range batch {
-		if f := fr.at(i); f != nil {
-			if sch.infallible(f, sc) {
+	if !infallible {
+		for i, msg := range batch {
+			if f := fr.at(i); f != nil {
+				if sch.infallible(f, sc) {
+					continue
+				}
+				if err := sch.checkFrame(f, vals, sc); err != nil {
+					failed, bad[i] = append(failed, failure{i, fmt.Errorf("message %d: %w", i, err)}), true
+				}
 				continue
 			}
-			if err := sch.checkFrame(f, vals, sc); err != nil {
+			raw, err := msg.AsBytes()
+			if err == nil {
+				err = sch.row(raw, parquet.Row(vals[:n:n]), found)
+			}
+			sc.text = sc.text[:0]
+			if err != nil {
 				failed, bad[i] = append(failed, failure{i, fmt.Errorf("message %d: %w", i, err)}), true
 			}
-			continue
-		}
-		raw, err := msg.AsBytes()
-		if err == nil {
-			err = sch.row(raw, parquet.Row(vals[:n:n]), found)
-		}
-		sc.text = sc.text[:0]
-		if err != nil {
-			failed, bad[i] = append(failed, failure{i, fmt.Errorf("message %d: %w", i, err)}), true
 		}
 	}
 	rows, msgs := sc.rows[:0], sc.msgs[:0]

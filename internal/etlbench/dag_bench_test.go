@@ -3,7 +3,6 @@ package etlbench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -73,17 +72,7 @@ root = $rows.map_each(r -> r.merge({"is_active_user": r.engagement_score != null
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = eng.Close(ctx) })
-	// Compiling the plugin is the first stream's cost, not the step's: a
-	// step held open keeps it compiled in the engine.
-	parsed, err := wasm.ConfigSpec().ParseYAML("{builtin: dag, config: {source: user_behavior}}", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	held, err := wasm.NewProcessor(ctx, eng, parsed, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = held.Close(ctx) })
+	holdCompiled(b, eng, "{builtin: dag, config: {source: user_behavior}}")
 	env := service.NewEnvironment()
 	for _, reg := range []func(*service.Environment) error{fill.Register, aggregate.Register, func(e *service.Environment) error { return wasm.Register(e, eng) }} {
 		if err := reg(env); err != nil {

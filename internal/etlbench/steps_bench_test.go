@@ -56,6 +56,26 @@ func salesCSV(b *testing.B, rows int) string {
 	return path
 }
 
+// holdCompiled opens a wasm step of each config (the wasm processor's
+// YAML) until the benchmark ends: compiling a plugin is the first
+// stream's cost, not the steps', and a step held open keeps it compiled
+// in the engine.
+func holdCompiled(b *testing.B, eng *wasm.Engine, confs ...string) {
+	b.Helper()
+	ctx := context.Background()
+	for _, conf := range confs {
+		parsed, err := wasm.ConfigSpec().ParseYAML(conf, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := wasm.NewProcessor(ctx, eng, parsed, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = p.Close(ctx) })
+	}
+}
+
 // BenchmarkStepsBeforeLoad: pipelines/sales_etl.yaml's input and
 // processors, exactly, over the seed's generated sales (1M rows), into a
 // consumer that only counts rows: rows as one JSON message each
@@ -111,19 +131,7 @@ csv_file:
 		`distinct: {key: '${! @csv_raw }', reason: 'duplicate row: the same as an earlier row of this run'}`,
 		`wasm: {builtin: sales, skip_errored: true, parallel_calls: 0}`,
 	}
-	// Compiling the plugins is the first stream's cost, not the steps':
-	// a step of each, held open, keeps them compiled in the engine.
-	for _, conf := range []string{processors[0], processors[2]} {
-		parsed, err := wasm.ConfigSpec().ParseYAML(strings.TrimPrefix(conf, "wasm: "), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		p, err := wasm.NewProcessor(ctx, eng, parsed, slog.New(slog.DiscardHandler))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = p.Close(ctx) })
-	}
+	holdCompiled(b, eng, strings.TrimPrefix(processors[0], "wasm: "), strings.TrimPrefix(processors[2], "wasm: "))
 	// The whole chain as rows and as frames, then with frames the reading
 	// alone and with one step each, so each step's share is a difference
 	// of two figures of one command.

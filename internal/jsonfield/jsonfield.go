@@ -116,13 +116,16 @@ func Convert(t abi.Type, res gjson.Result) (uint64, []byte, error) {
 	return 0, nil, fmt.Errorf("unsupported type %s", t)
 }
 
-// The instants a time column can carry: int64 nanoseconds since the epoch.
-var minTime, maxTime = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
+// InNanos reports whether a time column (int64 nanoseconds since the
+// epoch: 1677-09-21 to 2262-04-11) can carry t. Outside it UnixNano is
+// undefined: it wraps silently, and year 9999 would become 1816.
+func InNanos(t time.Time) bool {
+	return !t.Before(time.Unix(0, math.MinInt64)) && !t.After(time.Unix(0, math.MaxInt64))
+}
 
-// timeNanos refuses instants outside the int64-nanosecond range, for which
-// UnixNano is undefined (it wraps silently: year 9999 would become 1816).
+// timeNanos refuses instants a time column cannot carry.
 func timeNanos(ts time.Time, res gjson.Result) (uint64, []byte, error) {
-	if ts.Before(minTime) || ts.After(maxTime) {
+	if !InNanos(ts) {
 		return 0, nil, wantGot("time within 1677-09-21..2262-04-11", res)
 	}
 	return uint64(ts.UnixNano()), nil, nil
