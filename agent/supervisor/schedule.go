@@ -256,10 +256,13 @@ func runWithRetries(ctx context.Context, p Pipeline, opts Options, log *slog.Log
 			return err
 		}
 		// A config the linter refuses fails every attempt the same way:
-		// retrying only delays the error. (A component that fails to
-		// build, a plugin file not there yet, say, is retried.)
+		// retrying only delays the error; so does a component that says
+		// its error is permanent (a Wasm plugin refusing its config). A
+		// component that fails to build for another reason, a plugin or
+		// model file not there yet, say, is retried.
 		var lint *sourcedLintError
-		if errors.As(err, &lint) {
+		var perm interface{ Permanent() bool }
+		if errors.As(err, &lint) || errors.As(err, &perm) && perm.Permanent() {
 			log.Error("run failed: the pipeline's config is invalid, not retried", "error", err)
 			return err
 		}

@@ -198,9 +198,17 @@ func (i *Instance) Close(ctx context.Context) error {
 type PluginError struct {
 	Msg   string
 	Fatal bool
+	// InvalidConfig: the plugin refused its config for good (status 3,
+	// meant for init; a process call that returns it fails its batch as
+	// with 1), so loading it again with the same config cannot succeed.
+	InvalidConfig bool
 }
 
 func (e *PluginError) Error() string { return e.Msg }
+
+// Permanent says whether trying again cannot help: a scheduled run that
+// fails on a plugin refusing its config is not retried.
+func (e *PluginError) Permanent() bool { return e.InvalidConfig }
 
 func (i *Instance) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx = context.WithValue(ctx, callInfoKey{}, &i.info)
@@ -265,7 +273,7 @@ func (i *Instance) call(ctx context.Context, fn api.Function, req []byte) ([]byt
 		// The whole buffer goes back, status included: column alignment is
 		// counted from its first byte.
 		return out, nil
-	case abi.StatusError, abi.StatusFatal:
+	case abi.StatusError, abi.StatusFatal, abi.StatusInvalidConfig:
 		msg := r.Bytes()
 		if r.Err() != nil {
 			i.broken = true
@@ -274,7 +282,7 @@ func (i *Instance) call(ctx context.Context, fn api.Function, req []byte) ([]byt
 		if st == abi.StatusFatal {
 			i.broken = true
 		}
-		return nil, &PluginError{Msg: string(msg), Fatal: st == abi.StatusFatal}
+		return nil, &PluginError{Msg: string(msg), Fatal: st == abi.StatusFatal, InvalidConfig: st == abi.StatusInvalidConfig}
 	default:
 		i.broken = true
 		return nil, fmt.Errorf("malformed result: unknown status %d", st)

@@ -43,6 +43,47 @@ output:
 			t.Errorf("want two failed attempts naming the missing file, then exit 1: %s", res)
 		}
 	})
+	t.Run("a plugin that refuses its config", func(t *testing.T) {
+		// A misspelt option fails every attempt the same way: the run
+		// fails at once, not after its retries' backoff (an hour here),
+		// while a model file not there yet may be there at the next
+		// attempt, so that run is retried.
+		for _, tc := range []struct {
+			name, step, want string
+			attempts         int
+		}{
+			{"misspelt source", "{builtin: dag, config: {source: user_behaviour}}", `source: \"user_behaviour\" is not user_behavior or product_catalog`, 1},
+			{"unknown option", "{builtin: score, config: {model_fil: /models/m.json}}", "model_fil: unknown key", 1},
+			{"model file not there yet", "{builtin: score, mounts: [{host: %q, guest: /models}], config: {model_file: /models/m.json}}", "model_file: stat /models/m.json", 2},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				step := tc.step
+				if strings.Contains(step, "%q") {
+					step = fmt.Sprintf(step, dir)
+				}
+				backoff := "1h"
+				if tc.attempts > 1 {
+					backoff = "10ms"
+				}
+				writeFile(t, filepath.Join(dir, "job.yaml"), fmt.Sprintf(`
+input:
+  generate: {count: 1, interval: '', mapping: 'root.price = 3'}
+pipeline:
+  processors:
+    - wasm: %s
+schedule: {every: 1h, retries: 1, backoff: %s}
+output:
+  drop: {}
+`, step, backoff))
+				env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=")
+				res := runAgent(t, dir, env, "--pipeline", filepath.Join(dir, "job.yaml"), "--once")
+				if res.code != 1 || strings.Count(res.stderr, "ok=false") != tc.attempts || !strings.Contains(res.stderr, tc.want) {
+					t.Errorf("want %d failed attempt(s) naming %s, then exit 1: %s", tc.attempts, tc.want, res)
+				}
+			})
+		}
+	})
 	t.Run("a pipeline without a schedule", func(t *testing.T) {
 		// It runs as always (here, to the end of its bounded input), and
 		// the agent says once does not apply to it.

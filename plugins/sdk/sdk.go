@@ -68,9 +68,36 @@ func (c Config) Decode(v any) error {
 	dec := json.NewDecoder(bytesReader(c.raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("config: %w", err)
+		return InvalidConfig(fmt.Errorf("config: %w", err))
 	}
 	return nil
+}
+
+// InvalidConfig marks err, returned from the OnConfig callback, as the
+// config's own fault (an unknown option, a value out of range): loading
+// the plugin again with the same config cannot succeed, so the agent
+// fails a scheduled run on it at once instead of retrying it. Leave
+// unmarked what may change between attempts, such as a file the config
+// names that is not there yet. Config.Decode's errors are marked already.
+func InvalidConfig(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &invalidConfigError{err}
+}
+
+type invalidConfigError struct{ err error }
+
+func (e *invalidConfigError) Error() string { return e.err.Error() }
+func (e *invalidConfigError) Unwrap() error { return e.err }
+
+// initStatus is the status that refuses a load for err.
+func initStatus(err error) abi.Status {
+	var invalid *invalidConfigError
+	if errors.As(err, &invalid) {
+		return abi.StatusInvalidConfig
+	}
+	return abi.StatusError
 }
 
 // OnConfig registers fn to run once when the plugin is loaded, before any
@@ -135,12 +162,12 @@ func Init(cfg []byte) (out []byte) {
 	defer recoverInto(&out)
 	if onConfig != nil {
 		if err := onConfig(Config{raw: cfg}); err != nil {
-			return errorResponse(abi.StatusError, err.Error())
+			return errorResponse(initStatus(err), err.Error())
 		}
 	} else if hasConfig(cfg) {
 		// A plugin that reads no config would silently ignore a typo'd
 		// one; refusing it keeps "unknown keys are errors" true everywhere.
-		return errorResponse(abi.StatusError, "this plugin takes no config, but the processor's config block is set: remove it")
+		return errorResponse(abi.StatusInvalidConfig, "this plugin takes no config, but the processor's config block is set: remove it")
 	}
 	d := abi.Descriptor{Mode: abi.ModeBytes, Sequential: sequential}
 	switch {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"reflect"
@@ -355,7 +356,9 @@ func TestInitConfig(t *testing.T) {
 				t.Errorf("Config.Raw() = %q, want %q", raw, tc.raw)
 			}
 			if tc.err != "" {
-				wantError(t, out, abi.StatusError, tc.err)
+				// Decode's errors are the config's: loading again with
+				// it cannot succeed, so the status says not to retry.
+				wantError(t, out, abi.StatusInvalidConfig, tc.err)
 				return
 			}
 			if d := descriptorOf(t, out); d.Mode != abi.ModeBytes {
@@ -401,8 +404,29 @@ func TestInitErrors(t *testing.T) {
 		}
 		fresh(t)
 		HandleMessage(func(*Message) error { return nil })
-		wantError(t, Init([]byte(`{"tag":"x"}`)), abi.StatusError, "this plugin takes no config")
+		wantError(t, Init([]byte(`{"tag":"x"}`)), abi.StatusInvalidConfig, "this plugin takes no config")
 	})
+	// What the plugin's OnConfig says of its error decides whether a run
+	// that fails on it is retried (status 1) or not (status 3).
+	for _, tc := range []struct {
+		name   string
+		err    error
+		status abi.Status
+	}{
+		{"OnConfig error marked invalid", InvalidConfig(errors.New("config: source: \"x\" is not a source")), abi.StatusInvalidConfig},
+		{"marked error wrapped further", fmt.Errorf("while configuring: %w", InvalidConfig(errors.New("bad bins"))), abi.StatusInvalidConfig},
+		{"unmarked error: may pass next time", fmt.Errorf("model_file: %w", os.ErrNotExist), abi.StatusError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fresh(t)
+			OnConfig(func(Config) error { return tc.err })
+			HandleMessage(func(*Message) error { return nil })
+			wantError(t, Init(nil), tc.status, tc.err.Error())
+		})
+	}
+	if InvalidConfig(nil) != nil {
+		t.Error("InvalidConfig(nil) is not nil")
+	}
 	t.Run("OnConfig panic is fatal", func(t *testing.T) {
 		fresh(t)
 		OnConfig(func(Config) error { panic("config exploded") })

@@ -61,7 +61,7 @@ func init() {
 			category = sdk.WriteString("price_category")
 			handle = productCatalog
 		default:
-			return fmt.Errorf("config: source: %q is not user_behavior or product_catalog (transaction_history's features are the transform builtin's)", cfg.Source)
+			return sdk.InvalidConfig(fmt.Errorf("config: source: %q is not user_behavior or product_catalog (transaction_history's features are the transform builtin's)", cfg.Source))
 		}
 		return nil
 	})

@@ -51,7 +51,7 @@ func init() {
 func configure(c sdk.Config) error {
 	var err error
 	if cfg, err = model.ParseConfig(c.Raw()); err != nil {
-		return err
+		return sdk.InvalidConfig(err)
 	}
 	var m *model.Model
 	var file fs.FileInfo
@@ -60,8 +60,17 @@ func configure(c sdk.Config) error {
 	} else {
 		m, file, err = readModel()
 	}
-	if err != nil {
+	// An inline model is the config: its errors are the config's. A model
+	// file may not be there yet, or be replaced by a good one: a run that
+	// fails on it is retried.
+	invalid := func(err error) error {
+		if cfg.Inline() {
+			return sdk.InvalidConfig(err)
+		}
 		return err
+	}
+	if err != nil {
+		return invalid(err)
 	}
 	names = cfg.Inputs(m)
 	for _, name := range names {
@@ -71,7 +80,7 @@ func configure(c sdk.Config) error {
 	o := cfg.Outputs
 	outLabel, outVersion = writeString(o.Label), writeString(o.ModelVersion)
 	outScore, outProbability, outConfidence = writeFloat(o.Score), writeFloat(o.Probability), writeFloat(o.Confidence)
-	return use(m, file)
+	return invalid(use(m, file))
 }
 
 func scoreBatch(b *sdk.Batch) error {

@@ -44,7 +44,7 @@ func init() {
 func configure(c sdk.Config) error {
 	var err error
 	if suite, err = expect.Parse(c.Raw()); err != nil {
-		return err
+		return sdk.InvalidConfig(err)
 	}
 	for _, name := range suite.Columns() {
 		columns = append(columns, sdk.ReadValue(name))

@@ -60,6 +60,11 @@ const (
 	// StatusFatal fails the call like StatusError and tells the host the
 	// instance is no longer sound (a recovered panic): it is replaced.
 	StatusFatal Status = 2
+	// StatusInvalidConfig, at init, refuses the load like StatusError and
+	// says the config itself is wrong: loading again with it cannot
+	// succeed, so a scheduled run that fails on it is not retried. At
+	// process the host takes it as StatusError.
+	StatusInvalidConfig Status = 3
 )
 
 // Mode is how a plugin wants batches to cross.
