@@ -214,6 +214,48 @@ func TestBatchSizes(t *testing.T) {
 	}
 }
 
+// TestHeaderOnlyFile: a file with a header and no rows is, in frames
+// mode, one frame of no rows that still names its file (its constant
+// columns), so outputs can tell the file was read and has no rows now; a
+// file with rows gets no such frame at its end, whatever its batches; in
+// rows mode the empty file gives nothing.
+func TestHeaderOnlyFile(t *testing.T) {
+	dir := t.TempDir()
+	empty, full := filepath.Join(dir, "a.csv"), filepath.Join(dir, "b.csv")
+	for path, body := range map[string]string{empty: "a,b\n", full: "a,b\n1,2\n3,4\n"} {
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "paths: [" + filepath.Join(dir, "*.csv") + "]\ncolumns: [{name: a, type: int}]\nfile_field: src\n"
+	for _, tc := range []struct {
+		conf string
+		want string // per batch: rows, and the file its constant column names
+	}{
+		{"frames: true\nbatch_size: 0\n", "0 a.csv a.csv | 2 b.csv b.csv"},
+		{"frames: true\nbatch_size: 2\n", "0 a.csv a.csv | 2 b.csv b.csv"},
+		{"frames: true\nbatch_size: 1\n", "0 a.csv a.csv | 1 b.csv b.csv | 1 b.csv b.csv"},
+		{"batch_size: 0\n", "2 rows"},
+	} {
+		var got []string
+		for _, batch := range readBatches(t, connectedInput(t, base+tc.conf, nil)) {
+			body, _ := batch[0].AsBytes()
+			if !frame.Is(body) {
+				got = append(got, fmt.Sprint(len(batch), " rows"))
+				continue
+			}
+			f, err := frame.Decode(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprint(f.Rows, " ", filepath.Base(string(f.Field("src").Bytes(0))), " ", filepath.Base(string(f.Col("csv_file").Bytes(0)))))
+		}
+		if g := strings.Join(got, " | "); g != tc.want {
+			t.Errorf("%q: batches %s, want %s", tc.conf, g, tc.want)
+		}
+	}
+}
+
 // TestRowsAreJSON: every row becomes a JSON object that reads back with
 // the cells' text, whatever the text holds: quotes, backslashes, control
 // characters, non-ASCII, bytes that are not UTF-8 (read as U+FFFD, as a

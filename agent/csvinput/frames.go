@@ -24,7 +24,7 @@ func (in *input) readFrame() (service.MessageBatch, service.AckFunc, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if rows == 0 {
+		if body == nil {
 			in.cur = nil
 			continue
 		}
@@ -61,7 +61,11 @@ func (f *fileReader) frameCols() *frameCols {
 	return fc
 }
 
-// frame encodes up to max of the file's next rows; 0 rows at its end.
+// frame encodes up to max of the file's next rows; nil at its end. A
+// file of a header and no rows is one frame of no rows: it still names
+// its file (the constant columns), so an output that replaces a file's
+// rows (sqlite's replace_by) empties them, and one that writes a file per
+// run (parquet) writes an empty one, as pandas does for an empty frame.
 func (f *fileReader) frame(max int) ([]byte, int, error) {
 	if f.err != nil {
 		return nil, 0, f.err
@@ -137,8 +141,12 @@ func (f *fileReader) frameTimes(rec []string) error {
 func (f *fileReader) encode() ([]byte, int, error) {
 	rows := f.fc.w.Rows()
 	if rows == 0 {
-		return nil, 0, nil
+		if f.framed {
+			return nil, 0, nil
+		}
+		f.fc.constants(f)
 	}
+	f.framed = true
 	body, err := f.fc.w.Append(nil)
 	if err != nil {
 		return nil, 0, fmt.Errorf("csv_file %s: %w", f.name, err)
@@ -147,15 +155,20 @@ func (f *fileReader) encode() ([]byte, int, error) {
 }
 
 func (fc *frameCols) meta(f *fileReader, line int, raw []byte) {
+	fc.constants(f)
+	fc.metaLine.Int(int64(line))
+	fc.metaRaw.String(raw)
+}
+
+// constants sets the frame's constant columns, once per frame: a frame is
+// one file's.
+func (fc *frameCols) constants(f *fileReader) {
 	if fc.metaFile.Len() == 0 {
-		// Constant columns: one value per frame (a frame is one file's).
 		fc.metaFile.Text(f.name)
 		if fc.file != nil {
 			fc.file.Text(f.name)
 		}
 	}
-	fc.metaLine.Int(int64(line))
-	fc.metaRaw.String(raw)
 }
 
 // reject ends a row rejected for err: no values, its metadata, the reason

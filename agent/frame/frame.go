@@ -21,7 +21,8 @@
 //	magic (8 bytes) | rows u32 | columns u32
 //	per column: type u8 | flags u8 (1 = metadata, 2 = the rows' original
 //	  bytes, 4 = constant: one row's value stands for every row) |
-//	  name length u16 | name
+//	  name length u16 | name (a constant column stores its one value even in
+//	  a frame of no rows)
 //	padding to 8
 //	reasons: a string column; valid is 0 for a row not rejected, 1 for a
 //	  row rejected by a step (its values stand), 2 for a row rejected
@@ -75,7 +76,9 @@ type Column struct {
 	Meta bool
 	// Raw marks the metadata column of each row's original bytes.
 	Raw bool
-	// Const marks a column stored as one row that stands for every row.
+	// Const marks a column stored as one row that stands for every row;
+	// a frame of no rows stores it too, so it still says which file it
+	// is of.
 	Const bool
 	abi.Column
 }
@@ -234,7 +237,7 @@ func Decode(body []byte) (*Frame, error) {
 // stored is how many rows the column stores of a frame of rows.
 func (c *Column) stored(rows int) int {
 	if c.Const {
-		return min(rows, 1)
+		return 1
 	}
 	return rows
 }
@@ -441,11 +444,12 @@ func (f *Frame) sizeBound(rows int) int {
 	n += len(f.reasons.Data)
 	for c := range f.Cols {
 		col := &f.Cols[c]
-		n += 4 + len(col.Name) + rows + 16
+		stored := col.stored(rows)
+		n += 4 + len(col.Name) + stored + 16
 		if w := col.Type.Fixed(); w != 0 {
-			n += rows * w
+			n += stored * w
 		} else {
-			n += 4*(rows+1) + len(col.Data) + 8
+			n += 4*(stored+1) + len(col.Data) + 8
 		}
 	}
 	return n
@@ -461,13 +465,9 @@ func align(w *abi.Writer, base int) {
 // appendColumn writes a decoded column, keeping the rows keep says true to.
 func appendColumn(w *abi.Writer, base int, c *Column, rows int, keep []bool) {
 	if c.Const {
-		// One row for all: the kept rows share it; a frame of none has
-		// none.
-		n := min(rows, 1)
-		if keep != nil && !slices.Contains(keep, true) {
-			n = 0
-		}
-		keep, rows = nil, n
+		// One row for all: the kept rows share it, and a frame that keeps
+		// none still has it.
+		keep, rows = nil, 1
 	}
 	if keep == nil {
 		w.Raw(c.Valid[:rows])
@@ -718,7 +718,7 @@ func (w *Writer) Append(dst []byte) ([]byte, error) {
 	for i, b := range w.Cols {
 		want := rows
 		if b.Const {
-			want = min(rows, 1)
+			want = 1
 		}
 		if b.Len() != want {
 			return dst, fmt.Errorf("frame column %q has %d rows, the frame %d", w.Names[i], b.Len(), want)

@@ -128,8 +128,10 @@ func TestRejectSetAndFilter(t *testing.T) {
 				t.Fatalf("%d rows, want %d", g.Rows, len(tc.wantIDs))
 			}
 			id, tc2, src := g.Field("id"), g.Field("tier"), g.Field("src")
-			if !src.Const {
-				t.Error("the constant column is no longer constant")
+			// A frame that keeps no rows still says its constant: which
+			// file it is of.
+			if !src.Const || string(src.Bytes(0)) != "sales.csv" {
+				t.Errorf("the constant column is no longer constant, or lost its value %q", src.Bytes(0))
 			}
 			for i := range tc.wantIDs {
 				if string(src.Bytes(i)) != "sales.csv" {
@@ -148,6 +150,42 @@ func TestRejectSetAndFilter(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEmptyFrame: a frame of no rows (csv_file's for a file with a
+// header alone) keeps its columns and its constant's value through
+// encoding, decoding and encoding again.
+func TestEmptyFrame(t *testing.T) {
+	w := NewWriter()
+	w.Add("id", abi.TypeInt, false)
+	w.AddConst("src", abi.TypeString, false).Text("empty.csv")
+	w.AddConst("csv_file", abi.TypeString, true).Text("empty.csv")
+	body, err := w.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, keep := range [][]bool{nil, {}} {
+		f, err := Decode(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Rows != 0 || f.Accepted() != 0 || len(f.Cols) != 3 || f.Field("id") == nil {
+			t.Fatalf("%d rows, %d accepted, %d columns: want an empty frame of 3", f.Rows, f.Accepted(), len(f.Cols))
+		}
+		for _, name := range []string{"src", "csv_file"} {
+			if c := f.Col(name); c == nil || !c.Const || string(c.Bytes(0)) != "empty.csv" {
+				t.Errorf("%s: %v, want the constant empty.csv", name, c)
+			}
+		}
+		body = f.Append(nil, keep)
+	}
+	// A writer's constant column must have its value, even for no rows.
+	w = NewWriter()
+	w.Add("id", abi.TypeInt, false)
+	w.AddConst("src", abi.TypeString, false)
+	if _, err := w.Append(nil); err == nil || !strings.Contains(err.Error(), `"src" has 0 rows, the frame 1`) {
+		t.Errorf("a constant without its value: %v", err)
 	}
 }
 

@@ -93,6 +93,30 @@ func (o *output) appendRows(batch service.MessageBatch, rows []parquet.Row, msgs
 	return touched, finish, nil
 }
 
+// openForEmpty gives a run that has no file yet the file of a frame of
+// no rows in batch, if there is one: csv_file's frame of a file with a
+// header and no rows, so the run publishes a file of none (with the
+// schema's columns), as pandas' to_parquet writes an empty DataFrame.
+func (o *output) openForEmpty(batch service.MessageBatch, fr framed) error {
+	for i := range batch {
+		if f := fr.at(i); f == nil || f.Rows > 0 {
+			continue
+		}
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.cur != nil || len(o.runFiles) > 0 {
+			return nil
+		}
+		f, err := o.open(batch[i])
+		if err != nil {
+			return fmt.Errorf("message %d: %w", i, err)
+		}
+		o.cur = f
+		return nil
+	}
+	return nil
+}
+
 // open starts a file named by path evaluated on msg. The caller holds o.mu.
 func (o *output) open(msg *service.Message) (*file, error) {
 	name, err := o.path.TryString(msg)

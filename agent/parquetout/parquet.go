@@ -77,6 +77,7 @@ If finishing a file fails, every batch in it fails and Benthos retries them into
 A batch job's output should appear whole or not at all: a reader must not take the files of a run that was stopped halfway for its result. With `+"`transaction: run`"+` the whole run of a bounded input (one that reports the end of its run, such as `+"`csv_file`"+`) is one transaction, however many batches and files it spans, while memory stays bounded since rows go to disk as they come:
 
 - Rows go to `+"`.tmp`"+` files as in batch mode, and files rotate by `+"`max_rows`"+` and `+"`max_bytes`"+`, but a full file is only finished (footer, fsync) and keeps its `+"`.tmp`"+` name. `+"`max_age`"+` does not apply: no batch waits for a file, and no file appears before the run ends.
+- A run with no rows publishes no file, except a run whose only input was a frame of no rows (csv_file's `+"`frames`"+` over a file with a header and no rows) when `+"`columns`"+` gives the schema (there are no rows to infer one from): it publishes one file of no rows with the schema's columns, named by the path on that frame, as pandas' `+"`to_parquet`"+` writes an empty DataFrame.
 - A batch is acknowledged as soon as its rows are in a `+"`.tmp`"+` file. Durability is the run's: a run that does not complete is run again from its input.
 - When the output closes (Benthos closes it once every batch has been acknowledged), if the input reports that the run read its input to the end and every batch was delivered, the open file is finished and every file of the run is renamed to its final name, in name order, each followed by an fsync of its directory; the output logs what it published (the file, or how many files from which to which, and the rows). Otherwise (the run was stopped partway by a timeout or a shutdown, a batch failed, or a file of the run could not be written) the run's `+"`.tmp`"+` files are removed, with a warning naming them and the reason, and no file of the run appears.
 
@@ -378,6 +379,9 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			files, finish, err = o.append(batch, rows, msgs)
 		}
 		written = len(rows)
+	}
+	if err == nil && sch != nil && o.runMode && written == 0 {
+		err = o.openForEmpty(batch, fr)
 	}
 	// The writer has copied the values: the buffer can serve the next batch
 	// while this one waits, without holding on to its strings.

@@ -104,8 +104,10 @@ func (o *output) batchParts(s *schema, srcs []source, rows []val) ([]part, int, 
 			rowsToRead := f.Rows
 			if !slices.ContainsFunc(fcs, func(fc *frame.Column) bool { return !fc.Const }) {
 				// One value for all of the frame's rows (csv_file's
-				// file_field): one row says it.
-				rowsToRead = min(rowsToRead, 1)
+				// file_field): one row says it, even in a frame of no
+				// rows (a file that has none now), whose rows are
+				// replaced by none.
+				rowsToRead = 1
 			}
 			for r := 0; r < rowsToRead; r++ {
 				for j, fc := range fcs {

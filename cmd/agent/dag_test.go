@@ -93,25 +93,8 @@ func TestMLDag(t *testing.T) {
 	// Each file has the DAG's columns, typed as pandas writes them (the
 	// times as Parquet timestamps), and no more: not the median the
 	// pipeline puts beside each row to split on.
-	for source, want := range map[string]string{
-		"user_behavior":       "user_id:INT(64,true) page_views:INT(64,true) session_duration:INT(64,true) timestamp:TIMESTAMP(isAdjustedToUTC=true,unit=MICROS) engagement_score:DOUBLE is_active_user:BOOLEAN",
-		"product_catalog":     "product_id:INT(64,true) category:STRING price:DOUBLE rating:DOUBLE price_category:STRING",
-		"transaction_history": "transaction_id:INT(64,true) user_id:INT(64,true) amount:DOUBLE timestamp:TIMESTAMP(isAdjustedToUTC=true,unit=MICROS) hour_of_day:INT(64,true) day_of_week:INT(64,true) is_weekend:BOOLEAN",
-	} {
-		files, _ := filepath.Glob(filepath.Join(out, "processed_"+source+"_*.parquet"))
-		if len(files) != 1 {
-			t.Fatalf("%s: files %v", source, files)
-		}
-		b := readFileString(t, files[0])
-		pf, err := parquet.OpenFile(strings.NewReader(b), int64(len(b)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cols []string
-		for _, f := range pf.Schema().Fields() {
-			cols = append(cols, f.Name()+":"+f.Type().String())
-		}
-		if got := strings.Join(cols, " "); got != want {
+	for source, want := range dagColumns() {
+		if got, _ := parquetColumns(t, out, source); got != want {
 			t.Errorf("%s columns:\n%s\nwant\n%s", source, got, want)
 		}
 	}
@@ -169,6 +152,35 @@ func TestMLDag(t *testing.T) {
 			t.Errorf("transaction %s at %s: %+v", r[0], r[3], g)
 		}
 	}
+}
+
+// dagColumns are the columns of each source's Parquet file, as name:type.
+func dagColumns() map[string]string {
+	return map[string]string{
+		"user_behavior":       "user_id:INT(64,true) page_views:INT(64,true) session_duration:INT(64,true) timestamp:TIMESTAMP(isAdjustedToUTC=true,unit=MICROS) engagement_score:DOUBLE is_active_user:BOOLEAN",
+		"product_catalog":     "product_id:INT(64,true) category:STRING price:DOUBLE rating:DOUBLE price_category:STRING",
+		"transaction_history": "transaction_id:INT(64,true) user_id:INT(64,true) amount:DOUBLE timestamp:TIMESTAMP(isAdjustedToUTC=true,unit=MICROS) hour_of_day:INT(64,true) day_of_week:INT(64,true) is_weekend:BOOLEAN",
+	}
+}
+
+// parquetColumns opens the one Parquet file of source in dir and gives
+// its columns as name:type, and its rows.
+func parquetColumns(t *testing.T, dir, source string) (string, int64) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "processed_"+source+"_*.parquet"))
+	if len(files) != 1 {
+		t.Fatalf("%s: files %v, want one", source, files)
+	}
+	b := readFileString(t, files[0])
+	pf, err := parquet.OpenFile(strings.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cols []string
+	for _, f := range pf.Schema().Fields() {
+		cols = append(cols, f.Name()+":"+f.Type().String())
+	}
+	return strings.Join(cols, " "), pf.NumRows()
 }
 
 func txsTimes(t *testing.T) []string {
@@ -261,6 +273,27 @@ func TestMLDagRuns(t *testing.T) {
 			}
 			if rows.NumRows() != 299 {
 				t.Errorf("%s: %d rows, want the sample's 300 but the rejected one", f, rows.NumRows())
+			}
+		}
+	})
+	t.Run("a source with no rows", func(t *testing.T) {
+		// user_behavior.csv has its header and no rows: its file of the
+		// run has the DAG's columns and no rows, as pandas' to_parquet
+		// writes an empty DataFrame; the other sources are as ever.
+		dir := t.TempDir()
+		in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+		for _, name := range []string{"product_catalog.csv", "transaction_history.csv"} {
+			writeFile(t, filepath.Join(in, name), readFileString(t, filepath.Join("../../pipelines/sample", name)))
+		}
+		writeFile(t, filepath.Join(in, "user_behavior.csv"), "user_id,page_views,session_duration,timestamp\n")
+		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "DAG_IN="+in, "DAG_OUT="+out)
+		if res := runAgent(t, dir, env, "--pipeline", "builtin:ml_dag", "--once"); res.code != 0 {
+			t.Fatalf("run: %s", res)
+		}
+		for source, want := range dagColumns() {
+			wantRows := map[string]int64{"user_behavior": 0, "product_catalog": 100, "transaction_history": 300}[source]
+			if got, rows := parquetColumns(t, out, source); got != want || rows != wantRows {
+				t.Errorf("%s: %d rows of\n%s\nwant %d of\n%s", source, rows, got, wantRows, want)
 			}
 		}
 	})

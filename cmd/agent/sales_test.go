@@ -262,7 +262,8 @@ func TestSalesETL(t *testing.T) {
 // same file after it lost its last rows and one good row turned bad (a
 // corrected export): sales_data then holds the file's current good rows
 // alone, not the old versions of the rows it no longer has, and the
-// summaries are of those rows (sales_etl's replace_by: [source_file]).
+// summaries are of those rows (sales_etl's replace_by: [source_file]);
+// then over it once it has its header and no rows: none of its rows stay.
 func TestSalesETLFileReadAgain(t *testing.T) {
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in.csv"), filepath.Join(dir, "out")
@@ -303,6 +304,16 @@ func TestSalesETLFileReadAgain(t *testing.T) {
 	}
 	if !strings.Contains(res.stderr, "replace_by replaced") {
 		t.Errorf("the second run's log does not say what replace_by replaced:\n%s", res.stderr)
+	}
+
+	writeFile(t, in, lines[0])
+	if res := runAgent(t, dir, env, "--pipeline", "builtin:sales_etl"); res.code != 0 {
+		t.Fatalf("third run, the header alone: %s", res)
+	}
+	for _, table := range []string{"sales_data", "daily_summary", "customer_summary"} {
+		if got := queryRows(t, db, "SELECT count(*) FROM "+table); len(got) != 1 || got[0] != "0" {
+			t.Errorf("%s after the file lost all its rows: %v rows, want 0", table, got)
+		}
 	}
 }
 
