@@ -69,7 +69,7 @@ The input ends when it has read its files. Outputs with `+"`transaction: run`"+`
 			service.NewStringListField("paths").Description("Files or glob patterns, read in order, each file once however many patterns match it; `builtin:NAME` reads a file embedded in the agent (e.g. `builtin:sample/sales.csv`).").Example([]string{"data/sales_*.csv"}),
 			service.NewObjectListField("columns",
 				service.NewStringField("name").Description("Column name, as in the header."),
-				enumlint.Field("type", Types()...).Description("`int` and `float` are JSON numbers; `bool` accepts true/false/1/0; `date` must be YYYY-MM-DD (or match `format`) and becomes that string; `timestamp` accepts RFC 3339, `2006-01-02 15:04:05` or a date (or what `format` says), and becomes RFC 3339 in UTC.").Default("string"),
+				enumlint.Field("type", Types()...).Description("`int` and `float` are JSON numbers (`int` also takes a fraction of zeros, `10.0`, as pandas writes an integer column that had a missing value); `bool` accepts true/false/1/0; `date` must be YYYY-MM-DD (or match `format`) and becomes that string; `timestamp` accepts RFC 3339, `2006-01-02 15:04:05`, `2006-01-02 15:04` or a date (or what `format` says), and becomes RFC 3339 in UTC.").Default("string"),
 				service.NewStringField("format").Description("For `date` and `timestamp`: the cells' layout as a strftime format (`%d/%m/%Y`, `%m/%d/%Y %H:%M`, `%d.%m.%Y %H:%M:%S %z`), as pandas' `to_datetime(format=...)` and Bloblang's `ts_strptime` take it, for exports not written in ISO 8601. A date becomes YYYY-MM-DD, a timestamp RFC 3339 in UTC (a time without a zone is taken as UTC). Empty: the ISO forms above.").Default("").Example("%d/%m/%Y"),
 				service.NewBoolField("required").Description("Whether the header must have the column.").Default(true),
 			).Description("Columns to check and convert.").Default([]any{}),
@@ -999,6 +999,22 @@ func (nf numberFormat) plain(s string) string {
 	return s
 }
 
+// parseInt reads an integer, also one written with a fraction of zeros
+// ("10.0"): pandas writes an integer column that had a missing value so
+// (its dtype became float64), and reading it back gives the integers.
+// Any other fraction is not an integer.
+func parseInt(s string) (int64, bool) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, true
+	}
+	whole, frac, ok := strings.Cut(s, ".")
+	if !ok || frac == "" || strings.Trim(frac, "0") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(whole, 10, 64)
+	return n, err == nil && whole != "" && whole != "-" && whole != "+"
+}
+
 func convertCell(typ, format string, nf numberFormat, v string) (cell, error) {
 	s := strings.TrimSpace(v)
 	if (typ == "int" || typ == "float") && (nf.decimal != '.' || nf.thousands != 0) {
@@ -1021,8 +1037,8 @@ func convertCell(typ, format string, nf numberFormat, v string) (cell, error) {
 	}
 	switch typ {
 	case "int":
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
+		n, ok := parseInt(s)
+		if !ok {
 			return cell{}, fmt.Errorf("%q is not an integer", v)
 		}
 		return cell{t: abi.TypeInt, i: n}, nil
@@ -1049,12 +1065,13 @@ func convertCell(typ, format string, nf numberFormat, v string) (cell, error) {
 		if t, ok := parseTimestamp(s); ok {
 			return cell{t: abi.TypeTime, tm: t}, nil
 		}
-		for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02"} {
+		// Minutes without seconds too, as pandas reads them.
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02"} {
 			if t, err := time.Parse(layout, s); err == nil {
 				return cell{t: abi.TypeTime, tm: t}, nil
 			}
 		}
-		return cell{}, fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 15:04:05 or a date)", v)
+		return cell{}, fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 15:04:05, 2006-01-02 15:04 or a date)", v)
 	}
 	return cell{t: abi.TypeString, s: v}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -875,6 +876,28 @@ func TestParseTimestamp(t *testing.T) {
 	}
 }
 
+// TestIntColumns: an int column takes an integer, or one written with a
+// fraction of zeros, as pandas writes an integer column that had a missing
+// value; any other fraction, an exponent or a number too large is not an
+// integer.
+func TestIntColumns(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"10", 10, true}, {" -3 ", -3, true}, {"+4", 4, true},
+		{"10.0", 10, true}, {"-3.00", -3, true}, {"0.0", 0, true}, {"9223372036854775807.0", math.MaxInt64, true},
+		{"10.5", 0, false}, {"10.", 0, false}, {".0", 0, false}, {"-.0", 0, false}, {"1e3", 0, false},
+		{"1.0.0", 0, false}, {"9223372036854775808.0", 0, false}, {"x.0", 0, false}, {"", 0, false},
+	} {
+		c, err := convertCell("int", "", numberFormat{decimal: '.'}, tc.in)
+		if ok := err == nil; ok != tc.ok || (ok && (c.t != abi.TypeInt || c.i != tc.want)) {
+			t.Errorf("%q: %+v, %v; want %d, ok %v", tc.in, c, err, tc.want, tc.ok)
+		}
+	}
+}
+
 // TestTimestampColumns: a timestamp column reads each shape the input
 // takes into the same RFC 3339 UTC value, as rows and as frames, where it
 // is a time column (so a plugin's time field or a Parquet timestamp takes
@@ -882,7 +905,7 @@ func TestParseTimestamp(t *testing.T) {
 // column, and still read as a row.
 func TestTimestampColumns(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ts.csv")
-	body := "id,at\n1,2025-01-02 03:04:05\n2,2025-01-02T03:04:05+01:00\n3,2025-01-02T03:04:05.25Z\n4,2025-01-02\n5,2025-01-02 03:04:05.5\n6,\n7,2025-02-30 00:00:00\n8,1500-01-01\n"
+	body := "id,at\n1,2025-01-02 03:04:05\n2,2025-01-02T03:04:05+01:00\n3,2025-01-02T03:04:05.25Z\n4,2025-01-02\n5,2025-01-02 03:04:05.5\n6,\n7,2025-02-30 00:00:00\n8,1500-01-01\n9,2025-01-02 03:04\n10,2025-01-02T03:04\n"
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -896,16 +919,18 @@ func TestTimestampColumns(t *testing.T) {
 		`5: {"id":4,"at":"2025-01-02T00:00:00Z"}`,
 		`6: {"id":5,"at":"2025-01-02T03:04:05.5Z"}`,
 		`7: {"id":6,"at":null}`,
-		`8: 7,2025-02-30 00:00:00 ! ` + path + ` line 8: column at: "2025-02-30 00:00:00" is not a timestamp (RFC 3339, 2006-01-02 15:04:05 or a date)`,
+		`8: 7,2025-02-30 00:00:00 ! ` + path + ` line 8: column at: "2025-02-30 00:00:00" is not a timestamp (RFC 3339, 2006-01-02 15:04:05, 2006-01-02 15:04 or a date)`,
 	}
+	// Minutes without seconds, as pandas reads them.
+	tail := []string{`10: {"id":9,"at":"2025-01-02T03:04:00Z"}`, `11: {"id":10,"at":"2025-01-02T03:04:00Z"}`}
 	check := func(mode string, got, want []string) {
 		t.Helper()
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("%s:\n%s\nwant\n%s", mode, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	}
-	check("rows", rows, append(want, `9: {"id":8,"at":"1500-01-01T00:00:00Z"}`))
-	check("frames", frames, append(want, `9: 8,1500-01-01 ! `+path+` line 9: column at: "1500-01-01" is outside the times a frame holds (1677-09-21 to 2262-04-11); read it with frames: false`))
+	check("rows", rows, append(append(want, `9: {"id":8,"at":"1500-01-01T00:00:00Z"}`), tail...))
+	check("frames", frames, append(append(want, `9: 8,1500-01-01 ! `+path+` line 9: column at: "1500-01-01" is outside the times a frame holds (1677-09-21 to 2262-04-11); read it with frames: false`), tail...))
 
 	batch, _, err := connectedInput(t, conf+"frames: true\n", nil).ReadBatch(context.Background())
 	if err != nil {

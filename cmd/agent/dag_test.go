@@ -301,12 +301,14 @@ func TestMLDagRuns(t *testing.T) {
 		// The first user's page_views is missing and no row before it can
 		// fill it: as pandas' NaN, no score, left out of the median, not
 		// active; the other users are scored against the median of theirs.
+		// The file is as pandas writes a frame whose integer columns had a
+		// gap (10.0): the integers read back.
 		dir := t.TempDir()
 		in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
 		for _, name := range []string{"product_catalog.csv", "transaction_history.csv"} {
 			writeFile(t, filepath.Join(in, name), readFileString(t, filepath.Join("../../pipelines/sample", name)))
 		}
-		writeFile(t, filepath.Join(in, "user_behavior.csv"), "user_id,page_views,session_duration,timestamp\n1,,100,2025-01-01 00:00:00\n2,10,200,2025-01-01 01:00:00\n3,20,300,2025-01-01 02:00:00\n")
+		writeFile(t, filepath.Join(in, "user_behavior.csv"), "user_id,page_views,session_duration,timestamp\n1,,100.0,2025-01-01 00:00:00\n2,10.0,200.0,2025-01-01 01:00:00\n3,20.0,300.0,2025-01-01 02:00:00\n")
 		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "DAG_IN="+in, "DAG_OUT="+out)
 		if res := runAgent(t, dir, env, "--pipeline", "builtin:ml_dag", "--once"); res.code != 0 {
 			t.Fatalf("run: %s", res)
