@@ -443,11 +443,10 @@ func (a *Agent) recordRun(o supervisor.RunOutcome) {
 	if s := o.Schedule; s != nil {
 		// output_sent is counted once per output that sent the row, and
 		// nested outputs are labelled too, so "label" picks exactly one.
-		if s.RowsOut != "" {
-			now["out"] = count("output_rows_sent", "output_sent", "label", s.RowsOut)
-		}
-		if s.RowsRejected != "" {
-			now["rejected"] = count("output_rows_sent", "output_sent", "label", s.RowsRejected)
+		for kind, labels := range map[string][]string{"out": s.RowsOut, "rejected": s.RowsRejected} {
+			for _, label := range labels {
+				now[kind] += count("output_rows_sent", "output_sent", "label", label)
+			}
 		}
 	}
 	// The time each labelled step spent: processors, the input's reading

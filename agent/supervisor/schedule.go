@@ -41,8 +41,10 @@ type Schedule struct {
 	// RowsOut and RowsRejected are the labels of the outputs whose sent
 	// messages are a run's rows out and rows rejected, for its outcome
 	// (a fan-out sends a row to several outputs, so the total would
-	// count it more than once). Empty: not reported.
-	RowsOut, RowsRejected string
+	// count it more than once); the rows of several outputs are summed
+	// (the DAG's three sources, each loaded by its own). Empty: not
+	// reported.
+	RowsOut, RowsRejected []string
 
 	cron cron.Schedule
 }
@@ -67,8 +69,24 @@ type scheduleYAML struct {
 	Backoff string `yaml:"backoff"`
 	Timeout string `yaml:"timeout"`
 
-	RowsOut      string `yaml:"rows_out"`
-	RowsRejected string `yaml:"rows_rejected"`
+	RowsOut      labels `yaml:"rows_out"`
+	RowsRejected labels `yaml:"rows_rejected"`
+}
+
+// labels is one output's label, or a list of them.
+type labels []string
+
+func (l *labels) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*l = labels{n.Value}
+		return nil
+	}
+	var list []string
+	if err := n.Decode(&list); err != nil {
+		return fmt.Errorf("want an output's label or a list of them: %w", err)
+	}
+	*l = list
+	return nil
 }
 
 // SplitSchedule takes the top-level `schedule:` block out of a pipeline's
@@ -94,9 +112,11 @@ func SplitSchedule(doc []byte) (*Schedule, []byte, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("line %d: schedule: %w", k.Line, err)
 		}
-		for field, label := range map[string]string{"rows_out": s.RowsOut, "rows_rejected": s.RowsRejected} {
-			if label != "" && !hasLabel(m, label) {
-				return nil, nil, fmt.Errorf("line %d: schedule: %s: no component is labelled %q in this pipeline", k.Line, field, label)
+		for field, labels := range map[string][]string{"rows_out": s.RowsOut, "rows_rejected": s.RowsRejected} {
+			for _, label := range labels {
+				if !hasLabel(m, label) {
+					return nil, nil, fmt.Errorf("line %d: schedule: %s: no component is labelled %q in this pipeline", k.Line, field, label)
+				}
 			}
 		}
 		end := -1 // the block runs to the next top-level key, or the end

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,13 +33,18 @@ func TestSplitSchedule(t *testing.T) {
 		{"schedule: {every: 1h, retires: 3}\n", "retires"},
 		{"input: {}\nschedule: {retries: -1}\n", "line 2: schedule: retries: -1 is negative"},
 		{"output: {label: loaded, drop: {}}\nschedule: {rows_out: load}\n", `rows_out: no component is labelled "load"`},
+		{"output: {label: loaded, drop: {}}\nschedule: {rows_out: [loaded, lodaed]}\n", `rows_out: no component is labelled "lodaed"`},
+		{"output: {label: loaded, drop: {}}\nschedule: {rows_out: {label: loaded}}\n", "want an output's label or a list of them"},
 	} {
 		if _, _, err := SplitSchedule([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want an error containing %q", tc.doc, err, tc.want)
 		}
 	}
-	if s, _, err := SplitSchedule([]byte("output: {switch: {cases: [{output: {label: rejects, drop: {}}}]}}\nschedule: {rows_rejected: rejects}\n")); err != nil || s.RowsRejected != "rejects" {
+	if s, _, err := SplitSchedule([]byte("output: {switch: {cases: [{output: {label: rejects, drop: {}}}]}}\nschedule: {rows_rejected: rejects}\n")); err != nil || !slices.Equal(s.RowsRejected, []string{"rejects"}) {
 		t.Errorf("rows_rejected naming a nested output: %+v, %v", s, err)
+	}
+	if s, _, err := SplitSchedule([]byte("output: {broker: {outputs: [{label: a, drop: {}}, {label: b, drop: {}}]}}\nschedule: {rows_out: [a, b]}\n")); err != nil || !slices.Equal(s.RowsOut, []string{"a", "b"}) {
+		t.Errorf("rows_out naming two outputs: %+v, %v", s, err)
 	}
 	if s, rest, err := SplitSchedule([]byte("input: {}\n")); s != nil || string(rest) != "input: {}\n" || err != nil {
 		t.Errorf("no schedule: %v %q %v", s, rest, err)

@@ -245,8 +245,13 @@ func TestMLDagRuns(t *testing.T) {
 		bad := strings.TrimSpace(strings.SplitAfter(readFileString(t, filepath.Join(in, "transaction_history.csv")), "\n")[4])
 		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "DAG_IN="+in, "DAG_OUT="+out)
 		for run := 1; run <= 2; run++ {
-			if res := runAgent(t, dir, env, "--pipeline", "builtin:ml_dag", "--once"); res.code != 0 {
+			res := runAgent(t, dir, env, "--pipeline", "builtin:ml_dag", "--once")
+			if res.code != 0 {
 				t.Fatalf("run %d: %s", run, res)
+			}
+			// The outcome sums the three sources' loaded rows.
+			if !strings.Contains(res.stderr, "rows_in=600 rows_out=599 rows_rejected=1") {
+				t.Errorf("run %d: want rows_in=600 rows_out=599 rows_rejected=1 in its outcome: %s", run, res.stderr)
 			}
 			recs := readCSV(t, filepath.Join(out, "rejects.csv"))
 			if len(recs) != 1 || recs[0][0] != "transaction_history" || recs[0][1] != filepath.Join(in, "transaction_history.csv") ||
