@@ -154,6 +154,24 @@ func TestMLDag(t *testing.T) {
 	}
 }
 
+// runDAGWithUsers runs the DAG once over the sample product_catalog and
+// transaction_history and the given user_behavior.csv, and returns its
+// output directory.
+func runDAGWithUsers(t *testing.T, users string) string {
+	t.Helper()
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+	for _, name := range []string{"product_catalog.csv", "transaction_history.csv"} {
+		writeFile(t, filepath.Join(in, name), readFileString(t, filepath.Join("../../pipelines/sample", name)))
+	}
+	writeFile(t, filepath.Join(in, "user_behavior.csv"), users)
+	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "DAG_IN="+in, "DAG_OUT="+out)
+	if res := runAgent(t, dir, env, "--pipeline", "builtin:ml_dag", "--once"); res.code != 0 {
+		t.Fatalf("run: %s", res)
+	}
+	return out
+}
+
 // dagColumns are the columns of each source's Parquet file, as name:type.
 func dagColumns() map[string]string {
 	return map[string]string{
@@ -285,16 +303,7 @@ func TestMLDagRuns(t *testing.T) {
 		// user_behavior.csv has its header and no rows: its file of the
 		// run has the DAG's columns and no rows, as pandas' to_parquet
 		// writes an empty DataFrame; the other sources are as ever.
-		dir := t.TempDir()
-		in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
-		for _, name := range []string{"product_catalog.csv", "transaction_history.csv"} {
-			writeFile(t, filepath.Join(in, name), readFileString(t, filepath.Join("../../pipelines/sample", name)))
-		}
-		writeFile(t, filepath.Join(in, "user_behavior.csv"), "user_id,page_views,session_duration,timestamp\n")
-		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "DAG_IN="+in, "DAG_OUT="+out)
-		if res := runAgent(t, dir, env, "--pipeline", "builtin:ml_dag", "--once"); res.code != 0 {
-			t.Fatalf("run: %s", res)
-		}
+		out := runDAGWithUsers(t, "user_id,page_views,session_duration,timestamp\n")
 		for source, want := range dagColumns() {
 			wantRows := map[string]int64{"user_behavior": 0, "product_catalog": 100, "transaction_history": 300}[source]
 			if got, rows := parquetColumns(t, out, source); got != want || rows != wantRows {
@@ -308,16 +317,7 @@ func TestMLDagRuns(t *testing.T) {
 		// active; the other users are scored against the median of theirs.
 		// The file is as pandas writes a frame whose integer columns had a
 		// gap (10.0): the integers read back.
-		dir := t.TempDir()
-		in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
-		for _, name := range []string{"product_catalog.csv", "transaction_history.csv"} {
-			writeFile(t, filepath.Join(in, name), readFileString(t, filepath.Join("../../pipelines/sample", name)))
-		}
-		writeFile(t, filepath.Join(in, "user_behavior.csv"), "user_id,page_views,session_duration,timestamp\n1,,100.0,2025-01-01 00:00:00\n2,10.0,200.0,2025-01-01 01:00:00\n3,20.0,300.0,2025-01-01 02:00:00\n")
-		env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "DAG_IN="+in, "DAG_OUT="+out)
-		if res := runAgent(t, dir, env, "--pipeline", "builtin:ml_dag", "--once"); res.code != 0 {
-			t.Fatalf("run: %s", res)
-		}
+		out := runDAGWithUsers(t, "user_id,page_views,session_duration,timestamp\n1,,100.0,2025-01-01 00:00:00\n2,10.0,200.0,2025-01-01 01:00:00\n3,20.0,300.0,2025-01-01 02:00:00\n")
 		type user struct {
 			ID     int64    `parquet:"user_id"`
 			Score  *float64 `parquet:"engagement_score,optional"`
