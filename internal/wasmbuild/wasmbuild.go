@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"testing"
 )
 
 // Flags are the go build flags for a plugin: a wasip1 reactor (c-shared)
@@ -35,4 +36,31 @@ func Build(ctx context.Context, pkgDir, out string) error {
 		return fmt.Errorf("build %s: %w\n%s", pkgDir, err, msg)
 	}
 	return nil
+}
+
+// ForTest builds the plugin package in the working directory (a plugin's
+// own test) into name in tb's temporary directory, and returns its path.
+func ForTest(tb testing.TB, name string) string {
+	tb.Helper()
+	out := filepath.Join(tb.TempDir(), name)
+	if err := Build(context.Background(), ".", out); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// ForTestMain is ForTest for a TestMain, which has no testing.TB: the
+// file is in a new temporary directory, which remove deletes.
+func ForTestMain(name string) (path string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "sluice-plugin-test-")
+	if err != nil {
+		return "", nil, err
+	}
+	remove = func() { _ = os.RemoveAll(dir) }
+	path = filepath.Join(dir, name)
+	if err := Build(context.Background(), ".", path); err != nil {
+		remove()
+		return "", nil, err
+	}
+	return path, remove, nil
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,10 +23,7 @@ import (
 // real wasm processor, as a pipeline would.
 func TestTransform(t *testing.T) {
 	ctx := context.Background()
-	out := filepath.Join(t.TempDir(), "transform.wasm")
-	if err := wasmbuild.Build(ctx, ".", out); err != nil {
-		t.Fatal(err)
-	}
+	out := wasmbuild.ForTest(t, "transform.wasm")
 	eng, err := wasm.NewEngine(wasm.EngineConfig{})
 	if err != nil {
 		t.Fatal(err)

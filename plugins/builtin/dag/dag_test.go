@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,10 +20,7 @@ import (
 // failed row, and the rest of each row as it was.
 func TestDAGFeatures(t *testing.T) {
 	ctx := context.Background()
-	bin := filepath.Join(t.TempDir(), "dag.wasm")
-	if err := wasmbuild.Build(ctx, ".", bin); err != nil {
-		t.Fatal(err)
-	}
+	bin := wasmbuild.ForTest(t, "dag.wasm")
 	eng, err := wasm.NewEngine(wasm.EngineConfig{})
 	if err != nil {
 		t.Fatal(err)

@@ -35,18 +35,15 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sluice-features-test-")
-	if err != nil {
+	var remove func()
+	var err error
+	if pluginPath, remove, err = wasmbuild.ForTestMain("features.wasm"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	pluginPath, cacheDir = filepath.Join(dir, "features.wasm"), filepath.Join(dir, "cache")
-	if err := wasmbuild.Build(context.Background(), ".", pluginPath); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	cacheDir = filepath.Join(filepath.Dir(pluginPath), "cache")
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -36,10 +35,7 @@ root.day_of_week = ((($d.ts_unix() / 86400).floor() + 3) % 7)
 func buildPlugin(b *testing.B) (string, *wasm.Engine) {
 	b.Helper()
 	ctx := context.Background()
-	bin := filepath.Join(b.TempDir(), "sales.wasm")
-	if err := wasmbuild.Build(ctx, ".", bin); err != nil {
-		b.Fatal(err)
-	}
+	bin := wasmbuild.ForTest(b, "sales.wasm")
 	eng, err := wasm.NewEngine(wasm.EngineConfig{})
 	if err != nil {
 		b.Fatal(err)

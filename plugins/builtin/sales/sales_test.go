@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,10 +22,7 @@ import (
 // rounding, and a row with a bad date fails alone, bytes kept.
 func TestSalesTransform(t *testing.T) {
 	ctx := context.Background()
-	bin := filepath.Join(t.TempDir(), "sales.wasm")
-	if err := wasmbuild.Build(ctx, ".", bin); err != nil {
-		t.Fatal(err)
-	}
+	bin := wasmbuild.ForTest(t, "sales.wasm")
 	eng, err := wasm.NewEngine(wasm.EngineConfig{})
 	if err != nil {
 		t.Fatal(err)

@@ -41,17 +41,13 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "score-plugin")
-	if err != nil {
+	var remove func()
+	var err error
+	if pluginPath, remove, err = wasmbuild.ForTestMain("score.wasm"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	pluginPath = filepath.Join(dir, "score.wasm")
-	if err := wasmbuild.Build(ctx, ".", pluginPath); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	defer remove()
 	// One engine, so the module is compiled once for every test.
 	if engine, err = wasm.NewEngine(wasm.EngineConfig{}); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -32,18 +31,14 @@ import (
 var plugin string // the compiled validate.wasm
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sluice-validate-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	plugin = filepath.Join(dir, "validate.wasm")
-	if err := wasmbuild.Build(context.Background(), ".", plugin); err != nil {
+	var remove func()
+	var err error
+	if plugin, remove, err = wasmbuild.ForTestMain("validate.wasm"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 
