@@ -98,22 +98,26 @@ func (o *output) appendRows(batch service.MessageBatch, rows []parquet.Row, msgs
 // header and no rows, so the run publishes a file of none (with the
 // schema's columns), as pandas' to_parquet writes an empty DataFrame.
 func (o *output) openForEmpty(batch service.MessageBatch, fr framed) error {
-	for i := range batch {
-		if f := fr.at(i); f == nil || f.Rows > 0 {
-			continue
+	i := -1
+	for j := range batch {
+		if f := fr.at(j); f != nil && f.Rows == 0 {
+			i = j
+			break
 		}
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		if o.cur != nil || len(o.runFiles) > 0 {
-			return nil
-		}
-		f, err := o.open(batch[i])
-		if err != nil {
-			return fmt.Errorf("message %d: %w", i, err)
-		}
-		o.cur = f
+	}
+	if i < 0 {
 		return nil
 	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.cur != nil || len(o.runFiles) > 0 {
+		return nil
+	}
+	f, err := o.open(batch[i])
+	if err != nil {
+		return fmt.Errorf("message %d: %w", i, err)
+	}
+	o.cur = f
 	return nil
 }
 

@@ -16,8 +16,10 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/sluice-dev/sluice/agent/frame"
 	"github.com/sluice-dev/sluice/agent/runscope"
 	"github.com/sluice-dev/sluice/internal/atomicfile"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
 // inRun puts every message of b on the context of run r, as a bounded
@@ -544,6 +546,59 @@ output:
 				t.Errorf("%d files, want 8", len(files))
 			}
 			checkOnce(t, idsIn(t, files), batches*size)
+		})
+	}
+}
+
+// TestRunEmptyFrame: in run mode a frame of no rows (csv_file's for a file
+// with a header alone) gives the run a file of no rows with the columns'
+// schema, as pandas writes an empty DataFrame; with a later frame's rows,
+// the one file holds them. Without columns there is no schema to write,
+// and outside run mode a file is made for rows only: no file either way.
+func TestRunEmptyFrame(t *testing.T) {
+	w := frame.NewWriter()
+	w.Add("id", abi.TypeInt, false)
+	w.AddConst("csv_file", abi.TypeString, true).Text("empty.csv")
+	empty, err := w.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, conf string
+		batches    []service.MessageBatch
+		want       []int // rows of each file published
+	}{
+		{"run, columns", "transaction: run\ncolumns: [{name: id, type: int64}]\n", []service.MessageBatch{{service.NewMessage(empty)}}, []int{0}},
+		{"run, columns, rows after", "transaction: run\ncolumns: [{name: id, type: int64}]\n", []service.MessageBatch{{service.NewMessage(empty)}, idBatch(1, 3)}, []int{3}},
+		{"run, no columns", "transaction: run\n", []service.MessageBatch{{service.NewMessage(empty)}}, nil},
+		{"batch mode", "columns: [{name: id, type: int64}]\n", []service.MessageBatch{{service.NewMessage(empty)}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			o := testOutput(t, fmt.Sprintf("path: '%s/r-${! counter() }.parquet'\nmax_in_flight: 1\n%s", dir, tc.conf))
+			r := &runscope.Run{}
+			for i, b := range tc.batches {
+				r.Emitted()
+				if err := o.WriteBatch(context.Background(), inRun(r, b)); err != nil {
+					t.Fatalf("batch %d: %v", i, err)
+				}
+				r.Acked(nil)
+			}
+			r.Ended()
+			if err := o.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			var got []int
+			for _, f := range finalFiles(t, dir) {
+				pf := readParquet(t, f)
+				if cols := pf.schema.Fields(); len(cols) != 1 || cols[0].Name() != "id" {
+					t.Errorf("%s: columns %v, want id", f, cols)
+				}
+				got = append(got, len(pf.rows))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("files of %v rows, want %v", got, tc.want)
+			}
 		})
 	}
 }
