@@ -24,7 +24,7 @@ static const sl_field outputs[] = {
 };
 
 SLUICE_EXPORT("sluice_v1_init") uint64_t sluice_v1_init(const uint8_t *cfg, uint32_t len) {
-    if (!sl_config_is_empty(cfg, len)) return sl_error(SL_ERROR, "config: transform takes no config");
+    if (!sl_config_is_empty(cfg, len)) return sl_error(SL_INVALID_CONFIG, "config: transform takes no config");
     return sl_descriptor(SL_MODE_COLUMNS, 0, inputs, 1, outputs, 3);
 }
 
