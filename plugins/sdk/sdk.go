@@ -91,11 +91,14 @@ type invalidConfigError struct{ err error }
 func (e *invalidConfigError) Error() string { return e.err.Error() }
 func (e *invalidConfigError) Unwrap() error { return e.err }
 
-// initStatus is the status that refuses a load for err.
+// initStatus is the status that refuses a load for err. It unwraps by
+// hand: errors.As would bring reflection into every plugin (about 55 KB
+// more in each builtin) for one type.
 func initStatus(err error) abi.Status {
-	var invalid *invalidConfigError
-	if errors.As(err, &invalid) {
-		return abi.StatusInvalidConfig
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if _, ok := e.(*invalidConfigError); ok {
+			return abi.StatusInvalidConfig
+		}
 	}
 	return abi.StatusError
 }
