@@ -25,7 +25,9 @@
 #define SLUICE_EXPORT(name) __attribute__((export_name(name)))
 
 /* Status words (§5). */
-enum { SL_OK = 0, SL_ERROR = 1, SL_FATAL = 2 };
+/* SL_INVALID_CONFIG, at init only: the config itself is wrong, so a
+ * scheduled run that fails on it is not retried (§5). */
+enum { SL_OK = 0, SL_ERROR = 1, SL_FATAL = 2, SL_INVALID_CONFIG = 3 };
 /* Descriptor modes (§6.2). */
 enum { SL_MODE_BYTES = 0, SL_MODE_COLUMNS = 1 };
 /* Field types (§8.5) and the field flag "required" (§6.2). */
@@ -114,7 +116,8 @@ static inline uint64_t sl_packed(void) {
 }
 
 /* sl_error answers a call with status SL_ERROR (the call fails, the
- * instance is kept) or SL_FATAL (it is replaced) and a message (§5). */
+ * instance is kept), SL_FATAL (it is replaced) or, at init,
+ * SL_INVALID_CONFIG, and a message (§5). */
 static inline uint64_t sl_error(uint32_t status, const char *msg) {
     sl_out.len = 0;
     sl_put_u32(&sl_out, status);
