@@ -69,16 +69,16 @@ type scheduleYAML struct {
 	Backoff string `yaml:"backoff"`
 	Timeout string `yaml:"timeout"`
 
-	RowsOut      labels `yaml:"rows_out"`
-	RowsRejected labels `yaml:"rows_rejected"`
+	RowsOut      labelList `yaml:"rows_out"`
+	RowsRejected labelList `yaml:"rows_rejected"`
 }
 
-// labels is one output's label, or a list of them.
-type labels []string
+// labelList is one output's label, or a list of them.
+type labelList []string
 
-func (l *labels) UnmarshalYAML(n *yaml.Node) error {
+func (l *labelList) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
-		*l = labels{n.Value}
+		*l = labelList{n.Value}
 		return nil
 	}
 	var list []string
@@ -112,8 +112,8 @@ func SplitSchedule(doc []byte) (*Schedule, []byte, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("line %d: schedule: %w", k.Line, err)
 		}
-		for field, labels := range map[string][]string{"rows_out": s.RowsOut, "rows_rejected": s.RowsRejected} {
-			for _, label := range labels {
+		for field, names := range map[string][]string{"rows_out": s.RowsOut, "rows_rejected": s.RowsRejected} {
+			for _, label := range names {
 				if !hasLabel(m, label) {
 					return nil, nil, fmt.Errorf("line %d: schedule: %s: no component is labelled %q in this pipeline", k.Line, field, label)
 				}
