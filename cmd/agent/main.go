@@ -31,6 +31,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/agent/config"
+	"github.com/sluice-dev/sluice/internal/memlimit"
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
@@ -112,6 +113,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return 0
 	}
 	logger := newLogger(stderr, cfg)
+	if cmd == "run" {
+		if set := memlimit.Apply(environ, "/proc/self/cgroup", "/sys/fs/cgroup", debug.SetMemoryLimit); set.Limit > 0 {
+			logger.Info("Go memory limit set from the cgroup's limit", "limit_bytes", set.Limit, "from", set.Why)
+		}
+	}
 	a, err := agent.New(ctx, cfg, logger, agent.Options{
 		ScratchState: cmd == "lint", Prefetch: cmd == "run", LazyState: cmd == "run",
 		DefaultHTTPAddress: loaded.IsDefault("http_address"),
