@@ -116,12 +116,14 @@ func Convert(t abi.Type, res gjson.Result) (uint64, []byte, error) {
 	return 0, nil, fmt.Errorf("unsupported type %s", t)
 }
 
+// The instants a time column can carry: int64 nanoseconds since the epoch.
+// Computed once: InNanos runs for every timestamp cell a frame is given.
+var minTime, maxTime = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
+
 // InNanos reports whether a time column (int64 nanoseconds since the
 // epoch: 1677-09-21 to 2262-04-11) can carry t. Outside it UnixNano is
 // undefined: it wraps silently, and year 9999 would become 1816.
-func InNanos(t time.Time) bool {
-	return !t.Before(time.Unix(0, math.MinInt64)) && !t.After(time.Unix(0, math.MaxInt64))
-}
+func InNanos(t time.Time) bool { return !t.Before(minTime) && !t.After(maxTime) }
 
 // timeNanos refuses instants a time column cannot carry.
 func timeNanos(ts time.Time, res gjson.Result) (uint64, []byte, error) {
