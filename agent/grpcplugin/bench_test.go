@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent/wasm"
 	"github.com/sluice-dev/sluice/internal/wasmbuild"
+	"github.com/sluice-dev/sluice/internal/wasmtest"
 	"github.com/sluice-dev/sluice/pipelines"
 	"github.com/sluice-dev/sluice/plugins/builtin"
 )
@@ -64,20 +64,6 @@ func sampleEvents(b *testing.B) [][]byte {
 	return evs
 }
 
-func wasmProcessor(b *testing.B, eng *wasm.Engine, yaml string) *wasm.Processor {
-	b.Helper()
-	conf, err := wasm.ConfigSpec().ParseYAML(yaml, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := wasm.NewProcessor(context.Background(), eng, conf, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = p.Close(context.Background()) })
-	return p
-}
-
 // sameOutput checks two steps agree on the events before they are timed,
 // so the benchmark compares equal work.
 func sameOutput(b *testing.B, evs [][]byte, x, y service.BatchProcessor) {
@@ -114,13 +100,9 @@ func BenchmarkTransform(b *testing.B) {
 	if err := wasmbuild.Build(context.Background(), "../../examples/wasm/transform", wasmBin); err != nil {
 		b.Fatal(err)
 	}
-	eng, err := wasm.NewEngine(wasm.EngineConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = eng.Close(context.Background()) })
+	eng := wasmtest.Engine(b, wasm.EngineConfig{})
 	grpcProc, _ := mustProcessor(b, "path: "+plugins["transform"], nil)
-	wasmProc := wasmProcessor(b, eng, "path: "+wasmBin)
+	wasmProc := wasmtest.Processor(b, eng, "path: "+wasmBin)
 	sameOutput(b, evs, wasmProc, grpcProc)
 	procs := []struct {
 		name string
@@ -128,7 +110,7 @@ func BenchmarkTransform(b *testing.B) {
 	}{
 		{"native", nativeTransform{}},
 		{"wasm-columns", wasmProc},
-		{"wasm-columns-nointerrupt", wasmProcessor(b, eng, "path: "+wasmBin+"\ninterrupt_on_timeout: false")},
+		{"wasm-columns-nointerrupt", wasmtest.Processor(b, eng, "path: "+wasmBin+"\ninterrupt_on_timeout: false")},
 		{"grpc", grpcProc},
 	}
 	for _, size := range []int{1, 64, 1024} {
@@ -150,12 +132,8 @@ func BenchmarkScore(b *testing.B) {
 			i, i%40, i%6, i*7%500, i%2))
 	}
 	const config = `{features: [event_count, unique_event_types, total_value, is_purchase_event], model: {weights: {event_count: 0.1, unique_event_types: 0.2, total_value: 0.001, is_purchase_event: 0.5}}, labels: [{label: high_value_user, above: 0.7}, {label: medium_value_user, above: 0.3}], default_label: low_value_user, confidence: {constant: 0.85}}`
-	eng, err := wasm.NewEngine(wasm.EngineConfig{Builtins: builtin.Lookup})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = eng.Close(context.Background()) })
-	wasmProc := wasmProcessor(b, eng, "builtin: score\nconfig: "+config)
+	eng := wasmtest.Engine(b, wasm.EngineConfig{Builtins: builtin.Lookup})
+	wasmProc := wasmtest.Processor(b, eng, "builtin: score\nconfig: "+config)
 	grpcProc, _ := mustProcessor(b, "path: "+plugins["scorer"]+"\nconfig: "+config, nil)
 	sameOutput(b, evs, wasmProc, grpcProc)
 	for _, size := range []int{1, 64, 1024} {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent/wasm"
 	"github.com/sluice-dev/sluice/internal/wasmbuild"
+	"github.com/sluice-dev/sluice/internal/wasmtest"
 )
 
 // TestDAGFeatures compiles the plugin and runs rows through the agent's
@@ -21,11 +22,7 @@ import (
 func TestDAGFeatures(t *testing.T) {
 	ctx := context.Background()
 	bin := wasmbuild.ForTest(t, "dag.wasm")
-	eng, err := wasm.NewEngine(wasm.EngineConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(ctx)
+	eng := wasmtest.Engine(t, wasm.EngineConfig{})
 	for _, tc := range []struct {
 		source  string
 		in, out []string
@@ -90,14 +87,5 @@ func TestDAGFeatures(t *testing.T) {
 
 func newProcessor(t *testing.T, eng *wasm.Engine, bin, source string) *wasm.Processor {
 	t.Helper()
-	conf, err := wasm.ConfigSpec().ParseYAML("path: "+bin+"\nconfig: {source: "+source+"}\n", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := wasm.NewProcessor(context.Background(), eng, conf, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close(context.Background()) })
-	return p
+	return wasmtest.Processor(t, eng, "path: "+bin+"\nconfig: {source: "+source+"}\n")
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent/wasm"
 	"github.com/sluice-dev/sluice/internal/wasmbuild"
+	"github.com/sluice-dev/sluice/internal/wasmtest"
 )
 
 // bloblangSales is the transform sales_etl.yaml ran before this plugin
@@ -34,14 +34,7 @@ root.day_of_week = ((($d.ts_unix() / 86400).floor() + 3) % 7)
 // buildPlugin builds this plugin and an engine to run it in.
 func buildPlugin(b *testing.B) (string, *wasm.Engine) {
 	b.Helper()
-	ctx := context.Background()
-	bin := wasmbuild.ForTest(b, "sales.wasm")
-	eng, err := wasm.NewEngine(wasm.EngineConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = eng.Close(ctx) })
-	return bin, eng
+	return wasmbuild.ForTest(b, "sales.wasm"), wasmtest.Engine(b, wasm.EngineConfig{})
 }
 
 // BenchmarkSalesTransform: the seed's sales transform over batches of
@@ -51,15 +44,7 @@ func buildPlugin(b *testing.B) (string, *wasm.Engine) {
 func BenchmarkSalesTransform(b *testing.B) {
 	ctx := context.Background()
 	bin, eng := buildPlugin(b)
-	conf, err := wasm.ConfigSpec().ParseYAML("path: "+bin+"\ninterrupt_on_timeout: false\n", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	wp, err := wasm.NewProcessor(ctx, eng, conf, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer wp.Close(ctx)
+	wp := wasmtest.Processor(b, eng, "path: "+bin+"\ninterrupt_on_timeout: false\n")
 	exec, err := bloblang.Parse(bloblangSales)
 	if err != nil {
 		b.Fatal(err)

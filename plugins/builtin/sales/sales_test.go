@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent/wasm"
 	"github.com/sluice-dev/sluice/internal/wasmbuild"
+	"github.com/sluice-dev/sluice/internal/wasmtest"
 )
 
 // TestSalesTransform compiles the plugin and runs rows through the agent's
@@ -23,20 +23,7 @@ import (
 func TestSalesTransform(t *testing.T) {
 	ctx := context.Background()
 	bin := wasmbuild.ForTest(t, "sales.wasm")
-	eng, err := wasm.NewEngine(wasm.EngineConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(ctx)
-	conf, err := wasm.ConfigSpec().ParseYAML("path: "+bin+"\n", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := wasm.NewProcessor(ctx, eng, conf, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(ctx)
+	p := wasmtest.Processor(t, wasmtest.Engine(t, wasm.EngineConfig{}), "path: "+bin+"\n")
 
 	rows := []struct {
 		date     string

@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-dev/sluice/agent/wasm"
 	"github.com/sluice-dev/sluice/internal/plugintool"
 	"github.com/sluice-dev/sluice/internal/wasmbuild"
+	"github.com/sluice-dev/sluice/internal/wasmtest"
 	"github.com/sluice-dev/sluice/pipelines"
 )
 
@@ -73,26 +74,12 @@ func needModules(t testing.TB) (c, goMod string) {
 
 func processor(t testing.TB, eng *wasm.Engine, path string, extra string) *wasm.Processor {
 	t.Helper()
-	conf, err := wasm.ConfigSpec().ParseYAML("path: "+path+"\n"+extra, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := wasm.NewProcessor(context.Background(), eng, conf, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close(context.Background()) })
-	return p
+	return wasmtest.Processor(t, eng, "path: "+path+"\n"+extra)
 }
 
 func engine(t testing.TB) *wasm.Engine {
 	t.Helper()
-	eng, err := wasm.NewEngine(wasm.EngineConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close(context.Background()) })
-	return eng
+	return wasmtest.Engine(t, wasm.EngineConfig{})
 }
 
 // outcome is one message after the step: its bytes and its error without
