@@ -48,7 +48,7 @@ func summaryOps() []string {
 
 func summariesField() *service.ConfigField {
 	return service.NewObjectListField(fSummaries,
-		service.NewStringField(fSummaryTable).Description("The summary table; created if missing, with the group_by columns as its primary key. Its rows are replaced at the end of every run."),
+		service.NewStringField(fSummaryTable).Description("The summary table; created if missing, with the group_by columns as its primary key. Its rows are replaced at the end of every run. Rows whose group_by column is NULL make one group, keyed NULL, as SQL's GROUP BY does; for that, a lone INTEGER group_by column is declared INT in the summary table (an INTEGER PRIMARY KEY would be SQLite's rowid, which cannot be NULL)."),
 		service.NewStringListField(fSummaryGroupBy).Description("Columns of the output's table whose values form a group."),
 		service.NewObjectListField(fSummaryFields,
 			service.NewStringField(fSummaryAs).Description("The summary column's name."),
@@ -200,7 +200,17 @@ func (s *summary) createSQL(cols []column) string {
 		defs = append(defs, quote(name)+" "+string(t))
 	}
 	for _, g := range s.groupBy {
-		def(g, typeOf(g))
+		t := typeOf(g)
+		if t == typeInteger && len(s.groupBy) == 1 {
+			// A lone INTEGER PRIMARY KEY is SQLite's rowid: it cannot hold
+			// the NULL group (rows without the column's value, one group in
+			// SQL's GROUP BY), and SQLite would give that group the next
+			// free number, another group's key. INT has the same affinity
+			// and makes an ordinary key.
+			defs = append(defs, quote(g)+" INT")
+			continue
+		}
+		def(g, t)
 	}
 	for _, f := range s.fields {
 		switch f.op {
@@ -815,6 +825,11 @@ func (a *aggregation) write(c *sqlite3.Conn) error {
 	defer stmt.Close()
 	var args []val
 	for _, g := range a.order {
+		if len(g.key) == 1 && g.key[0].kind == valNull {
+			if err := canHoldNull(c, a.s.table, a.s.groupBy[0]); err != nil {
+				return err
+			}
+		}
 		args = append(args[:0], g.key...)
 		for i, f := range a.s.fields {
 			ac := &g.accs[i]
@@ -854,6 +869,22 @@ func (a *aggregation) write(c *sqlite3.Conn) error {
 		if err := stmt.Exec(); err != nil {
 			return fmt.Errorf("writing group %s: %w", groupText(g.key), err)
 		}
+	}
+	return nil
+}
+
+// canHoldNull fails if the summary table's key column is its rowid (a
+// lone INTEGER PRIMARY KEY), as agents before this check made the key of an
+// INTEGER group_by column: SQLite would number the NULL group itself,
+// with the next free key.
+func canHoldNull(c *sqlite3.Conn, table, column string) error {
+	alias, err := queryInt(c, `SELECT (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1
+		AND EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE pk = 1 AND upper(type) = 'INTEGER' AND name = ?2 COLLATE NOCASE)`, table, column)
+	if err != nil {
+		return err
+	}
+	if alias != 0 {
+		return fmt.Errorf("rows whose %q is NULL make a group of their own, and the table's key %q is an INTEGER PRIMARY KEY, SQLite's rowid, which cannot hold NULL; drop the table (its rows are rebuilt every run) and the output creates it with a key that can", column, column)
 	}
 	return nil
 }

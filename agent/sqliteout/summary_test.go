@@ -146,6 +146,31 @@ func TestSummariesMatchGroupBy(t *testing.T) {
 	// A run that gives some keys twice: its upsert replaces rows it wrote.
 	again := append(salesRun(500, 0), salesRun(50, 7)...)
 
+	// Rows without a customer, before and after the customers: SQL's
+	// GROUP BY gives them one group, whose key is NULL. The first comes
+	// when the largest customer so far is 41, so a summary table whose
+	// INTEGER key stood for the rowid would number that group 42, the
+	// next customer's id.
+	noCustomer := []string{
+		`{"k":1,"c":41,"v":1.5}`,
+		`{"k":2,"c":null,"v":2}`,
+		`{"k":3,"c":42,"v":4}`,
+		`{"k":4,"v":8}`,
+		`{"k":5,"c":41,"v":16}`,
+	}
+	noCustomerSummaries := []any{
+		map[string]any{"table": "by_c", "group_by": []any{"c"}, "fields": []any{
+			map[string]any{"as": "s", "op": "sum", "column": "v"},
+			map[string]any{"as": "n", "op": "count"},
+		}},
+	}
+	noCustomerOracle := map[string]string{"by_c": `SELECT c, sum(v), count(*) FROM t GROUP BY c`}
+	noCustomerColumns := []any{
+		map[string]any{"name": "k", "type": "INTEGER"},
+		map[string]any{"name": "c", "type": "INTEGER"},
+		map[string]any{"name": "v", "type": "REAL"},
+	}
+
 	// from is how each run's summaries must be made: "rows" as they are
 	// written (livesummary.go: the table was empty, nothing replaced) or
 	// "scan" of the table.
@@ -200,6 +225,13 @@ func TestSummariesMatchGroupBy(t *testing.T) {
 			runs:   []service.MessageBatch{batchOf(mixed...)},
 			from:   []string{"scan"},
 			oracle: mixedOracle, summaries: mixedSummaries,
+		},
+		{
+			name:   "a NULL group of an INTEGER column, from the rows and from a scan",
+			conf:   map[string]any{"table": "t", "key": []any{"k"}, "columns": noCustomerColumns},
+			runs:   []service.MessageBatch{batchOf(noCustomer...), batchOf(noCustomer...)},
+			from:   []string{"rows", "scan"},
+			oracle: noCustomerOracle, summaries: noCustomerSummaries,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -414,6 +446,74 @@ func TestSummariesOfAnInferredTable(t *testing.T) {
 			want := exactRows(t, db, "SELECT date, round(sum(total_amount), 2) FROM sales GROUP BY date")
 			if got := exactRows(t, db, "SELECT * FROM days"); len(want) != 28 || !slices.Equal(got, want) {
 				t.Errorf("days:\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+// TestSummaryKeyRowid: a summary grouped by one INTEGER column gets a key
+// that can hold the NULL group (rows without the column's value); a
+// summary table an earlier agent made with that column as an INTEGER
+// PRIMARY KEY (SQLite's rowid, which numbers a NULL itself) fails the
+// run when such a group comes, saying what to do, and the run is rolled
+// back; without one, the table serves as before.
+func TestSummaryKeyRowid(t *testing.T) {
+	columns := []any{
+		map[string]any{"name": "k", "type": "INTEGER"},
+		map[string]any{"name": "c", "type": "INTEGER"},
+		map[string]any{"name": "v", "type": "REAL"},
+	}
+	summaries := []any{map[string]any{"table": "by_c", "group_by": []any{"c"}, "fields": []any{
+		map[string]any{"as": "n", "op": "count"},
+	}}}
+	withNull := batchOf(`{"k":1,"c":7,"v":1}`, `{"k":2,"v":2}`)
+	for _, tc := range []struct {
+		name    string
+		create  string
+		rows    service.MessageBatch
+		wantErr string
+		want    []string // by_c's rows, when the run succeeds
+	}{
+		{
+			name: "a new table", rows: withNull,
+			want: []string{"<nil> 1", "7 1"},
+		},
+		{
+			name: "an earlier agent's table, no NULL group", rows: batchOf(`{"k":1,"c":7,"v":1}`),
+			create: "CREATE TABLE by_c (c INTEGER, n INTEGER, PRIMARY KEY (c))",
+			want:   []string{"7 1"},
+		},
+		{
+			name: "an earlier agent's table and a NULL group", rows: withNull,
+			create:  "CREATE TABLE by_c (c INTEGER, n INTEGER, PRIMARY KEY (c))",
+			wantErr: `summaries (by_c): rows whose "c" is NULL make a group of their own, and the table's key "c" is an INTEGER PRIMARY KEY, SQLite's rowid, which cannot hold NULL; drop the table`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "s.db")
+			db := openDB(t, path)
+			if tc.create != "" {
+				if _, err := db.Exec(tc.create); err != nil {
+					t.Fatal(err)
+				}
+			}
+			conf := map[string]any{"path": path, "table": "t", "key": []any{"k"}, "columns": columns, "transaction": "run", "summaries": summaries}
+			err := runOnce(t, conf, tc.rows)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "rolled back") {
+					t.Fatalf("got %v, want an error with %q, rolled back", err, tc.wantErr)
+				}
+				if got := literals(t, db, "SELECT count(*) FROM sqlite_schema WHERE name = 't'"); got[0] != "0" {
+					t.Errorf("the failed run left table t")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := literals(t, db, "SELECT coalesce(c, '<nil>') || ' ' || n FROM by_c ORDER BY c")
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("by_c: got %q, want %q", got, tc.want)
 			}
 		})
 	}
