@@ -21,8 +21,11 @@ const chunkRows = 4096
 type file struct {
 	final, tmp string
 	f          *os.File
-	w          *parquet.GenericWriter[any]
-	rows       int64
+	// lock marks tmp as this output's until it is published or removed
+	// (stale.go); nil where it could not be taken.
+	lock *os.File
+	w    *parquet.GenericWriter[any]
+	rows int64
 	// waiters counts the batches whose last rows are here, so the file can
 	// be finished as soon as no slot is left for another batch.
 	waiters int
@@ -158,6 +161,7 @@ func (o *output) open(msg *service.Message) (*file, error) {
 		final: name,
 		tmp:   tmp,
 		f:     fh,
+		lock:  lockTmp(tmp),
 		w: parquet.NewGenericWriter[any](fh, o.schema.node, parquet.Compression(o.codec),
 			parquet.MaxRowsPerRowGroup(o.rowGroupRows), parquet.CreatedBy("sluice", "", "")),
 		done: make(chan struct{}),
@@ -244,8 +248,17 @@ func (o *output) finish(f *file) {
 		o.published[f.final] = true
 	}
 	o.mu.Unlock()
+	f.unlock()
 	f.err = err
 	close(f.done)
+}
+
+// unlock gives up the mark of a file that is published or removed.
+func (f *file) unlock() {
+	if f.lock != nil {
+		f.lock.Close()
+		f.lock = nil
+	}
 }
 
 // seal writes the footer, makes the file durable and only then gives it its
@@ -291,6 +304,7 @@ func (o *output) publish(f *file) error {
 func (o *output) discard(f *file, err error) {
 	f.f.Close()
 	_ = os.Remove(f.tmp)
+	f.unlock()
 	delete(o.names, f.final)
 	o.log.Errorf("parquet output: %v", err)
 	// Rows of acknowledged batches may have been in it.

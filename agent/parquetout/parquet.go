@@ -91,7 +91,7 @@ A frame is one message holding many rows as typed columns. Its accepted rows are
 
 ### Leftovers of a crash
 
-A `+"`.tmp`"+` file left by a crash is never renamed, since its batches were never acknowledged and will be delivered again, nor removed: delete such files at leisure. A new file whose `+"`.tmp`"+` name is taken by one fails, so names that repeat across restarts need the leftovers removed first.
+A `+"`.tmp`"+` file left by a crash is never renamed, since its batches were never acknowledged and will be delivered again. It is removed, with a log line naming it, when an output of the same `+"`path`"+` next connects (the next run of a batch job, the restarted agent): each `+"`.tmp`"+` holds a lock (flock) for as long as its writer owns it, so one whose lock nobody holds, that starts as a Parquet file does (or is empty and over a minute old), is a dead writer's. Only the directory of the path's fixed part is looked in, for names made of the fixed parts around the interpolations: a `+"`path`"+` with an interpolation in its directory part, or with no fixed name part, gets no clean-up, nor does a system without flock (Windows); delete such leftovers at leisure. A new file whose `+"`.tmp`"+` name is taken by a live writer's fails.
 
 ### Schema
 
@@ -188,6 +188,9 @@ type output struct {
 	syncFile func(*os.File) error
 	rename   func(oldpath, newpath string) error
 	syncDir  func(dir string) error
+	// rawPath is the path as configured, its interpolations unevaluated:
+	// the pattern of the .tmp files a dead writer may have left.
+	rawPath string
 
 	mu        sync.Mutex
 	connected bool
@@ -241,6 +244,9 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (*output, ser
 	o.rowsSent.Incr(0) // shown at 0 from the start, for a run that publishes none
 	var err error
 	if o.path, err = conf.FieldInterpolatedString(fPath); err != nil {
+		return nil, pol, 0, err
+	}
+	if o.rawPath, err = conf.FieldString(fPath); err != nil {
 		return nil, pol, 0, err
 	}
 	if conf.Contains(fColumns) {
@@ -331,6 +337,7 @@ func parseColumns(conf *service.ParsedConfig) ([]column, error) {
 func (o *output) Connect(context.Context) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.sweepStale(time.Now())
 	o.connected = true
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -1052,13 +1053,51 @@ func TestNamesNotReused(t *testing.T) {
 	}
 }
 
-// TestStaleTmpLeftAlone: a stream leaves another file's crash leftover as
-// it was, and does not publish it.
-func TestStaleTmpLeftAlone(t *testing.T) {
+// TestStaleTmp: when the output connects, the .tmp files of its path
+// that a dead writer left (a Parquet file's start, or empty for a while,
+// and nobody holding their lock) are removed; a live writer's (locked,
+// or empty and new), a file that is not Parquet, and files of other names
+// stay as they were, and no leftover is ever published. Then a stream
+// writes its own files beside them.
+func TestStaleTmp(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no flock: leftovers are kept")
+	}
 	dir := t.TempDir()
-	stale := filepath.Join(dir, "s-0.parquet.tmp")
-	if err := os.WriteFile(stale, []byte("half a file"), 0o644); err != nil {
-		t.Fatal(err)
+	old := time.Now().Add(-2 * staleEmptyAge)
+	files := []struct {
+		name, content string
+		mtime         time.Time
+		locked        bool
+		removed       bool
+	}{
+		{name: "s-dead.parquet.tmp", content: "PAR1 and some row groups", removed: true},
+		{name: "s-dead-empty.parquet.tmp", mtime: old, removed: true},
+		{name: "s-live.parquet.tmp", content: "PAR1 being written", locked: true},
+		{name: "s-live-empty.parquet.tmp", locked: true, mtime: old},
+		{name: "s-new-empty.parquet.tmp"},
+		{name: "s-0.parquet.tmp", content: "not a Parquet file"},
+		{name: "t-1.parquet.tmp", content: "PAR1 of another path"},
+		{name: "s-2.csv.tmp", content: "PAR1 of another suffix"},
+		{name: "s-3.parquet", content: "PAR1 published"},
+	}
+	for _, f := range files {
+		path := filepath.Join(dir, f.name)
+		if err := os.WriteFile(path, []byte(f.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if !f.mtime.IsZero() {
+			if err := os.Chtimes(path, f.mtime, f.mtime); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if f.locked {
+			lock := lockTmp(path)
+			if lock == nil {
+				t.Fatalf("could not lock %s", path)
+			}
+			t.Cleanup(func() { lock.Close() })
+		}
 	}
 	runStream(t, fmt.Sprintf(`
 input:
@@ -1068,14 +1107,60 @@ output:
     path: '%s/s-${! counter() }.parquet'
     max_age: 50ms
 `, dir))
-	if b, err := os.ReadFile(stale); err != nil || string(b) != "half a file" {
-		t.Errorf("leftover: %q, %v", b, err)
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(dir, f.name))
+		switch {
+		case f.removed && err == nil:
+			t.Errorf("%s was left", f.name)
+		case !f.removed && (err != nil || string(b) != f.content):
+			t.Errorf("%s: %q, %v; want it as it was", f.name, b, err)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "s-0.parquet")); err == nil {
-		t.Error("the leftover was renamed")
+		t.Error("a leftover was renamed")
 	}
-	ms, _ := filepath.Glob(filepath.Join(dir, "*.parquet"))
+	ms, _ := filepath.Glob(filepath.Join(dir, "s-*.parquet"))
+	ms = slices.DeleteFunc(ms, func(m string) bool { return strings.HasSuffix(m, "s-3.parquet") })
 	checkOnce(t, idsIn(t, ms), 10)
+}
+
+// TestTmpPattern: which names a path's .tmp files have, and the paths
+// whose leftovers cannot be told from other files.
+func TestTmpPattern(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		ok   bool
+		yes  []string
+		no   []string
+	}{
+		{path: "out/sales-${! timestamp_unix_nano() }.parquet", ok: true,
+			yes: []string{"sales-1.parquet.tmp", "sales-x-y.parquet.tmp"},
+			no:  []string{"sales-.parquet.tmp", "sales-1.parquet", "sales-1.parquet.tmp.x", "other-1.parquet.tmp"}},
+		{path: "out/fixed.parquet", ok: true, yes: []string{"fixed.parquet.tmp"}, no: []string{"fixed-1.parquet.tmp", "fixed.parquet"}},
+		{path: "${! counter() }.parquet", ok: true, yes: []string{"7.parquet.tmp"}, no: []string{"7.csv.tmp"}},
+		{path: "out/part-${! counter() }", ok: true, yes: []string{"part-7.tmp"}, no: []string{"7.tmp"}},
+		{path: "out/dt=${! now() }/part.parquet", ok: false},
+		{path: "out/${! meta(\"name\") }", ok: false},
+	} {
+		p, ok := patternOf(tc.path)
+		if ok != tc.ok {
+			t.Errorf("%s: ok %v, want %v", tc.path, ok, tc.ok)
+			continue
+		}
+		if ok && p.dir != filepath.Dir(strings.SplitN(tc.path, "${!", 2)[0]+"x") {
+			t.Errorf("%s: directory %q", tc.path, p.dir)
+		}
+		for _, n := range tc.yes {
+			if !p.matches(n) {
+				t.Errorf("%s: %s not taken for a .tmp of the path", tc.path, n)
+			}
+		}
+		for _, n := range tc.no {
+			if p.matches(n) {
+				t.Errorf("%s: %s taken for a .tmp of the path", tc.path, n)
+			}
+		}
+	}
 }
 
 // TestConfigErrors: a config the output cannot honour fails at start.

@@ -231,11 +231,13 @@ func (o *output) removeRun(files []*file, reason error) error {
 	return errors.Join(errs...)
 }
 
-// releaseNames frees the final names the run's files reserved.
+// releaseNames frees the final names the run's files reserved, and
+// their .tmp files' locks: each is published or removed by now.
 func (o *output) releaseNames(files []*file) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, f := range files {
 		delete(o.names, f.final)
+		f.unlock()
 	}
 }

@@ -602,3 +602,32 @@ func TestRunEmptyFrame(t *testing.T) {
 		})
 	}
 }
+
+// TestRunFilesKeptFromSweep: a run's files, sealed or still open, stay
+// marked as a live writer's until the run is published: another output of
+// the same path that connects meanwhile (a second agent, a restarted
+// pipeline) leaves them, and the run publishes every row.
+func TestRunFilesKeptFromSweep(t *testing.T) {
+	dir := t.TempDir()
+	conf := fmt.Sprintf("path: '%s/s-${! counter() }.parquet'\ntransaction: run\nmax_rows: 2\n", dir)
+	o := testOutput(t, conf)
+	r := &runscope.Run{}
+	r.Emitted()
+	if err := o.WriteBatch(context.Background(), inRun(r, idBatch(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	r.Acked(nil)
+	// One file sealed (2 rows), one open, both .tmp.
+	if got := tmpFiles(t, dir); len(got) != 2 {
+		t.Fatalf(".tmp files %v, want 2", got)
+	}
+	testOutput(t, conf) // connects, and sweeps
+	if got := tmpFiles(t, dir); len(got) != 2 {
+		t.Fatalf("after another output connected: .tmp files %v, want both kept", got)
+	}
+	r.Ended()
+	if err := o.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkOnce(t, idsIn(t, finalFiles(t, dir)), 3)
+}
