@@ -27,6 +27,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/internal/configerr"
 	"github.com/sluice-dev/sluice/internal/enumlint"
 	"github.com/sluice-dev/sluice/internal/fsum"
 	"github.com/sluice-dev/sluice/internal/jsonfield"
@@ -69,7 +70,11 @@ Ops: `+"`sum`, `mean` (compensated sums, as SQLite's `sum()` and `avg()` and the
 // Register adds the `aggregate` processor to env.
 func Register(env *service.Environment) error {
 	return env.RegisterBatchProcessor("aggregate", ConfigSpec(), func(conf *service.ParsedConfig, _ *service.Resources) (service.BatchProcessor, error) {
-		return New(conf)
+		p, err := New(conf)
+		if err != nil {
+			return nil, configerr.Wrap(err)
+		}
+		return p, nil
 	})
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/agent/runscope"
+	"github.com/sluice-dev/sluice/internal/configerr"
 	"github.com/sluice-dev/sluice/internal/enumlint"
 	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/civil"
@@ -92,7 +93,7 @@ func Register(env *service.Environment, builtin Files) error {
 	return env.RegisterBatchInput("csv_file", ConfigSpec(), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchInput, error) {
 		in, err := newInput(conf, builtin)
 		if err != nil {
-			return nil, err
+			return nil, configerr.Wrap(err)
 		}
 		// One run for the stream, whatever its inputs (a broker of files),
 		// so its outputs and the supervisor see one answer.

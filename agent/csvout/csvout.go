@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent/runscope"
 	"github.com/sluice-dev/sluice/internal/atomicfile"
+	"github.com/sluice-dev/sluice/internal/configerr"
 )
 
 const (
@@ -68,7 +69,7 @@ The counter `+"`output_rows_sent`"+` counts the rows written (`+"`batch`"+`) or 
 func Register(env *service.Environment) error {
 	return env.RegisterBatchOutput("csv_file", ConfigSpec(), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
 		o, err := newOutput(conf, res)
-		return o, service.BatchPolicy{}, 1, err
+		return o, service.BatchPolicy{}, 1, configerr.Wrap(err)
 	})
 }
 

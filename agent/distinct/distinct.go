@@ -21,6 +21,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/internal/configerr"
 )
 
 const (
@@ -58,7 +59,11 @@ var metaOnly = regexp.MustCompile(`^\$\{!\s*(?:@([A-Za-z0-9_]+)|meta\("([^"\\]+)
 // Register adds the `distinct` processor to env.
 func Register(env *service.Environment) error {
 	return env.RegisterBatchProcessor("distinct", ConfigSpec(), func(conf *service.ParsedConfig, _ *service.Resources) (service.BatchProcessor, error) {
-		return New(conf)
+		p, err := New(conf)
+		if err != nil {
+			return nil, configerr.Wrap(err)
+		}
+		return p, nil
 	})
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/internal/configerr"
 	"github.com/sluice-dev/sluice/internal/enumlint"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
@@ -56,7 +57,11 @@ A frame (`+"`csv_file`"+` with `+"`frames: true`"+`) is filled as its rows would
 // Register adds the `fill` processor to env.
 func Register(env *service.Environment) error {
 	return env.RegisterBatchProcessor("fill", ConfigSpec(), func(conf *service.ParsedConfig, _ *service.Resources) (service.BatchProcessor, error) {
-		return New(conf)
+		p, err := New(conf)
+		if err != nil {
+			return nil, configerr.Wrap(err)
+		}
+		return p, nil
 	})
 }
 

@@ -27,6 +27,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent/runscope"
 	"github.com/sluice-dev/sluice/internal/atomicfile"
+	"github.com/sluice-dev/sluice/internal/configerr"
 	"github.com/sluice-dev/sluice/internal/enumlint"
 )
 
@@ -149,7 +150,7 @@ func Register(env *service.Environment) error {
 	return env.RegisterBatchOutput("parquet", ConfigSpec(), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
 		o, pol, maxInFlight, err := newOutput(conf, res)
 		if err != nil {
-			return nil, pol, 0, err
+			return nil, pol, 0, configerr.Wrap(err)
 		}
 		return o, pol, maxInFlight, nil
 	})

@@ -29,6 +29,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/agent/runscope"
+	"github.com/sluice-dev/sluice/internal/configerr"
 	"github.com/sluice-dev/sluice/internal/enumlint"
 )
 
@@ -148,7 +149,7 @@ func Register(env *service.Environment) error {
 	return env.RegisterBatchOutput("sqlite", ConfigSpec(), func(conf *service.ParsedConfig, res *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
 		o, pol, maxInFlight, err := newOutput(conf, res)
 		if err != nil {
-			return nil, pol, 0, err
+			return nil, pol, 0, configerr.Wrap(err)
 		}
 		return o, pol, maxInFlight, nil
 	})

@@ -277,7 +277,8 @@ func runWithRetries(ctx context.Context, p Pipeline, opts Options, log *slog.Log
 		}
 		// A config the linter refuses fails every attempt the same way:
 		// retrying only delays the error; so does a component that says
-		// its error is permanent (a Wasm plugin refusing its config). A
+		// its error is permanent (a Wasm plugin refusing its config, a
+		// component refusing its options: internal/configerr). A
 		// component that fails to build for another reason, a plugin or
 		// model file not there yet, say, is retried.
 		var lint *sourcedLintError

@@ -84,6 +84,31 @@ output:
 			})
 		}
 	})
+	t.Run("an output whose options cannot go together", func(t *testing.T) {
+		// Beyond what lint sees: the component refuses its config when it
+		// is built, every attempt alike, so the run fails at once rather
+		// than after its retries' backoff (an hour here).
+		for _, tc := range []struct{ name, output, want string }{
+			{"sqlite replace_by without columns", "sqlite: {path: %q, table: t, transaction: run, replace_by: [f]}", "replace_by: needs columns"},
+			{"parquet max_rows of 0", "parquet: {path: '%s/p-${! counter() }.parquet', max_rows: 0}", "max_rows: must be positive"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				writeFile(t, filepath.Join(dir, "job.yaml"), fmt.Sprintf(`
+input:
+  generate: {count: 1, interval: '', mapping: 'root.f = "a"'}
+schedule: {every: 1h, retries: 1, backoff: 1h}
+output:
+  %s
+`, fmt.Sprintf(tc.output, filepath.Join(dir, "out"))))
+				env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=")
+				res := runAgent(t, dir, env, "--pipeline", filepath.Join(dir, "job.yaml"), "--once")
+				if res.code != 1 || strings.Count(res.stderr, "ok=false") != 1 || !strings.Contains(res.stderr, tc.want) || !strings.Contains(res.stderr, "not retried") {
+					t.Errorf("want one failed attempt naming %s, not retried, then exit 1: %s", tc.want, res)
+				}
+			})
+		}
+	})
 	t.Run("a pipeline without a schedule", func(t *testing.T) {
 		// It runs as always (here, to the end of its bounded input), and
 		// the agent says once does not apply to it.
