@@ -46,7 +46,7 @@ Each message becomes one row; each column's `+"`value`"+` is evaluated on the me
 
 `+"`batch`"+` (the default) appends each batch to `+"`path`"+`, fsynced before the batch is acknowledged, writing the header first when the file is new or empty.
 
-`+"`run`"+` writes the whole run of a bounded input (`+"`csv_file`"+` input) to `+"`<path>.tmp`"+` and, when the output closes, replaces `+"`path`"+` with it only if the run read its input to the end and every message was delivered (fsync, rename, directory fsync); otherwise the .tmp file is removed and `+"`path`"+` is left as it was. The .tmp file (and `+"`path`"+`'s directory, if missing) is created by the run's first row, so a run that fails before one changes nothing at all. Each completed run therefore leaves exactly its own rows, and a header-only file when it had none: the rejects file of a batch job, replaced by each run.
+`+"`run`"+` writes the whole run of a bounded input (`+"`csv_file`"+` input) to `+"`<path>.tmp`"+` and, when the output closes, replaces `+"`path`"+` with it only if the run read its input to the end and every message was delivered (fsync, rename, directory fsync); otherwise the .tmp file is removed and `+"`path`"+` is left as it was. The .tmp file (and `+"`path`"+`'s directory, if missing) is created by the run's first row, so a run that fails before one changes nothing at all. Each completed run therefore leaves exactly its own rows, and a header-only file when it had none: the rejects file of a batch job, replaced by each run. The .tmp file holds a lock (flock) while its run writes it: a .tmp left by a run that died is replaced (or removed by a run that fails), while a run that finds another's .tmp still being written (another agent, or a run started by cron while the last one writes) fails, naming it, and leaves it alone; its retry comes after the other run.
 
 The counter `+"`output_rows_sent`"+` counts the rows written (`+"`batch`"+`) or published (`+"`run`"+`, when the run's file is: a run that fails counts none); a scheduled run's outcome reads it for `+"`rows_rejected`"+`.`).
 		Fields(
@@ -90,6 +90,9 @@ type output struct {
 
 	mu        sync.Mutex
 	connected bool
+	// lock holds path.tmp's lock while this run owns it (run mode;
+	// nil where flock is missing).
+	lock *os.File
 	// f is the open file: path (batch mode) or path.tmp (run mode, opened
 	// by the run's first write, so that a run that fails before it leaves
 	// nothing behind, not even the directory).
@@ -179,11 +182,31 @@ func (o *output) open() error {
 	}
 	name, flags := o.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND
 	if o.runMode {
-		name, flags = o.tmp(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC
+		name, flags = o.tmp(), os.O_WRONLY|os.O_CREATE
 	}
 	f, err := os.OpenFile(name, flags, 0o644)
 	if err != nil {
 		return fmt.Errorf("csv_file output: %w", err)
+	}
+	if o.runMode {
+		// A .tmp there is a crashed run's, replaced, or a run's that is
+		// still writing (another agent, or an overlapping run started
+		// by cron), which must be left alone: the lock tells them apart.
+		lock, err := atomicfile.Lock(name)
+		if err == nil {
+			err = f.Truncate(0)
+		}
+		if err != nil {
+			_ = f.Close()
+			if lock != nil {
+				lock.Close()
+			}
+			if errors.Is(err, atomicfile.ErrHeld) {
+				return fmt.Errorf("csv_file output: %s is being written by another run of this output (another agent or pipeline writing %s): %w", name, o.path, err)
+			}
+			return fmt.Errorf("csv_file output: %w", err)
+		}
+		o.lock = lock
 	}
 	st, err := f.Stat()
 	if err == nil && st.Size() == 0 && o.header {
@@ -195,6 +218,37 @@ func (o *output) open() error {
 	}
 	o.f = f
 	return nil
+}
+
+// removeTmp removes the run mode's .tmp if it is this run's, or a dead
+// run's (nobody holds its lock).
+func (o *output) removeTmp() error {
+	if o.lock == nil {
+		lock, err := atomicfile.Lock(o.tmp())
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil
+		case errors.Is(err, atomicfile.ErrHeld):
+			o.log.Warnf("csv_file output: %s is another run's, still being written: left to it", o.tmp())
+			return nil
+		case err != nil:
+			return err
+		}
+		o.lock = lock
+	}
+	defer o.unlock()
+	if err := os.Remove(o.tmp()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// unlock gives up the run's .tmp once it is published or removed.
+func (o *output) unlock() {
+	if o.lock != nil {
+		o.lock.Close()
+		o.lock = nil
+	}
 }
 
 func (o *output) names() []string {
@@ -300,9 +354,8 @@ func (o *output) Close(context.Context) error {
 			o.f = nil
 		}
 		// This run's .tmp, or one a crashed run left: never published.
-		if rerr := os.Remove(o.tmp()); !errors.Is(rerr, fs.ErrNotExist) {
-			err = errors.Join(err, rerr)
-		}
+		// Another run's, still being written, is left to it.
+		err = errors.Join(err, o.removeTmp())
 		o.log.Warnf("csv_file output: the run did not complete (%v): its %d rows were discarded; %s is as it was", run.Incomplete(), o.rows, o.path)
 		return err
 	}
@@ -313,6 +366,7 @@ func (o *output) Close(context.Context) error {
 	}
 	f := o.f
 	o.f = nil
+	defer o.unlock()
 	if err := atomicfile.Publish(f, o.tmp(), o.path); err != nil {
 		err = fmt.Errorf("csv_file output: %w", err)
 		if run != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -184,6 +185,48 @@ func TestFailedRunRemovesACrashedRunsTmp(t *testing.T) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s is there after a failed run (%v)", p, err)
 		}
+	}
+}
+
+// TestOverlappingRuns: a run that finds the .tmp of another run still
+// being written (its lock held: another agent, or a run cron started
+// while the last one wrote) fails its write naming the file, and neither
+// truncates nor, when it ends, removes it; the other run publishes its
+// rows whole.
+func TestOverlappingRuns(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no flock: overlapping runs are not told apart")
+	}
+	path := filepath.Join(t.TempDir(), "rejects.csv")
+	ctx := context.Background()
+	first, r1 := newInStream(t, path)
+	r1.Emitted()
+	if err := first.WriteBatch(ctx, rejects(runscope.With(ctx, r1), "1", "2")); err != nil {
+		t.Fatal(err)
+	}
+
+	second, r2 := newInStream(t, path)
+	r2.Emitted()
+	err := second.WriteBatch(ctx, rejects(runscope.With(ctx, r2), "9"))
+	if err == nil || !strings.Contains(err.Error(), "rejects.csv.tmp is being written by another run of this output") {
+		t.Fatalf("the second run's write: %v", err)
+	}
+	r2.Acked(err)
+	r2.Ended()
+	if err := second.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + ".tmp"); err != nil {
+		t.Fatalf("the first run's .tmp is gone after the second run ended: %v", err)
+	}
+
+	r1.Acked(nil)
+	r1.Ended()
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := lineCol(readBack(t, path)); got != "line 1 2" {
+		t.Errorf("published %q, want the first run's rows", got)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/atomicfile"
 )
 
 // A writer that dies (SIGKILL, OOM, power) leaves its file's .tmp behind,
@@ -19,6 +21,38 @@ import (
 // an empty .tmp is only taken for dead once it is older than
 // staleEmptyAge; a non-empty one must also start as a Parquet file does.
 // Where flock is missing (not unix), nothing is removed.
+
+// lockTmp takes the lock that marks the .tmp file path as this output's,
+// or returns nil where it cannot be taken (no flock here). It is its own
+// open of the file, so sealing and closing the written file keeps it
+// until the file is published or removed.
+func lockTmp(path string) *os.File {
+	f, err := atomicfile.Lock(path)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// removeIfDead removes path if it is a dead writer's .tmp: nobody holds
+// its lock (a file of another output of this agent holds one too) and
+// deadTmp says so. A file whose lock cannot be tried (gone meanwhile, no
+// flock here) is left.
+func removeIfDead(path string, now time.Time) (int64, bool, error) {
+	lock, err := atomicfile.Lock(path)
+	if err != nil || lock == nil {
+		return 0, false, nil
+	}
+	defer lock.Close()
+	size, dead := deadTmp(lock, now)
+	if !dead {
+		return 0, false, nil
+	}
+	if err := os.Remove(path); err != nil {
+		return size, false, err
+	}
+	return size, true, nil
+}
 
 // staleEmptyAge is how old an empty, unlocked .tmp must be to be a dead
 // writer's rather than a live one's between creating and locking it.

@@ -1,7 +1,9 @@
 // Package atomicfile publishes a file written under a temporary name so
 // that a reader of the final name never sees it half written, even across
 // a crash: the data is fsynced, the file renamed, and the directory
-// fsynced so the rename itself is durable.
+// fsynced so the rename itself is durable. A writer holds a lock on its
+// temporary file (Lock) while it owns it, so that the leftover of one
+// that died can be removed and a live one's is left alone.
 package atomicfile
 
 import (

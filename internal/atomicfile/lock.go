@@ -1,0 +1,6 @@
+package atomicfile
+
+import "errors"
+
+// ErrHeld is Lock's error when another writer holds the file's lock.
+var ErrHeld = errors.New("held by another writer")
