@@ -11,6 +11,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/sluice-dev/sluice/internal/atomicfile"
 )
 
 // chunkRows bounds how far a file can overshoot max_bytes: the size is
@@ -152,7 +154,12 @@ func (o *output) open(msg *service.Message) (*file, error) {
 	// writer's file, and renaming it would publish rows we never wrote.
 	fh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("%s exists, left by a crash or written by another output; it is never renamed: remove it, or make %s give new names: %w", tmp, fPath, err)
+		if lock, lerr := atomicfile.Lock(tmp); errors.Is(lerr, atomicfile.ErrHeld) {
+			return nil, fmt.Errorf("%s is being written by another run of this output (another agent or pipeline writing %s): %w", tmp, name, err)
+		} else if lock != nil {
+			lock.Close()
+		}
+		return nil, fmt.Errorf("%s exists, left by a crash (not a Parquet file's start, so not removed as a dead writer's leftover) or by a writer without flock; it is never renamed: remove it, or make %s give new names: %w", tmp, fPath, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", tmp, err)

@@ -92,7 +92,7 @@ A frame is one message holding many rows as typed columns. Its accepted rows are
 
 ### Leftovers of a crash
 
-A `+"`.tmp`"+` file left by a crash is never renamed, since its batches were never acknowledged and will be delivered again. It is removed, with a log line naming it, when an output of the same `+"`path`"+` next connects (the next run of a batch job, the restarted agent): each `+"`.tmp`"+` holds a lock (flock) for as long as its writer owns it, so one whose lock nobody holds, that starts as a Parquet file does (or is empty and over a minute old), is a dead writer's. Only the directory of the path's fixed part is looked in, for names made of the fixed parts around the interpolations: a `+"`path`"+` with an interpolation in its directory part, or with no fixed name part, gets no clean-up, nor does a system without flock (Windows); delete such leftovers at leisure. A new file whose `+"`.tmp`"+` name is taken by a live writer's fails.
+A `+"`.tmp`"+` file left by a crash is never renamed, since its batches were never acknowledged and will be delivered again. It is removed, with a log line naming it, when an output of the same `+"`path`"+` next connects (the next run of a batch job, the restarted agent): each `+"`.tmp`"+` holds a lock (flock) for as long as its writer owns it, so one whose lock nobody holds, that starts as a Parquet file does (or is empty: a writer killed before its first page), is a dead writer's. Only the directory of the path's fixed part is looked in, for names made of the fixed parts around the interpolations: a `+"`path`"+` with an interpolation in its directory part, or with no fixed name part, gets no clean-up, nor does a system without flock (Windows); delete such leftovers at leisure. A new file whose `+"`.tmp`"+` name is taken by a live writer's (a run of a fixed name, with `+"`overwrite`"+`, overlapping another) fails, naming it, and is retried.
 
 ### Schema
 
@@ -338,7 +338,7 @@ func parseColumns(conf *service.ParsedConfig) ([]column, error) {
 func (o *output) Connect(context.Context) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.sweepStale(time.Now())
+	o.sweepStale()
 	o.connected = true
 	return nil
 }

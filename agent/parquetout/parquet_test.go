@@ -1054,28 +1054,25 @@ func TestNamesNotReused(t *testing.T) {
 }
 
 // TestStaleTmp: when the output connects, the .tmp files of its path
-// that a dead writer left (a Parquet file's start, or empty for a while,
-// and nobody holding their lock) are removed; a live writer's (locked,
-// or empty and new), a file that is not Parquet, and files of other names
-// stay as they were, and no leftover is ever published. Then a stream
-// writes its own files beside them.
+// that a dead writer left (a Parquet file's start, or empty, and nobody
+// holding their lock) are removed; a live writer's (locked), a file that
+// is not Parquet, and files of other names stay as they were, and no
+// leftover is ever published. Then a stream writes its own files beside
+// them.
 func TestStaleTmp(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no flock: leftovers are kept")
 	}
 	dir := t.TempDir()
-	old := time.Now().Add(-2 * staleEmptyAge)
 	files := []struct {
 		name, content string
-		mtime         time.Time
 		locked        bool
 		removed       bool
 	}{
 		{name: "s-dead.parquet.tmp", content: "PAR1 and some row groups", removed: true},
-		{name: "s-dead-empty.parquet.tmp", mtime: old, removed: true},
+		{name: "s-dead-empty.parquet.tmp", removed: true}, // killed before its first page
 		{name: "s-live.parquet.tmp", content: "PAR1 being written", locked: true},
-		{name: "s-live-empty.parquet.tmp", locked: true, mtime: old},
-		{name: "s-new-empty.parquet.tmp"},
+		{name: "s-live-empty.parquet.tmp", locked: true},
 		{name: "s-0.parquet.tmp", content: "not a Parquet file"},
 		{name: "t-1.parquet.tmp", content: "PAR1 of another path"},
 		{name: "s-2.csv.tmp", content: "PAR1 of another suffix"},
@@ -1085,11 +1082,6 @@ func TestStaleTmp(t *testing.T) {
 		path := filepath.Join(dir, f.name)
 		if err := os.WriteFile(path, []byte(f.content), 0o644); err != nil {
 			t.Fatal(err)
-		}
-		if !f.mtime.IsZero() {
-			if err := os.Chtimes(path, f.mtime, f.mtime); err != nil {
-				t.Fatal(err)
-			}
 		}
 		if f.locked {
 			lock := lockTmp(path)
@@ -1122,6 +1114,32 @@ output:
 	ms, _ := filepath.Glob(filepath.Join(dir, "s-*.parquet"))
 	ms = slices.DeleteFunc(ms, func(m string) bool { return strings.HasSuffix(m, "s-3.parquet") })
 	checkOnce(t, idsIn(t, ms), 10)
+}
+
+// TestLockTmpWaitsForASweeper: a writer's new .tmp whose lock a sweeper
+// holds for a moment (it is looking at the file) is locked once the
+// sweeper lets go, not left unlocked.
+func TestLockTmpWaitsForASweeper(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no flock")
+	}
+	path := filepath.Join(t.TempDir(), "s-1.parquet.tmp")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sweeper, err := atomicfile.Lock(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(50*time.Millisecond, func() { sweeper.Close() })
+	lock := lockTmp(path)
+	if lock == nil {
+		t.Fatal("the writer took no lock")
+	}
+	defer lock.Close()
+	if _, err := atomicfile.Lock(path); !errors.Is(err, atomicfile.ErrHeld) {
+		t.Errorf("the writer's lock is not held: %v", err)
+	}
 }
 
 // TestTmpPattern: which names a path's .tmp files have, and the paths

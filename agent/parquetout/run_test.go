@@ -631,3 +631,38 @@ func TestRunFilesKeptFromSweep(t *testing.T) {
 	}
 	checkOnce(t, idsIn(t, finalFiles(t, dir)), 3)
 }
+
+// TestOverlappingRunsOfAFixedName: a run of a fixed name (overwrite: the
+// file of a job that replaces it every run) whose .tmp another run is
+// still writing fails its batch saying so, and leaves that file to the
+// other run, which publishes its rows whole.
+func TestOverlappingRunsOfAFixedName(t *testing.T) {
+	dir := t.TempDir()
+	conf := fmt.Sprintf("path: '%s/sales.parquet'\ntransaction: run\noverwrite: true\n", dir)
+	first := testOutput(t, conf)
+	r1 := &runscope.Run{}
+	r1.Emitted()
+	if err := first.WriteBatch(context.Background(), inRun(r1, idBatch(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	r1.Acked(nil)
+
+	second := testOutput(t, conf)
+	r2 := &runscope.Run{}
+	r2.Emitted()
+	err := second.WriteBatch(context.Background(), inRun(r2, idBatch(7, 2)))
+	if err == nil || !strings.Contains(err.Error(), "sales.parquet.tmp is being written by another run of this output") {
+		t.Fatalf("the second run's batch: %v", err)
+	}
+	r2.Acked(err)
+	r2.Ended()
+	if err := second.Close(context.Background()); err != nil {
+		t.Logf("the second run's close: %v", err)
+	}
+
+	r1.Ended()
+	if err := first.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkOnce(t, idsIn(t, finalFiles(t, dir)), 3)
+}

@@ -1,7 +1,7 @@
 package parquetout
 
 import (
-	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,52 +11,74 @@ import (
 	"github.com/sluice-dev/sluice/internal/atomicfile"
 )
 
-// A writer that dies (SIGKILL, OOM, power) leaves its file's .tmp behind,
-// and with names new every run (timestamp_unix_nano) nothing ever reuses
-// or removes it: a job retried or scheduled hourly piles them up. Every
+// A writer that dies (SIGKILL, OOM, power) leaves its file's .tmp behind:
+// with names new every run (timestamp_unix_nano) nothing ever reuses or
+// removes it, so a job retried or scheduled hourly piles them up, and
+// with a fixed name (overwrite) the next run cannot create its own. Every
 // .tmp this output writes holds a lock (flock) for as long as it is the
 // output's, so when the output connects, a .tmp of its path's pattern
-// whose lock nobody holds is a dead writer's and is removed. A writer
-// locks its file right after creating it and before writing anything, so
-// an empty .tmp is only taken for dead once it is older than
-// staleEmptyAge; a non-empty one must also start as a Parquet file does.
-// Where flock is missing (not unix), nothing is removed.
+// whose lock nobody holds is a dead writer's and is removed if it starts
+// as a Parquet file does, or is empty: a writer killed before its first
+// page. A live writer locks its file right after creating it, so an empty
+// one is looked at again after emptyGrace, in case its writer was between
+// the two. Where flock is missing (not unix), nothing is removed.
 
-// lockTmp takes the lock that marks the .tmp file path as this output's,
-// or returns nil where it cannot be taken (no flock here). It is its own
-// open of the file, so sealing and closing the written file keeps it
-// until the file is published or removed.
+// emptyGrace is how long an empty, unlocked .tmp is given to be locked by
+// a live writer that has just created it.
+const emptyGrace = 100 * time.Millisecond
+
+// lockTmp takes the lock that marks the new .tmp file path as this
+// output's, or returns nil where it cannot be taken (no flock here). It is
+// its own open of the file, so sealing and closing the written file keeps
+// it until the file is published or removed. Only a sweeper looking at
+// the file can hold its lock now, and only for a moment: it is waited for.
 func lockTmp(path string) *os.File {
-	f, err := atomicfile.Lock(path)
-	if err != nil {
-		return nil
+	for try := 0; ; try++ {
+		f, err := atomicfile.Lock(path)
+		if errors.Is(err, atomicfile.ErrHeld) && try < 100 {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return nil
+		}
+		return f
 	}
-	return f
 }
 
-// removeIfDead removes path if it is a dead writer's .tmp: nobody holds
-// its lock (a file of another output of this agent holds one too) and
-// deadTmp says so. A file whose lock cannot be tried (gone meanwhile, no
-// flock here) is left.
-func removeIfDead(path string, now time.Time) (int64, bool, error) {
+// removeIfDead removes path if it is a dead writer's .tmp, and says how
+// large it was. A file whose lock is held, or cannot be tried (gone
+// meanwhile, no flock here), is left.
+func removeIfDead(path string) (int64, bool, error) {
 	lock, err := atomicfile.Lock(path)
 	if err != nil || lock == nil {
 		return 0, false, nil
 	}
-	defer lock.Close()
-	size, dead := deadTmp(lock, now)
-	if !dead {
+	st, err := lock.Stat()
+	switch {
+	case err != nil:
+		lock.Close()
+		return 0, false, nil
+	case st.Size() == 0:
+		lock.Close()
+		time.Sleep(emptyGrace)
+		if lock, err = atomicfile.Lock(path); err != nil || lock == nil {
+			return 0, false, nil
+		}
+		if again, err := lock.Stat(); err != nil || !os.SameFile(st, again) || again.Size() != 0 {
+			lock.Close()
+			return 0, false, nil
+		}
+	case !startsAsParquet(lock):
+		lock.Close()
 		return 0, false, nil
 	}
+	defer lock.Close()
 	if err := os.Remove(path); err != nil {
-		return size, false, err
+		return st.Size(), false, err
 	}
-	return size, true, nil
+	return st.Size(), true, nil
 }
-
-// staleEmptyAge is how old an empty, unlocked .tmp must be to be a dead
-// writer's rather than a live one's between creating and locking it.
-const staleEmptyAge = time.Minute
 
 // tmpPattern is how the .tmp files of a path expression are named: in dir,
 // prefix + anything + suffix + ".tmp", or exactly name when the path has
@@ -98,7 +120,7 @@ func (p tmpPattern) matches(name string) bool {
 
 // sweepStale removes the .tmp files of the output's path that dead writers
 // left, and logs each.
-func (o *output) sweepStale(now time.Time) {
+func (o *output) sweepStale() {
 	p, ok := patternOf(o.rawPath)
 	if !ok {
 		return
@@ -112,7 +134,7 @@ func (o *output) sweepStale(now time.Time) {
 			continue
 		}
 		path := filepath.Join(p.dir, e.Name())
-		size, removed, err := removeIfDead(path, now)
+		size, removed, err := removeIfDead(path)
 		switch {
 		case err != nil:
 			o.log.Warnf("parquet output: %s looks left by a crashed writer, but it could not be removed: %v", path, err)
@@ -124,21 +146,11 @@ func (o *output) sweepStale(now time.Time) {
 
 // parquetMagic starts every Parquet file, the .tmp files this output
 // writes included, once their first bytes are out.
-var parquetMagic = []byte("PAR1")
+const parquetMagic = "PAR1"
 
-// deadTmp tells whether the .tmp file f, whose lock the caller holds,
-// is a dead writer's.
-func deadTmp(f *os.File, now time.Time) (int64, bool) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, false
-	}
-	if st.Size() == 0 {
-		return 0, now.Sub(st.ModTime()) > staleEmptyAge
-	}
+// startsAsParquet tells whether f begins with the Parquet magic.
+func startsAsParquet(f *os.File) bool {
 	head := make([]byte, len(parquetMagic))
-	if _, err := io.ReadFull(f, head); err != nil {
-		return st.Size(), false
-	}
-	return st.Size(), bytes.Equal(head, parquetMagic)
+	_, err := io.ReadFull(f, head)
+	return err == nil && string(head) == parquetMagic
 }

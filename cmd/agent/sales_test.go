@@ -187,26 +187,32 @@ func TestSalesETL(t *testing.T) {
 		}
 	}
 
-	// The rows in Parquet, every good one once.
-	files, _ := filepath.Glob(filepath.Join(out, "sales-*.parquet"))
-	lines := map[int64]bool{}
-	for _, f := range files {
+	// The rows in Parquet, every good one once, in one file: a run
+	// again replaces it rather than adding a copy.
+	parquetRows := func(run string) {
+		t.Helper()
+		files, _ := filepath.Glob(filepath.Join(out, "*.parquet"))
+		if len(files) != 1 || filepath.Base(files[0]) != "sales.parquet" {
+			t.Fatalf("%s: Parquet files %v, want sales.parquet alone", run, files)
+		}
 		rowsOf, err := parquet.ReadFile[struct {
 			Line int64 `parquet:"line"`
-		}](f)
+		}](files[0])
 		if err != nil {
-			t.Fatalf("%s: %v", f, err)
+			t.Fatalf("%s: %v", run, err)
 		}
+		lines := map[int64]bool{}
 		for _, r := range rowsOf {
 			if lines[r.Line] {
-				t.Errorf("line %d twice in the Parquet files", r.Line)
+				t.Errorf("%s: line %d twice in sales.parquet", run, r.Line)
 			}
 			lines[r.Line] = true
 		}
+		if len(lines) != len(good) {
+			t.Errorf("%s: sales.parquet holds %d rows, want %d", run, len(lines), len(good))
+		}
 	}
-	if len(lines) != len(good) {
-		t.Errorf("Parquet holds %d rows, want %d", len(lines), len(good))
-	}
+	parquetRows("first run")
 
 	// rejects.csv: file, line, reason, the row as it was.
 	f, err := os.Open(filepath.Join(out, "rejects.csv"))
@@ -255,6 +261,7 @@ func TestSalesETL(t *testing.T) {
 		t.Fatalf("second run: %s", res)
 	}
 	check("second run")
+	parquetRows("second run")
 	outcome("second run", res.stderr)
 }
 
@@ -305,6 +312,25 @@ func TestSalesETLFileReadAgain(t *testing.T) {
 	if !strings.Contains(res.stderr, "replace_by replaced") {
 		t.Errorf("the second run's log does not say what replace_by replaced:\n%s", res.stderr)
 	}
+	// sales.parquet, replaced by the run, holds the same rows.
+	parquetLines := func() []string {
+		rs, err := parquet.ReadFile[struct {
+			Line     int64 `parquet:"line"`
+			Quantity int64 `parquet:"quantity"`
+		}](filepath.Join(out, "sales.parquet"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Slice(rs, func(i, j int) bool { return rs[i].Line < rs[j].Line })
+		var got []string
+		for _, r := range rs {
+			got = append(got, fmt.Sprint(r.Line, r.Quantity))
+		}
+		return got
+	}
+	if got := parquetLines(); strings.Join(got, ";") != strings.Join(want, ";") {
+		t.Errorf("sales.parquet after the file was read again: %d rows, want the file's %d good rows", len(got), len(want))
+	}
 
 	writeFile(t, in, lines[0])
 	if res := runAgent(t, dir, env, "--pipeline", "builtin:sales_etl"); res.code != 0 {
@@ -314,6 +340,9 @@ func TestSalesETLFileReadAgain(t *testing.T) {
 		if got := queryRows(t, db, "SELECT count(*) FROM "+table); len(got) != 1 || got[0] != "0" {
 			t.Errorf("%s after the file lost all its rows: %v rows, want 0", table, got)
 		}
+	}
+	if got := parquetLines(); len(got) != 0 {
+		t.Errorf("sales.parquet after the file lost all its rows: %d rows, want 0", len(got))
 	}
 }
 
