@@ -603,6 +603,20 @@ func TestRunEmptyFrame(t *testing.T) {
 	}
 }
 
+// runWriting is an output of conf in the midst of a run that has
+// delivered batch to it.
+func runWriting(t *testing.T, conf string, batch service.MessageBatch) (*output, *runscope.Run) {
+	t.Helper()
+	o := testOutput(t, conf)
+	r := &runscope.Run{}
+	r.Emitted()
+	if err := o.WriteBatch(context.Background(), inRun(r, batch)); err != nil {
+		t.Fatal(err)
+	}
+	r.Acked(nil)
+	return o, r
+}
+
 // TestRunFilesKeptFromSweep: a run's files, sealed or still open, stay
 // marked as a live writer's until the run is published: another output of
 // the same path that connects meanwhile (a second agent, a restarted
@@ -610,13 +624,7 @@ func TestRunEmptyFrame(t *testing.T) {
 func TestRunFilesKeptFromSweep(t *testing.T) {
 	dir := t.TempDir()
 	conf := fmt.Sprintf("path: '%s/s-${! counter() }.parquet'\ntransaction: run\nmax_rows: 2\n", dir)
-	o := testOutput(t, conf)
-	r := &runscope.Run{}
-	r.Emitted()
-	if err := o.WriteBatch(context.Background(), inRun(r, idBatch(1, 3))); err != nil {
-		t.Fatal(err)
-	}
-	r.Acked(nil)
+	o, r := runWriting(t, conf, idBatch(1, 3))
 	// One file sealed (2 rows), one open, both .tmp.
 	if got := tmpFiles(t, dir); len(got) != 2 {
 		t.Fatalf(".tmp files %v, want 2", got)
@@ -639,13 +647,7 @@ func TestRunFilesKeptFromSweep(t *testing.T) {
 func TestOverlappingRunsOfAFixedName(t *testing.T) {
 	dir := t.TempDir()
 	conf := fmt.Sprintf("path: '%s/sales.parquet'\ntransaction: run\noverwrite: true\n", dir)
-	first := testOutput(t, conf)
-	r1 := &runscope.Run{}
-	r1.Emitted()
-	if err := first.WriteBatch(context.Background(), inRun(r1, idBatch(1, 3))); err != nil {
-		t.Fatal(err)
-	}
-	r1.Acked(nil)
+	first, r1 := runWriting(t, conf, idBatch(1, 3))
 
 	second := testOutput(t, conf)
 	r2 := &runscope.Run{}
