@@ -3,6 +3,7 @@ package parquetout
 import (
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,38 +47,43 @@ func lockTmp(path string) *os.File {
 	}
 }
 
-// removeIfDead removes path if it is a dead writer's .tmp, and says how
-// large it was. A file whose lock is held, or cannot be tried (gone
-// meanwhile, no flock here), is left.
-func removeIfDead(path string) (int64, bool, error) {
+// tmpVerdict is what a look at a .tmp file found.
+type tmpVerdict int
+
+const (
+	tmpLive  tmpVerdict = iota // locked, not a Parquet start, or not to be tried: left
+	tmpDead                    // a dead writer's: remove
+	tmpEmpty                   // empty and unlocked: dead unless locked after emptyGrace
+)
+
+// lookAt judges the .tmp at path, holding its lock while it looks, and
+// returns its stat. A file whose lock is held, or cannot be tried (gone
+// meanwhile, no flock here), is live.
+func lookAt(path string) (tmpVerdict, os.FileInfo) {
 	lock, err := atomicfile.Lock(path)
 	if err != nil || lock == nil {
-		return 0, false, nil
+		return tmpLive, nil
 	}
+	defer lock.Close()
 	st, err := lock.Stat()
 	switch {
 	case err != nil:
-		lock.Close()
-		return 0, false, nil
+		return tmpLive, nil
 	case st.Size() == 0:
-		lock.Close()
-		time.Sleep(emptyGrace)
-		if lock, err = atomicfile.Lock(path); err != nil || lock == nil {
-			return 0, false, nil
-		}
-		if again, err := lock.Stat(); err != nil || !os.SameFile(st, again) || again.Size() != 0 {
-			lock.Close()
-			return 0, false, nil
-		}
+		return tmpEmpty, st
 	case !startsAsParquet(lock):
-		lock.Close()
-		return 0, false, nil
+		return tmpLive, st
 	}
-	defer lock.Close()
-	if err := os.Remove(path); err != nil {
-		return st.Size(), false, err
+	return tmpDead, st
+}
+
+// removeDead removes a dead writer's .tmp and logs it.
+func (o *output) removeDead(path string, size int64) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		o.log.Warnf("parquet output: %s looks left by a crashed writer, but it could not be removed: %v", path, err)
+		return
 	}
-	return st.Size(), true, nil
+	o.log.Infof("parquet output: removed %s (%d bytes), left unfinished by a writer that died; its rows were never acknowledged", path, size)
 }
 
 // tmpPattern is how the .tmp files of a path expression are named: in dir,
@@ -119,7 +125,8 @@ func (p tmpPattern) matches(name string) bool {
 }
 
 // sweepStale removes the .tmp files of the output's path that dead writers
-// left, and logs each.
+// left, and logs each. The empty ones get their second look together,
+// after one wait.
 func (o *output) sweepStale() {
 	p, ok := patternOf(o.rawPath)
 	if !ok {
@@ -129,17 +136,32 @@ func (o *output) sweepStale() {
 	if err != nil {
 		return // no directory yet, nothing left in it
 	}
+	type empty struct {
+		path string
+		st   os.FileInfo
+	}
+	var empties []empty
 	for _, e := range entries {
 		if !e.Type().IsRegular() || !p.matches(e.Name()) {
 			continue
 		}
 		path := filepath.Join(p.dir, e.Name())
-		size, removed, err := removeIfDead(path)
-		switch {
-		case err != nil:
-			o.log.Warnf("parquet output: %s looks left by a crashed writer, but it could not be removed: %v", path, err)
-		case removed:
-			o.log.Infof("parquet output: removed %s (%d bytes), left unfinished by a writer that died; its rows were never acknowledged", path, size)
+		switch v, st := lookAt(path); v {
+		case tmpDead:
+			o.removeDead(path, st.Size())
+		case tmpEmpty:
+			empties = append(empties, empty{path, st})
+		}
+	}
+	if len(empties) == 0 {
+		return
+	}
+	time.Sleep(emptyGrace)
+	for _, e := range empties {
+		// Still empty, still unlocked, still the same file: its writer
+		// died before writing; a live one would have locked it by now.
+		if v, st := lookAt(e.path); v == tmpEmpty && os.SameFile(e.st, st) {
+			o.removeDead(e.path, 0)
 		}
 	}
 }
