@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,19 +29,76 @@ import (
 // the host cannot give the plugin is rejected through reject, as the JSON
 // path fails its message.
 func (i *Instance) frameRows(f *frame.Frame, rows []int, reject func(row int, reason string)) []int {
-	s := &i.scratch
-	in := i.desc.In
-	s.resetColumns(in)
-	if cap(s.frameCols) < len(in) {
-		s.frameCols = make([]*frame.Column, len(in))
+	return i.scratch.gatherFrame(i.desc.In, f, rows, func(row int, err error) {
+		reject(row, fmt.Sprintf("%s: %v", i.name, err))
+	})
+}
+
+// gatherFrame fills the scratch's columns for fields from rows of f, a
+// column at a time, and returns the rows sent. A row lacking a required
+// field is not sent: reject gets it with the error the JSON path gives.
+// Fields whose values need converting one by one (a column of another
+// type than the field's, the whole body) take gatherFrameRows' way.
+func (s *scratch) gatherFrame(fields []abi.Field, f *frame.Frame, rows []int, reject func(row int, err error)) []int {
+	s.resetColumns(fields)
+	cols := s.frameColumns(fields, f)
+	for c, fd := range fields {
+		if !gatherable(fd, cols[c]) {
+			return s.gatherFrameRows(fields, cols, f, rows, reject)
+		}
 	}
-	cols := s.frameCols[:len(in)]
-	for c, fd := range in {
+	s.rows = slices.Grow(s.rows, len(rows))
+rowLoop:
+	for _, row := range rows {
+		for c, fd := range fields {
+			if fd.Required && (cols[c] == nil || cols[c].Null(row)) {
+				reject(row, fmt.Errorf("required field %q is missing", fd.Name))
+				continue rowLoop
+			}
+		}
+		s.rows = append(s.rows, row)
+	}
+	for c, fd := range fields {
+		if fd.Type == abi.TypeValue {
+			s.cols[c].GatherValues(cols[c], s.rows)
+		} else {
+			s.cols[c].GatherTyped(cols[c], s.rows)
+		}
+	}
+	return s.rows
+}
+
+// gatherable tells whether a field's rows can be copied from col (nil if
+// the frame lacks it) without a conversion that may fail.
+func gatherable(fd abi.Field, col *frame.Column) bool {
+	switch {
+	case fd.Type == abi.TypeValue:
+		return fd.Name != abi.BodyPath
+	case col == nil, col.Type == fd.Type:
+		return true
+	}
+	return col.Type == abi.TypeInt && fd.Type == abi.TypeFloat
+}
+
+// frameColumns looks up each field's column in f (nil where it has none).
+func (s *scratch) frameColumns(fields []abi.Field, f *frame.Frame) []*frame.Column {
+	if cap(s.frameCols) < len(fields) {
+		s.frameCols = make([]*frame.Column, len(fields))
+	}
+	cols := s.frameCols[:len(fields)]
+	for c, fd := range fields {
 		cols[c] = f.Field(fd.Name)
 	}
+	return cols
+}
+
+// gatherFrameRows is gatherFrame row by row, each value converted as the
+// row's JSON value would be.
+func (s *scratch) gatherFrameRows(fields []abi.Field, cols []*frame.Column, f *frame.Frame, rows []int, reject func(row int, err error)) []int {
+	s.resetColumns(fields)
 	for _, row := range rows {
-		if err := s.appendFrameRow(in, cols, f, row); err != nil {
-			reject(row, fmt.Sprintf("%s: %v", i.name, err))
+		if err := s.appendFrameRow(fields, cols, f, row); err != nil {
+			reject(row, err)
 			continue
 		}
 		s.rows = append(s.rows, row)

@@ -1,0 +1,185 @@
+package wasm
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/agent/frame"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+)
+
+// randomFrame is a frame of rows rows with a column of each type, every
+// one with values, nulls and absent rows, and a constant column.
+func randomFrame(t *testing.T, rng *rand.Rand, rows int) *frame.Frame {
+	t.Helper()
+	w := frame.NewWriter()
+	s, i, f := w.Add("s", abi.TypeString, false), w.Add("i", abi.TypeInt, false), w.Add("f", abi.TypeFloat, false)
+	bo, tm := w.Add("b", abi.TypeBool, false), w.Add("t", abi.TypeTime, false)
+	file := w.AddConst("file", abi.TypeString, false)
+	file.Text("sales/2024-01.csv")
+	for r := range rows {
+		for _, b := range []*frame.Builder{s, i, f, bo, tm} {
+			switch rng.IntN(8) {
+			case 0:
+				b.Null()
+				continue
+			case 1:
+				b.Absent()
+				continue
+			}
+			switch b {
+			case s:
+				b.Text(fmt.Sprintf("row %d %s", r, string(rune('a'+rng.IntN(26)))))
+			case i:
+				b.Int(rng.Int64N(2000) - 1000)
+			case f:
+				b.Float([]float64{0.1, -2.5, 1e21, 123456789.125, 3}[rng.IntN(5)])
+			case bo:
+				b.Bool(rng.IntN(2) == 0)
+			case tm:
+				b.Int(time.Date(2024, 3, 9, 14, rng.IntN(60), 0, rng.IntN(3)*500_000_000, time.UTC).UnixNano())
+			}
+		}
+		w.Accept()
+	}
+	body, err := w.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, err := frame.Decode(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fr
+}
+
+// TestGatherFrameMatchesRows: a request gathered a column at a time holds
+// the same bytes, rows and rejects as one built row by row (each value as
+// the row's JSON would give it), for every kind of field a plugin can
+// declare over every kind of frame column.
+func TestGatherFrameMatchesRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	f := randomFrame(t, rng, 300)
+	var every []int
+	for r := range f.Rows {
+		if rng.IntN(5) != 0 { // some rows skipped, as earlier steps' rejects are
+			every = append(every, r)
+		}
+	}
+	field := func(name string, typ abi.Type, required bool) abi.Field {
+		return abi.Field{Name: name, Type: typ, Required: required}
+	}
+	for _, tc := range []struct {
+		name   string
+		fields []abi.Field
+		// mixed: the rows have both outcomes, sent and rejected
+		mixed bool
+	}{
+		{"each column as its own type", []abi.Field{
+			field("s", abi.TypeString, false), field("i", abi.TypeInt, false), field("f", abi.TypeFloat, false),
+			field("b", abi.TypeBool, false), field("t", abi.TypeTime, false), field("file", abi.TypeString, false)}, false},
+		{"each column as a value", []abi.Field{
+			field("s", abi.TypeValue, false), field("i", abi.TypeValue, false), field("f", abi.TypeValue, false),
+			field("b", abi.TypeValue, false), field("t", abi.TypeValue, false), field("file", abi.TypeValue, false)}, false},
+		{"required fields reject rows, the first missing one named", []abi.Field{
+			field("i", abi.TypeInt, true), field("s", abi.TypeValue, true), field("f", abi.TypeFloat, false)}, true},
+		{"an int column as a float", []abi.Field{field("i", abi.TypeFloat, false)}, false},
+		{"fields the frame lacks", []abi.Field{
+			field("nope", abi.TypeInt, false), field("nope", abi.TypeValue, false), field("nope.a", abi.TypeString, false)}, false},
+		{"a required field the frame lacks", []abi.Field{field("nope", abi.TypeValue, true)}, false},
+		// Converted one by one: the row path itself, whatever it decides.
+		{"a column of another type", []abi.Field{field("i", abi.TypeString, false), field("s", abi.TypeValue, false)}, false},
+		{"the whole body", []abi.Field{field(abi.BodyPath, abi.TypeValue, false), field("i", abi.TypeInt, true)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, rows := range [][]int{every, every[:1], nil} {
+				var byCol, byRow scratch
+				var rejCol, rejRow []string
+				sentCol := slices.Clone(byCol.gatherFrame(tc.fields, f, rows, func(row int, err error) {
+					rejCol = append(rejCol, fmt.Sprintf("%d: %v", row, err))
+				}))
+				sentRow := slices.Clone(byRow.gatherFrameRows(tc.fields, byRow.frameColumns(tc.fields, f), f, rows, func(row int, err error) {
+					rejRow = append(rejRow, fmt.Sprintf("%d: %v", row, err))
+				}))
+				if !slices.Equal(sentCol, sentRow) {
+					t.Fatalf("rows sent: %v by column, %v by row", sentCol, sentRow)
+				}
+				if !slices.Equal(rejCol, rejRow) {
+					t.Fatalf("rejects:\n%q by column\n%q by row", rejCol, rejRow)
+				}
+				if tc.mixed && len(rows) > 1 && (len(rejCol) == 0 || len(sentCol) == 0) {
+					t.Fatalf("%d rows rejected, %d sent: the frame should have both", len(rejCol), len(sentCol))
+				}
+				for c, fd := range tc.fields {
+					var a, b abi.Writer
+					byCol.cols[c].AppendTo(&a)
+					byRow.cols[c].AppendTo(&b)
+					if !bytes.Equal(a.Buf, b.Buf) {
+						t.Fatalf("field %q (%d rows): column\n%x\nwant (by row)\n%x", fd.Name, len(sentRow), a.Buf, b.Buf)
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkGatherFrame: the host's part of a call on a frame of the sales
+// ETL's shape, as the validate step declares its fields (five values) and
+// as the transform does (a string, an int and a float), a column at a
+// time beside row by row.
+//
+//	go test -run '^$' -bench GatherFrame -count 6 ./agent/wasm/
+func BenchmarkGatherFrame(b *testing.B) {
+	const rows = 8192
+	w := frame.NewWriter()
+	date, product, qty, price, customer := w.Add("date", abi.TypeString, false), w.Add("product_id", abi.TypeInt, false),
+		w.Add("quantity", abi.TypeInt, false), w.Add("price", abi.TypeFloat, false), w.Add("customer_id", abi.TypeInt, false)
+	for r := range rows {
+		date.Text(fmt.Sprintf("2025-01-%02d", 1+r%28))
+		product.Int(int64(r % 500))
+		qty.Int(int64(1 + r%5))
+		price.Float(float64(r%100) + 0.5)
+		customer.Int(int64(r % 5000))
+		w.Accept()
+	}
+	body, err := w.Append(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := frame.Decode(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	all := make([]int, rows)
+	for r := range all {
+		all[r] = r
+	}
+	value := func(name string) abi.Field { return abi.Field{Name: name, Type: abi.TypeValue} }
+	for _, step := range []struct {
+		name   string
+		fields []abi.Field
+	}{
+		{"validate", []abi.Field{value("date"), value("product_id"), value("quantity"), value("price"), value("customer_id")}},
+		{"transform", []abi.Field{{Name: "date", Type: abi.TypeString, Required: true},
+			{Name: "quantity", Type: abi.TypeInt, Required: true}, {Name: "price", Type: abi.TypeFloat, Required: true}}},
+	} {
+		for _, how := range []string{"columns", "rows"} {
+			b.Run(step.name+"/"+how, func(b *testing.B) {
+				var s scratch
+				reject := func(int, error) { b.Fatal("a row rejected") }
+				for b.Loop() {
+					if how == "columns" {
+						s.gatherFrame(step.fields, f, all, reject)
+					} else {
+						s.gatherFrameRows(step.fields, s.frameColumns(step.fields, f), f, all, reject)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+			})
+		}
+	}
+}
