@@ -721,11 +721,9 @@ func (f *fileReader) convertRow(rec []string) error {
 		if v == "" {
 			continue
 		}
-		c, err := convertCell(f.types[i], f.formats[i], f.in.numbers, v)
-		if err != nil {
+		if err := convertCell(&f.cells[i], f.types[i], f.formats[i], f.in.numbers, v); err != nil {
 			return fmt.Errorf("column %s: %w", f.header[i], err)
 		}
-		f.cells[i] = c
 	}
 	return nil
 }
@@ -763,7 +761,7 @@ func (f *fileReader) convert(rec []string, line int) ([]byte, error) {
 			b = append(b, "null"...)
 			continue
 		}
-		b = appendCell(b, f.cells[i])
+		b = appendCell(b, &f.cells[i])
 	}
 	b = append(b, f.suffix...)
 	if name := f.in.lineField; name != "" {
@@ -774,7 +772,7 @@ func (f *fileReader) convert(rec []string, line int) ([]byte, error) {
 }
 
 // appendCell appends a converted cell as JSON.
-func appendCell(b []byte, c cell) []byte {
+func appendCell(b []byte, c *cell) []byte {
 	switch c.t {
 	case abi.TypeInt:
 		return strconv.AppendInt(b, c.i, 10)
@@ -1016,7 +1014,7 @@ func parseInt(s string) (int64, bool) {
 	return n, err == nil && whole != "" && whole != "-" && whole != "+"
 }
 
-func convertCell(typ, format string, nf numberFormat, v string) (cell, error) {
+func convertCell(c *cell, typ, format string, nf numberFormat, v string) error {
 	s := strings.TrimSpace(v)
 	if (typ == "int" || typ == "float") && (nf.decimal != '.' || nf.thousands != 0) {
 		s = nf.plain(s)
@@ -1024,55 +1022,65 @@ func convertCell(typ, format string, nf numberFormat, v string) (cell, error) {
 	if format != "" {
 		t, err := timefmt.Parse(s, format)
 		if err != nil {
-			return cell{}, fmt.Errorf("%q does not match the format %q", v, format)
+			return fmt.Errorf("%q does not match the format %q", v, format)
 		}
 		// The parser rolls a day past the month's end into the next
 		// month (31/02 as 02/03): written back, such a time differs.
 		if !strings.Contains(format, "%f") && !sameFields(s, timefmt.Format(t, format)) {
-			return cell{}, fmt.Errorf("%q is not a valid %s in the format %q", v, typ, format)
+			return fmt.Errorf("%q is not a valid %s in the format %q", v, typ, format)
 		}
 		if typ == "date" {
-			return cell{t: abi.TypeString, s: t.Format(time.DateOnly)}, nil
+			c.t, c.s = abi.TypeString, t.Format(time.DateOnly)
+			return nil
 		}
-		return cell{t: abi.TypeTime, tm: t}, nil
+		c.t, c.tm = abi.TypeTime, t
+		return nil
 	}
 	switch typ {
 	case "int":
 		n, ok := parseInt(s)
 		if !ok {
-			return cell{}, fmt.Errorf("%q is not an integer", v)
+			return fmt.Errorf("%q is not an integer", v)
 		}
-		return cell{t: abi.TypeInt, i: n}, nil
+		c.t, c.i = abi.TypeInt, n
+		return nil
 	case "float":
 		x, err := strconv.ParseFloat(s, 64)
 		if err != nil || x != x || x > 1e308 || x < -1e308 {
-			return cell{}, fmt.Errorf("%q is not a number", v)
+			return fmt.Errorf("%q is not a number", v)
 		}
-		return cell{t: abi.TypeFloat, f: x}, nil
+		c.t, c.f = abi.TypeFloat, x
+		return nil
 	case "bool":
 		switch strings.ToLower(s) {
 		case "true", "1":
-			return cell{t: abi.TypeBool, b: true}, nil
+			c.t, c.b = abi.TypeBool, true
+			return nil
 		case "false", "0":
-			return cell{t: abi.TypeBool}, nil
+			c.t, c.b = abi.TypeBool, false
+			return nil
 		}
-		return cell{}, fmt.Errorf("%q is not true, false, 1 or 0", v)
+		return fmt.Errorf("%q is not true, false, 1 or 0", v)
 	case "date":
 		if _, _, _, ok := civil.ParseISO(s); !ok {
-			return cell{}, fmt.Errorf("%q is not a date (YYYY-MM-DD)", v)
+			return fmt.Errorf("%q is not a date (YYYY-MM-DD)", v)
 		}
-		return cell{t: abi.TypeString, s: s}, nil
+		c.t, c.s = abi.TypeString, s
+		return nil
 	case "timestamp":
 		if t, ok := parseTimestamp(s); ok {
-			return cell{t: abi.TypeTime, tm: t}, nil
+			c.t, c.tm = abi.TypeTime, t
+			return nil
 		}
 		// Minutes without seconds too, as pandas reads them.
 		for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02"} {
 			if t, err := time.Parse(layout, s); err == nil {
-				return cell{t: abi.TypeTime, tm: t}, nil
+				c.t, c.tm = abi.TypeTime, t
+				return nil
 			}
 		}
-		return cell{}, fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 15:04:05, 2006-01-02 15:04 or a date)", v)
+		return fmt.Errorf("%q is not a timestamp (RFC 3339, 2006-01-02 15:04:05, 2006-01-02 15:04 or a date)", v)
 	}
-	return cell{t: abi.TypeString, s: v}, nil
+	c.t, c.s = abi.TypeString, v
+	return nil
 }

@@ -759,8 +759,9 @@ func TestDateFormats(t *testing.T) {
 		{"timestamp", "%Y-%m-%dT%H:%M:%S.%f", "2024-01-15T10:00:00.123", "2024-01-15T10:00:00.123Z"},
 		{"timestamp", "%m/%d/%Y %I:%M %p", "01/15/2024 2:05 PM", "2024-01-15T14:05:00Z"},
 	} {
-		c, err := convertCell(tc.typ, tc.format, numberFormat{decimal: '.'}, tc.cell)
-		got := strings.Trim(string(appendCell(nil, c)), `"`)
+		var c cell
+		err := convertCell(&c, tc.typ, tc.format, numberFormat{decimal: '.'}, tc.cell)
+		got := strings.Trim(string(appendCell(nil, &c)), `"`)
 		if err != nil {
 			got = "! " + err.Error()
 		}
@@ -891,7 +892,8 @@ func TestIntColumns(t *testing.T) {
 		{"10.5", 0, false}, {"10.", 0, false}, {".0", 0, false}, {"-.0", 0, false}, {"1e3", 0, false},
 		{"1.0.0", 0, false}, {"9223372036854775808.0", 0, false}, {"x.0", 0, false}, {"", 0, false},
 	} {
-		c, err := convertCell("int", "", numberFormat{decimal: '.'}, tc.in)
+		var c cell
+		err := convertCell(&c, "int", "", numberFormat{decimal: '.'}, tc.in)
 		if ok := err == nil; ok != tc.ok || (ok && (c.t != abi.TypeInt || c.i != tc.want)) {
 			t.Errorf("%q: %+v, %v; want %d, ok %v", tc.in, c, err, tc.want, tc.ok)
 		}
