@@ -139,3 +139,77 @@ func (b *Builder) zeros(n int) {
 		binary.LittleEndian.PutUint32(offs[k*4:], uint32(len(b.data)))
 	}
 }
+
+// MergeFixed appends len(set) rows to a fixed-width column: row i is
+// vals[i] where set[i] != 0 (a step's output), and otherwise old's row i
+// as it is there, value, null or absent (absent where old is nil), as a
+// JSON row keeps a field a step left unset. old must be nil or of the
+// builder's type.
+func (b *Builder) MergeFixed(set []byte, vals []uint64, old *Column) {
+	n, w := len(set), b.Type.Fixed()
+	valid, fixed := b.grow(&b.valid, n, 1), b.grow(&b.fixed, n, w)
+	clear(fixed)
+	for i := range n {
+		var u uint64
+		switch {
+		case set[i] != 0:
+			valid[i], u = validValue, vals[i]
+		case old == nil:
+			valid[i] = validAbsent
+			continue
+		default:
+			at := old.at(i)
+			if valid[i] = old.Valid[at]; valid[i] != validValue {
+				continue
+			}
+			if w == 1 {
+				u = uint64(old.Fixed[at])
+			} else {
+				u = binary.LittleEndian.Uint64(old.Fixed[at*8:])
+			}
+		}
+		if w == 1 {
+			fixed[i] = byte(u)
+		} else {
+			binary.LittleEndian.PutUint64(fixed[i*8:], u)
+		}
+	}
+}
+
+// MergeStrings is MergeFixed for a string column. For a metadata column
+// (meta), a row that neither has a value set nor one in old is null, not
+// absent: metadata has no absent.
+func (b *Builder) MergeStrings(set []byte, vals [][]byte, old *Column, meta bool) {
+	missing := byte(validAbsent)
+	if meta {
+		missing = validNull
+	}
+	n, size := len(set), 0
+	for i := range n {
+		switch {
+		case set[i] != 0:
+			size += len(vals[i])
+		case old != nil && old.Valid[old.at(i)] == validValue:
+			size += len(old.Bytes(i))
+		}
+	}
+	b.data = slices.Grow(b.data, size)
+	valid, offs := b.grow(&b.valid, n, 1), b.grow(&b.offs, n, 4)
+	for i := range n {
+		switch {
+		case set[i] != 0:
+			valid[i] = validValue
+			b.data = append(b.data, vals[i]...)
+		case old == nil:
+			valid[i] = missing
+		default:
+			switch valid[i] = old.Valid[old.at(i)]; valid[i] {
+			case validValue:
+				b.data = append(b.data, old.Bytes(i)...)
+			case validAbsent:
+				valid[i] = missing
+			}
+		}
+		binary.LittleEndian.PutUint32(offs[i*4:], uint32(len(b.data)))
+	}
+}

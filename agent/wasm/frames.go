@@ -211,7 +211,7 @@ type frameOutputs struct {
 
 // metaValues is one metadata key's values by frame row.
 type metaValues struct {
-	set   []bool
+	set   []byte // 1 where set
 	vals  [][]byte
 	arena arena // the values' bytes
 }
@@ -233,6 +233,9 @@ func newFrameOutputs(rows int, fields []abi.Field) *frameOutputs {
 
 // add applies one call's result: rows maps its request rows to frame rows.
 func (o *frameOutputs) add(name string, f *frame.Frame, res *columnsResult, rows []int) {
+	// Each row's outcome first, then the outputs of the rows kept a column
+	// at a time.
+	kept := make([]bool, len(rows))
 	for r, row := range rows {
 		switch abi.Action(res.actions[r]) {
 		case abi.ActionDrop:
@@ -247,20 +250,31 @@ func (o *frameOutputs) add(name string, f *frame.Frame, res *columnsResult, rows
 			f.Reject(row, name+": "+err.Error())
 			continue
 		}
-		for c, fd := range o.fields {
-			col := &res.outCols[c]
-			if col.Valid[r] == 0 {
-				continue
+		kept[r] = true
+	}
+	for c, fd := range o.fields {
+		col, valid := &res.outCols[c], o.valid[c]
+		switch fd.Type.Fixed() {
+		case 8:
+			fixed := o.fixed[c]
+			for r, row := range rows {
+				if kept[r] && col.Valid[r] != 0 {
+					valid[row], fixed[row] = 1, leUint64(col.Fixed[r*8:])
+				}
 			}
-			o.valid[c][row] = 1
-			switch fd.Type.Fixed() {
-			case 8:
-				o.fixed[c][row] = leUint64(col.Fixed[r*8:])
-			case 1:
-				o.fixed[c][row] = uint64(col.Fixed[r])
-			default:
-				str, _ := col.Str(r) // checked by readColumnsResult
-				o.strs[c][row] = o.text.copy(str)
+		case 1:
+			fixed := o.fixed[c]
+			for r, row := range rows {
+				if kept[r] && col.Valid[r] != 0 {
+					valid[row], fixed[row] = 1, uint64(col.Fixed[r])
+				}
+			}
+		default:
+			for r, row := range rows {
+				if kept[r] && col.Valid[r] != 0 {
+					str, _ := col.Str(r) // checked by readColumnsResult
+					valid[row], o.strs[c][row] = 1, o.text.copy(str)
+				}
 			}
 		}
 	}
@@ -276,21 +290,21 @@ func (o *frameOutputs) add(name string, f *frame.Frame, res *columnsResult, rows
 				if o.metas == nil {
 					o.metas = map[string]*metaValues{}
 				}
-				mv = &metaValues{set: make([]bool, o.rows), vals: make([][]byte, o.rows)}
+				mv = &metaValues{set: make([]byte, o.rows), vals: make([][]byte, o.rows)}
 				o.metas[string(k)] = mv
 			}
 			last, lastKey = mv, k
 		}
 		if u != abi.AllRows {
 			row := rows[u]
-			mv.set[row], mv.vals[row] = true, mv.arena.copy(v)
+			mv.set[row], mv.vals[row] = 1, mv.arena.copy(v)
 			continue
 		}
 		// One copy, shared by the call's rows.
 		v = mv.arena.copy(v)
 		mv.arena.total += len(v) * (len(rows) - 1) // what apply's builder will hold
 		for _, row := range rows {
-			mv.set[row], mv.vals[row] = true, v
+			mv.set[row], mv.vals[row] = 1, v
 		}
 	}
 }
@@ -318,34 +332,13 @@ func (o *frameOutputs) apply(name string, f *frame.Frame) []bool {
 		old := f.Field(fd.Name)
 		var b frame.Builder
 		b.Reset(fd.Type)
-		if fd.Type.Fixed() == 0 {
-			n := 0
-			for _, s := range o.strs[c] {
-				n += len(s)
-			}
-			b.Grow(o.rows, n)
-		} else {
-			b.Grow(o.rows, 0)
-		}
-		for row := 0; row < o.rows; row++ {
-			switch {
-			case o.valid[c][row] != 0 && fd.Type.Fixed() != 0:
-				b.Raw(1, o.fixed[c][row], nil)
-			case o.valid[c][row] != 0:
-				b.Raw(1, 0, o.strs[c][row])
-			case old == nil || old.Absent(row):
-				b.Absent()
-			case old.Null(row):
-				b.Null()
-			case old.Type == fd.Type:
-				b.CopyRow(old, row)
-			default:
-				// A JSON row would keep its old value of another type; a
-				// column has one type, so the row is rejected rather than
-				// changed.
-				f.Reject(row, fmt.Sprintf("%s: output field %q: the plugin left it unset and the row's %s value cannot stay in a %s column; use unframe before this step", name, fd.Name, old.Type, fd.Type))
-				b.Null()
-			}
+		switch {
+		case old != nil && old.Type != fd.Type:
+			o.mergeRows(name, f, c, old, &b)
+		case fd.Type.Fixed() != 0:
+			b.MergeFixed(o.valid[c], o.fixed[c], old)
+		default:
+			b.MergeStrings(o.valid[c], o.strs[c], old, false)
 		}
 		f.Set(b.Column(fd.Name, false))
 	}
@@ -356,11 +349,16 @@ func (o *frameOutputs) apply(name string, f *frame.Frame) []bool {
 		}
 		var b frame.Builder
 		b.Reset(abi.TypeString)
+		if old == nil || old.Type == abi.TypeString {
+			b.MergeStrings(vals.set, vals.vals, old, true)
+			f.Set(b.Column(key, true))
+			continue
+		}
 		b.Grow(o.rows, vals.arena.total)
 		for row := 0; row < o.rows; row++ {
-			if vals.set[row] {
+			if vals.set[row] != 0 {
 				b.String(vals.vals[row])
-			} else if old != nil && !old.Null(row) {
+			} else if !old.Null(row) {
 				b.String(old.AppendText(nil, row))
 			} else {
 				b.Null()
@@ -378,6 +376,31 @@ func (o *frameOutputs) apply(name string, f *frame.Frame) []bool {
 		}
 	}
 	return nil
+}
+
+// mergeRows builds output field c's column row by row where the frame
+// already has a column of that name of another type: a row the plugin
+// left unset keeps its old value only if it is null or absent.
+func (o *frameOutputs) mergeRows(name string, f *frame.Frame, c int, old *frame.Column, b *frame.Builder) {
+	fd := o.fields[c]
+	for row := 0; row < o.rows; row++ {
+		switch {
+		case o.valid[c][row] != 0 && fd.Type.Fixed() != 0:
+			b.Raw(1, o.fixed[c][row], nil)
+		case o.valid[c][row] != 0:
+			b.Raw(1, 0, o.strs[c][row])
+		case old.Absent(row):
+			b.Absent()
+		case old.Null(row):
+			b.Null()
+		default:
+			// A JSON row would keep its old value of another type; a
+			// column has one type, so the row is rejected rather than
+			// changed.
+			f.Reject(row, fmt.Sprintf("%s: output field %q: the plugin left it unset and the row's %s value cannot stay in a %s column; use unframe before this step", name, fd.Name, old.Type, fd.Type))
+			b.Null()
+		}
+	}
 }
 
 // frameRefusal says why this step cannot take frames, or "".

@@ -5,8 +5,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -14,9 +16,12 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // ts_strptime and the other time methods
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/sluice-dev/sluice/agent/frame"
 	"github.com/sluice-dev/sluice/agent/wasm"
 	"github.com/sluice-dev/sluice/internal/wasmbuild"
 	"github.com/sluice-dev/sluice/internal/wasmtest"
+	"github.com/sluice-dev/sluice/plugins/sdk"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
 // bloblangSales is the transform sales_etl.yaml ran before this plugin
@@ -191,4 +196,76 @@ func BenchmarkSkipErrored(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/row")
 		})
 	}
+}
+
+// salesColumns are 8192 sales rows' date, quantity and price as csv_file
+// types them: the transform's inputs.
+func salesColumns() []frame.Values {
+	const rows = 8192
+	cols := []frame.Values{{Name: "date", Type: abi.TypeString}, {Name: "quantity", Type: abi.TypeInt}, {Name: "price", Type: abi.TypeFloat}}
+	for i := range rows {
+		cols[0].Rows = append(cols[0].Rows, fmt.Sprintf("2025-%02d-%02d", 1+i%12, 1+i%28))
+		cols[1].Rows = append(cols[1].Rows, 1+i%5)
+		cols[2].Rows = append(cols[2].Rows, float64(1+i%900)+float64(i%100)/100)
+	}
+	return cols
+}
+
+// BenchmarkSalesFrame: the sales ETL's transform step on one frame of
+// 8192 rows, as the pipeline runs it (a builtin: no loop interrupts), the
+// host's side included. BenchmarkSalesNative is the plugin's own Go code
+// on the same rows, natively: the difference is what Wasm and the host
+// add.
+//
+//	go test -run '^$' -bench 'Sales(Frame|Native)' -count 6 ./plugins/builtin/sales/
+func BenchmarkSalesFrame(b *testing.B) {
+	bin, eng := buildPlugin(b)
+	p := wasmtest.Processor(b, eng, "path: "+bin+"\ninterrupt_on_timeout: false\n")
+	cols := salesColumns()
+	body, err := frame.FromValues(cols, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for b.Loop() {
+		out, err := p.ProcessBatch(ctx, service.MessageBatch{service.NewMessage(body)})
+		if err != nil || len(out) != 1 || len(out[0]) != 1 {
+			b.Fatalf("%v: %d batches", err, len(out))
+		}
+		got, _ := out[0][0].AsBytes()
+		if f, err := frame.Decode(got); err != nil || f.Accepted() != len(cols[0].Rows) || f.Field("day_of_week") == nil {
+			b.Fatalf("%v: rows rejected or not transformed", err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cols[0].Rows)), "ns/row")
+}
+
+// BenchmarkSalesNative: the plugin's handler compiled natively and called
+// in this process as the SDK's export would be, on BenchmarkSalesFrame's
+// rows as the request the host makes of them.
+func BenchmarkSalesNative(b *testing.B) {
+	cols := salesColumns()
+	rows := len(cols[0].Rows)
+	var w abi.Writer
+	w.U32(uint32(rows))
+	w.U32(0)
+	valid := bytes.Repeat([]byte{1}, rows)
+	dates, qty, price := make([][]byte, rows), make([]byte, 8*rows), make([]byte, 8*rows)
+	for i := range rows {
+		dates[i] = []byte(cols[0].Rows[i].(string))
+		binary.LittleEndian.PutUint64(qty[8*i:], uint64(cols[1].Rows[i].(int)))
+		binary.LittleEndian.PutUint64(price[8*i:], math.Float64bits(cols[2].Rows[i].(float64)))
+	}
+	abi.AppendColumn(&w, abi.TypeString, valid, nil, dates)
+	abi.AppendColumn(&w, abi.TypeInt, valid, qty, nil)
+	abi.AppendColumn(&w, abi.TypeFloat, valid, price, nil)
+	if out := sdk.Init(nil); abi.Status(out[0]) != abi.StatusOK {
+		b.Fatalf("init: %q", out)
+	}
+	for b.Loop() {
+		if out := sdk.Process(w.Buf); abi.Status(out[0]) != abi.StatusOK {
+			b.Fatalf("process: %q", out)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 }
