@@ -55,7 +55,7 @@ Files are read as the rows are handed on, holding only a window from the row bei
 
 ### Metadata
 
-- csv_file: the file the row came from
+- csv_file: the file the row came from, its absolute path (`+"`builtin:`"+` files as named)
 - csv_line: the line the row starts on, from 1 (the header is line 1)
 - csv_raw: the row's original text, for rejects further down the pipeline
 
@@ -78,7 +78,7 @@ The input ends when it has read its files. Outputs with `+"`transaction: run`"+`
 			service.NewStringField("decimal").Description("The decimal separator of `float` cells: `.`, or `,` as in exports from a European locale (`3,50`, with `delimiter: \";\"`), as pandas' `read_csv(decimal=...)`.").Default(".").Advanced(),
 			service.NewStringField("thousands").Description("A thousands separator to ignore in `int` and `float` cells (`1.234,50` with `decimal: \",\"` and `thousands: .`), as pandas' `read_csv(thousands=...)`: one of `,` `.` `'` `_` or a space, other than the decimal separator and the delimiter. Empty: none.").Default("").Advanced(),
 			service.NewIntField("batch_size").Description("Most rows per batch the input hands on. Rows are read as batches because handing Benthos one message at a time costs more than reading the row; the outputs' `batching` regroups them as the pipeline needs. 0: each file's rows as one batch (one frame), for steps that need a whole file at once (a median, a forward fill). Prefer it to a `memory` buffer gathering the rows: the buffer acknowledges the input as soon as it holds a batch, so the run cannot see whether its outputs wrote it, and Benthos' buffer drops a batch an output refuses at the end of the input.").Default(1024).Advanced(),
-			service.NewStringField("file_field").Description("If set, each row also gets a field of this name holding the file it came from (as csv_file: its path as matched, cleaned, so `./in/a.csv` and `in/a.csv` name one file), so a step or output that reads only the row sees it without a mapping. A header with a column of this name is rejected.").Default("").Example("source_file").Advanced(),
+			service.NewStringField("file_field").Description("If set, each row also gets a field of this name holding the file it came from (as csv_file: its absolute path, so that one file has one name however `paths` spells it and whichever directory the agent runs in: `in/a.csv`, `./in/a.csv` and `/srv/in/a.csv` are one file, and an output keyed on it, such as sqlite's upsert and replace_by, finds the rows an earlier run wrote for it), so a step or output that reads only the row sees it without a mapping. A header with a column of this name is rejected.").Default("").Example("source_file").Advanced(),
 			service.NewBoolField("frames").Description("Hand on each batch as one frame (the agent's columnar batch: typed columns, a reason per rejected row, csv_file, csv_line and csv_raw as metadata columns) instead of one JSON message per row. A frame holds the rows of one file. The wasm processor, `distinct`, and the sqlite and parquet outputs read frames directly, without a JSON parse per row per step; `unframe` turns a frame back into one message per row for any other component. Rows, values and rejects are the same either way, but for a timestamp a frame cannot hold (before 1677-09-21 or after 2262-04-11: a frame's timestamp column is nanoseconds, which a plugin's time field or a Parquet timestamp takes as they are), which is rejected; and for a file with a header and no rows, which gives no message as rows but one frame of no rows that still names its file (`file_field`, csv_file): an output replacing a file's rows (sqlite's `replace_by`) then empties them, and a Parquet output in `transaction: run` writes a file of no rows.").Default(false).Advanced(),
 			service.NewStringField("line_field").Description("If set, each row also gets a field of this name holding its line number (as csv_line), e.g. for an upsert key that makes a re-run replace its rows. A header with a column of this name is rejected.").Default("").Example("line").Advanced(),
 		).
@@ -260,10 +260,17 @@ func (in *input) resolve() error {
 		}
 		// A file's name is its rows' file_field and csv_file metadata,
 		// which outputs key rows on (sales_data's upsert and replace_by):
-		// cleaned, so that ./in/a.csv and in/a.csv, which Glob hands back
-		// as written when they hold no pattern, are one file.
+		// absolute, so that one file has one name however the path is
+		// spelt (in/a.csv, ./in/a.csv, /srv/in/a.csv) and whichever
+		// directory the agent runs in. As written, a job run by hand with
+		// a relative path and by cron with an absolute one kept every row
+		// twice, under two keys, and replace_by replaced neither.
 		for _, m := range matches {
-			files = append(files, filepath.Clean(m))
+			abs, err := filepath.Abs(m)
+			if err != nil {
+				return fmt.Errorf("csv_file: paths: %q: %w", p, err)
+			}
+			files = append(files, abs)
 		}
 	}
 	// A file two patterns match is read once: read twice, its every row

@@ -651,25 +651,31 @@ func TestFileMatchedTwiceIsReadOnce(t *testing.T) {
 	}
 }
 
-// TestFileNameIsClean: the name a file's rows carry (file_field, the
-// csv_file metadata) is the same however the path to it was written, so
-// that a job run with ./in/a.csv and then with in/a.csv upserts the same
-// rows rather than loading them twice under two names.
-func TestFileNameIsClean(t *testing.T) {
+// TestFileNameIsAbsolute: the name a file's rows carry (file_field, the
+// csv_file metadata) is its absolute path however the path to it was
+// written and wherever the agent runs, so that a job run by hand with
+// in/a.csv and by cron with /srv/in/a.csv upserts the same rows rather
+// than loading them twice under two names; and a file two paths name is
+// read once.
+func TestFileNameIsAbsolute(t *testing.T) {
 	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "a.csv"), []byte("n\n1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want := filepath.Join(dir, "a.csv")
-	for _, path := range []string{dir + "/./a.csv", dir + "//a.csv", dir + "/sub/../a.csv", dir + "/./*.csv"} {
-		if strings.Contains(path, "sub") {
-			if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		got, _ := readMode(t, fmt.Sprintf("paths: [%q]\ncolumns: [{name: n, type: int}]\nfile_field: f\n", path), nil)
-		if w := fmt.Sprintf(`2: {"n":1,"f":%q}`, want); strings.Join(got, " ") != w {
-			t.Errorf("paths %q: rows %s, want %s", path, strings.Join(got, " "), w)
+	t.Chdir(filepath.Join(dir, "sub"))
+	want := fmt.Sprintf(`2: {"n":1,"f":%q}`, filepath.Join(dir, "a.csv"))
+	for _, paths := range []string{
+		fmt.Sprintf("[%q]", dir+"/./a.csv"), fmt.Sprintf("[%q]", dir+"//a.csv"),
+		fmt.Sprintf("[%q]", dir+"/sub/../a.csv"), fmt.Sprintf("[%q]", dir+"/./*.csv"),
+		"[../a.csv]", "[./../a.csv]", "['../*.csv']",
+		fmt.Sprintf("[../a.csv, %q]", filepath.Join(dir, "a.csv")),
+	} {
+		got, _ := readMode(t, fmt.Sprintf("paths: %s\ncolumns: [{name: n, type: int}]\nfile_field: f\n", paths), nil)
+		if strings.Join(got, " ") != want {
+			t.Errorf("paths %s: rows %s, want %s", paths, strings.Join(got, " "), want)
 		}
 	}
 }

@@ -346,6 +346,35 @@ func TestSalesETLFileReadAgain(t *testing.T) {
 	}
 }
 
+// TestSalesETLPathSpelling: the sales ETL over one file, run by hand in
+// its directory with a relative SALES_CSV, then as cron would run it,
+// from elsewhere with the file's absolute path: sales_data holds each of
+// the file's good rows once, under one source_file, its absolute path.
+func TestSalesETLPathSpelling(t *testing.T) {
+	dir := t.TempDir()
+	jobs, elsewhere := filepath.Join(dir, "jobs"), filepath.Join(dir, "elsewhere")
+	in, out := filepath.Join(jobs, "in.csv"), filepath.Join(dir, "out")
+	sample, err := os.ReadFile("../../pipelines/sample/sales.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, in, string(sample))
+	if err := os.MkdirAll(elsewhere, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := append(baseEnv(), "SLUICE_DATA_DIR="+filepath.Join(dir, "data"), "SLUICE_HTTP_ADDRESS=", "SALES_OUT="+out)
+	for _, run := range []struct{ wd, csv string }{{jobs, "in.csv"}, {elsewhere, in}, {jobs, "./in.csv"}} {
+		if res := runAgent(t, run.wd, append(env, "SALES_CSV="+run.csv), "--pipeline", "builtin:sales_etl"); res.code != 0 {
+			t.Fatalf("run in %s with SALES_CSV=%s: %s", run.wd, run.csv, res)
+		}
+	}
+	good, _ := seedSalesOf(t, in)
+	db := filepath.Join(out, "sales.db")
+	if got := queryRows(t, db, "SELECT source_file, count(*), count(DISTINCT line) FROM sales_data GROUP BY source_file"); len(got) != 1 || got[0] != fmt.Sprintf("%s %d %d", in, len(good), len(good)) {
+		t.Errorf("sales_data by source_file after three runs over one file: %v, want %q", got, fmt.Sprintf("%s %d %d", in, len(good), len(good)))
+	}
+}
+
 // round2 rounds to the cent as Python's round(x, 2) does, on the double's
 // exact value: 3779.015 is stored just below it and rounds down, where
 // math.Round(x*100)/100 rounds the product, 377901.5, up.
