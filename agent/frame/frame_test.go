@@ -223,14 +223,7 @@ func BenchmarkAppend(b *testing.B) {
 		raw.Text("2025-01-15,17,3,12.50,4711")
 		w.Accept()
 	}
-	body, err := w.Append(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	f, err := Decode(body)
-	if err != nil {
-		b.Fatal(err)
-	}
+	f := written(b, w)
 	f.Reject(7, "a reason")
 	for b.Loop() {
 		_ = f.Append(nil, nil)

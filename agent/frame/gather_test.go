@@ -38,13 +38,19 @@ func oldColumns(t *testing.T, rng *rand.Rand, n int) *Frame {
 		}
 		w.Accept()
 	}
+	return written(t, w)
+}
+
+// written is the frame w's rows make, encoded and decoded.
+func written(tb testing.TB, w *Writer) *Frame {
+	tb.Helper()
 	body, err := w.Append(nil)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	f, err := Decode(body)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return f
 }

@@ -46,15 +46,21 @@ func randomFrame(t *testing.T, rng *rand.Rand, rows int) *frame.Frame {
 		}
 		w.Accept()
 	}
+	return written(t, w)
+}
+
+// written is the frame w's rows make, encoded and decoded.
+func written(tb testing.TB, w *frame.Writer) *frame.Frame {
+	tb.Helper()
 	body, err := w.Append(nil)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	fr, err := frame.Decode(body)
+	f, err := frame.Decode(body)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return fr
+	return f
 }
 
 // TestGatherFrameMatchesRows: a request gathered a column at a time holds
@@ -146,14 +152,7 @@ func BenchmarkGatherFrame(b *testing.B) {
 		customer.Int(int64(r % 5000))
 		w.Accept()
 	}
-	body, err := w.Append(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	f, err := frame.Decode(body)
-	if err != nil {
-		b.Fatal(err)
-	}
+	f := written(b, w)
 	all := make([]int, rows)
 	for r := range all {
 		all[r] = r
