@@ -236,7 +236,13 @@ func runScheduled(ctx context.Context, p Pipeline, opts Options, log *slog.Logge
 			return err
 		}
 		wait := time.Until(next)
-		log.Info("next run", "at", next.UTC().Format(time.RFC3339), "in", wait.Round(time.Second))
+		if wait > 0 {
+			log.Info("next run", "at", next.UTC().Format(time.RFC3339), "in", wait.Round(time.Second))
+		} else {
+			// Once, not once per time it was due: a run that outlasts its
+			// interval does not pile up runs behind it.
+			log.Info("next run now: the last one outlasted its schedule", "due", next.UTC().Format(time.RFC3339), "late", (-wait).Round(time.Second))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
