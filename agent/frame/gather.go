@@ -8,12 +8,14 @@ import (
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
-// Gathering a plugin request's columns from a frame, a column at a time.
-// Row by row (Raw per field per row) the host spent more on dispatch and
-// bounds checks than on the values: about 190 ns a row for the sales
-// ETL's validate step, whose five fields are each a call, a type switch
-// and a growth check per row. A column's rows in one loop are a few loads
-// and stores each.
+// Gathering a plugin request's columns from a frame, and merging its
+// outputs back, a column at a time. Row by row (Raw per field per row) the
+// host spent more on dispatch and growth checks than on the values: 86-175
+// ns a row to gather the sales ETL's validate step's five fields, each a
+// call, a type switch and a growth check per row (55-83 a column at a
+// time, most of it formatting numbers; BenchmarkGatherFrame in
+// agent/wasm). A column's rows in one loop are a few loads and stores
+// each.
 
 // GatherTyped appends rows (frame row indices) of col to the builder, as
 // a request column of the builder's type, which must be col's type, or
