@@ -522,7 +522,7 @@ func (o *output) raw(ctx context.Context, f func(c *sqlite3.Conn) error) error {
 		c := dc.(sqlite3driver.Conn).Raw()
 		old := c.SetInterrupt(ctx)
 		defer c.SetInterrupt(old)
-		return f(c)
+		return diskFull(f(c), o.path, freeSpace)
 	})
 }
 
