@@ -47,7 +47,7 @@ func ConfigSpec() *service.ConfigSpec {
 		Categories("Mapping").
 		Summary("Replaces a batch with one summary message per group: sums, means, medians, counts, distinct counts, minimums, maximums and day spans of fields.").
 		Description(`
-Each summary is a JSON object holding the group's `+"`group_by`"+` values and one field per entry of `+"`fields`"+`, in that order; groups come out sorted by their values (numbers numerically, strings as text), as pandas' groupby does. A message that is already errored, lacks a group_by field, or has a value an op cannot use (a string to sum) is not counted: it passes through after the summaries, errored with the reason, so a `+"`switch`"+` output can route it with its original bytes.
+Each summary is a JSON object holding the group's `+"`group_by`"+` values and one field per entry of `+"`fields`"+`, in that order; groups come out sorted by their values (numbers numerically, strings as text), as pandas' groupby does. A summary carries the metadata that every message it counts has with the same value: over a `+"`system_window`"+` buffer, the window's `+"`window_end_timestamp`"+`, so each summary says which window it is of; over a file, its `+"`csv_file`"+`. Metadata whose values differ between them (a row's `+"`csv_line`"+`, a Kafka offset) is not carried. A message that is already errored, lacks a group_by field, or has a value an op cannot use (a string to sum) is not counted: it passes through after the summaries, errored with the reason, so a `+"`switch`"+` output can route it with its original bytes.
 
 A frame (`+"`csv_file`"+` with `+"`frames: true`"+`) counts as its rows: each summarised as the message it stands for, its rejected rows passed through as messages with their reasons, as `+"`unframe`"+` would give them.
 
@@ -180,6 +180,87 @@ type acc struct {
 type group struct {
 	key  []gjson.Result
 	accs []acc
+	// shared is the metadata every counted message of the group has,
+	// key and value alike, which its summary carries: a system_window's
+	// window_end_timestamp says which window the summary is of, a
+	// csv_file batch's csv_file which file. Keys whose values differ
+	// between the messages (a row's line, a message's offset) are not
+	// the summary's.
+	shared     map[string]string
+	sharedInit bool
+}
+
+// share narrows the group's shared metadata to what one more member has:
+// walk lists the member's metadata, has tells whether it has key k with
+// value v.
+func (g *group) share(walk func(fn func(k, v string)), has func(k, v string) bool) {
+	if !g.sharedInit {
+		g.sharedInit, g.shared = true, map[string]string{}
+		walk(func(k, v string) { g.shared[k] = v })
+		return
+	}
+	for k, v := range g.shared {
+		if !has(k, v) {
+			delete(g.shared, k)
+		}
+	}
+}
+
+// shareMessage is share for a message's metadata.
+func (g *group) shareMessage(msg *service.Message) {
+	g.share(func(fn func(k, v string)) {
+		_ = msg.MetaWalk(func(k, v string) error { fn(k, v); return nil })
+	}, func(k, v string) bool {
+		w, ok := msg.MetaGet(k)
+		return ok && w == v
+	})
+}
+
+// shareFrameRow is share for row i of f, whose message is msg: the
+// message's metadata, and the row's metadata columns over it, as
+// f.RowMessage gives them. text is scratch space.
+func (g *group) shareFrameRow(msg *service.Message, f *frame.Frame, i int, metaCols []*frame.Column, text *[]byte) {
+	g.share(func(fn func(k, v string)) {
+		_ = msg.MetaWalk(func(k, v string) error {
+			if c := metaCol(metaCols, k); c == nil || c.Null(i) {
+				fn(k, v)
+			}
+			return nil
+		})
+		for _, c := range metaCols {
+			if !c.Null(i) {
+				fn(c.Name, string(c.AppendText(nil, i)))
+			}
+		}
+	}, func(k, v string) bool {
+		if c := metaCol(metaCols, k); c != nil && !c.Null(i) {
+			*text = c.AppendText((*text)[:0], i)
+			return string(*text) == v
+		}
+		w, ok := msg.MetaGet(k)
+		return ok && w == v
+	})
+}
+
+// metaCol is the metadata column named k, or nil.
+func metaCol(cols []*frame.Column, k string) *frame.Column {
+	for _, c := range cols {
+		if c.Name == k {
+			return c
+		}
+	}
+	return nil
+}
+
+// metaColumns are f's metadata columns.
+func metaColumns(f *frame.Frame) []*frame.Column {
+	var cols []*frame.Column
+	for c := range f.Cols {
+		if f.Cols[c].Meta {
+			cols = append(cols, &f.Cols[c])
+		}
+	}
+	return cols
 }
 
 // ProcessBatch implements service.BatchProcessor.
@@ -214,7 +295,8 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 	var rows []counted
 	// take counts doc, the body of msg, or row i of frame f (made into a
 	// message only if it goes on: a summary keeps no counted row).
-	take := func(msg *service.Message, f *frame.Frame, i int, doc []byte) {
+	var text []byte // scratch for shareFrameRow
+	take := func(msg *service.Message, f *frame.Frame, i int, doc []byte, metaCols []*frame.Column) {
 		var g *group
 		var err error
 		if f != nil {
@@ -223,6 +305,11 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 			g, err = count(func(path string) gjson.Result { return jsonfield.Get(doc, path) })
 		}
 		if err == nil && !p.annotate {
+			if f != nil {
+				g.shareFrameRow(msg, f, i, metaCols, &text)
+			} else {
+				g.shareMessage(msg)
+			}
 			return
 		}
 		if f != nil {
@@ -245,7 +332,7 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 			continue
 		}
 		if !frame.Is(doc) {
-			take(msg, nil, 0, doc)
+			take(msg, nil, 0, doc, nil)
 			continue
 		}
 		// A frame's rows count as the messages they stand for: its
@@ -276,12 +363,13 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 			rows = append(rows, counted{msg: msg, f: f, groups: groups})
 			continue
 		}
+		metaCols := metaColumns(f)
 		for i := range f.Rows {
 			if _, bad := f.Reason(i); bad {
 				rows = append(rows, counted{msg: f.RowMessage(msg, i)})
 				continue
 			}
-			take(msg, f, i, nil)
+			take(msg, f, i, nil, metaCols)
 		}
 	}
 	if p.annotate {
@@ -320,7 +408,11 @@ func (p *Processor) ProcessBatch(_ context.Context, batch service.MessageBatch) 
 	slices.SortFunc(ordered, func(a, b *group) int { return compareKeys(a.key, b.key) })
 	out := make(service.MessageBatch, 0, len(ordered)+len(rows))
 	for _, g := range ordered {
-		out = append(out, service.NewMessage(p.render(g)))
+		m := service.NewMessage(p.render(g))
+		for k, v := range g.shared {
+			m.MetaSetMut(k, v)
+		}
+		out = append(out, m)
 	}
 	for _, r := range rows {
 		out = append(out, r.msg)

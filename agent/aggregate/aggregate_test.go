@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure" // generate, system_window
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/sluice-dev/sluice/agent/frame"
@@ -603,5 +606,215 @@ func TestFramesMatchRows(t *testing.T) {
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("%s: from the frame\n%s\nfrom its rows as JSON\n%s", mode, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
+	}
+}
+
+// metaOf renders a message's metadata, sorted, as a user would list it.
+func metaOf(m *service.Message) string {
+	var kv []string
+	_ = m.MetaWalk(func(k, v string) error { kv = append(kv, k+"="+v); return nil })
+	slices.Sort(kv)
+	return strings.Join(kv, " ")
+}
+
+// TestSummaryMetadata: a summary carries the metadata every message of its
+// group has, with the same value (a system_window's window_end_timestamp,
+// the file of a csv_file batch), and no key whose values differ between
+// them or that some lack (a row's line, a Kafka offset), so a summary of a
+// window says which window it is; a frame's rows count with their
+// metadata columns over the frame message's metadata, as unframe gives
+// them.
+func TestSummaryMetadata(t *testing.T) {
+	p := newProc(t, "group_by: [user]\nfields: [{as: n, op: count}]\n")
+	type in struct {
+		body string
+		meta map[string]string
+	}
+	const end = "2024-03-09T14:06:00Z"
+	for _, tc := range []struct {
+		name string
+		msgs []in
+		want []string // per summary, in group order
+	}{
+		{"a window's messages", []in{
+			{`{"user":"a"}`, map[string]string{"window_end_timestamp": end, "kafka_offset": "1", "kafka_topic": "events"}},
+			{`{"user":"b"}`, map[string]string{"window_end_timestamp": end, "kafka_offset": "2", "kafka_topic": "events"}},
+			{`{"user":"a"}`, map[string]string{"window_end_timestamp": end, "kafka_offset": "3", "kafka_topic": "events"}},
+		}, []string{"kafka_topic=events window_end_timestamp=" + end, "kafka_offset=2 kafka_topic=events window_end_timestamp=" + end}},
+		{"a key some members lack", []in{
+			{`{"user":"a"}`, map[string]string{"w": "1", "x": "only here"}},
+			{`{"user":"a"}`, map[string]string{"w": "1"}},
+		}, []string{"w=1"}},
+		{"no metadata", []in{{`{"user":"a"}`, nil}}, []string{""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b service.MessageBatch
+			for _, m := range tc.msgs {
+				msg := service.NewMessage([]byte(m.body))
+				for k, v := range m.meta {
+					msg.MetaSetMut(k, v)
+				}
+				b = append(b, msg)
+			}
+			out, err := p.ProcessBatch(context.Background(), b)
+			if err != nil || len(out) != 1 || len(out[0]) != len(tc.want) {
+				t.Fatalf("%v: %v", err, out)
+			}
+			for i, m := range out[0] {
+				if got := metaOf(m); got != tc.want[i] {
+					body, _ := m.AsBytes()
+					t.Errorf("summary %s: metadata %q, want %q", body, got, tc.want[i])
+				}
+			}
+		})
+	}
+
+	t.Run("a csv_file frame", func(t *testing.T) {
+		w := frame.NewWriter()
+		user := w.Add("user", abi.TypeString, false)
+		w.AddConst("csv_file", abi.TypeString, true).Text("/data/events.csv")
+		line, raw := w.Add("csv_line", abi.TypeString, true), w.AddRaw("csv_raw")
+		for i, u := range []string{"a", "b", "a"} {
+			user.Text(u)
+			line.Text(fmt.Sprint(i + 2))
+			raw.Text(fmt.Sprintf("%s,%d", u, i))
+			w.Accept()
+		}
+		body, err := w.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := service.NewMessage(body)
+		msg.MetaSetMut("source", "events")
+		msg.MetaSetMut("csv_file", "overridden by the column")
+		out, err := p.ProcessBatch(context.Background(), service.MessageBatch{msg})
+		if err != nil || len(out) != 1 || len(out[0]) != 2 {
+			t.Fatalf("%v: %v", err, out)
+		}
+		// b has one row, so its line and text are its own.
+		for i, want := range []string{"csv_file=/data/events.csv source=events", "csv_file=/data/events.csv csv_line=3 csv_raw=b,1 source=events"} {
+			if got := metaOf(out[0][i]); got != want {
+				t.Errorf("summary %d: metadata %q, want %q", i, got, want)
+			}
+		}
+	})
+}
+
+// TestStreamWindows: the docs' way to summarise a stream per window, a
+// system_window buffer before the step: every summary says which window
+// it is of (window_end_timestamp, from the messages it sums), a window
+// has one summary per group, and the first windows count the stream's
+// first messages, each once.
+func TestStreamWindows(t *testing.T) {
+	env := service.NewEnvironment()
+	if err := Register(env); err != nil {
+		t.Fatal(err)
+	}
+	sb := env.NewStreamBuilder()
+	if err := sb.SetLoggerYAML("level: none"); err != nil {
+		t.Fatal(err)
+	}
+	for _, add := range []func() error{
+		func() error {
+			return sb.AddInputYAML(`
+generate:
+  interval: 100ms
+  mapping: |
+    let i = counter()
+    root = {"user": "u" + ($i % 2).string(), "amount": $i, "ts": now()}
+`)
+		},
+		func() error {
+			return sb.SetBufferYAML(`
+system_window:
+  timestamp_mapping: 'root = this.ts.ts_parse("2006-01-02T15:04:05.999999999Z07:00")'
+  size: 500ms
+  # A message stamped just before a window's end still reaches it.
+  allowed_lateness: 300ms
+`)
+		},
+		func() error {
+			return sb.AddProcessorYAML(`
+aggregate:
+  group_by: [user]
+  fields: [{as: total, op: sum, path: amount}, {as: n, op: count}]
+`)
+		},
+	} {
+		if err := add(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type summary struct {
+		User  string  `json:"user"`
+		Total float64 `json:"total"`
+		N     int     `json:"n"`
+		end   string
+	}
+	const windows = 3
+	var (
+		mu   sync.Mutex
+		got  []summary
+		ends []string // the windows seen, in order
+		done = make(chan struct{})
+	)
+	if err := sb.AddConsumerFunc(func(_ context.Context, m *service.Message) error {
+		var s summary
+		body, err := m.AsBytes()
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(body, &s); err != nil {
+			return err
+		}
+		s.end, _ = m.MetaGet("window_end_timestamp")
+		mu.Lock()
+		defer mu.Unlock()
+		if len(ends) == 0 || ends[len(ends)-1] != s.end {
+			// A window's summaries come together: a new end means the
+			// windows before it are whole.
+			if ends = append(ends, s.end); len(ends) == windows+1 {
+				close(done)
+			}
+		}
+		if len(ends) <= windows {
+			got = append(got, s)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	strm, err := sb.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = strm.Run(ctx); close(stopped) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Errorf("%d windows' summaries within a minute, want %d", len(ends), windows+1)
+	}
+	cancel()
+	<-stopped
+	mu.Lock()
+	defer mu.Unlock()
+	total, n := 0.0, 0
+	seen := map[string]bool{}
+	for _, s := range got {
+		if _, err := time.Parse(time.RFC3339Nano, s.end); err != nil {
+			t.Errorf("summary %+v: window_end_timestamp: %v", s, err)
+		}
+		if k := s.end + " " + s.User; seen[k] {
+			t.Errorf("two summaries of %s in the window ending %s", s.User, s.end)
+		} else {
+			seen[k] = true
+		}
+		total, n = total+s.Total, n+s.N
+	}
+	// The first n messages have amounts 1..n.
+	if n == 0 || total != float64(n*(n+1)/2) {
+		t.Errorf("the first %d windows' summaries count %d messages summing to %v, want the stream's first %d, summing to %d: %+v", windows, n, total, n, n*(n+1)/2, got)
 	}
 }
