@@ -188,6 +188,12 @@ type group struct {
 	// the summary's.
 	shared     map[string]string
 	sharedInit bool
+	// The frame whose rows the group last counted, and how many of the
+	// shared keys are that frame's per-row metadata columns: the other
+	// keys are the same for all of a frame's rows, so once none of these
+	// is left a row of the same frame has nothing to narrow.
+	lastFrame *frame.Frame
+	rowKeys   int
 }
 
 // share narrows the group's shared metadata to what one more member has:
@@ -220,6 +226,39 @@ func (g *group) shareMessage(msg *service.Message) {
 // message's metadata, and the row's metadata columns over it, as
 // f.RowMessage gives them. text is scratch space.
 func (g *group) shareFrameRow(msg *service.Message, f *frame.Frame, i int, metaCols []*frame.Column, text *[]byte) {
+	if g.lastFrame == f && g.rowKeys == 0 {
+		return // the usual row: nothing of its own is shared any more
+	}
+	rowValue := func(c *frame.Column, v string) bool {
+		if c.Null(i) {
+			w, ok := msg.MetaGet(c.Name)
+			return ok && w == v
+		}
+		*text = c.AppendText((*text)[:0], i)
+		return string(*text) == v
+	}
+	if g.lastFrame == f {
+		// Another row of the same frame: only its own metadata columns
+		// can differ from the rows before.
+		for _, c := range metaCols {
+			if g.rowKeys == 0 {
+				return
+			}
+			if v, ok := g.shared[c.Name]; ok && !c.Const && !rowValue(c, v) {
+				delete(g.shared, c.Name)
+				g.rowKeys--
+			}
+		}
+		return
+	}
+	g.lastFrame, g.rowKeys = f, 0
+	defer func() {
+		for _, c := range metaCols {
+			if _, ok := g.shared[c.Name]; ok && !c.Const {
+				g.rowKeys++
+			}
+		}
+	}()
 	g.share(func(fn func(k, v string)) {
 		_ = msg.MetaWalk(func(k, v string) error {
 			if c := metaCol(metaCols, k); c == nil || c.Null(i) {
@@ -233,9 +272,8 @@ func (g *group) shareFrameRow(msg *service.Message, f *frame.Frame, i int, metaC
 			}
 		}
 	}, func(k, v string) bool {
-		if c := metaCol(metaCols, k); c != nil && !c.Null(i) {
-			*text = c.AppendText((*text)[:0], i)
-			return string(*text) == v
+		if c := metaCol(metaCols, k); c != nil {
+			return rowValue(c, v)
 		}
 		w, ok := msg.MetaGet(k)
 		return ok && w == v

@@ -19,7 +19,7 @@ import (
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
-func newProc(t *testing.T, yaml string) *Processor {
+func newProc(t testing.TB, yaml string) *Processor {
 	t.Helper()
 	conf, err := ConfigSpec().ParseYAML(yaml, nil)
 	if err != nil {
