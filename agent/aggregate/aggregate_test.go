@@ -669,13 +669,43 @@ func TestSummaryMetadata(t *testing.T) {
 		})
 	}
 
+	t.Run("two files' frames", func(t *testing.T) {
+		var b service.MessageBatch
+		for _, file := range []string{"/data/a.csv", "/data/b.csv"} {
+			w := frame.NewWriter()
+			user := w.Add("user", abi.TypeString, false)
+			w.AddConst("csv_file", abi.TypeString, true).Text(file)
+			region := w.Add("region", abi.TypeString, true)
+			for range 2 {
+				user.Text("a")
+				region.Text("eu")
+				w.Accept()
+			}
+			body, err := w.Append(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = append(b, service.NewMessage(body))
+		}
+		out, err := p.ProcessBatch(context.Background(), b)
+		if err != nil || len(out) != 1 || len(out[0]) != 1 {
+			t.Fatalf("%v: %v", err, out)
+		}
+		if got := metaOf(out[0][0]); got != "region=eu" {
+			t.Errorf("a summary of both files' rows: metadata %q, want %q", got, "region=eu")
+		}
+	})
+
 	t.Run("a csv_file frame", func(t *testing.T) {
 		w := frame.NewWriter()
 		user := w.Add("user", abi.TypeString, false)
 		w.AddConst("csv_file", abi.TypeString, true).Text("/data/events.csv")
 		line, raw := w.Add("csv_line", abi.TypeString, true), w.AddRaw("csv_raw")
+		// Per row, but the same on every row: shared all the same.
+		region := w.Add("region", abi.TypeString, true)
 		for i, u := range []string{"a", "b", "a"} {
 			user.Text(u)
+			region.Text("eu")
 			line.Text(fmt.Sprint(i + 2))
 			raw.Text(fmt.Sprintf("%s,%d", u, i))
 			w.Accept()
@@ -692,7 +722,7 @@ func TestSummaryMetadata(t *testing.T) {
 			t.Fatalf("%v: %v", err, out)
 		}
 		// b has one row, so its line and text are its own.
-		for i, want := range []string{"csv_file=/data/events.csv source=events", "csv_file=/data/events.csv csv_line=3 csv_raw=b,1 source=events"} {
+		for i, want := range []string{"csv_file=/data/events.csv region=eu source=events", "csv_file=/data/events.csv csv_line=3 csv_raw=b,1 region=eu source=events"} {
 			if got := metaOf(out[0][i]); got != want {
 				t.Errorf("summary %d: metadata %q, want %q", i, got, want)
 			}
