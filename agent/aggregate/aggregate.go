@@ -229,6 +229,12 @@ func (g *group) shareFrameRow(msg *service.Message, f *frame.Frame, i int, metaC
 	if g.lastFrame == f && g.rowKeys == 0 {
 		return // the usual row: nothing of its own is shared any more
 	}
+	g.narrowFrameRow(msg, f, i, metaCols, text)
+}
+
+// narrowFrameRow is shareFrameRow for a row that may narrow the shared
+// metadata: kept apart so that the usual row's check is inlined.
+func (g *group) narrowFrameRow(msg *service.Message, f *frame.Frame, i int, metaCols []*frame.Column, text *[]byte) {
 	rowValue := func(c *frame.Column, v string) bool {
 		if c.Null(i) {
 			w, ok := msg.MetaGet(c.Name)
