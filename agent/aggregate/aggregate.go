@@ -185,9 +185,8 @@ type group struct {
 	// window_end_timestamp says which window the summary is of, a
 	// csv_file batch's csv_file which file. Keys whose values differ
 	// between the messages (a row's line, a message's offset) are not
-	// the summary's.
-	shared     map[string]string
-	sharedInit bool
+	// the summary's. Nil until the group's first message.
+	shared map[string]string
 	// The frame whose rows the group last counted, and how many of the
 	// shared keys are that frame's per-row metadata columns: the other
 	// keys are the same for all of a frame's rows, so once none of these
@@ -200,8 +199,8 @@ type group struct {
 // walk lists the member's metadata, has tells whether it has key k with
 // value v.
 func (g *group) share(walk func(fn func(k, v string)), has func(k, v string) bool) {
-	if !g.sharedInit {
-		g.sharedInit, g.shared = true, map[string]string{}
+	if g.shared == nil {
+		g.shared = map[string]string{}
 		walk(func(k, v string) { g.shared[k] = v })
 		return
 	}
@@ -257,14 +256,6 @@ func (g *group) narrowFrameRow(msg *service.Message, f *frame.Frame, i int, meta
 		}
 		return
 	}
-	g.lastFrame, g.rowKeys = f, 0
-	defer func() {
-		for _, c := range metaCols {
-			if _, ok := g.shared[c.Name]; ok && !c.Const {
-				g.rowKeys++
-			}
-		}
-	}()
 	g.share(func(fn func(k, v string)) {
 		_ = msg.MetaWalk(func(k, v string) error {
 			if c := metaCol(metaCols, k); c == nil || c.Null(i) {
@@ -284,6 +275,12 @@ func (g *group) narrowFrameRow(msg *service.Message, f *frame.Frame, i int, meta
 		w, ok := msg.MetaGet(k)
 		return ok && w == v
 	})
+	g.lastFrame, g.rowKeys = f, 0
+	for _, c := range metaCols {
+		if _, ok := g.shared[c.Name]; ok && !c.Const {
+			g.rowKeys++
+		}
+	}
 }
 
 // metaCol is the metadata column named k, or nil.
