@@ -60,6 +60,15 @@ func BenchmarkBulkLoad(b *testing.B) {
 		}
 		bulkLoad(b, suffix, conf, msgs, args)
 	}
+	// The output on frames again with the sales ETL's summaries, made live
+	// from the rows as they are written, beside the inserts.
+	frames := salesFrames(b, args, 8192)
+	b.Run("output-frames-summaries", func(b *testing.B) {
+		loadFrames(b, frames, n, func(dir string) map[string]any {
+			return map[string]any{"path": filepath.Join(dir, "sales.db"), "table": "sales_data", "columns": etlColumns(), "key": []any{"source_file", "line"},
+				"transaction": "run", "summaries": etlSummaries()}
+		})
+	})
 }
 
 // bulkLoad runs the bare insert and the output on the table conf makes.
@@ -121,41 +130,11 @@ func bulkLoad(b *testing.B, suffix string, conf func(dir string) map[string]any,
 		}
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "rows/s")
 	})
-	// loadRun loads one run's batches (made for the run's context)
-	// through a fresh output, timing the writes and the commit.
-	loadRun := func(b *testing.B, batches func(rctx context.Context) []service.MessageBatch) {
-		for b.Loop() {
-			b.StopTimer()
-			o := connected(b, conf(b.TempDir()))
-			run := &runscope.Run{}
-			bs := batches(runscope.With(ctx, run))
-			b.StartTimer()
-			for _, batch := range bs {
-				run.Emitted()
-				if err := o.WriteBatch(ctx, batch); err != nil {
-					b.Fatal(err)
-				}
-				run.Acked(nil)
-			}
-			run.Ended()
-			if err := o.Close(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "rows/s")
-	}
-	frames := salesFrames(b, args, batchSize)
 	b.Run("output-frames"+suffix, func(b *testing.B) {
-		loadRun(b, func(rctx context.Context) []service.MessageBatch {
-			var batches []service.MessageBatch
-			for _, body := range frames {
-				batches = append(batches, service.MessageBatch{service.NewMessage(body).WithContext(rctx)})
-			}
-			return batches
-		})
+		loadFrames(b, salesFrames(b, args, batchSize), n, conf)
 	})
 	b.Run("output"+suffix, func(b *testing.B) {
-		loadRun(b, func(rctx context.Context) []service.MessageBatch {
+		loadRun(b, n, conf, func(rctx context.Context) []service.MessageBatch {
 			batches := make([]service.MessageBatch, 0, n/batchSize+1)
 			for start := 0; start < n; start += batchSize {
 				batch := make(service.MessageBatch, 0, batchSize)
@@ -166,6 +145,43 @@ func bulkLoad(b *testing.B, suffix string, conf func(dir string) map[string]any,
 			}
 			return batches
 		})
+	})
+}
+
+// loadRun loads one run's batches (made for the run's context) of n rows
+// in all through a fresh output on the table conf makes, timing the writes
+// and the commit.
+func loadRun(b *testing.B, n int, conf func(dir string) map[string]any, batches func(rctx context.Context) []service.MessageBatch) {
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		o := connected(b, conf(b.TempDir()))
+		run := &runscope.Run{}
+		bs := batches(runscope.With(ctx, run))
+		b.StartTimer()
+		for _, batch := range bs {
+			run.Emitted()
+			if err := o.WriteBatch(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			run.Acked(nil)
+		}
+		run.Ended()
+		if err := o.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// loadFrames is loadRun with a message a frame.
+func loadFrames(b *testing.B, frames [][]byte, n int, conf func(dir string) map[string]any) {
+	loadRun(b, n, conf, func(rctx context.Context) []service.MessageBatch {
+		var batches []service.MessageBatch
+		for _, body := range frames {
+			batches = append(batches, service.MessageBatch{service.NewMessage(body).WithContext(rctx)})
+		}
+		return batches
 	})
 }
 
