@@ -3,6 +3,7 @@ package sqliteout
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -171,6 +172,55 @@ func TestSummariesMatchGroupBy(t *testing.T) {
 		map[string]any{"name": "v", "type": "REAL"},
 	}
 
+	// Integer groups that start in the map (an id too large for the dense
+	// index while there are few groups) and move to the dense index once
+	// there are groups enough, negative ones that never do, distinct sets
+	// past their inline bitmap and with negative members (a map), text
+	// bounds short enough to keep inline, longer, and empty.
+	var spread []string
+	row := func(k int, c any, v int, s string) {
+		js, err := json.Marshal(map[string]any{"k": k, "c": c, "v": v, "s": s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spread = append(spread, string(js))
+	}
+	row(1, 100000, 1, "short")
+	for i := range 20000 {
+		v := i * 7 % 1300
+		if i%101 == 100 {
+			v = -1 - i%7
+		}
+		row(2+i, i%7000, v, strings.Repeat("x", i%31)+strconv.Itoa(i%13))
+	}
+	for i, c := range []any{100000, -5, nil, 100000, -5, 7001} {
+		row(30000+i, c, 600+i, strconv.Itoa(i))
+	}
+	spreadSummaries := []any{
+		map[string]any{"table": "by_c", "group_by": []any{"c"}, "fields": []any{
+			map[string]any{"as": "total", "op": "sum", "column": "v"},
+			map[string]any{"as": "n", "op": "count"},
+			map[string]any{"as": "nv", "op": "count_distinct", "column": "v"},
+			map[string]any{"as": "lo", "op": "min", "column": "s"},
+			map[string]any{"as": "hi", "op": "max", "column": "s"},
+		}},
+		map[string]any{"table": "by_s", "group_by": []any{"s"}, "fields": []any{
+			map[string]any{"as": "n", "op": "count"},
+			map[string]any{"as": "nc", "op": "count_distinct", "column": "c"},
+			map[string]any{"as": "top", "op": "max", "column": "v"},
+		}},
+	}
+	spreadOracle := map[string]string{
+		"by_c": `SELECT c, sum(v), count(*), count(DISTINCT v), min(s), max(s) FROM t GROUP BY c`,
+		"by_s": `SELECT s, count(*), count(DISTINCT c), max(v) FROM t GROUP BY s`,
+	}
+	spreadColumns := []any{
+		map[string]any{"name": "k", "type": "INTEGER"},
+		map[string]any{"name": "c", "type": "INTEGER"},
+		map[string]any{"name": "v", "type": "INTEGER"},
+		map[string]any{"name": "s", "type": "TEXT"},
+	}
+
 	// from is how each run's summaries must be made: "rows" as they are
 	// written (livesummary.go: the table was empty, nothing replaced) or
 	// "scan" of the table.
@@ -232,6 +282,13 @@ func TestSummariesMatchGroupBy(t *testing.T) {
 			runs:   []service.MessageBatch{batchOf(noCustomer...), batchOf(noCustomer...)},
 			from:   []string{"rows", "scan"},
 			oracle: noCustomerOracle, summaries: noCustomerSummaries,
+		},
+		{
+			name:   "integer groups from sparse to dense, long and short text bounds, large and negative distinct values",
+			conf:   map[string]any{"table": "t", "key": []any{"k"}, "columns": spreadColumns},
+			runs:   []service.MessageBatch{batchOf(spread...), batchOf(spread[:100]...)},
+			from:   []string{"rows", "scan"},
+			oracle: spreadOracle, summaries: spreadSummaries,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
