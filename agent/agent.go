@@ -89,6 +89,11 @@ type Options struct {
 	// name as soon as the Wasm engine exists, while the rest of the agent
 	// is set up (for a run; lint and state commands have no use for it).
 	Prefetch bool
+	// Prefetched, if set, is called once the plugins Prefetch started
+	// have loaded (or failed to), on a goroutine of its own; at once if it
+	// started none. The agent's start holds the garbage collector off until
+	// then (internal/gcpause).
+	Prefetched func()
 	// DefaultHTTPAddress says the HTTP address is the built-in default,
 	// set by no config layer. If another process holds it (typically the
 	// dev agent of the same checkout, beside which a batch job is run) the
@@ -150,11 +155,20 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	// components; Sluice's own are added to it alone, never to the global.
 	env := service.NewEnvironment()
 	a.env, a.engine = env, eng
+	var loads []<-chan struct{}
 	if opts.Prefetch {
 		// Sources that do not resolve are left to Run to report.
 		if pls, err := a.Pipelines(); err == nil {
-			a.prefetchPlugins(ctx, pls)
+			loads = a.prefetchPlugins(ctx, pls)
 		}
+	}
+	if opts.Prefetched != nil {
+		go func() {
+			for _, done := range loads {
+				<-done
+			}
+			opts.Prefetched()
+		}()
 	}
 	a.reg = metrics.New()
 	a.reg.RegisterState(st)

@@ -14,8 +14,9 @@ import (
 // one after another, and each builtin's load from the compilation cache
 // (decoding and validating some MB of Wasm) is a tenth of a second or more
 // of a run-once job's start (docs/BENCHMARKS.md, session 10). A config that
-// does not parse is left to the pipeline's build to report.
-func (a *Agent) prefetchPlugins(ctx context.Context, pls []supervisor.Pipeline) {
+// does not parse is left to the pipeline's build to report. The channels
+// returned are closed as each load ends.
+func (a *Agent) prefetchPlugins(ctx context.Context, pls []supervisor.Pipeline) (loads []<-chan struct{}) {
 	for _, p := range pls {
 		var root yaml.Node
 		if yaml.Unmarshal(p.YAML, &root) != nil {
@@ -27,8 +28,11 @@ func (a *Agent) prefetchPlugins(ctx context.Context, pls []supervisor.Pipeline) 
 				return
 			}
 			if conf, err := wasm.ConfigSpec().ParseYAML(string(text), a.env); err == nil {
-				a.engine.Prefetch(ctx, conf)
+				if done := a.engine.Prefetch(ctx, conf); done != nil {
+					loads = append(loads, done)
+				}
 			}
 		})
 	}
+	return loads
 }

@@ -14,31 +14,31 @@ import (
 // TestPrefetchDuringNew: with Options.Prefetch, the builtins the configured
 // pipelines name (the sales ETL's validate and sales) are compiled into
 // the data dir's cache while New sets up the rest, before any pipeline is
-// built; without it, New compiles nothing.
+// built, and Options.Prefetched is called once both are; without it, New
+// compiles nothing and Prefetched is called at once.
 func TestPrefetchDuringNew(t *testing.T) {
 	for _, prefetch := range []bool{false, true} {
 		cfg := config.Default()
 		cfg.DataDir = t.TempDir()
 		cfg.Pipelines = []string{"builtin:sales_etl"}
-		a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler), Options{Prefetch: prefetch})
+		cache := filepath.Join(cfg.DataDir, "wasm-cache")
+		done := make(chan struct{})
+		a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler), Options{Prefetch: prefetch,
+			Prefetched: func() { close(done) }})
 		if err != nil {
 			t.Fatal(err)
 		}
-		cache := filepath.Join(cfg.DataDir, "wasm-cache")
-		if !prefetch {
-			if n := cached(t, cache); n != 0 {
-				t.Errorf("without Prefetch, New compiled %d modules", n)
+		// A cold compile of both takes seconds; the limit only stops a
+		// hang.
+		select {
+		case <-done:
+			// Nothing else compiles: what is cached now was when it was
+			// called.
+			if n, want := cached(t, cache), map[bool]int{false: 0, true: 2}[prefetch]; n != want {
+				t.Errorf("Prefetch %v: when Prefetched was called, %d modules were compiled into %s, want %d", prefetch, n, cache, want)
 			}
-			_ = a.Close(context.Background())
-			continue
-		}
-		// A cold compile of both takes seconds; the deadline is generous.
-		deadline := time.Now().Add(2 * time.Minute)
-		for cached(t, cache) < 2 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if n := cached(t, cache); n < 2 {
-			t.Errorf("with Prefetch, %d modules compiled into %s, want the sales ETL's 2 builtins", n, cache)
+		case <-time.After(2 * time.Minute):
+			t.Errorf("Prefetch %v: Prefetched was not called", prefetch)
 		}
 		_ = a.Close(context.Background())
 	}

@@ -527,20 +527,27 @@ func moduleOf(eng *Engine, conf *service.ParsedConfig) (name string, bin []byte,
 // Benthos builds its steps. It does nothing for a conf that names no
 // builtin (the step reports a bad one when it is built), nor for a `path`
 // module: those are released by count when a hot reload replaces them,
-// and a Load no step owns would keep the old version compiled.
-func (e *Engine) Prefetch(ctx context.Context, conf *service.ParsedConfig) {
+// and a Load no step owns would keep the old version compiled. done is
+// closed when the load is over, whether it succeeded or not; it is nil
+// when there is nothing to load.
+func (e *Engine) Prefetch(ctx context.Context, conf *service.ParsedConfig) (done <-chan struct{}) {
 	if b, _ := conf.FieldString(fBuiltin); b == "" {
-		return
+		return nil
 	}
-	name, bin, load, err := moduleOf(e, conf)
-	if err != nil {
-		return
-	}
+	loaded := make(chan struct{})
 	go func() {
+		defer close(loaded)
+		// Here rather than before: reading a builtin out of the binary
+		// copies some MB, which the agent's start need not wait for.
+		name, bin, load, err := moduleOf(e, conf)
+		if err != nil {
+			return
+		}
 		// The compiled module stays cached for the step, as a stopped
 		// pipeline's modules stay for its restart.
 		_, _ = e.Load(context.WithoutCancel(ctx), name, bin, load)
 	}()
+	return loaded
 }
 
 // newProcessor builds a step labelled label (for reload results).

@@ -31,9 +31,15 @@ import (
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/agent/config"
+	"github.com/sluice-dev/sluice/internal/gcpause"
 	"github.com/sluice-dev/sluice/internal/memlimit"
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
+
+// startHeapLimit bounds the heap while the collector is held off during
+// the start: a run-once job's start allocates some tens of MB; a module
+// compiled afresh (a cache miss) more, which the collector then bounds.
+const startHeapLimit = 256 << 20
 
 const usage = `usage: agent [run|lint|config|version] [flags] [FILE...]
 
@@ -113,16 +119,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return 0
 	}
 	logger := newLogger(stderr, cfg)
+	release := func() {}
 	if cmd == "run" {
 		if set := memlimit.Apply(environ, "/proc/self/cgroup", "/sys/fs/cgroup", debug.SetMemoryLimit); set.Limit > 0 {
 			logger.Info("Go memory limit set from the cgroup's limit", "limit_bytes", set.Limit, "from", set.Why)
 		}
+		// Until the pipelines' plugins are loaded: the start is mostly
+		// allocation into a small heap (internal/gcpause).
+		release = gcpause.Hold(startHeapLimit)
 	}
 	a, err := agent.New(ctx, cfg, logger, agent.Options{
 		ScratchState: cmd == "lint", Prefetch: cmd == "run", LazyState: cmd == "run",
-		DefaultHTTPAddress: loaded.IsDefault("http_address"),
+		DefaultHTTPAddress: loaded.IsDefault("http_address"), Prefetched: release,
 	})
 	if err != nil {
+		release()
 		fmt.Fprintln(stderr, err)
 		return 1
 	}

@@ -1,0 +1,41 @@
+// Package gcpause holds the garbage collector off while the agent starts.
+//
+// An agent's start allocates a great deal into a heap that is still small:
+// Benthos' component specs, each pipeline's config, and above all the
+// builtin Wasm modules, decoded and validated from some MB of bytes each.
+// With the collector's default pacing (GOGC=100) the heap's goal starts at
+// 4 MB, so the start runs a dozen collections over memory that is nearly
+// all still live, about half its CPU and a third of a run-once job's start
+// on two cores (docs/BENCHMARKS.md, session 20). Held off until the
+// pipelines' modules are loaded, the collector runs once afterwards
+// instead; the soft memory limit bounds the heap meanwhile, so a start that
+// allocates more (a module compiled afresh on a cache miss) still
+// collects.
+package gcpause
+
+import (
+	"math"
+	"runtime/debug"
+	"sync"
+)
+
+// Hold turns the collector's pacing off and sets the soft memory limit to
+// at most limit bytes (a lower limit already set, from GOMEMLIMIT or the
+// cgroup, stays), and returns release, which restores both as they were.
+// release may be called more than once, and from any goroutine; only the
+// first call does anything.
+func Hold(limit int64) (release func()) {
+	if limit <= 0 {
+		limit = math.MaxInt64
+	}
+	percent := debug.SetGCPercent(-1)
+	prevLimit := debug.SetMemoryLimit(-1) // a negative value only reads it
+	debug.SetMemoryLimit(min(prevLimit, limit))
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			debug.SetGCPercent(percent)
+			debug.SetMemoryLimit(prevLimit)
+		})
+	}
+}
