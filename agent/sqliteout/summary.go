@@ -645,14 +645,16 @@ func (a *aggregation) group(row []val) []acc {
 	return g.accs
 }
 
-// growDense makes dense reach i, if that keeps it within 16 slots a group
-// (plus 4096), so that a few large integers go to the map instead; it
-// reports whether it did. The groups of the map that dense now reaches
-// move into it, so that no integer has a group in both.
+// growDense makes dense reach i, if that keeps it within 4 slots (of 24
+// bytes) a group, plus 4096, so that sparse integers go to the map instead
+// (whose entry costs about twice a slot); it reports whether it did. The
+// groups of the map that dense now reaches move into it, so that no
+// integer has a group in both.
 func (a *aggregation) growDense(i int64) bool {
+	budget := 4*int64(len(a.order)+1) + 4096
 	n := max(2*int64(len(a.dense)), i+1, 64)
-	if n > 16*int64(len(a.order)+1)+4096 {
-		if i+1 > 16*int64(len(a.order)+1)+4096 {
+	if n > budget {
+		if i+1 > budget {
 			return false
 		}
 		n = i + 1

@@ -174,7 +174,7 @@ func TestSummariesMatchGroupBy(t *testing.T) {
 
 	// Integer groups that start in the map (an id too large for the dense
 	// index while there are few groups) and move to the dense index once
-	// there are groups enough, negative ones that never do, distinct sets
+	// there are groups enough, negative and very large ones that never do, distinct sets
 	// past their inline bitmap and with negative members (a map), text
 	// bounds short enough to keep inline, longer, and empty.
 	var spread []string
@@ -185,7 +185,7 @@ func TestSummariesMatchGroupBy(t *testing.T) {
 		}
 		spread = append(spread, string(js))
 	}
-	row(1, 100000, 1, "short")
+	row(1, 30000, 1, "short")
 	for i := range 20000 {
 		v := i * 7 % 1300
 		if i%101 == 100 {
@@ -193,7 +193,7 @@ func TestSummariesMatchGroupBy(t *testing.T) {
 		}
 		row(2+i, i%7000, v, strings.Repeat("x", i%31)+strconv.Itoa(i%13))
 	}
-	for i, c := range []any{100000, -5, nil, 100000, -5, 7001} {
+	for i, c := range []any{30000, -5, nil, 30000, -5, 7001, int64(1) << 40, int64(1) << 40} {
 		row(30000+i, c, 600+i, strconv.Itoa(i))
 	}
 	spreadSummaries := []any{
