@@ -5,8 +5,8 @@
 // builtin Wasm modules, decoded and validated from some MB of bytes each.
 // With the collector's default pacing (GOGC=100) the heap's goal starts at
 // 4 MB, so the start runs a dozen collections over memory that is nearly
-// all still live, about half its CPU and a third of a run-once job's start
-// on two cores (docs/BENCHMARKS.md, session 20). Held off until the
+// all still live: a fifth of a run-once job's start on two cores
+// (docs/BENCHMARKS.md, session 20). Held off until the
 // pipelines' modules are loaded, the collector runs once afterwards
 // instead; the soft memory limit bounds the heap meanwhile, so a start that
 // allocates more (a module compiled afresh on a cache miss) still
