@@ -21,21 +21,28 @@ import (
 
 // Hold turns the collector's pacing off and sets the soft memory limit to
 // at most limit bytes (a lower limit already set, from GOMEMLIMIT or the
-// cgroup, stays), and returns release, which restores both as they were.
-// release may be called more than once, and from any goroutine; only the
-// first call does anything.
+// cgroup, stays), and returns release, which restores both as they were,
+// each unless something else has changed it since (a setting made while
+// held is left alone). One Hold at a time: it keeps no count. release may be
+// called more than once, and from any goroutine; only the first call does
+// anything.
 func Hold(limit int64) (release func()) {
 	if limit <= 0 {
 		limit = math.MaxInt64
 	}
 	percent := debug.SetGCPercent(-1)
 	prevLimit := debug.SetMemoryLimit(-1) // a negative value only reads it
-	debug.SetMemoryLimit(min(prevLimit, limit))
+	held := min(prevLimit, limit)
+	debug.SetMemoryLimit(held)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			debug.SetGCPercent(percent)
-			debug.SetMemoryLimit(prevLimit)
+			if now := debug.SetGCPercent(percent); now != -1 {
+				debug.SetGCPercent(now)
+			}
+			if now := debug.SetMemoryLimit(prevLimit); now != held {
+				debug.SetMemoryLimit(now)
+			}
 		})
 	}
 }

@@ -10,7 +10,8 @@ import (
 
 // TestHold: the collector is off and the limit lowered while held, and
 // both come back as they were on release, however often it is called; a
-// lower limit already set is kept while held.
+// lower limit already set is kept while held; a setting made while held
+// is not undone.
 func TestHold(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
@@ -48,6 +49,19 @@ func TestHold(t *testing.T) {
 			release()
 			if got := debug.SetGCPercent(-1); got != 77 {
 				t.Errorf("a second release set the GC percent to %d", got)
+			}
+			// A change made while held stays.
+			debug.SetGCPercent(tc.percent)
+			debug.SetMemoryLimit(tc.limit)
+			release = gcpause.Hold(tc.hold)
+			debug.SetGCPercent(50)
+			debug.SetMemoryLimit(1 << 30)
+			release()
+			if got := debug.SetGCPercent(-1); got != 50 {
+				t.Errorf("a GC percent set while held came back as %d, want 50", got)
+			}
+			if got := debug.SetMemoryLimit(-1); got != 1<<30 {
+				t.Errorf("a memory limit set while held came back as %d, want %d", got, 1<<30)
 			}
 		})
 	}
