@@ -37,9 +37,13 @@ import (
 )
 
 // startHeapLimit bounds the heap while the collector is held off during
-// the start: a run-once job's start allocates some tens of MB; a module
-// compiled afresh (a cache miss) more, which the collector then bounds.
-const startHeapLimit = 256 << 20
+// the start. A run-once sales ETL's start (its builtins from the
+// compilation cache) allocates about 50 MB and collects once or not at
+// all; a module compiled afresh (a cache miss) allocates far more, which
+// the collector then keeps near the limit: the default real-time job's
+// cold start peaked at 245 MB RSS with 64 MiB, 363 MB with 256 MiB, and
+// 321 MB without the hold (docs/bench/startup-s20.txt).
+const startHeapLimit = 64 << 20
 
 const usage = `usage: agent [run|lint|config|version] [flags] [FILE...]
 

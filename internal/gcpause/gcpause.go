@@ -10,7 +10,7 @@
 // pipelines' modules are loaded, the collector runs once afterwards
 // instead; the soft memory limit bounds the heap meanwhile, so a start that
 // allocates more (a module compiled afresh on a cache miss) still
-// collects.
+// collects, whenever the heap reaches the limit.
 package gcpause
 
 import (
