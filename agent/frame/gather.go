@@ -10,7 +10,7 @@ import (
 
 // Gathering a plugin request's columns from a frame, and merging its
 // outputs back, a column at a time. Row by row (Raw per field per row) the
-// host spent more on dispatch and growth checks than on the values: 86-175
+// host spent more on dispatch and growth checks than on the values: 85-147
 // ns a row to gather the sales ETL's validate step's five fields, each a
 // call, a type switch and a growth check per row (55-83 a column at a
 // time, most of it formatting numbers; BenchmarkGatherFrame in

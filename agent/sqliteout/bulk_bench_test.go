@@ -54,26 +54,32 @@ func BenchmarkBulkLoad(b *testing.B) {
 		if withoutRowid {
 			suffix = "-without-rowid"
 		}
-		conf := func(dir string) map[string]any {
-			return map[string]any{"path": filepath.Join(dir, "sales.db"), "table": "sales_data", "columns": etlColumns(), "key": []any{"source_file", "line"}, "transaction": "run",
-				"without_rowid": withoutRowid}
-		}
-		bulkLoad(b, suffix, conf, msgs, args)
+		bulkLoad(b, suffix, func(dir string) map[string]any { return bulkConf(dir, withoutRowid) }, msgs, args)
 	}
 	// The output on frames again with the sales ETL's summaries, made live
 	// from the rows as they are written, beside the inserts.
-	frames := salesFrames(b, args, 8192)
 	b.Run("output-frames-summaries", func(b *testing.B) {
-		loadFrames(b, frames, n, func(dir string) map[string]any {
-			return map[string]any{"path": filepath.Join(dir, "sales.db"), "table": "sales_data", "columns": etlColumns(), "key": []any{"source_file", "line"},
-				"transaction": "run", "summaries": etlSummaries()}
+		loadFrames(b, salesFrames(b, args, bulkBatch), n, func(dir string) map[string]any {
+			c := bulkConf(dir, false)
+			c["summaries"] = etlSummaries()
+			return c
 		})
 	})
 }
 
+// bulkBatch is the rows of a batch (and of a frame) BenchmarkBulkLoad's
+// output is given, as sales_etl's csv_file reads them.
+const bulkBatch = 8192
+
+// bulkConf is BenchmarkBulkLoad's output: sales_data in a new database in
+// dir, in one run transaction.
+func bulkConf(dir string, withoutRowid bool) map[string]any {
+	return map[string]any{"path": filepath.Join(dir, "sales.db"), "table": "sales_data", "columns": etlColumns(), "key": []any{"source_file", "line"}, "transaction": "run",
+		"without_rowid": withoutRowid}
+}
+
 // bulkLoad runs the bare insert and the output on the table conf makes.
 func bulkLoad(b *testing.B, suffix string, conf func(dir string) map[string]any, msgs [][]byte, args [][]any) {
-	const batchSize = 8192
 	n := len(msgs)
 	ctx := context.Background()
 	cols := len(args[0])
@@ -131,14 +137,14 @@ func bulkLoad(b *testing.B, suffix string, conf func(dir string) map[string]any,
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "rows/s")
 	})
 	b.Run("output-frames"+suffix, func(b *testing.B) {
-		loadFrames(b, salesFrames(b, args, batchSize), n, conf)
+		loadFrames(b, salesFrames(b, args, bulkBatch), n, conf)
 	})
 	b.Run("output"+suffix, func(b *testing.B) {
 		loadRun(b, n, conf, func(rctx context.Context) []service.MessageBatch {
-			batches := make([]service.MessageBatch, 0, n/batchSize+1)
-			for start := 0; start < n; start += batchSize {
-				batch := make(service.MessageBatch, 0, batchSize)
-				for _, m := range msgs[start:min(start+batchSize, n)] {
+			batches := make([]service.MessageBatch, 0, n/bulkBatch+1)
+			for start := 0; start < n; start += bulkBatch {
+				batch := make(service.MessageBatch, 0, bulkBatch)
+				for _, m := range msgs[start:min(start+bulkBatch, n)] {
 					batch = append(batch, service.NewMessage(m).WithContext(rctx))
 				}
 				batches = append(batches, batch)
