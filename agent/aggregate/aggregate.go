@@ -33,6 +33,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+	"github.com/sluice-dev/sluice/plugins/sdk/jsonnum"
 )
 
 // Ops are the aggregations a field may use.
@@ -501,7 +502,7 @@ func columnValue(col *frame.Column, i int, raw bool) gjson.Result {
 	case abi.TypeFloat:
 		v := gjson.Result{Type: gjson.Number, Num: col.Float(i)}
 		if raw {
-			v.Raw = string(jsonfield.AppendFloat(nil, col.Float(i)))
+			v.Raw = string(jsonnum.AppendFloat(nil, col.Float(i)))
 		}
 		return v
 	case abi.TypeBool:
@@ -815,7 +816,7 @@ func appendNumber(b []byte, v float64, places int) []byte {
 		p := math.Pow(10, float64(places))
 		v = math.Round(v*p) / p
 	}
-	return jsonfield.AppendFloat(b, v)
+	return jsonnum.AppendFloat(b, v)
 }
 
 // parseDay reads a date or time: "2006-01-02", RFC 3339, the same without a

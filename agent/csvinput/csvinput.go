@@ -31,10 +31,10 @@ import (
 	"github.com/sluice-dev/sluice/agent/runscope"
 	"github.com/sluice-dev/sluice/internal/configerr"
 	"github.com/sluice-dev/sluice/internal/enumlint"
-	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/civil"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+	"github.com/sluice-dev/sluice/plugins/sdk/jsonnum"
 )
 
 // Types are the column types a row's values are converted to.
@@ -784,7 +784,7 @@ func appendCell(b []byte, c *cell) []byte {
 	case abi.TypeInt:
 		return strconv.AppendInt(b, c.i, 10)
 	case abi.TypeFloat:
-		return jsonfield.AppendFloat(b, c.f)
+		return jsonnum.AppendFloat(b, c.f)
 	case abi.TypeBool:
 		return strconv.AppendBool(b, c.b)
 	case abi.TypeTime:

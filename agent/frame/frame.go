@@ -41,9 +41,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+	"github.com/sluice-dev/sluice/plugins/sdk/jsonnum"
 )
 
 // Magic starts every encoded frame. A JSON or CSV body cannot start with
@@ -139,7 +139,7 @@ func (c *Column) Value(i int) (fixed uint64, s []byte) {
 }
 
 // AppendJSON appends row i's value as JSON: null when it has none,
-// numbers as the agent spells them everywhere (jsonfield.AppendFloat),
+// numbers as the agent spells them everywhere (jsonnum.AppendFloat),
 // times as RFC 3339 strings.
 func (c *Column) AppendJSON(dst []byte, i int) []byte {
 	if c.Null(i) {
@@ -149,7 +149,7 @@ func (c *Column) AppendJSON(dst []byte, i int) []byte {
 	case abi.TypeInt:
 		return strconv.AppendInt(dst, c.Int(i), 10)
 	case abi.TypeFloat:
-		return jsonfield.AppendFloat(dst, c.Float(i))
+		return jsonnum.AppendFloat(dst, c.Float(i))
 	case abi.TypeBool:
 		return strconv.AppendBool(dst, c.Bool(i))
 	case abi.TypeTime:

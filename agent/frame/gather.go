@@ -75,16 +75,41 @@ func (b *Builder) GatherTyped(col *Column, rows []int) {
 	}
 }
 
+// ValueForm is how GatherValues writes a value's data: the plugin's
+// choice, declared with its field (abi.FieldBinaryNumbers,
+// abi.FieldKindsOnly).
+type ValueForm uint8
+
+const (
+	// ValueText is every value as the JSON path gives it: a number as
+	// its JSON text.
+	ValueText ValueForm = iota
+	// ValueBinary is ValueText but for an int or float column's values,
+	// each abi.KindInt or abi.KindFloat and its 8 bytes: nothing to
+	// format, nothing for the plugin to parse.
+	ValueBinary
+	// ValueKindsOnly is each row's kind and no data.
+	ValueKindsOnly
+)
+
 // GatherValues appends rows of col to the builder, a value-typed request
-// column: each row's kind in its validity byte and its text, as the JSON
-// path describes the same value (absent, null, true or false, a number's
-// JSON text, a string's bytes, a time's RFC 3339 text). A nil col gives
-// every row absent.
-func (b *Builder) GatherValues(col *Column, rows []int) {
+// column: each row's kind in its validity byte and its data as form says,
+// by default its text, as the JSON path describes the same value (absent,
+// null, true or false, a number's JSON text, a string's bytes, a time's
+// RFC 3339 text). A nil col gives every row absent.
+func (b *Builder) GatherValues(col *Column, rows []int, form ValueForm) {
 	valid := b.grow(&b.valid, len(rows), 1)
 	if col == nil {
 		clear(valid)
 		b.zeros(len(rows))
+		return
+	}
+	switch {
+	case form == ValueKindsOnly:
+		b.gatherKinds(col, rows, valid)
+		return
+	case form == ValueBinary && (col.Type == abi.TypeInt || col.Type == abi.TypeFloat):
+		b.gatherBinary(col, rows, valid)
 		return
 	}
 	b.offs = slices.Grow(b.offs, 4*len(rows))
@@ -98,27 +123,72 @@ func (b *Builder) GatherValues(col *Column, rows []int) {
 		b.data = slices.Grow(b.data, size)
 	}
 	for k, row := range rows {
-		switch i := col.at(row); {
+		valid[k] = byte(col.kind(row))
+		if valid[k] <= byte(abi.KindTrue) {
+			b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
+			continue
+		}
+		switch col.Type {
+		case abi.TypeString:
+			b.data = append(b.data, col.Bytes(row)...)
+		case abi.TypeTime:
+			b.data = col.AppendText(b.data, row)
+		default:
+			b.data = col.AppendJSON(b.data, row)
+		}
+		b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
+	}
+}
+
+// kind is row's kind as a value field sees it: a time is a string, as in
+// JSON.
+func (c *Column) kind(row int) abi.Kind {
+	switch i := c.at(row); {
+	case c.Valid[i] == validAbsent:
+		return abi.KindAbsent
+	case c.Valid[i] != validValue:
+		return abi.KindNull
+	case c.Type == abi.TypeBool:
+		if c.Fixed[i] != 0 {
+			return abi.KindTrue
+		}
+		return abi.KindFalse
+	case c.Type == abi.TypeString, c.Type == abi.TypeTime:
+		return abi.KindString
+	}
+	return abi.KindNumber
+}
+
+// gatherKinds is GatherValues' ValueKindsOnly: kinds, every row's data
+// empty.
+func (b *Builder) gatherKinds(col *Column, rows []int, valid []byte) {
+	for k, row := range rows {
+		valid[k] = byte(col.kind(row))
+	}
+	b.zeros(len(rows))
+}
+
+// gatherBinary is GatherValues' ValueBinary for an int or float column:
+// each value's 8 bytes, little endian, as its kind says.
+func (b *Builder) gatherBinary(col *Column, rows []int, valid []byte) {
+	num := abi.KindInt
+	if col.Type == abi.TypeFloat {
+		num = abi.KindFloat
+	}
+	offs := b.grow(&b.offs, len(rows), 4)
+	b.data = slices.Grow(b.data, 8*len(rows))
+	for k, row := range rows {
+		i := col.at(row)
+		switch {
 		case col.Valid[i] == validAbsent:
 			valid[k] = byte(abi.KindAbsent)
 		case col.Valid[i] != validValue:
 			valid[k] = byte(abi.KindNull)
-		case col.Type == abi.TypeBool:
-			valid[k] = byte(abi.KindFalse)
-			if col.Fixed[i] != 0 {
-				valid[k] = byte(abi.KindTrue)
-			}
-		case col.Type == abi.TypeString:
-			valid[k] = byte(abi.KindString)
-			b.data = append(b.data, col.Bytes(row)...)
-		case col.Type == abi.TypeTime:
-			valid[k] = byte(abi.KindString)
-			b.data = col.AppendText(b.data, row)
 		default:
-			valid[k] = byte(abi.KindNumber)
-			b.data = col.AppendJSON(b.data, row)
+			valid[k] = byte(num)
+			b.data = append(b.data, col.Fixed[i*8:i*8+8]...)
 		}
-		b.offs = binary.LittleEndian.AppendUint32(b.offs, uint32(len(b.data)))
+		binary.LittleEndian.PutUint32(offs[k*4:], uint32(len(b.data)))
 	}
 }
 

@@ -14,9 +14,9 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/sluice-dev/sluice/agent/frame"
-	"github.com/sluice-dev/sluice/internal/jsonfield"
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+	"github.com/sluice-dev/sluice/plugins/sdk/jsonnum"
 )
 
 // A frame (agent/frame) is one message holding many rows as typed columns.
@@ -446,7 +446,7 @@ func (fc *frameConv) column(c *column, j int, col *frame.Column, lo, hi int) {
 			case abi.TypeInt:
 				sc.text = strconv.AppendInt(sc.text, col.Int(i), 10)
 			case abi.TypeFloat:
-				sc.text = jsonfield.AppendFloat(sc.text, col.Float(i))
+				sc.text = jsonnum.AppendFloat(sc.text, col.Float(i))
 			case abi.TypeBool:
 				sc.text = strconv.AppendBool(sc.text, col.Bool(i))
 			case abi.TypeTime:
@@ -559,7 +559,7 @@ func (fc *frameConv) column(c *column, j int, col *frame.Column, lo, hi int) {
 			}
 			// Epoch seconds read from the JSON text, as convTimestamp does:
 			// f*1e6 in floating point can differ from it.
-			sc.one = jsonfield.AppendFloat(sc.one[:0], col.Float(i))
+			sc.one = jsonnum.AppendFloat(sc.one[:0], col.Float(i))
 			if us, ok := epochMicros(unsafe.String(unsafe.SliceData(sc.one), len(sc.one))); ok {
 				fc.put(c, j, k, parquet.Int64Value(us))
 				continue

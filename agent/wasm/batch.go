@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/jsonfield"
+	"github.com/sluice-dev/sluice/plugins/sdk/jsonnum"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
@@ -213,6 +214,9 @@ func (s *scratch) appendRow(fields []abi.Field, doc []byte) error {
 			if !ok {
 				s.truncate(c)
 				return fmt.Errorf("field %q: not valid JSON", f.Name)
+			}
+			if f.KindsOnly {
+				text = nil
 			}
 			s.appendValue(c, f.Type, true, uint64(kind), text)
 			continue
@@ -494,7 +498,7 @@ func (rv *rowValues) appendValue(raw []byte, c int) ([]byte, error) {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return nil, floatError(f.Name, v)
 		}
-		raw = jsonfield.AppendFloat(raw, v)
+		raw = jsonnum.AppendFloat(raw, v)
 	case abi.TypeBool:
 		raw = strconv.AppendBool(raw, col.Fixed[row] != 0)
 	case abi.TypeTime:

@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -60,7 +61,7 @@ rowLoop:
 	}
 	for c, fd := range fields {
 		if fd.Type == abi.TypeValue {
-			s.cols[c].GatherValues(cols[c], s.rows)
+			s.cols[c].GatherValues(cols[c], s.rows, valueForm(fd))
 		} else {
 			s.cols[c].GatherTyped(cols[c], s.rows)
 		}
@@ -139,7 +140,7 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 			case col.Null(row):
 				kind = abi.KindNull
 			default:
-				kind, text = s.frameValue(col, row)
+				kind, text = s.frameValue(fd, col, row)
 			}
 			if fd.Required && kind <= abi.KindNull {
 				s.truncate(c)
@@ -180,7 +181,8 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 }
 
 // frameValue describes a typed value as a value-typed field gets it.
-func (s *scratch) frameValue(col *frame.Column, row int) (abi.Kind, []byte) {
+func (s *scratch) frameValue(fd abi.Field, col *frame.Column, row int) (abi.Kind, []byte) {
+	form := valueForm(fd)
 	switch col.Type {
 	case abi.TypeBool:
 		if col.Bool(row) {
@@ -188,13 +190,42 @@ func (s *scratch) frameValue(col *frame.Column, row int) (abi.Kind, []byte) {
 		}
 		return abi.KindFalse, nil
 	case abi.TypeString:
+		if form == frame.ValueKindsOnly {
+			return abi.KindString, nil
+		}
 		return abi.KindString, col.Bytes(row)
 	case abi.TypeTime:
+		if form == frame.ValueKindsOnly {
+			return abi.KindString, nil
+		}
 		s.raw = col.AppendText(s.raw[:0], row)
 		return abi.KindString, s.raw
 	}
+	switch {
+	case form == frame.ValueKindsOnly:
+		return abi.KindNumber, nil
+	case form == frame.ValueBinary && col.Type == abi.TypeInt:
+		s.raw = binary.LittleEndian.AppendUint64(s.raw[:0], uint64(col.Int(row)))
+		return abi.KindInt, s.raw
+	case form == frame.ValueBinary:
+		s.raw = binary.LittleEndian.AppendUint64(s.raw[:0], math.Float64bits(col.Float(row)))
+		return abi.KindFloat, s.raw
+	}
 	s.raw = col.AppendJSON(s.raw[:0], row)
 	return abi.KindNumber, s.raw
+}
+
+// valueForm is how a value field's rows are written, as its flags ask.
+// A number the host reads from JSON stays text even for BinaryNumbers:
+// parsing it here would cost what it saves the plugin.
+func valueForm(fd abi.Field) frame.ValueForm {
+	switch {
+	case fd.KindsOnly:
+		return frame.ValueKindsOnly
+	case fd.BinaryNumbers:
+		return frame.ValueBinary
+	}
+	return frame.ValueText
 }
 
 // frameOutputs collects a frame's plugin results across its calls.

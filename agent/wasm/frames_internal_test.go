@@ -2,7 +2,9 @@ package wasm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -79,6 +81,8 @@ func TestGatherFrameMatchesRows(t *testing.T) {
 	field := func(name string, typ abi.Type, required bool) abi.Field {
 		return abi.Field{Name: name, Type: typ, Required: required}
 	}
+	asBinary := func(f abi.Field) abi.Field { f.BinaryNumbers = true; return f }
+	kindsOnly := func(f abi.Field) abi.Field { f.KindsOnly = true; return f }
 	for _, tc := range []struct {
 		name   string
 		fields []abi.Field
@@ -97,6 +101,12 @@ func TestGatherFrameMatchesRows(t *testing.T) {
 		{"fields the frame lacks", []abi.Field{
 			field("nope", abi.TypeInt, false), field("nope", abi.TypeValue, false), field("nope.a", abi.TypeString, false)}, false},
 		{"a required field the frame lacks", []abi.Field{field("nope", abi.TypeValue, true)}, false},
+		{"values with binary numbers", []abi.Field{
+			asBinary(field("s", abi.TypeValue, false)), asBinary(field("i", abi.TypeValue, false)), asBinary(field("f", abi.TypeValue, true)),
+			asBinary(field("b", abi.TypeValue, false)), asBinary(field("t", abi.TypeValue, false)), asBinary(field("nope", abi.TypeValue, false))}, true},
+		{"values as kinds only", []abi.Field{
+			kindsOnly(field("s", abi.TypeValue, false)), kindsOnly(field("i", abi.TypeValue, true)), kindsOnly(field("f", abi.TypeValue, false)),
+			kindsOnly(field("b", abi.TypeValue, false)), kindsOnly(field("t", abi.TypeValue, false)), kindsOnly(field("file", abi.TypeValue, false))}, true},
 		// Converted one by one: the row path itself, whatever it decides.
 		{"a column of another type", []abi.Field{field("i", abi.TypeString, false), field("s", abi.TypeValue, false)}, false},
 		{"the whole body", []abi.Field{field(abi.BodyPath, abi.TypeValue, false), field("i", abi.TypeInt, true)}, false},
@@ -132,6 +142,54 @@ func TestGatherFrameMatchesRows(t *testing.T) {
 		})
 	}
 }
+
+// TestGatherValueForms: a value field declared with binary numbers gets
+// an int or float column's values as their 8 bytes, every other column
+// as text; one declared kinds-only gets each row's kind and no data.
+func TestGatherValueForms(t *testing.T) {
+	f := randomFrame(t, rand.New(rand.NewPCG(5, 6)), 200)
+	rows := make([]int, f.Rows)
+	for r := range rows {
+		rows[r] = r
+	}
+	for _, name := range []string{"s", "i", "f", "b", "t", "file"} {
+		col := f.Field(name)
+		text := abi.Field{Name: name, Type: abi.TypeValue}
+		bin, kinds := text, text
+		bin.BinaryNumbers, kinds.KindsOnly = true, true
+		var got [3]abi.Column
+		for k, fd := range []abi.Field{text, bin, kinds} {
+			var s scratch
+			s.gatherFrame([]abi.Field{fd}, f, rows, func(row int, err error) { t.Fatalf("row %d rejected: %v", row, err) })
+			var w abi.Writer
+			s.cols[0].AppendTo(&w)
+			got[k] = abi.ReadColumn(abi.NewReader(w.Buf), abi.TypeValue, len(rows))
+		}
+		for r := range rows {
+			kind, data := abi.Kind(got[0].Valid[r]), str(got[0], r)
+			wantKind, wantData := kind, data
+			if kind == abi.KindNumber && col.Type == abi.TypeInt {
+				wantKind, wantData = abi.KindInt, binaryLE(uint64(col.Int(r)))
+			}
+			if kind == abi.KindNumber && col.Type == abi.TypeFloat {
+				wantKind, wantData = abi.KindFloat, binaryLE(math.Float64bits(col.Float(r)))
+			}
+			if k, d := abi.Kind(got[1].Valid[r]), str(got[1], r); k != wantKind || !bytes.Equal(d, wantData) {
+				t.Fatalf("column %q row %d, binary numbers: %v %x, want %v %x", name, r, k, d, wantKind, wantData)
+			}
+			if k, d := abi.Kind(got[2].Valid[r]), str(got[2], r); k != kind || len(d) != 0 {
+				t.Fatalf("column %q row %d, kinds only: %v %q, want %v and no data", name, r, k, d, kind)
+			}
+		}
+	}
+}
+
+func str(c abi.Column, r int) []byte {
+	b, _ := c.Str(r)
+	return b
+}
+
+func binaryLE(u uint64) []byte { return binary.LittleEndian.AppendUint64(nil, u) }
 
 // BenchmarkGatherFrame: the host's part of a call on a frame of the sales
 // ETL's shape, as the validate step declares its fields (five values) and

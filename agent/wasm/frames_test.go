@@ -240,3 +240,78 @@ func TestFrameIntsAsFloats(t *testing.T) {
 		t.Errorf("frame rows:\n  %s\nJSON rows:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
+
+// TestValidateFrameNumbersMatchRows: the validate builtin asks for a
+// not-null column's kinds only and a range-checked column's numbers as
+// their bytes; on a frame it then gets them so, and as JSON rows it gets
+// text. Every row must come out the same either way (verdict, reason,
+// the observed value in sluice_validation, the batch's report), for
+// numbers whose text is least like their bytes: -0, exponents, integers
+// past 2^53, the edges of a strict bound.
+func TestValidateFrameNumbersMatchRows(t *testing.T) {
+	eng, err := wasm.NewEngine(wasm.EngineConfig{Builtins: builtin.Lookup, BuiltinFiles: pipelines.File})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	w := frame.NewWriter()
+	id, n, x, when := w.Add("id", abi.TypeInt, false), w.Add("n", abi.TypeInt, false), w.Add("x", abi.TypeFloat, false), w.Add("at", abi.TypeTime, false)
+	ints := []int64{0, 1, -1, 10, 11, math.MaxInt64, math.MinInt64, 1<<53 + 1, -(1<<53 + 1)}
+	floats := []float64{0, math.Copysign(0, -1), 0.1, -0.1, 1e-7, 1e21, -1e21, 123456789.125, 2.5, 2.4999999999999996, math.MaxFloat64, 5e-324}
+	rows := max(len(ints), len(floats)) + 2
+	for r := range rows {
+		switch r {
+		case rows - 2: // nothing there
+			id.Absent()
+			n.Absent()
+			x.Absent()
+			when.Absent()
+		case rows - 1: // null
+			id.Null()
+			n.Null()
+			x.Null()
+			when.Null()
+		default:
+			id.Int(int64(r))
+			n.Int(ints[r%len(ints)])
+			x.Float(floats[r%len(floats)])
+			when.Int(int64(r) * 1e9)
+		}
+		w.Accept()
+	}
+	body, err := w.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := `builtin: validate
+config:
+  suite: edges
+  on_failure: fail
+  report: batch
+  expectations:
+    - expect_column_values_to_not_be_null: {column: id}
+    - expect_column_values_to_not_be_null: {column: at}
+    - expect_column_values_to_be_between: {column: n, min_value: 0, max_value: 10, strict_min: true}
+    - expect_column_values_to_be_between: {column: x, min_value: 0, max_value: 2.5, strict_min: true, mostly: 0.5}
+    - expect_column_values_to_be_between: {column: x, min_value: -1e21, max_value: 1e21}
+`
+	frameMsg := service.NewMessage(body)
+	var want []string
+	for _, m := range run(t, mustProcessor(t, eng, conf), rowsOf(t, frameMsg)) {
+		want = append(want, describe(t, m))
+	}
+	out := run(t, mustProcessor(t, eng, conf), service.MessageBatch{frameMsg})
+	var got []string
+	for _, m := range rowsOf(t, out[0]) {
+		got = append(got, describe(t, m))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("frame rows:\n  %s\nJSON rows:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	all := strings.Join(got, "\n")
+	for _, seen := range []string{`"observed_value":-1e+21`, `"observed_value":9223372036854775807`, `"observed_value":-0`, "sluice_quality_report"} {
+		if !strings.Contains(all, seen) {
+			t.Errorf("no row shows %s: the rows no longer exercise it\n%s", seen, all)
+		}
+	}
+}

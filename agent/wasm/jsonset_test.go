@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sluice-dev/sluice/internal/jsonfield"
+	"github.com/sluice-dev/sluice/plugins/sdk/jsonnum"
 )
 
 func TestSetPath(t *testing.T) {
@@ -84,7 +85,7 @@ func FuzzSetPath(f *testing.F) {
 func TestAppendJSONFloat(t *testing.T) {
 	for _, v := range []float64{0, 1, -1.5, 1e6, 123456789.25, 1e20, 1e21, 1.5e300, 1e-6, 1e-7, -2.5e-9, 0.1} {
 		want, _ := json.Marshal(v)
-		if got := jsonfield.AppendFloat(nil, v); string(got) != string(want) {
+		if got := jsonnum.AppendFloat(nil, v); string(got) != string(want) {
 			t.Errorf("%v: got %s, want %s (encoding/json)", v, got, want)
 		}
 	}

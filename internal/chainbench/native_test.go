@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/model"
 	"github.com/sluice-dev/sluice/plugins/sdk"
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+	"github.com/sluice-dev/sluice/plugins/sdk/jsonnum"
 	"github.com/sluice-dev/sluice/state"
 )
 
@@ -741,7 +742,7 @@ func (c *nativeChain) renderFeatures(k int) {
 				c.fail(k, fmt.Sprintf("builtin:features: output field %q: %v cannot be written as JSON", o.Name, v))
 				return
 			}
-			c.frag = jsonfield.AppendFloat(c.frag, v)
+			c.frag = jsonnum.AppendFloat(c.frag, v)
 		case features.KindBool:
 			c.frag = strconv.AppendBool(c.frag, c.vec.Int[j] != 0)
 		case features.KindTime:
@@ -883,7 +884,7 @@ func (c *nativeChain) writeEvent(k int) {
 			return
 		}
 		field(f.key)
-		c.out = jsonfield.AppendFloat(c.out, f.v)
+		c.out = jsonnum.AppendFloat(c.out, f.v)
 	}
 	if len(c.out) == body {
 		c.out = c.out[:mark]

@@ -1,12 +1,15 @@
 package sdk
 
 import (
+	"encoding/binary"
 	"errors"
+	"math"
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
 
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
+	"github.com/sluice-dev/sluice/plugins/sdk/jsonnum"
 )
 
 // Kind is what a value field holds in a row: absent, null, a bool, a
@@ -23,7 +26,54 @@ const (
 	KindString = abi.KindString
 	KindObject = abi.KindObject
 	KindArray  = abi.KindArray
+	// KindInt and KindFloat are a number as its 8 bytes, sent only to a
+	// field declared with BinaryNumbers (see Number).
+	KindInt   = abi.KindInt
+	KindFloat = abi.KindFloat
 )
+
+// BinaryNumbers lets the host send a value field's numbers that it holds
+// typed (a frame's int and float columns) as KindInt or KindFloat, their
+// 8 bytes, instead of KindNumber and their text: no formatting on the
+// host, no parsing in the plugin. Numbers read from JSON still come as
+// text, so the handler must take both kinds; Number and AppendNumber do.
+func BinaryNumbers(f *abi.Field) { f.BinaryNumbers = true }
+
+// KindsOnly asks for a value field's kinds and no data: for a check that
+// only asks whether a value is there, which then costs the host no
+// formatting and the call no copy. Get returns empty data for every row.
+func KindsOnly(f *abi.Field) { f.KindsOnly = true }
+
+// Number returns the value of a number of any of the three kinds that
+// carry one (KindNumber's text parsed), and false for any other kind or
+// text that is no number.
+func Number(k Kind, data []byte) (float64, bool) {
+	switch k {
+	case KindInt:
+		return float64(int64(binary.LittleEndian.Uint64(data))), true
+	case KindFloat:
+		return math.Float64frombits(binary.LittleEndian.Uint64(data)), true
+	case KindNumber:
+		v, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(data), len(data)), 64)
+		return v, err == nil
+	}
+	return 0, false
+}
+
+// AppendNumber appends a number's JSON text: KindNumber's as sent, and
+// KindInt's and KindFloat's as the host would have written it had the
+// field not asked for binary numbers. Other kinds append nothing.
+func AppendNumber(dst []byte, k Kind, data []byte) []byte {
+	switch k {
+	case KindInt:
+		return strconv.AppendInt(dst, int64(binary.LittleEndian.Uint64(data)), 10)
+	case KindFloat:
+		return jsonnum.AppendFloat(dst, math.Float64frombits(binary.LittleEndian.Uint64(data)))
+	case KindNumber:
+		return append(dst, data...)
+	}
+	return dst
+}
 
 // Body is the path that makes ReadValue read the whole message body, for a
 // plugin that checks which keys a record has.
@@ -59,20 +109,18 @@ type ValueColumn struct{ c *strColumn }
 func (h InValue) Column(b *Batch) ValueColumn { return ValueColumn{&b.strs[h.idx]} }
 
 // Get returns row i's kind and text, aliasing the host's buffer: a
-// string's UTF-8 bytes (unescaped), a number's JSON text, an object's or
-// array's JSON text, or nothing for absent, null and bools.
+// string's UTF-8 bytes (unescaped), a number's JSON text (or, declared
+// with BinaryNumbers, perhaps its 8 bytes: KindInt, KindFloat), an
+// object's or array's JSON text, or nothing for absent, null and bools
+// (and for every row of a field declared KindsOnly).
 func (c ValueColumn) Get(i int) (Kind, []byte) {
 	return Kind(c.c.valid[i]), c.c.text(i)
 }
 
-// Float returns row i as a float64 if it is a number.
+// Float returns row i as a float64 if it is a number (of any of its
+// kinds: see Number).
 func (h InValue) Float(b *Batch, i int) (float64, bool) {
-	k, s := h.Get(b, i)
-	if k != KindNumber {
-		return 0, false
-	}
-	v, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(s), len(s)), 64)
-	return v, err == nil
+	return Number(h.Get(b, i))
 }
 
 // ErrNotObject is returned by ObjectKeys for text that is not a JSON object.

@@ -2,8 +2,11 @@ package sdk
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -73,4 +76,42 @@ func FuzzObjectKeys(f *testing.F) {
 			t.Fatalf("%s: keys %q, want %q", raw, got, want)
 		}
 	})
+}
+
+// TestNumberKinds: a number sent as its bytes reads as the same value,
+// and writes as the same text, as the host's text for it would.
+func TestNumberKinds(t *testing.T) {
+	le := func(u uint64) []byte { return binary.LittleEndian.AppendUint64(nil, u) }
+	for _, tc := range []struct {
+		kind Kind
+		data []byte
+		text string // the host's text for it (jsonnum, strconv.AppendInt)
+	}{
+		{KindInt, le(uint64(42)), "42"},
+		{KindInt, le(uint64(math.MaxUint64)), "-1"},
+		{KindInt, le(1<<63 - 1), "9223372036854775807"},
+		{KindFloat, le(math.Float64bits(19.99)), "19.99"},
+		{KindFloat, le(math.Float64bits(math.Copysign(0, -1))), "-0"},
+		{KindFloat, le(math.Float64bits(1e21)), "1e+21"},
+		{KindFloat, le(math.Float64bits(1e-7)), "1e-7"},
+		{KindFloat, le(math.Float64bits(123456789.125)), "123456789.125"},
+		{KindNumber, []byte("1.5e3"), "1.5e3"},
+	} {
+		if got := string(AppendNumber([]byte("x"), tc.kind, tc.data)); got != "x"+tc.text {
+			t.Errorf("AppendNumber(%v %x) = %q, want %q", tc.kind, tc.data, got, "x"+tc.text)
+		}
+		got, ok := Number(tc.kind, tc.data)
+		want, err := strconv.ParseFloat(tc.text, 64)
+		if !ok || err != nil || math.Float64bits(got) != math.Float64bits(want) {
+			t.Errorf("Number(%v %x) = %v, %v; its text %q parses to %v", tc.kind, tc.data, got, ok, tc.text, want)
+		}
+	}
+	for _, k := range []Kind{KindString, KindNull, KindTrue} {
+		if _, ok := Number(k, []byte("1")); ok {
+			t.Errorf("Number(%v) reads a number", k)
+		}
+		if got := AppendNumber(nil, k, []byte("1")); len(got) != 0 {
+			t.Errorf("AppendNumber(%v) wrote %q", k, got)
+		}
+	}
 }

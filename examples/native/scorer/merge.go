@@ -10,6 +10,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/sluice-dev/sluice/internal/jsonfield"
+	"github.com/sluice-dev/sluice/plugins/sdk/jsonnum"
 )
 
 // The agent writes a Wasm plugin's fast-mode outputs into the event by
@@ -116,13 +117,13 @@ func (p *plan) merge(doc []byte, docStr string, vals []value, scratch *[]byte) (
 	return cur, nil
 }
 
-// appendNumber renders a number as the agent does (jsonfield.AppendFloat,
+// appendNumber renders a number as the agent does (jsonnum.AppendFloat,
 // as encoding/json would); NaN and infinities cannot be written.
 func appendNumber(dst []byte, v float64) ([]byte, bool) {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return dst, false
 	}
-	return jsonfield.AppendFloat(dst, v), true
+	return jsonnum.AppendFloat(dst, v), true
 }
 
 func (n *node) add(path []string, i int) bool {

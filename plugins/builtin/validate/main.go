@@ -46,8 +46,18 @@ func configure(c sdk.Config) error {
 	if suite, err = expect.Parse(c.Raw()); err != nil {
 		return sdk.InvalidConfig(err)
 	}
-	for _, name := range suite.Columns() {
-		columns = append(columns, sdk.ReadValue(name))
+	for i, name := range suite.Columns() {
+		// Ask for no more than the column's expectations read: a
+		// not-null check needs no text, a range check a number's value
+		// rather than its text.
+		var opts []sdk.FieldOption
+		switch suite.Form(i) {
+		case expect.FormKinds:
+			opts = append(opts, sdk.KindsOnly)
+		case expect.FormNumbers:
+			opts = append(opts, sdk.BinaryNumbers)
+		}
+		columns = append(columns, sdk.ReadValue(name, opts...))
 	}
 	if suite.NeedsKeys() {
 		body = sdk.ReadValue(sdk.Body)
@@ -204,7 +214,14 @@ func readRows(b *sdk.Batch) {
 		col := h.Column(b)
 		for i := range rows {
 			k, t := col.Get(i)
-			values[i*cols+c] = expect.Value{Kind: expect.Kind(k), Text: t}
+			v := expect.Value{Kind: expect.Kind(k), Text: t}
+			switch k {
+			case sdk.KindInt:
+				v.Kind, v.Num = expect.KindNumber, expect.NumInt
+			case sdk.KindFloat:
+				v.Kind, v.Num = expect.KindNumber, expect.NumFloat
+			}
+			values[i*cols+c] = v
 		}
 	}
 	if !suite.NeedsKeys() {

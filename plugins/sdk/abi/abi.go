@@ -108,6 +108,13 @@ const (
 	KindString Kind = 5 // the string, unescaped to UTF-8
 	KindObject Kind = 6 // the object's JSON text
 	KindArray  Kind = 7 // the array's JSON text
+	// KindInt and KindFloat are a number the host holds typed (a frame's
+	// int or float column), sent as its 8 bytes (i64 or f64, little
+	// endian) instead of its text, to a field declared with
+	// FieldBinaryNumbers only: formatting a number and parsing it back
+	// was most of a simple check's cost.
+	KindInt   Kind = 8
+	KindFloat Kind = 9
 )
 
 func (k Kind) String() string {
@@ -118,7 +125,7 @@ func (k Kind) String() string {
 		return "null"
 	case KindFalse, KindTrue:
 		return "bool"
-	case KindNumber:
+	case KindNumber, KindInt, KindFloat:
 		return "number"
 	case KindString:
 		return "string"
@@ -184,11 +191,29 @@ const AllRows = 0xFFFFFFFF
 // a message without it fails on the host and never reaches the plugin.
 const FieldRequired uint8 = 1
 
+// FieldBinaryNumbers, on a value input, lets the host send a number it
+// holds typed as KindInt or KindFloat (its 8 bytes) rather than as
+// KindNumber (its text). Numbers it reads from JSON still come as text,
+// so a plugin that sets it handles both. Added within version 1: an
+// older agent ignores the bit and sends text.
+const FieldBinaryNumbers uint8 = 2
+
+// FieldKindsOnly, on a value input, asks for each row's kind and no data:
+// for a check that only looks at whether a value is there (not null),
+// which need not pay for its text. Added within version 1: an older agent
+// ignores the bit and sends the data too.
+const FieldKindsOnly uint8 = 4
+
 // Field is one declared column.
 type Field struct {
 	Name     string
 	Type     Type
 	Required bool
+	// BinaryNumbers and KindsOnly are the value-input flags
+	// FieldBinaryNumbers and FieldKindsOnly; the host ignores them on
+	// other fields.
+	BinaryNumbers bool
+	KindsOnly     bool
 }
 
 // Descriptor is what a plugin's init returns: how it wants batches.
@@ -252,6 +277,12 @@ func AppendDescriptor(w *Writer, d Descriptor) {
 			if f.Required {
 				flags |= FieldRequired
 			}
+			if f.BinaryNumbers && f.Type == TypeValue {
+				flags |= FieldBinaryNumbers
+			}
+			if f.KindsOnly && f.Type == TypeValue {
+				flags |= FieldKindsOnly
+			}
 			w.U8(flags)
 			w.U16(uint16(len(f.Name)))
 			w.Raw([]byte(f.Name))
@@ -289,7 +320,11 @@ func ReadDescriptor(r *Reader) (Descriptor, error) {
 			if t == TypeValue && i == 1 {
 				return d, malformed("descriptor output field " + strconv.Quote(name) + ": type value is for inputs only")
 			}
-			*dst = append(*dst, Field{Name: name, Type: t, Required: flags&FieldRequired != 0})
+			f := Field{Name: name, Type: t, Required: flags&FieldRequired != 0}
+			if t == TypeValue {
+				f.BinaryNumbers, f.KindsOnly = flags&FieldBinaryNumbers != 0, flags&FieldKindsOnly != 0
+			}
+			*dst = append(*dst, f)
 		}
 	}
 	if err := r.Err(); err != nil {

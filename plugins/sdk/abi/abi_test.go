@@ -295,6 +295,23 @@ func TestDescriptorEncoding(t *testing.T) {
 				" 01000000" +
 				" 05 00 0100 74",
 		},
+		{
+			"value inputs' forms",
+			abi.Descriptor{
+				Mode: abi.ModeColumns,
+				In: []abi.Field{
+					{Name: "n", Type: abi.TypeValue, BinaryNumbers: true},
+					{Name: "k", Type: abi.TypeValue, KindsOnly: true, Required: true},
+					{Name: "v", Type: abi.TypeValue},
+				},
+			},
+			"01 000000" +
+				" 03000000" +
+				" 06 02 0100 6e" +
+				" 06 05 0100 6b" +
+				" 06 00 0100 76" +
+				" 00000000",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want, err := hex.DecodeString(strings.ReplaceAll(tc.hex, " ", ""))
@@ -318,8 +335,10 @@ func TestDescriptorEncoding(t *testing.T) {
 	}
 }
 
-// TestDescriptorFlags: only bit 0 means anything in v1; readers ignore the
-// reserved bits and bytes so later minor additions do not break them.
+// TestDescriptorFlags: bit 0 (required), and on a value input bits 1 and 2
+// (binary numbers, kinds only), are all that mean anything in v1; readers
+// ignore the reserved bits and bytes so later minor additions do not break
+// them.
 func TestDescriptorFlags(t *testing.T) {
 	b, _ := hex.DecodeString("01ffffff" + "01000000" + "01fe0100" + "78" + "01000000" + "01ff0100" + "79")
 	d, err := abi.ReadDescriptor(abi.NewReader(b))
@@ -328,6 +347,17 @@ func TestDescriptorFlags(t *testing.T) {
 	}
 	if d.In[0].Required || !d.Out[0].Required {
 		t.Errorf("flags 0xfe read as required=%v, 0xff as required=%v", d.In[0].Required, d.Out[0].Required)
+	}
+	// The value-input bits mean nothing on an int field.
+	if d.In[0].BinaryNumbers || d.In[0].KindsOnly || d.Out[0].BinaryNumbers || d.Out[0].KindsOnly {
+		t.Errorf("an int field read with value-input flags: %+v, %+v", d.In[0], d.Out[0])
+	}
+	b, _ = hex.DecodeString("01000000" + "01000000" + "06fe0100" + "78" + "00000000")
+	if d, err = abi.ReadDescriptor(abi.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	if f := d.In[0]; f.Required || !f.BinaryNumbers || !f.KindsOnly {
+		t.Errorf("a value field's flags 0xfe read as %+v, want binary numbers and kinds only, not required", f)
 	}
 }
 

@@ -72,6 +72,7 @@ type Suite struct {
 	winCol    int            // index in columns of Window.TimeColumn, -1 if none
 	aggs      []*expectation // window-level expectations
 	reportSet bool           // report: written in the config
+	forms     []Form         // per column: what its expectations read
 }
 
 // Columns lists the record fields the suite reads, in the order a Row's
@@ -223,7 +224,47 @@ func Parse(raw []byte) (*Suite, error) {
 	if err := s.parseWindow(window); err != nil {
 		return nil, err
 	}
+	s.forms = s.columnForms()
 	return s, nil
+}
+
+// Form says what the expectations on column i (of Columns) read of its
+// values: a plugin asks the host for no more, and must then fill the
+// column's Values in that form (FormNumbers: a number as text or as its
+// bytes, Value.Num saying which; FormKinds: Text may be empty).
+func (s *Suite) Form(i int) Form { return s.forms[i] }
+
+// columnForms decides each column's Form: the least its expectations
+// need, and text for any expectation not known to need less. Only the
+// expectations whose every path reads a number through Value.number are
+// FormNumbers, so binary values never reach code that reads Text as a
+// number's text.
+func (s *Suite) columnForms() []Form {
+	forms := make([]Form, len(s.columns))
+	need := func(c int, f Form) {
+		if c >= 0 {
+			forms[c] = max(forms[c], f)
+		}
+	}
+	need(s.timeCol, FormText)
+	need(s.winCol, FormText)
+	for _, e := range s.exps {
+		for _, c := range e.cols {
+			need(c, FormText)
+		}
+		for _, c := range e.present {
+			need(c, FormText)
+		}
+		switch {
+		case e.op == opNotNull && !e.agg:
+			need(e.col, FormKinds)
+		case e.op == opBetween && !e.timeBounds && !e.agg:
+			need(e.col, FormNumbers)
+		default:
+			need(e.col, FormText)
+		}
+	}
+	return forms
 }
 
 func (s *Suite) parseHorizon(f *field) error {

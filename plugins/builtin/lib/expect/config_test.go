@@ -1,6 +1,7 @@
 package expect
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -186,4 +187,56 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("report is not JSON: %s", b)
 		}
 	})
+}
+
+// TestColumnForms: a column is asked of the host only as far as its
+// expectations read it: kinds for not-null checks alone, numbers (as
+// bytes if the host has them) for numeric ranges, text for anything else
+// on the column, and text for columns read as a time, a key or a set.
+func TestColumnForms(t *testing.T) {
+	for _, tc := range []struct {
+		name, y string
+		want    map[string]Form
+	}{
+		{"the sales suite", `expectations:
+  - expect_column_values_to_not_be_null: {column: date}
+  - expect_column_values_to_not_be_null: {column: price}
+  - expect_column_values_to_be_between: {column: price, min_value: 0, strict_min: true}`,
+			map[string]Form{"date": FormKinds, "price": FormNumbers}},
+		{"anything else on the column wants its text", `expectations:
+  - expect_column_values_to_not_be_null: {column: a}
+  - expect_column_values_to_be_in_set: {column: a, value_set: [1, 2]}
+  - expect_column_values_to_be_between: {column: b, min_value: 0}
+  - expect_column_values_to_be_of_type: {column: b, type_: int}
+  - expect_column_values_to_be_null: {column: c}`,
+			map[string]Form{"a": FormText, "b": FormText, "c": FormText}},
+		{"a range of times is text", `expectations:
+  - expect_column_values_to_be_between: {column: at, min_value: '2024-01-01', max_value: '2025-01-01'}`,
+			map[string]Form{"at": FormText}},
+		{"a window's mean reads text", `window: {count: 10}
+expectations:
+  - expect_column_mean_to_be_between: {column: x, min_value: 0, max_value: 1}`,
+			map[string]Form{"x": FormText}},
+		{"key, time and set columns are text", `horizon: {count: 5, duration: 1h, time_column: ts}
+expectations:
+  - expect_column_values_to_not_be_null: {column: ts}
+  - expect_column_values_to_be_unique: {column: id}
+  - expect_compound_columns_to_be_unique: {column_list: [a, b]}
+  - expect_column_values_to_not_be_null: {column: a}`,
+			map[string]Form{"ts": FormText, "id": FormText, "a": FormText, "b": FormText}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Parse(yamlJSON(t, tc.y))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]Form{}
+			for i, c := range s.Columns() {
+				got[c] = s.Form(i)
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("forms %v, want %v", got, tc.want)
+			}
+		})
+	}
 }

@@ -569,7 +569,7 @@ func (e *expectation) evalValue(v Value) verdict {
 		if v.Kind != KindNumber {
 			return vFail
 		}
-		f, ok := parseNumber(v.Text)
+		f, ok := v.number()
 		return pass(ok && e.inBounds(f))
 	case opInSet, opNotInSet:
 		in := e.inSet(v)

@@ -1,10 +1,13 @@
 package expect
 
 import (
+	"encoding/binary"
+	"math"
 	"strconv"
 	"unicode/utf8"
 
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/jsonstr"
+	"github.com/sluice-dev/sluice/plugins/sdk/jsonnum"
 )
 
 // Kind is what a record holds at a column. The numbering is the Sluice ABI's
@@ -82,7 +85,7 @@ func appendValue(dst []byte, v Value, limit int) []byte {
 	case KindTrue:
 		return append(dst, "true"...)
 	case KindNumber:
-		return append(dst, v.Text...)
+		return v.appendNumber(dst)
 	case KindString:
 		return appendJSONString(dst, v.Text, limit)
 	case KindObject, KindArray:
@@ -96,6 +99,18 @@ func appendValue(dst []byte, v Value, limit int) []byte {
 		return append(dst, v.Text...)
 	}
 	return append(dst, "null"...)
+}
+
+// appendNumber appends a number Value's JSON text: as sent, or for a
+// binary one as the host would have written it.
+func (v Value) appendNumber(dst []byte) []byte {
+	switch v.Num {
+	case NumInt:
+		return strconv.AppendInt(dst, int64(binary.LittleEndian.Uint64(v.Text)), 10)
+	case NumFloat:
+		return jsonnum.AppendFloat(dst, math.Float64frombits(binary.LittleEndian.Uint64(v.Text)))
+	}
+	return append(dst, v.Text...)
 }
 
 // appendFloat writes a float as JSON; GX percentages are floats.

@@ -1,6 +1,8 @@
 package expect
 
 import (
+	"encoding/binary"
+	"math"
 	"strconv"
 )
 
@@ -10,8 +12,51 @@ import (
 // Validator copies what it keeps.
 type Value struct {
 	Kind Kind
+	// Num says how a number's Text holds it: its JSON text, or the 8
+	// bytes of an int64 or a float64 (little endian), as a host sends
+	// them to a column whose Form is FormNumbers.
+	Num  NumForm
 	Text []byte
 }
+
+// NumForm is how a number Value holds it.
+type NumForm uint8
+
+const (
+	NumText  NumForm = iota // the number's JSON text
+	NumInt                  // an int64's 8 bytes
+	NumFloat                // a float64's 8 bytes
+)
+
+// number is a number Value's value (false for text that is no number).
+// A binary value gives exactly what its text, as the host would have
+// written it, parses to: an int64 converts with the same rounding, and
+// text parsing refuses infinities (and takes NaN).
+func (v Value) number() (float64, bool) {
+	switch v.Num {
+	case NumInt:
+		return float64(int64(binary.LittleEndian.Uint64(v.Text))), true
+	case NumFloat:
+		f := math.Float64frombits(binary.LittleEndian.Uint64(v.Text))
+		return f, !math.IsInf(f, 0)
+	}
+	return parseNumber(v.Text)
+}
+
+// Form is what a column's expectations read of its values, so that a
+// plugin can ask the host for no more (Suite.Form).
+type Form uint8
+
+const (
+	// FormKinds is each value's kind only: whether it is there.
+	FormKinds Form = iota
+	// FormNumbers is FormText, but numbers may come as their bytes
+	// (Value.Num): the column's expectations read a number's value,
+	// never its text, but to report it.
+	FormNumbers
+	// FormText is every value with its text.
+	FormText
+)
 
 // Row is one record as the suite sees it. The caller fills it and may
 // reuse it once the record is finished.
@@ -256,7 +301,7 @@ func (v *Validator) Evaluate(rows []Row) {
 					v.unexpected(e, rows, r)
 					continue
 				}
-				if f, ok := parseNumber(val.Text); !ok || !e.inBounds(f) {
+				if f, ok := val.number(); !ok || !e.inBounds(f) {
 					v.unexpected(e, rows, r)
 				}
 			}

@@ -1,4 +1,4 @@
-package jsonfield
+package jsonnum
 
 import (
 	"math"
@@ -41,7 +41,7 @@ func TestAppendFloatMatchesStrconv(t *testing.T) {
 // BenchmarkAppendFloat: a sales price, through AppendFloat and through
 // strconv alone, side by side.
 //
-//	go test -run '^$' -bench AppendFloat -count 6 ./internal/jsonfield/
+//	go test -run '^$' -bench AppendFloat -count 6 ./plugins/sdk/jsonnum/
 func BenchmarkAppendFloat(b *testing.B) {
 	prices := make([]float64, 1024)
 	for i := range prices {
