@@ -117,6 +117,14 @@ func (c ValueColumn) Get(i int) (Kind, []byte) {
 	return Kind(c.c.valid[i]), c.c.text(i)
 }
 
+// Raw returns the whole column as the host laid it out (ABI.md §8.1):
+// row i's kind is kinds[i], its data data[offs[i]:offs[i+1]]. The
+// offsets were checked when the batch arrived. For a handler that reads
+// a column at a time, which then needs no call per row.
+func (c ValueColumn) Raw() (kinds []byte, offs []uint32, data []byte) {
+	return c.c.valid, c.c.off, c.c.data
+}
+
 // Float returns row i as a float64 if it is a number (of any of its
 // kinds: see Number).
 func (h InValue) Float(b *Batch, i int) (float64, bool) {

@@ -29,7 +29,8 @@ var (
 	// Reused from batch to batch, so a steady stream allocates nothing
 	// but the reasons and metadata of failing records.
 	rows     []expect.Row
-	values   []expect.Value
+	cols     []expect.Column // the batch's columns, as the host sent them
+	seg      []expect.Column // a window's part of them
 	keys     [][]byte
 	keyBytes []byte // keys are copied: ObjectKeys may reuse its buffer
 	text     []byte
@@ -92,7 +93,7 @@ func handle(b *sdk.Batch) error {
 	// Every expectation over the whole batch first, then each record in
 	// order: uniqueness needs its key's state as the records before it
 	// left it.
-	validator.Evaluate(rows)
+	validator.EvaluateColumns(cols, rows)
 	lastKept, lastFailed := -1, -1
 	for i := range rows {
 		switch finish(b, i, i) {
@@ -133,8 +134,8 @@ var pending string
 // after that which is not dropped.
 func handleWindowed(b *sdk.Batch) {
 	for start := 0; start < len(rows); {
-		n, closes := validator.WindowSegment(rows[start:])
-		validator.Evaluate(rows[start : start+n])
+		n, closes := validator.WindowSegment(segment(start, len(rows)), len(rows)-start)
+		validator.EvaluateColumns(segment(start, start+n), rows[start:start+n])
 		last := expect.Drop
 		for j := 0; j < n; j++ {
 			i := start + j
@@ -200,29 +201,16 @@ func emit(r *expect.Report) {
 	emitMetrics(r.Suite, r.Rows, r.ValidRows, r.Statistics.Evaluated, r.Statistics.Successful)
 }
 
-// readRows points one Row per record at its values: the host's buffers are
-// aliased, and only the record's keys are copied.
+// readRows takes the batch's columns as the host sent them, and makes one
+// Row per record for what is not in them: the record's keys, which are
+// copied, and (set by finish) its key's state.
 func readRows(b *sdk.Batch) {
-	n, cols := b.Len(), len(columns)
-	rows, values = resize(rows, n), resize(values, n*cols)
+	n := b.Len()
+	rows, cols = resize(rows, n), resize(cols, len(columns))
 	keys, keyBytes = keys[:0], keyBytes[:0]
-	for i := range rows {
-		rows[i].Values = values[i*cols : (i+1)*cols : (i+1)*cols]
-	}
-	// Column by column: each column's loop is a few loads per row.
 	for c, h := range columns {
-		col := h.Column(b)
-		for i := range rows {
-			k, t := col.Get(i)
-			v := expect.Value{Kind: expect.Kind(k), Text: t}
-			switch k {
-			case sdk.KindInt:
-				v.Kind, v.Num = expect.KindNumber, expect.NumInt
-			case sdk.KindFloat:
-				v.Kind, v.Num = expect.KindNumber, expect.NumFloat
-			}
-			values[i*cols+c] = v
-		}
+		kinds, offs, data := h.Column(b).Raw()
+		cols[c] = expect.Column{Kinds: kinds, Offs: offs, Data: data}
 	}
 	if !suite.NeedsKeys() {
 		return
@@ -238,6 +226,15 @@ func readRows(b *sdk.Batch) {
 		// slices of its earlier array, which stay as they were.
 		rows[i].Keys, rows[i].NotObject = keys[start:len(keys):len(keys)], err != nil
 	}
+}
+
+// segment is rows lo to hi of the batch's columns.
+func segment(lo, hi int) []expect.Column {
+	seg = resize(seg, len(cols))
+	for c := range cols {
+		seg[c] = cols[c].Slice(lo, hi)
+	}
+	return seg
 }
 
 func resize[T any](s []T, n int) []T {

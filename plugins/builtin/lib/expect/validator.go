@@ -58,10 +58,95 @@ const (
 	FormText
 )
 
+// Column is one column of a batch's rows as the agent sends a value
+// field (ABI.md §8.1, §8.5): row r's kind is Kinds[r], the ABI's value
+// kind, and its data Data[Offs[r]:Offs[r+1]] (len(Offs) is the rows + 1).
+// Kinds 8 and 9, a number as its 8 bytes, read as KindNumber with Num
+// NumInt or NumFloat.
+type Column struct {
+	Kinds []byte
+	Offs  []uint32
+	Data  []byte
+}
+
+// The ABI's kinds for a number sent as its bytes (abi.KindInt,
+// abi.KindFloat), which a Value holds as KindNumber and Num.
+const (
+	kindInt   = 8
+	kindFloat = 9
+)
+
+// Value is row r's value.
+func (c *Column) Value(r int) Value {
+	v := Value{Kind: Kind(c.Kinds[r]), Text: c.Data[c.Offs[r]:c.Offs[r+1]]}
+	switch v.Kind {
+	case kindInt:
+		v.Kind, v.Num = KindNumber, NumInt
+	case kindFloat:
+		v.Kind, v.Num = KindNumber, NumFloat
+	}
+	return v
+}
+
+// Slice is rows lo to hi of the column.
+func (c Column) Slice(lo, hi int) Column {
+	return Column{Kinds: c.Kinds[lo:hi], Offs: c.Offs[lo : hi+1], Data: c.Data}
+}
+
+// columnsOf lays rows' Values out as columns (in the validator's own
+// buffers, valid until the next call).
+func (v *Validator) columnsOf(rows []Row) []Column {
+	n := len(v.s.columns)
+	if cap(v.own) < n {
+		v.own = make([]Column, n)
+	}
+	v.own = v.own[:n]
+	v.ownData = v.ownData[:0]
+	for c := range v.own {
+		col := &v.own[c]
+		col.Kinds, col.Offs = col.Kinds[:0], append(col.Offs[:0], uint32(len(v.ownData)))
+		for r := range rows {
+			val := rows[r].Values[c]
+			k := byte(val.Kind)
+			switch {
+			case val.Kind == KindNumber && val.Num == NumInt:
+				k = kindInt
+			case val.Kind == KindNumber && val.Num == NumFloat:
+				k = kindFloat
+			}
+			v.ownData = append(v.ownData, val.Text...)
+			col.Kinds, col.Offs = append(col.Kinds, k), append(col.Offs, uint32(len(v.ownData)))
+		}
+	}
+	// ownData may have moved while growing: point every column at its
+	// final array.
+	for c := range v.own {
+		v.own[c].Data = v.ownData
+	}
+	return v.own
+}
+
+// row is rows[r] with its Values read out of the columns, in scratch
+// valid until the next call.
+func (v *Validator) row(rows []Row, r int) *Row { return v.rowOf(&rows[r], r) }
+
+// rowOf is row (row r of the last Evaluate) with its Values read out of
+// the columns.
+func (v *Validator) rowOf(row *Row, r int) *Row {
+	v.vals = v.vals[:0]
+	for c := range v.cols {
+		v.vals = append(v.vals, v.cols[c].Value(r))
+	}
+	v.whole = *row
+	v.whole.Values = v.vals
+	return &v.whole
+}
+
 // Row is one record as the suite sees it. The caller fills it and may
 // reuse it once the record is finished.
 type Row struct {
-	// Values holds one value per Suite.Columns(), in that order.
+	// Values holds one value per Suite.Columns(), in that order, for
+	// Evaluate (EvaluateColumns takes them as columns instead).
 	Values []Value
 	// Keys are the record's top-level keys, in order; read only when
 	// Suite.NeedsKeys(). NotObject says the record is not a JSON object,
@@ -144,6 +229,16 @@ type Validator struct {
 	scr    []byte
 	one    [1]Row
 
+	// cols are the last Evaluate's columns; a row's values are read out
+	// of them into whole (a row's Values in vals) only where a row is
+	// read whole: a failing row's report, uniqueness, table checks.
+	cols  []Column
+	whole Row
+	vals  []Value
+	// own holds Evaluate's columns, made from its rows' Values.
+	own     []Column
+	ownData []byte
+
 	report Report
 
 	// windows (window-level expectations and Suite.Window)
@@ -215,6 +310,17 @@ func (v *Validator) Check(row *Row) Outcome {
 // are the batch's next rows, and counts the results for the report. Each
 // row must then be passed to Finish, in order.
 func (v *Validator) Evaluate(rows []Row) {
+	v.EvaluateColumns(v.columnsOf(rows), rows)
+}
+
+// EvaluateColumns is Evaluate for rows whose values come a column at a
+// time, as the agent sends them: cols[c] is Suite.Columns()[c] for every
+// row, and rows carry the rest (Keys, Key, State, Replayed; their Values
+// are not read). Each expectation then reads one column's kinds or values
+// in a loop of its own, which in Wasm costs a fraction of reading them
+// out of every row. cols are read until the last of the rows is finished.
+func (v *Validator) EvaluateColumns(cols []Column, rows []Row) {
+	v.cols = cols
 	v.base = v.rows
 	v.rows += len(rows)
 	v.seq += int64(len(rows))
@@ -234,31 +340,38 @@ func (v *Validator) Evaluate(rows []Row) {
 		}
 		st := &v.stats[e.index]
 		st.elements += len(rows)
-		c := e.col
+		var col *Column
+		if e.col >= 0 {
+			col = &cols[e.col]
+		}
 		// The cheapest checks get a loop of their own; the rest go through
 		// evalValue per row.
 		switch {
 		case e.op == opNotNull:
-			for r := range rows {
-				if rows[r].Values[c].Kind <= KindNull {
+			for r, k := range col.Kinds {
+				if Kind(k) <= KindNull {
 					v.unexpected(e, rows, r)
 				}
 			}
 		case e.op == opNull:
-			for r := range rows {
-				if rows[r].Values[c].Kind > KindNull {
+			for r, k := range col.Kinds {
+				if Kind(k) > KindNull {
 					v.unexpected(e, rows, r)
 				}
 			}
 		case e.op == opColumnExists && e.columnIndex < 0:
-			for r := range rows {
-				if rows[r].Values[c].Kind == KindAbsent {
+			for r, k := range col.Kinds {
+				if Kind(k) == KindAbsent {
 					v.unexpected(e, rows, r)
 				}
 			}
 		case e.table || e.op == opColumnExists:
 			for r := range rows {
-				fail := e.evalKeys(&rows[r]) == vFail
+				row := &rows[r]
+				if e.present != nil {
+					row = v.row(rows, r)
+				}
+				fail := e.evalKeys(row) == vFail
 				if e.table && e.present == nil && (v.base+r == 0 || fail && st.unexpected == 0) {
 					// GX reports the observed column list of a table
 					// expectation: the first row's, or the first failing one's.
@@ -272,7 +385,7 @@ func (v *Validator) Evaluate(rows []Row) {
 			}
 		case e.op == opType && len(e.types) == 1 && e.types[0].class == tcInt && e.types[0].bits == 64 && !e.types[0].unsigned:
 			for r := range rows {
-				val := rows[r].Values[c]
+				val := col.Value(r)
 				if val.Kind <= KindNull {
 					st.missing++
 				} else if val.Kind != KindNumber || !int64Literal(val.Text) {
@@ -281,7 +394,7 @@ func (v *Validator) Evaluate(rows []Row) {
 			}
 		case e.op == opType && len(e.types) == 1 && e.types[0].class == tcDatetime:
 			for r := range rows {
-				val := rows[r].Values[c]
+				val := col.Value(r)
 				if val.Kind <= KindNull {
 					st.missing++
 				} else if val.Kind != KindString {
@@ -292,7 +405,7 @@ func (v *Validator) Evaluate(rows []Row) {
 			}
 		case e.op == opBetween && !e.timeBounds:
 			for r := range rows {
-				val := rows[r].Values[c]
+				val := col.Value(r)
 				if val.Kind <= KindNull {
 					st.missing++
 					continue
@@ -308,7 +421,7 @@ func (v *Validator) Evaluate(rows []Row) {
 		case (e.op == opInSet || e.op == opNotInSet) && e.strSet == nil:
 			in := e.op == opInSet
 			for r := range rows {
-				val := rows[r].Values[c]
+				val := col.Value(r)
 				if val.Kind <= KindNull {
 					st.missing++
 					continue
@@ -332,7 +445,7 @@ func (v *Validator) Evaluate(rows []Row) {
 			// A kind check: no text to look at.
 			want := kindsOf(e.types[0].class)
 			for r := range rows {
-				k := rows[r].Values[c].Kind
+				k := col.Value(r).Kind
 				if k <= KindNull {
 					st.missing++
 				} else if want&(1<<k) == 0 {
@@ -341,7 +454,7 @@ func (v *Validator) Evaluate(rows []Row) {
 			}
 		default:
 			for r := range rows {
-				val := rows[r].Values[c]
+				val := col.Value(r)
 				if e.ignoresMissing && val.Kind <= KindNull {
 					st.missing++
 				} else if e.evalValue(val) == vFail {
@@ -378,7 +491,7 @@ func (v *Validator) unexpected(e *expectation, rows []Row, r int) {
 	st.unexpected++
 	if len(st.partial) < partialMax {
 		start := len(v.arena)
-		v.arena, _ = appendObserved(v.arena, e, &rows[r])
+		v.arena, _ = appendObserved(v.arena, e, v.row(rows, r))
 		st.partial = append(st.partial, span{v.base + r, start, len(v.arena)})
 	}
 }
@@ -390,6 +503,7 @@ func (v *Validator) unexpected(e *expectation, rows []Row, r int) {
 // a struct this size returned per row is a memory copy per row in Wasm.
 func (v *Validator) Finish(r int, row *Row, out *Outcome) {
 	s := v.s
+	row = v.rowOf(row, r)
 	v.fails, v.obs, v.adds = v.fails[:0], v.obs[:0], v.adds[:0]
 	hard, keyRule := false, false
 	mask := v.masks[r*v.words : (r+1)*v.words]

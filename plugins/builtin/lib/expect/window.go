@@ -235,32 +235,35 @@ func (a *agg) grow() {
 // out, as pandas' skipna; for the numeric aggregates so are values that
 // are not numbers (GX would raise on a mixed column).
 func (v *Validator) aggregate(e *expectation, rows []Row) {
+	if e.col < 0 {
+		return // the row count: Evaluate counts the rows
+	}
 	a := &v.aggs[e.index]
-	c := e.col
+	col := &v.cols[e.col]
 	switch e.op {
 	case opMean, opMin, opMax, opStdev:
 		for r := range rows {
-			val := rows[r].Values[c]
+			val := col.Value(r)
 			if val.Kind != KindNumber {
 				continue
 			}
-			if f, ok := parseNumber(val.Text); ok {
+			if f, ok := val.number(); ok {
 				a.add(f)
 			}
 		}
 	case opNonNullProportion:
 		for r := range rows {
-			if rows[r].Values[c].Kind > KindNull {
+			if col.Value(r).Kind > KindNull {
 				a.nonNull++
 			}
 		}
 	case opUniqueProportion:
 		for r := range rows {
-			if rows[r].Values[c].Kind <= KindNull {
+			if col.Value(r).Kind <= KindNull {
 				continue
 			}
 			a.nonNull++
-			a.insert(hashTuple(e, &rows[r]))
+			a.insert(hashTuple(e, v.row(rows, r)))
 		}
 	}
 }
@@ -300,9 +303,10 @@ func (v *Validator) observed(e *expectation) float64 {
 	return math.NaN()
 }
 
-// WindowSegment says how many rows, from the first, belong to the current
-// window, and whether the window closes after them. The caller passes
-// those rows to Evaluate and Finish, and when closes is true takes the
+// WindowSegment says how many of rows rows, from the first, belong to the
+// current window (their values in cols, as for EvaluateColumns), and
+// whether the window closes after them. The caller passes those rows to
+// Evaluate and Finish, and when closes is true takes the
 // window's Report and calls Begin to start the next window; then it calls
 // WindowSegment again with the rest.
 //
@@ -311,17 +315,18 @@ func (v *Validator) observed(e *expectation) float64 {
 // current one (which started with the first row with a readable time):
 // that row opens the next window. A row without a readable time, or with
 // a time before the current window's (late), belongs to the current one.
-func (v *Validator) WindowSegment(rows []Row) (n int, closes bool) {
+func (v *Validator) WindowSegment(cols []Column, rows int) (n int, closes bool) {
 	w := &v.s.Window
 	if w.Count > 0 {
-		if rest := w.Count - v.rows; len(rows) >= rest {
+		if rest := w.Count - v.rows; rows >= rest {
 			return rest, true
 		}
-		return len(rows), false
+		return rows, false
 	}
 	d := int64(w.Duration)
+	times := &cols[v.s.winCol]
 	for i := range rows {
-		t, ok := eventTime(rows[i].Values[v.s.winCol])
+		t, ok := eventTime(times.Value(i))
 		if !ok {
 			continue
 		}
@@ -337,7 +342,7 @@ func (v *Validator) WindowSegment(rows []Row) (n int, closes bool) {
 			return i, true
 		}
 	}
-	return len(rows), false
+	return rows, false
 }
 
 // WindowInfo places a window's report: the instance's sequence numbers of

@@ -34,7 +34,7 @@ func runWindows(t testing.TB, s *Suite, records []string, batch int) ([]closed, 
 			rows = append(rows, *rowFor(t, s, rec))
 		}
 		for start := 0; start < len(rows); {
-			n, closes := v.WindowSegment(rows[start:])
+			n, closes := v.WindowSegment(v.columnsOf(rows[start:]), len(rows)-start)
 			seg := rows[start : start+n]
 			v.Evaluate(seg)
 			for j := range seg {
@@ -410,7 +410,7 @@ expectations:
 // the plugin does, rendering each closed window's report.
 func windowPass(v *Validator, rows []Row, text *[]byte) {
 	for start := 0; start < len(rows); {
-		n, closes := v.WindowSegment(rows[start:])
+		n, closes := v.WindowSegment(v.columnsOf(rows[start:]), len(rows)-start)
 		seg := rows[start : start+n]
 		v.Evaluate(seg)
 		for j := range seg {
