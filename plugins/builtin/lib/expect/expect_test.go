@@ -2,6 +2,7 @@ package expect
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -488,6 +489,7 @@ func TestPassed(t *testing.T) {
 		{"hard", `expectations: [{expect_column_values_to_not_be_null: {column: n}}]`, []bool{true, false, true, true, true}},
 		{"mostly", `expectations: [{expect_column_values_to_be_between: {column: n, min_value: 0, max_value: 1000, mostly: 0.5}}]`, []bool{true, true, false, true, true}},
 		{"unique", "horizon: {count: 5}\nexpectations: [{expect_column_values_to_be_unique: {column: id}}]", []bool{false, false, false, false, false}},
+		{"every row passes", `expectations: [{expect_column_values_to_be_between: {column: n, min_value: 0, max_value: 1e9}}]`, []bool{true, true, true, true, true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := mustParse(t, "on_failure: flag\n"+tc.suite)
@@ -517,6 +519,16 @@ func TestPassed(t *testing.T) {
 			}
 			if f, w := fast.Report().ValidRows, slow.Report().ValidRows; f != w {
 				t.Errorf("%d valid rows with Passed, %d with Finish alone", f, w)
+			}
+			// PassedAll: only where every row is Passed, and counted so.
+			all := s.NewValidator()
+			all.Begin()
+			all.Evaluate(rows)
+			want := !slices.Contains(tc.passed, false)
+			if got := all.PassedAll(); got != want {
+				t.Errorf("PassedAll %v, want %v", got, want)
+			} else if got && all.Report().ValidRows != len(rows) {
+				t.Errorf("PassedAll counted %d valid rows of %d", all.Report().ValidRows, len(rows))
 			}
 		})
 	}
