@@ -673,16 +673,10 @@ func (e *expectation) inSet(v Value) bool {
 	return false
 }
 
-// evalKeys checks a table-level expectation against the record's keys.
+// evalKeys checks a table-level expectation against the record's keys
+// (one with present columns instead is checked on its columns, in
+// EvaluateColumns).
 func (e *expectation) evalKeys(row *Row) verdict {
-	if e.present != nil {
-		for _, c := range e.present {
-			if row.Values[c].Kind == KindAbsent {
-				return vFail
-			}
-		}
-		return vPass
-	}
 	if row.NotObject {
 		return vFail
 	}

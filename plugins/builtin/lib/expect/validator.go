@@ -368,12 +368,20 @@ func (v *Validator) EvaluateColumns(cols []Column, rows []Row) {
 					v.unexpected(e, rows, r)
 				}
 			}
+		case e.present != nil:
+			// A column set checked without the record's keys (no
+			// exact_match): whether each listed column is there.
+			for r := range rows {
+				for _, c := range e.present {
+					if Kind(cols[c].Kinds[r]) == KindAbsent {
+						v.unexpected(e, rows, r)
+						break
+					}
+				}
+			}
 		case e.table || e.op == opColumnExists:
 			for r := range rows {
 				row := &rows[r]
-				if e.present != nil {
-					row = v.row(rows, r)
-				}
 				fail := e.evalKeys(row) == vFail
 				if e.table && e.present == nil && (v.base+r == 0 || fail && st.unexpected == 0) {
 					// GX reports the observed column list of a table
