@@ -7,6 +7,8 @@
 package main
 
 import (
+	"encoding/binary"
+
 	"github.com/sluice-dev/sluice/plugins/builtin/lib/civil"
 	"github.com/sluice-dev/sluice/plugins/sdk"
 )
@@ -28,20 +30,55 @@ func init() {
 		qs, ps := quantity.Values(b), price.Values(b)
 		for i := range b.Len() {
 			d, _ := date.Get(b, i)
-			y, m, dd, ok := civil.ParseISO(d)
-			if !ok {
+			c := days.lookup(d)
+			if c == nil {
 				b.Fail(i, "date: want YYYY-MM-DD, got "+quote(d))
 				continue
 			}
 			totalAmount.Set(b, i, float64(qs[i])*ps[i])
-			year.Set(b, i, y)
-			month.Set(b, i, m)
-			day.Set(b, i, dd)
-			// 1970-01-01 was a Thursday (3 with Monday = 0).
-			dayOfWeek.Set(b, i, ((civil.DaysFromEpoch(y, m, dd)%7)+7+3)%7)
+			year.Set(b, i, c.y)
+			month.Set(b, i, c.m)
+			day.Set(b, i, c.d)
+			dayOfWeek.Set(b, i, c.dow)
 		}
 		return nil
 	})
+}
+
+// days holds the calendar fields of recently seen dates. A sales file has
+// a few hundred dates among its millions of rows, and parsing a date and
+// finding its weekday (divisions, which cost Wasm dearly) was most of a
+// row's cost here.
+var days dayCache
+
+// dayCache is a direct-mapped cache of dates, keyed by their 10 bytes.
+type dayCache [256]dayEntry
+
+type dayEntry struct {
+	head         uint64 // the date's first 8 bytes
+	tail         uint16 // and its last 2
+	set          bool
+	y, m, d, dow int64
+}
+
+// lookup returns d's calendar fields, or nil if d is no YYYY-MM-DD date
+// (which is never cached).
+func (c *dayCache) lookup(d []byte) *dayEntry {
+	if len(d) != 10 {
+		return nil
+	}
+	head, tail := binary.LittleEndian.Uint64(d), binary.LittleEndian.Uint16(d[8:])
+	e := &c[((head^uint64(tail)<<48)*0x9E3779B97F4A7C15)>>56]
+	if e.set && e.head == head && e.tail == tail {
+		return e
+	}
+	y, m, dd, ok := civil.ParseISO(d)
+	if !ok {
+		return nil
+	}
+	// 1970-01-01 was a Thursday (3 with Monday = 0).
+	*e = dayEntry{head: head, tail: tail, set: true, y: y, m: m, d: dd, dow: ((civil.DaysFromEpoch(y, m, dd) % 7) + 7 + 3) % 7}
+	return e
 }
 
 func quote(b []byte) string {

@@ -5,6 +5,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,4 +76,76 @@ func raw(t *testing.T, m *service.Message) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestSalesTransformManyDates: every day of 1999-2001 (more dates than the
+// plugin's cache holds), each twice in a shuffled batch, with bad dates
+// between: every row's fields are its own date's, whatever the cache held
+// before it.
+func TestSalesTransformManyDates(t *testing.T) {
+	ctx := context.Background()
+	bin := wasmbuild.ForTest(t, "sales.wasm")
+	p := wasmtest.Processor(t, wasmtest.Engine(t, wasm.EngineConfig{}), "path: "+bin+"\n")
+	var dates []string
+	for d := time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 2002; d = d.AddDate(0, 0, 1) {
+		dates = append(dates, d.Format("2006-01-02"), d.Format("2006-01-02"))
+	}
+	dates = append(dates, "2001-02-29", "1999-13-01", "2000-00-10")
+	rng := rand.New(rand.NewPCG(1, 2))
+	rng.Shuffle(len(dates), func(i, j int) { dates[i], dates[j] = dates[j], dates[i] })
+	var batch service.MessageBatch
+	for _, d := range dates {
+		batch = append(batch, service.NewMessage(fmt.Appendf(nil, `{"date":%q,"quantity":1,"price":2}`, d)))
+	}
+	out, err := p.ProcessBatch(ctx, batch)
+	if err != nil || len(out) != 1 || len(out[0]) != len(dates) {
+		t.Fatalf("ProcessBatch: %v, %d batches", err, len(out))
+	}
+	bad := 0
+	for i, d := range dates {
+		m := out[0][i]
+		want, err := time.Parse("2006-01-02", d)
+		if err != nil {
+			if m.GetError() == nil {
+				t.Errorf("row %d (%s): no error", i, d)
+			}
+			bad++
+			continue
+		}
+		b, _ := m.AsBytes()
+		doc := gjson.ParseBytes(b)
+		got := fmt.Sprint(doc.Get("year").Int(), doc.Get("month").Int(), doc.Get("day").Int(), doc.Get("day_of_week").Int())
+		if w := fmt.Sprint(want.Year(), int(want.Month()), want.Day(), (int(want.Weekday())+6)%7); m.GetError() != nil || got != w {
+			t.Fatalf("row %d (%s): %s (error %v), want %s", i, d, got, m.GetError(), w)
+		}
+	}
+	if bad != 3 {
+		t.Errorf("%d rows failed, want the 3 bad dates", bad)
+	}
+}
+
+// TestDayCache: the cache gives each of 200 years' dates its own fields,
+// looked up in calendar order (each month's dates share their first 8
+// bytes) and again in reverse once the cache is full of others, and
+// caches no bad date.
+func TestDayCache(t *testing.T) {
+	var c dayCache
+	var all []time.Time
+	for d := time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 2100; d = d.AddDate(0, 0, 1) {
+		all = append(all, d)
+	}
+	back := slices.Clone(all)
+	slices.Reverse(back)
+	for _, d := range append(all, back...) {
+		s := d.Format("2006-01-02")
+		e := c.lookup([]byte(s))
+		if e == nil || e.y != int64(d.Year()) || e.m != int64(d.Month()) || e.d != int64(d.Day()) || e.dow != int64((d.Weekday()+6)%7) {
+			t.Fatalf("%s: %+v", s, e)
+		}
+	}
+	for _, bad := range []string{"2001-02-29", "2001-1-01", "", "2001-01-011", "2001-01-0x"} {
+		if e := c.lookup([]byte(bad)); e != nil {
+			t.Errorf("%q: %+v, want nil", bad, e)
+		}
+	}
 }
