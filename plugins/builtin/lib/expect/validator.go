@@ -233,7 +233,8 @@ type Validator struct {
 
 	// cols are the last Evaluate's columns; a row's values are read out
 	// of them into whole (a row's Values in vals) only where a row is
-	// read whole: a failing row's report, uniqueness, table checks.
+	// read whole: a failing row's report, uniqueness, a window's
+	// proportion of unique values.
 	cols  []Column
 	whole Row
 	vals  []Value
