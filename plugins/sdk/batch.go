@@ -199,6 +199,15 @@ func (h InString) Get(b *Batch, i int) ([]byte, bool) {
 	return c.text(i), c.valid[i] != 0
 }
 
+// Raw returns the whole column as the host laid it out (ABI.md §8.1):
+// row i is data[offs[i]:offs[i+1]], present where valid[i] is non-zero.
+// The offsets were checked when the batch arrived. For a handler that
+// reads every row in one loop, without a call per row.
+func (h InString) Raw(b *Batch) (valid []byte, offs []uint32, data []byte) {
+	c := &b.strs[h.idx]
+	return c.valid, c.off, c.data
+}
+
 // Values returns the whole column as nanoseconds since the Unix epoch.
 func (h InTime) Values(b *Batch) []int64 { return int64s(b.in[h.idx].Fixed, b.rows) }
 
@@ -289,6 +298,22 @@ func (h OutString) Set(b *Batch, i int, v []byte) {
 	c := &b.out[h.idx]
 	c.valid[i] = 1
 	c.strs[i] = v
+}
+
+// Values returns the column's values and which rows are set, for a
+// handler that fills many rows in one loop: row i is vals[i] where
+// set[i] is 1, as Set(b, i, vals[i]) makes it. Both have b.Len()
+// entries, start all unset, and are valid as long as b. In Wasm, a loop writing them costs a fraction of
+// a Set call per row.
+func (h OutInt) Values(b *Batch) (vals []int64, set []byte) {
+	c := &b.out[h.idx]
+	return unsafe.Slice((*int64)(unsafe.Pointer(unsafe.SliceData(c.fixed))), len(c.fixed)), c.valid
+}
+
+// Values is OutInt.Values for a float column.
+func (h OutFloat) Values(b *Batch) (vals []float64, set []byte) {
+	c := &b.out[h.idx]
+	return unsafe.Slice((*float64)(unsafe.Pointer(unsafe.SliceData(c.fixed))), len(c.fixed)), c.valid
 }
 
 func (b *Batch) setFixed(col, i int, v uint64) {

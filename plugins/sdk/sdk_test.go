@@ -759,6 +759,52 @@ func TestColumnsEveryType(t *testing.T) {
 	}
 }
 
+// TestColumnsBulk: a handler that reads a string column raw and fills
+// int and float outputs through Values gets the response Set would make:
+// rows it marks set carry their values, the others stay unset, and a
+// row absent from the request reads as an empty range.
+func TestColumnsBulk(t *testing.T) {
+	fresh(t)
+	var (
+		inS  = ReadString("s")
+		outN = WriteInt("len")
+		outX = WriteFloat("half")
+	)
+	var texts []string
+	HandleBatch(func(b *Batch) error {
+		valid, offs, data := inS.Raw(b)
+		ns, nSet := outN.Values(b)
+		xs, xSet := outX.Values(b)
+		for i := range b.Len() {
+			text := data[offs[i]:offs[i+1]]
+			texts = append(texts, string(text))
+			if valid[i] == 0 {
+				continue
+			}
+			ns[i], nSet[i] = int64(len(text)), 1
+			if len(text)%2 == 0 {
+				xs[i], xSet[i] = float64(len(text))/2, 1
+			}
+		}
+		return nil
+	})
+	descriptorOf(t, Init(nil))
+	rows := [][]any{{"abcd"}, {nil}, {"abc"}, {""}}
+	out := decodeColumns(t, Process(columnsRequest(t, inFields, rows)), outFields, len(rows))
+	if want := []string{"abcd", "", "abc", ""}; !reflect.DeepEqual(texts, want) {
+		t.Errorf("InString.Raw rows %q, want %q", texts, want)
+	}
+	wantCols := [][]any{
+		{int64(4), nil, int64(3), int64(0)},
+		{2.0, nil, nil, 0.0},
+	}
+	for c, f := range outFields {
+		if !reflect.DeepEqual(out.cols[c], wantCols[c]) {
+			t.Errorf("output %s: got %v, want %v (nil: unset)", f.Name, out.cols[c], wantCols[c])
+		}
+	}
+}
+
 func TestColumnsActions(t *testing.T) {
 	fresh(t)
 	in := ReadString("action", Required)
