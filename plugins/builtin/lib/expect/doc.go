@@ -12,7 +12,10 @@
 //
 // The package does not depend on the plugin SDK, so the same code runs
 // natively (tests, benchmarks, the agent) and inside the Wasm plugin: the
-// caller fills a Row from whatever it reads records with. A Validator
+// caller hands over a batch's values a column at a time, laid out as the
+// host sends them (Column, EvaluateColumns), or fills a Row per record
+// (Evaluate). A column asks for no more than its expectations read
+// (Suite.Form): kinds only, or numbers as their bytes. A Validator
 // checks rows, keeps GX's per-expectation counts for the batch (for
 // `mostly` and the batch report) and renders, for a failing row only, the
 // reason and the JSON list of what it broke. Nothing allocates per row,
