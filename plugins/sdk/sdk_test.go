@@ -749,11 +749,7 @@ func TestColumnsEveryType(t *testing.T) {
 		{t0.Add(time.Hour), nil, t2.Add(time.Hour)},
 		{"héllo", nil, ""},
 	}
-	for c, f := range outFields {
-		if !reflect.DeepEqual(out.cols[c], wantCols[c]) {
-			t.Errorf("output %s: got %v, want %v (nil: unset)", f.Name, out.cols[c], wantCols[c])
-		}
-	}
+	checkOutputs(t, out.cols, wantCols)
 	if len(out.fails)+len(out.metas) != 0 {
 		t.Errorf("fails %v metas %v", out.fails, out.metas)
 	}
@@ -798,9 +794,16 @@ func TestColumnsBulk(t *testing.T) {
 		{int64(4), nil, int64(3), int64(0)},
 		{2.0, nil, nil, 0.0},
 	}
+	checkOutputs(t, out.cols, wantCols)
+}
+
+// checkOutputs compares a response's output columns with want, a row's
+// nil standing for unset.
+func checkOutputs(t *testing.T, got, want [][]any) {
+	t.Helper()
 	for c, f := range outFields {
-		if !reflect.DeepEqual(out.cols[c], wantCols[c]) {
-			t.Errorf("output %s: got %v, want %v (nil: unset)", f.Name, out.cols[c], wantCols[c])
+		if !reflect.DeepEqual(got[c], want[c]) {
+			t.Errorf("output %s: got %v, want %v (nil: unset)", f.Name, got[c], want[c])
 		}
 	}
 }
