@@ -133,6 +133,8 @@ func (s *scratch) appendFrameRow(fields []abi.Field, cols []*frame.Column, f *fr
 		if fd.Type == abi.TypeValue {
 			kind, text := abi.KindAbsent, []byte(nil)
 			switch {
+			case fd.Name == abi.BodyPath && fd.KindsOnly:
+				kind = abi.KindObject
 			case fd.Name == abi.BodyPath:
 				s.raw = f.AppendRowJSON(s.raw[:0], row)
 				kind, text = abi.KindObject, s.raw

@@ -152,6 +152,17 @@ func TestGatherValueForms(t *testing.T) {
 	for r := range rows {
 		rows[r] = r
 	}
+	// The whole body, kinds only: an object and no text.
+	var s scratch
+	s.gatherFrame([]abi.Field{{Name: abi.BodyPath, Type: abi.TypeValue, KindsOnly: true}}, f, rows, func(row int, err error) { t.Fatalf("row %d rejected: %v", row, err) })
+	var w abi.Writer
+	s.cols[0].AppendTo(&w)
+	body := abi.ReadColumn(abi.NewReader(w.Buf), abi.TypeValue, len(rows))
+	for r := range rows {
+		if k, d := abi.Kind(body.Valid[r]), str(body, r); k != abi.KindObject || len(d) != 0 {
+			t.Fatalf("the body, row %d, kinds only: %v %q, want an object and no data", r, k, d)
+		}
+	}
 	for _, name := range []string{"s", "i", "f", "b", "t", "file"} {
 		col := f.Field(name)
 		text := abi.Field{Name: name, Type: abi.TypeValue}
