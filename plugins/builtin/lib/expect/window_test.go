@@ -435,7 +435,7 @@ func TestWindowedRowsDoNotAllocate(t *testing.T) {
 	var text []byte
 	windowPass(v, rows, &text)
 	windowPass(v, rows, &text)
-	if allocs := testing.AllocsPerRun(20, func() { windowPass(v, rows, &text) }); allocs != 0 {
+	if allocs := allocsPerRun(20, func() { windowPass(v, rows, &text) }); allocs != 0 {
 		t.Errorf("%v allocations per batch", allocs)
 	}
 }
