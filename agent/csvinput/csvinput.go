@@ -455,7 +455,7 @@ type fileReader struct {
 	head    []byte // the file's first line, the text of a header's reject
 	err     error  // why the file could not be read to its end
 	lines   int    // the line of the last record read
-	r       *csv.Reader
+	r       *records
 	header  []string
 	types   []string // per header column; "" keeps the string
 	formats []string // per header column: a date or timestamp column's format
@@ -492,14 +492,9 @@ func (in *input) openReader(name string, rd io.Reader, src io.Closer) *fileReade
 	win := &window{r: rd}
 	win.skipBOM()
 	f := &fileReader{in: in, name: name, src: src, win: win}
-	f.r = csv.NewReader(f.win)
-	f.r.Comma = in.delim
-	f.r.FieldsPerRecord = -1 // a short row is the row's problem, reported per row
-	// A frame copies each cell into its columns; a JSON row keeps the
-	// record's strings only until it is written.
-	f.r.ReuseRecord = in.frames
-	header, err := f.r.Read()
-	f.off = f.r.InputOffset()
+	f.r = newRecords(f.win, in.delim)
+	header, _, err := f.r.Read()
+	f.off = f.r.Offset()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = errors.New("the file is empty: no header row")
@@ -508,7 +503,11 @@ func (in *input) openReader(name string, rd io.Reader, src io.Closer) *fileReade
 		f.headerFailed()
 		return f
 	}
-	f.header = slices.Clone(header) // the reader may reuse the record
+	// The record is the reader's until its next read.
+	f.header = make([]string, len(header))
+	for i, h := range header {
+		f.header[i] = strings.Clone(h)
+	}
 	f.cells = make([]cell, len(header))
 	f.types = make([]string, len(header))
 	f.formats = make([]string, len(header))
@@ -596,7 +595,7 @@ func (f *fileReader) record() (rec []string, line int, raw []byte, err error, ok
 	start := f.off
 	// The last record's text has been copied by now.
 	f.win.drop(start)
-	rec, err = f.r.Read()
+	rec, line, err = f.r.Read()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			f.done = true
@@ -604,19 +603,15 @@ func (f *fileReader) record() (rec []string, line int, raw []byte, err error, ok
 			f.finish()
 			return nil, 0, nil, nil, false
 		}
-		pe, isParse := errors.AsType[*csv.ParseError](err)
-		if !isParse {
+		if _, isParse := errors.AsType[*csv.ParseError](err); !isParse {
 			// Not the row's fault: the file could not be read. The run
 			// fails rather than end early, as if the file ended here.
 			f.done, f.err = true, fmt.Errorf("csv_file: read %s after line %d: %w", f.name, f.lines, err)
 			f.finish()
 			return nil, 0, nil, nil, false
 		}
-		line = pe.StartLine
-	} else {
-		line, _ = f.r.FieldPos(0)
 	}
-	f.off = f.r.InputOffset()
+	f.off = f.r.Offset()
 	f.lines = line
 	// Blank lines before the record are skipped by the reader but are in
 	// the span; a reject's raw text is the record alone.
@@ -670,6 +665,26 @@ func (w *window) Read(p []byte) (int, error) {
 	n := copy(p, w.buf[w.pos:])
 	w.pos += n
 	return n, nil
+}
+
+// lineEnd is the offset just after the line starting at from (after its
+// \n, or at the end of the file), reading more of the file as it needs;
+// err is a read error other than io.EOF.
+func (w *window) lineEnd(from int64) (int64, error) {
+	at := from // scanned up to here
+	for {
+		if i := bytes.IndexByte(w.buf[at-w.base:], '\n'); i >= 0 {
+			return at + int64(i) + 1, nil
+		}
+		at = w.base + int64(len(w.buf))
+		if w.err != nil {
+			if w.err == io.EOF {
+				return at, nil
+			}
+			return at, w.err
+		}
+		w.fill()
+	}
 }
 
 // fill reads the next bytes of r after buf, growing it if it is nearly
