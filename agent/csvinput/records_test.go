@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -207,6 +208,56 @@ func BenchmarkRecords(b *testing.B) {
 					break
 				}
 			}
+		}
+	})
+}
+
+// TestShortInt: an int cell read on the fast path is the integer
+// strconv.ParseInt reads, and anything it does not take goes on to
+// convertCell.
+func TestShortInt(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"42", 42, true},
+		{"-42", -42, true},
+		{"+7", 7, true},
+		{"007", 7, true},
+		{"999999999999999999", 999999999999999999, true},
+		{"-999999999999999999", -999999999999999999, true},
+		{"9223372036854775807", 0, false}, // 19 digits: strconv's
+		{"", 0, false},
+		{"-", 0, false},
+		{"+", 0, false},
+		{" 1", 0, false},
+		{"1 ", 0, false},
+		{"10.0", 0, false},
+		{"1e3", 0, false},
+		{"--1", 0, false},
+		{"1,000", 0, false},
+	} {
+		got, ok := shortInt(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("shortInt(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func FuzzShortInt(f *testing.F) {
+	for _, s := range []string{"1", "-0", "+12", "123456789012345678", "1x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, ok := shortInt(s)
+		if !ok {
+			return
+		}
+		want, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n != want {
+			t.Fatalf("shortInt(%q) = %d; strconv.ParseInt gives %d, %v", s, n, want, err)
 		}
 	})
 }
