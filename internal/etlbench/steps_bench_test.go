@@ -77,9 +77,11 @@ func holdCompiled(b *testing.B, eng *wasm.Engine, confs ...string) {
 }
 
 // BenchmarkStepsBeforeLoad: pipelines/sales_etl.yaml's input and
-// processors, exactly, over the seed's generated sales (1M rows), into a
-// consumer that only counts rows: rows as one JSON message each
-// (`frames: false`) and as frames; then, with frames, the input alone and
+// processors, exactly (validate the input's processor, dedupe and
+// transform the pipeline's), over the seed's generated sales (1M rows),
+// into a consumer that only counts rows: rows as one JSON message each
+// (`frames: false`) and as frames; then, with frames, the three steps on
+// the pipeline's one thread (as before session 22), the input alone and
 // with each step alone.
 //
 //	go test -run '^$' -bench StepsBeforeLoad -benchtime 1x -count 3 ./internal/etlbench/
@@ -136,21 +138,25 @@ csv_file:
 	// alone and with one step each, so each step's share is a difference
 	// of two figures of one command.
 	// "one-call" runs each frame's calls one at a time (parallel_calls: 1),
-	// as before the pipeline ran them on every core.
+	// as before the pipeline ran them on every core; "one-thread" runs
+	// validate on the pipeline's thread too, beside dedupe and transform,
+	// as before it was the input's processor.
 	for _, tc := range []struct {
 		name    string
 		frames  bool
 		oneCall bool
 		steps   []int // indexes into processors
+		inSteps int   // how many of steps run as the input's processors
 	}{
-		{"rows", false, false, []int{0, 1, 2}},
-		{"frames", true, false, []int{0, 1, 2}},
-		{"frames-one-call", true, true, []int{0, 1, 2}},
-		{"frames-extract", true, false, nil},
-		{"frames-extract+validate", true, false, []int{0}},
-		{"frames-extract+validate-one-call", true, true, []int{0}},
-		{"frames-extract+dedupe", true, false, []int{1}},
-		{"frames-extract+transform", true, false, []int{2}},
+		{"rows", false, false, []int{0, 1, 2}, 1},
+		{"frames", true, false, []int{0, 1, 2}, 1},
+		{"frames-one-call", true, true, []int{0, 1, 2}, 1},
+		{"frames-one-thread", true, false, []int{0, 1, 2}, 0},
+		{"frames-extract", true, false, nil, 0},
+		{"frames-extract+validate", true, false, []int{0}, 0},
+		{"frames-extract+validate-one-call", true, true, []int{0}, 0},
+		{"frames-extract+dedupe", true, false, []int{1}, 0},
+		{"frames-extract+transform", true, false, []int{2}, 0},
 	} {
 		frames := tc.frames
 		b.Run(tc.name, func(b *testing.B) {
@@ -160,11 +166,18 @@ csv_file:
 				if err := sb.SetLoggerYAML("level: none"); err != nil {
 					b.Fatal(err)
 				}
-				if err := sb.AddInputYAML(fmt.Sprintf(input, path, batchSize, frames)); err != nil {
+				inConf := fmt.Sprintf(input, path, batchSize, frames)
+				if tc.inSteps > 0 {
+					inConf += "processors:\n"
+					for _, step := range tc.steps[:tc.inSteps] {
+						inConf += "  - " + processors[step] + "\n"
+					}
+				}
+				if err := sb.AddInputYAML(inConf); err != nil {
 					b.Fatal(err)
 				}
 				sb.SetThreads(1)
-				for _, step := range tc.steps {
+				for _, step := range tc.steps[tc.inSteps:] {
 					conf := processors[step]
 					if tc.oneCall {
 						conf = strings.Replace(conf, "parallel_calls: 0", "parallel_calls: 1", 1)
