@@ -368,9 +368,12 @@ func (f *Frame) Append(dst []byte, keep []bool) []byte {
 		col := &f.Cols[c]
 		return col.Name, col.Type, flagsOf(col.Meta, col.Raw, col.Const)
 	})
-	if len(f.rejected) == 0 {
+	switch {
+	case len(f.rejected) == 0:
 		appendColumn(&w, base, &f.reasons, f.Rows, keep)
-	} else {
+	case keep == nil:
+		f.appendReasons(&w, base)
+	default:
 		// The reasons column, with the reasons given since decoding.
 		reasons := Builder{Type: abi.TypeString}
 		reasons.Grow(rows, len(f.reasons.Data))
@@ -393,6 +396,48 @@ func (f *Frame) Append(dst []byte, keep []bool) []byte {
 		appendColumn(&w, base, &f.Cols[c], f.Rows, keep)
 	}
 	return w.Buf
+}
+
+// appendReasons writes the reasons column of all rows with the reasons
+// given since decoding merged in. A step rejects a few rows of thousands:
+// the rows between two of them are copied as they were, their offsets
+// moved by the reasons written before them, rather than rebuilt a row at a
+// time through the map.
+func (f *Frame) appendReasons(w *abi.Writer, base int) {
+	late := make([]int, 0, len(f.rejected))
+	for i := range f.rejected {
+		late = append(late, i)
+	}
+	slices.Sort(late)
+	start := len(w.Buf)
+	w.Raw(f.reasons.Valid[:f.Rows])
+	for _, i := range late {
+		w.Buf[start+i] = reasonRejected
+	}
+	align(w, base)
+	// Offsets: row i's old offset plus the late reasons of rows before it.
+	// A row rejected late had no reason before, so its old span is empty
+	// and its reason goes where that span starts.
+	old := f.reasons.Offs
+	w.Buf = slices.Grow(w.Buf, 4*(f.Rows+1))
+	shift, next := uint32(0), 0
+	for i := 0; i <= f.Rows; i++ {
+		w.U32(binary.LittleEndian.Uint32(old[4*i:]) + shift)
+		if next < len(late) && late[next] == i {
+			shift += uint32(len(f.rejected[i]))
+			next++
+		}
+	}
+	align(w, base)
+	from := uint32(0)
+	for _, i := range late {
+		at := binary.LittleEndian.Uint32(old[4*i:])
+		w.Raw(f.reasons.Data[from:at])
+		w.Raw([]byte(f.rejected[i]))
+		from = at
+	}
+	w.Raw(f.reasons.Data[from:binary.LittleEndian.Uint32(old[4*f.Rows:])])
+	align(w, base)
 }
 
 // appendHeader writes a frame's header: the magic, its rows and n

@@ -2,6 +2,8 @@ package frame
 
 import (
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -273,5 +275,79 @@ func TestBuilderPop(t *testing.T) {
 				t.Errorf("a row after Pop: % x; want % x", gw.Buf, ww.Buf)
 			}
 		})
+	}
+}
+
+// TestLateReasonsMerged: reasons given after decoding, merged into the
+// reasons column in runs, give the bytes the row-by-row path gives (keep
+// with every row true), and every row keeps its reason, its rejection
+// and whether it was unread: for frames with reasons before (rejected
+// and unread) and none, late reasons on the first row, the last, next
+// to each other and beside earlier ones, empty and long.
+func TestLateReasonsMerged(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := range 200 {
+		rows := 1 + rng.IntN(300)
+		w := NewWriter()
+		id := w.Add("id", abi.TypeInt, false)
+		raw := w.AddRaw("csv_raw")
+		for i := range rows {
+			id.Int(int64(i))
+			raw.Text(fmt.Sprint("row ", i))
+			switch rng.IntN(10) {
+			case 0:
+				w.Reject(fmt.Sprint("early ", i))
+			case 1:
+				w.Reject("")
+			default:
+				w.Accept()
+			}
+		}
+		body, err := w.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := Decode(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Some rows, the edges more often.
+		for _, i := range []int{0, rows - 1, rng.IntN(rows), rng.IntN(rows), rng.IntN(rows)} {
+			if rng.IntN(3) > 0 {
+				f.Reject(i, strings.Repeat("late ", rng.IntN(4))+fmt.Sprint(i))
+			}
+		}
+		if n%7 == 0 {
+			for i := range rows {
+				f.Reject(i, "every row")
+			}
+		}
+		type state struct {
+			reason           string
+			rejected, unread bool
+		}
+		want := make([]state, rows)
+		for i := range rows {
+			want[i].reason, want[i].rejected = f.Reason(i)
+			want[i].unread = f.Unread(i)
+		}
+		all := make([]bool, rows)
+		for i := range all {
+			all[i] = true
+		}
+		merged, rowwise := f.Append(nil, nil), f.Append(nil, all)
+		if string(merged) != string(rowwise) {
+			t.Fatalf("frame %d (%d rows, late %v): merged reasons differ from the row-by-row ones", n, rows, f.rejected)
+		}
+		g, err := Decode(merged)
+		if err != nil {
+			t.Fatalf("frame %d: %v", n, err)
+		}
+		for i := range rows {
+			reason, rejected := g.Reason(i)
+			if got := (state{reason, rejected, g.Unread(i)}); got != want[i] {
+				t.Fatalf("frame %d row %d: %+v, want %+v", n, i, got, want[i])
+			}
+		}
 	}
 }
