@@ -98,7 +98,15 @@ func handle(b *sdk.Batch) error {
 	if validator.PassedAll() {
 		lastKept = len(rows) - 1
 	} else {
-		for i := range rows {
+		// The rows that broke nothing are skipped a run at a time; the
+		// others are finished one by one.
+		for i := 0; i < len(rows); i++ {
+			if next := validator.PassClean(i); next > i {
+				lastKept = next - 1
+				if i = next; i == len(rows) {
+					break
+				}
+			}
 			switch finish(b, i, i) {
 			case expect.Keep:
 				lastKept = i

@@ -800,14 +800,26 @@ func BenchmarkUserEvents(b *testing.B) {
 }
 
 // BenchmarkSalesFrame: the sales ETL's validate step, the sales_data
-// suite over one frame of 8192 good sales rows (as csv_file reads them),
-// as the pipeline runs it (a builtin: no loop interrupts). The figure is
-// per row, the host's side included; the same suite natively is
-// BenchmarkSalesData in lib/expect.
+// suite over one frame of 8192 sales rows (as csv_file reads them), as the
+// pipeline runs it (a builtin: no loop interrupts): all good, and one in
+// 200 with a price of 0, about as often as gen_sales.py's rows break the
+// suite (so nearly every frame has a bad row). The figure is per row, the
+// host's side included; the same suite natively is BenchmarkSalesData in
+// lib/expect.
 //
 //	go test -run '^$' -bench SalesFrame -count 6 ./plugins/builtin/validate/
 func BenchmarkSalesFrame(b *testing.B) {
 	const rows = 8192
+	for _, bad := range []int{0, 200} {
+		name := "all-good"
+		if bad > 0 {
+			name = fmt.Sprintf("one-in-%d-bad", bad)
+		}
+		b.Run(name, func(b *testing.B) { benchmarkSalesFrame(b, rows, bad) })
+	}
+}
+
+func benchmarkSalesFrame(b *testing.B, rows, bad int) {
 	cols := []frame.Values{
 		{Name: "date", Type: abi.TypeString}, {Name: "product_id", Type: abi.TypeInt}, {Name: "quantity", Type: abi.TypeInt},
 		{Name: "price", Type: abi.TypeFloat}, {Name: "customer_id", Type: abi.TypeInt},
@@ -816,7 +828,11 @@ func BenchmarkSalesFrame(b *testing.B) {
 		cols[0].Rows = append(cols[0].Rows, fmt.Sprintf("2025-01-%02d", 1+i%28))
 		cols[1].Rows = append(cols[1].Rows, i%500)
 		cols[2].Rows = append(cols[2].Rows, 1+i%5)
-		cols[3].Rows = append(cols[3].Rows, float64(i%100)+0.5)
+		price := float64(i%100) + 0.5
+		if bad > 0 && i%bad == bad-1 {
+			price = 0
+		}
+		cols[3].Rows = append(cols[3].Rows, price)
 		cols[4].Rows = append(cols[4].Rows, i%5000)
 	}
 	body, err := frame.FromValues(cols, nil)
@@ -844,8 +860,16 @@ func BenchmarkSalesFrame(b *testing.B) {
 			b.Fatalf("%v %d", err, len(out))
 		}
 		got, _ := out[0][0].AsBytes()
-		if f, err := frame.Decode(got); err != nil || f.Accepted() != rows {
-			b.Fatalf("%v: rows rejected", err)
+		want := rows
+		if bad > 0 {
+			want -= rows / bad
+		}
+		f, err := frame.Decode(got)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if f.Accepted() != want {
+			b.Fatalf("%d rows accepted, want %d", f.Accepted(), want)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")

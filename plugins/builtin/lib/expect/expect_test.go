@@ -520,6 +520,45 @@ func TestPassed(t *testing.T) {
 			if f, w := fast.Report().ValidRows, slow.Report().ValidRows; f != w {
 				t.Errorf("%d valid rows with Passed, %d with Finish alone", f, w)
 			}
+			// PassClean from each row: the rows Passed would pass, skipped
+			// and counted, up to the first it would not.
+			for from := range rows {
+				v := s.NewValidator()
+				v.Begin()
+				v.Evaluate(rows)
+				next := v.PassClean(from)
+				want := from
+				for want < len(rows) && tc.passed[want] && !strings.Contains(tc.name, "unique") {
+					want++
+				}
+				if next != want || v.Report().ValidRows != next-from {
+					t.Errorf("PassClean(%d) = %d, counting %d valid rows; want %d", from, next, v.Report().ValidRows, want)
+				}
+			}
+			// And through the batch, finishing each row it stops at.
+			skip := s.NewValidator()
+			skip.Begin()
+			skip.Evaluate(rows)
+			for i := 0; i < len(rows); i++ {
+				next := skip.PassClean(i)
+				for j := i; j < next; j++ {
+					if !tc.passed[j] {
+						t.Errorf("PassClean(%d) = %d passes row %d, which Passed does not", i, next, j)
+					}
+				}
+				if next < len(rows) && tc.passed[next] && !strings.Contains(tc.name, "unique") {
+					t.Errorf("PassClean(%d) stops at row %d, which Passed passes", i, next)
+				}
+				if next == len(rows) {
+					break
+				}
+				var o Outcome
+				skip.Finish(next, &rows[next], &o)
+				i = next
+			}
+			if f, w := skip.Report().ValidRows, slow.Report().ValidRows; f != w {
+				t.Errorf("%d valid rows with PassClean, %d with Finish alone", f, w)
+			}
 			// PassedAll: only where every row is Passed, and counted so.
 			all := s.NewValidator()
 			all.Begin()

@@ -618,6 +618,30 @@ func (v *Validator) Passed(r int) bool {
 	return true
 }
 
+// PassClean passes the rows of the last Evaluate from r on that Passed
+// would pass, counting them as it does, and returns the first it would
+// not (or the number of rows): the caller finishes that one and goes on
+// from the next. A batch with a bad row in it is not PassedAll, and a
+// call per good row around the bad ones cost as much as the checks, in
+// Wasm. With uniqueness expectations it passes none and returns r.
+func (v *Validator) PassClean(r int) int {
+	if len(v.s.unique) > 0 {
+		return r
+	}
+	n, from := v.rows-v.base, r
+	if v.words == 1 {
+		for r < n && v.masks[r] == 0 {
+			r++
+		}
+	} else {
+		for r < n && v.clean(r) {
+			r++
+		}
+	}
+	v.valid += r - from
+	return r
+}
+
 // clean reports whether row r of the last Evaluate broke no expectation
 // Evaluate checks.
 func (v *Validator) clean(r int) bool {
