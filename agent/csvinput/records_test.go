@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -260,4 +262,52 @@ func FuzzShortInt(f *testing.F) {
 			t.Fatalf("shortInt(%q) = %d; strconv.ParseInt gives %d, %v", s, n, want, err)
 		}
 	})
+}
+
+// TestPlainLinesKeepValues: csv_file over a file whose first 25,000 lines
+// quote nothing (split where they lie in the window, which moves many
+// times meanwhile) and whose rest encoding/csv reads (from a quoted
+// line on): every good row's values and every reject's line and text
+// are the file's, as rows and as frames (readAll compares the two).
+func TestPlainLinesKeepValues(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("id,note,day,price\n")
+	var want []string
+	for i := range 30000 {
+		line := i + 2
+		note := fmt.Sprintf("note %d %s", i, strings.Repeat("x", i%40))
+		day := fmt.Sprintf("2024-01-%02d", 1+i%28)
+		price := float64(i%1000) + 0.25
+		id := strconv.Itoa(i)
+		if i%1013 == 7 {
+			id = "x" + id // not an int: rejected with its text
+		}
+		if i == 25000 {
+			note = "a quoted, note" // from here on encoding/csv reads
+		}
+		cell := note
+		if strings.Contains(note, ",") {
+			cell = `"` + note + `"`
+		}
+		row := strings.Join([]string{id, cell, day, strconv.FormatFloat(price, 'f', -1, 64)}, ",")
+		b.WriteString(row + "\n")
+		if id[0] == 'x' {
+			want = append(want, fmt.Sprintf("%d: %s !", line, row))
+			continue
+		}
+		want = append(want, fmt.Sprintf(`%d: {"id":%s,"note":%q,"day":%q,"price":%s}`, line, id, note, day, strconv.FormatFloat(price, 'f', -1, 64)))
+	}
+	path := filepath.Join(t.TempDir(), "plain.csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, "paths: ["+path+"]\ncolumns: [{name: id, type: int}, {name: day, type: date}, {name: price, type: float}]\n", nil)
+	if len(got) != len(want) {
+		t.Fatalf("%d rows, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if g, _, _ := strings.Cut(got[i], " ! "); g+" !" != want[i] && got[i] != want[i] {
+			t.Fatalf("row %d:\n got %s\nwant %s", i, got[i], want[i])
+		}
+	}
 }
