@@ -461,7 +461,7 @@ func (p *Processor) processFrame(ctx context.Context, g *generation, msg *servic
 		msg.SetError(fmt.Errorf("plugin %s: %w", p.mod.Name(), err))
 		return
 	}
-	var rows []int
+	rows := make([]int, 0, f.Rows)
 	for row := 0; row < f.Rows; row++ {
 		if !f.Rejected(row) {
 			rows = append(rows, row)
