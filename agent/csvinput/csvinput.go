@@ -474,6 +474,9 @@ type fileReader struct {
 	// framed says the file has given a frame, so a frame of no rows at its
 	// end is not needed to say the file was read.
 	framed bool
+	// timestamps says a column is typed timestamp: only then may a row
+	// hold a time a frame cannot (frameTimes).
+	timestamps bool
 }
 
 func (in *input) open(name string) (*fileReader, error) {
@@ -528,6 +531,7 @@ func (in *input) openReader(name string, rd io.Reader, src io.Closer) *fileReade
 			continue
 		}
 		f.types[i] = c.typ
+		f.timestamps = f.timestamps || c.typ == "timestamp"
 		f.formats[i] = c.format
 	}
 	if len(missing) > 0 {
@@ -615,8 +619,20 @@ func (f *fileReader) record() (rec []string, line int, raw []byte, err error, ok
 	f.lines = line
 	// Blank lines before the record are skipped by the reader but are in
 	// the span; a reject's raw text is the record alone.
-	raw = bytes.Trim(f.win.span(start, f.off), "\r\n")
+	raw = trimNewlines(f.win.span(start, f.off))
 	return rec, line, raw, err, true
+}
+
+// trimNewlines is bytes.Trim(b, "\r\n") without building the cutset's
+// table each row.
+func trimNewlines(b []byte) []byte {
+	for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == '\r' || b[len(b)-1] == '\n') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // changed says, at the end of the file, why the run must not take what

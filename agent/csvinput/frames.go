@@ -92,7 +92,7 @@ func (f *fileReader) frame(max int) ([]byte, int, error) {
 			continue
 		}
 		err = f.convertRow(rec)
-		if err == nil {
+		if err == nil && f.timestamps {
 			err = f.frameTimes(rec)
 		}
 		if err != nil {
