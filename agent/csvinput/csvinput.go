@@ -769,6 +769,12 @@ func (f *fileReader) convertRow(rec []string) error {
 				continue
 			}
 		}
+		if plain && f.types[i] == "float" {
+			if x, ok := shortFloat(v); ok {
+				f.cells[i].t, f.cells[i].f = abi.TypeFloat, x
+				continue
+			}
+		}
 		if err := convertCell(&f.cells[i], f.types[i], f.formats[i], f.in.numbers, v); err != nil {
 			return fmt.Errorf("column %s: %w", f.header[i], err)
 		}
@@ -1069,6 +1075,48 @@ func shortInt(s string) (int64, bool) {
 		n = -n
 	}
 	return n, true
+}
+
+// pow10 are the powers of ten a float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// shortFloat reads a decimal of at most 15 digits, signed or not, with
+// digits on both sides of a point if it has one (a price), as
+// strconv.ParseFloat would; false for anything else, left to it. Its
+// digits as an integer and the power of ten below them are both exact
+// in a float64, and IEEE division rounds correctly, so the quotient is
+// the correctly rounded value (Clinger's fast path).
+func shortFloat(s string) (float64, bool) {
+	neg := false
+	if len(s) > 0 && (s[0] == '-' || s[0] == '+') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	var n uint64
+	digits, frac, point := 0, 0, -1
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '.' && point < 0 && i > 0 && i < len(s)-1 {
+			point = i
+			continue
+		}
+		d := c - '0'
+		if d > 9 {
+			return 0, false
+		}
+		n = n*10 + uint64(d)
+		digits++
+		if point >= 0 {
+			frac++
+		}
+	}
+	if digits == 0 || digits > 15 {
+		return 0, false
+	}
+	x := float64(n) / pow10[frac]
+	if neg {
+		x = -x
+	}
+	return x, true
 }
 
 // parseInt reads an integer, also one written with a fraction of zeros

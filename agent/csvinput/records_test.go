@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -310,4 +312,67 @@ func TestPlainLinesKeepValues(t *testing.T) {
 			t.Fatalf("row %d:\n got %s\nwant %s", i, got[i], want[i])
 		}
 	}
+}
+
+// TestShortFloat: a float cell read on the fast path is the float
+// strconv.ParseFloat reads, bit for bit, and anything it does not take
+// goes on to convertCell.
+func TestShortFloat(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"0", true}, {"-0", true}, {"+0.0", true}, {"12.5", true}, {"0.1", true}, {"-999.99", true},
+		{"123456789012345", true}, {"1.23456789012345", true}, {"0.00000000000001", true}, {"0.000000000000001", false},
+		{"1234567890123456", false}, // 16 digits: strconv's
+		{"", false}, {"-", false}, {".5", false}, {"5.", false}, {"1.2.3", false}, {"1e3", false},
+		{" 1", false}, {"1,5", false}, {"NaN", false}, {"Inf", false}, {"0x1p3", false}, {"1_000", false},
+	} {
+		got, ok := shortFloat(tc.in)
+		if ok != tc.ok {
+			t.Errorf("shortFloat(%q): ok %v, want %v", tc.in, ok, tc.ok)
+			continue
+		}
+		if want, err := strconv.ParseFloat(tc.in, 64); ok && (err != nil || math.Float64bits(got) != math.Float64bits(want)) {
+			t.Errorf("shortFloat(%q) = %v (%x); strconv gives %v (%x), %v", tc.in, got, math.Float64bits(got), want, math.Float64bits(want), err)
+		}
+	}
+	// Random decimals of 1 to 15 digits, the point anywhere inside.
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 200_000 {
+		digits := 1 + rng.IntN(15)
+		var b []byte
+		if rng.IntN(4) == 0 {
+			b = append(b, '-')
+		}
+		for range digits {
+			b = append(b, byte('0'+rng.IntN(10)))
+		}
+		if n := len(b); digits > 1 && rng.IntN(5) > 0 {
+			at := n - 1 - rng.IntN(digits-1) // at least a digit on each side
+			b = append(b[:at:at], append([]byte{'.'}, b[at:]...)...)
+		}
+		s := string(b)
+		got, ok := shortFloat(s)
+		want, err := strconv.ParseFloat(s, 64)
+		if !ok || err != nil || math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("shortFloat(%q) = %v, %v; strconv gives %v, %v", s, got, ok, want, err)
+		}
+	}
+}
+
+func FuzzShortFloat(f *testing.F) {
+	for _, s := range []string{"1.5", "-0", "+12.25", "999999999999.999", "0.1", "1x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		x, ok := shortFloat(s)
+		if !ok {
+			return
+		}
+		want, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.Float64bits(x) != math.Float64bits(want) {
+			t.Fatalf("shortFloat(%q) = %v; strconv.ParseFloat gives %v, %v", s, x, want, err)
+		}
+	})
 }
