@@ -1077,7 +1077,8 @@ func shortInt(s string) (int64, bool) {
 	return n, true
 }
 
-// pow10 are the powers of ten a float64 holds exactly.
+// pow10 are the powers of ten a float64 holds exactly: a table, never
+// written.
 var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
 
 // shortFloat reads a decimal of at most 15 digits, signed or not, with
