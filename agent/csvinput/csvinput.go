@@ -459,6 +459,10 @@ type fileReader struct {
 	header  []string
 	types   []string // per header column; "" keeps the string
 	formats []string // per header column: a date or timestamp column's format
+	// short is, per header column, the type of a number column read
+	// first by shortInt or shortFloat (abi.TypeInt, abi.TypeFloat), or 0:
+	// decided once for the file, not per cell.
+	short []abi.Type
 	// keys are each column's `"name":`, and suffix the file and line
 	// fields' names and the file's, written once per file, not per row.
 	keys   [][]byte
@@ -513,6 +517,7 @@ func (in *input) openReader(name string, rd io.Reader, src io.Closer) *fileReade
 	}
 	f.cells = make([]cell, len(header))
 	f.types = make([]string, len(header))
+	f.short = make([]abi.Type, len(header))
 	f.formats = make([]string, len(header))
 	for _, h := range header {
 		f.keys = append(f.keys, append(jsonstr.Append(nil, h), ':'))
@@ -522,6 +527,9 @@ func (in *input) openReader(name string, rd io.Reader, src io.Closer) *fileReade
 		f.suffix = jsonstr.Append(f.suffix, name)
 	}
 	var missing []string
+	// With a decimal comma or a thousands separator, a number cell is
+	// never read by shortInt or shortFloat.
+	plain := in.numbers == numberFormat{decimal: '.'}
 	for _, c := range in.columns {
 		i := slices.Index(header, c.name)
 		if i < 0 {
@@ -532,6 +540,14 @@ func (in *input) openReader(name string, rd io.Reader, src io.Closer) *fileReade
 		}
 		f.types[i] = c.typ
 		f.timestamps = f.timestamps || c.typ == "timestamp"
+		if plain {
+			switch c.typ {
+			case "int":
+				f.short[i] = abi.TypeInt
+			case "float":
+				f.short[i] = abi.TypeFloat
+			}
+		}
 		f.formats[i] = c.format
 	}
 	if len(missing) > 0 {
@@ -755,21 +771,20 @@ func (f *fileReader) convertRow(rec []string) error {
 	if len(rec) != len(f.header) {
 		return fmt.Errorf("%d fields, the header has %d", len(rec), len(f.header))
 	}
-	plain := f.in.numbers == numberFormat{decimal: '.'}
 	for i, v := range rec {
 		if v == "" {
 			continue
 		}
-		if plain && f.types[i] == "int" {
-			// Most int cells are a few digits: read them here, not
-			// through TrimSpace and strconv's checks (a third of the
-			// conversion's time); anything else takes convertCell.
+		// Most number cells are a few digits: read them here, not through
+		// TrimSpace and strconv's checks (a third of the conversion's
+		// time); anything else takes convertCell.
+		switch f.short[i] {
+		case abi.TypeInt:
 			if n, ok := shortInt(v); ok {
 				f.cells[i].t, f.cells[i].i = abi.TypeInt, n
 				continue
 			}
-		}
-		if plain && f.types[i] == "float" {
+		case abi.TypeFloat:
 			if x, ok := shortFloat(v); ok {
 				f.cells[i].t, f.cells[i].f = abi.TypeFloat, x
 				continue

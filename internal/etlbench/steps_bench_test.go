@@ -140,7 +140,9 @@ csv_file:
 	// "one-call" runs each frame's calls one at a time (parallel_calls: 1),
 	// as before the pipeline ran them on every core; "one-thread" runs
 	// validate on the pipeline's thread too, beside dedupe and transform,
-	// as before it was the input's processor.
+	// as before it was the input's processor; "validate+dedupe-in-input"
+	// moves dedupe to the input's processors as well, leaving the
+	// pipeline's thread the transform alone.
 	for _, tc := range []struct {
 		name    string
 		frames  bool
@@ -152,6 +154,7 @@ csv_file:
 		{"frames", true, false, []int{0, 1, 2}, 1},
 		{"frames-one-call", true, true, []int{0, 1, 2}, 1},
 		{"frames-one-thread", true, false, []int{0, 1, 2}, 0},
+		{"frames-validate+dedupe-in-input", true, false, []int{0, 1, 2}, 2},
 		{"frames-extract", true, false, nil, 0},
 		{"frames-extract+validate", true, false, []int{0}, 0},
 		{"frames-extract+validate-one-call", true, true, []int{0}, 0},
