@@ -81,8 +81,19 @@ func TestHammer(t *testing.T) {
 	wg.Wait()
 	cancel()
 	killer.Wait()
-	if out := run(t, p, batchOf("final")); errText(out[0]) != "" {
-		t.Fatalf("after the hammer: %s", errText(out[0]))
+	// The killer's last SIGKILL can land just before it stops, after the
+	// workers' last batch: the process is dead but not yet seen to be, so
+	// the first batch after the hammer may fail with that death, as any
+	// batch in flight does. The next one must restart the plugin and pass.
+	out := run(t, p, batchOf("final"))
+	if e := errText(out[0]); e != "" {
+		if !strings.Contains(e, "plugin process exited") && !strings.Contains(e, "plugin connection lost") {
+			t.Fatalf("after the hammer: unexpected failure %q", e)
+		}
+		t.Logf("first batch after the hammer met the last kill: %s", e)
+		if out = run(t, p, batchOf("final")); errText(out[0]) != "" {
+			t.Fatalf("after the hammer and a restart: %s", errText(out[0]))
+		}
 	}
 	cur := p.PID()
 	pids[cur] = true
