@@ -36,7 +36,7 @@ func ConfigSpec() *service.ConfigSpec {
 		Categories("Utility").
 		Summary("Fails each message whose key an earlier message of the stream had: the first passes, later ones go to the error path with a reason.").
 		Description(`
-The keys seen are kept for the stream's life: for a scheduled pipeline, one run (each run is a new stream). They are kept as 128-bit hashes (two independently seeded 64-bit hashes) in a table at most half full, so memory is 32-64 bytes per distinct key whatever the key's length, and two different keys are taken for one with a probability below 10^-20 for a billion keys.
+The keys seen are kept for the stream's life: for a scheduled pipeline, one run (each run is a new stream). They are kept as 128-bit hashes (two independently seeded 64-bit hashes) in a table at most half full, so memory is 32-64 bytes per distinct key whatever the key's length (on Linux a table past 4 MB is mapped outside the Go heap, as transparent huge pages where the kernel allows: the table is read at random, a row at a time, and small pages cost a TLB miss per row and a page fault per 4 KB), and two different keys are taken for one with a probability below 10^-20 for a billion keys.
 
 Which of two equal messages is "the earlier" is the order the processor sees them in: run the pipeline with one thread (`+"`pipeline.threads: 1`"+`) when that must not depend on scheduling. Messages that already failed are passed on untouched and their keys are not recorded.
 
@@ -123,6 +123,9 @@ func New(conf *service.ParsedConfig) (*Processor, error) {
 	if p.reason, err = conf.FieldInterpolatedString(fReason); err != nil {
 		return nil, err
 	}
+	// A large set's table is mapped outside the Go heap (newSlots): Close
+	// unmaps it, and this unmaps it should a processor be dropped unclosed.
+	runtime.AddCleanup(p, releaseAll, p.seen)
 	return p, nil
 }
 
@@ -262,10 +265,17 @@ func (p *Processor) markDuplicates() {
 	wg.Wait()
 }
 
+// releaseAll empties the sets and gives back their tables' memory.
+func releaseAll(seen []hashSet) {
+	for i := range seen {
+		seen[i].release()
+	}
+}
+
 // Close implements service.BatchProcessor.
 func (p *Processor) Close(context.Context) error {
 	p.mu.Lock()
-	clear(p.seen)
+	releaseAll(p.seen)
 	p.hashes, p.rows, p.dup = nil, nil, nil
 	p.mu.Unlock()
 	return nil

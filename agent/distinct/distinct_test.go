@@ -236,6 +236,9 @@ func BenchmarkFrames(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		if err := p.Close(context.Background()); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 }

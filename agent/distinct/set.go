@@ -7,6 +7,7 @@ package distinct
 // The hashes are uniform already, so the first word is the slot.
 type hashSet struct {
 	slots []uint64 // pairs (h0, h1); (0, 0) is an empty slot
+	free  func()   // unmaps slots; nil for slots on the heap
 	n     int
 	zero  bool // whether (0, 0) itself was added
 }
@@ -46,14 +47,27 @@ func (s *hashSet) put(h0, h1 uint64) bool {
 
 // grow doubles the table (from 4096 slots) and puts every hash back.
 func (s *hashSet) grow() {
-	old := s.slots
-	s.slots = make([]uint64, max(2*len(old), 2*4096))
-	prefault(s.slots)
+	old, free := s.slots, s.free
+	s.slots, s.free = newSlots(max(2*len(old), 2*4096))
+	if s.free == nil {
+		prefault(s.slots)
+	}
 	for i := 0; i < len(old); i += 2 {
 		if old[i] != 0 || old[i+1] != 0 {
 			s.put(old[i], old[i+1])
 		}
 	}
+	if free != nil {
+		free()
+	}
+}
+
+// release gives back the table's memory; the set is empty after.
+func (s *hashSet) release() {
+	if s.free != nil {
+		s.free()
+	}
+	*s = hashSet{}
 }
 
 // len is the number of hashes added.
