@@ -162,8 +162,18 @@ func TestEdgeUnitUnderSystemd(t *testing.T) {
 	waitFile("reported", 4*time.Minute)
 	d := &deployment{agent: p, httpBase: "http://" + httpAddr, httpToken: env["SLUICE_HTTP_TOKEN"],
 		ingestURL: ingestURL, ingestTok: env["INGEST_TOKEN"], kafka: kafka, sourceHead: "edge:"}
-	if code, body := get(d.httpBase+"/readyz", ""); code != http.StatusOK {
-		t.Fatalf("the agent under systemd: /readyz %d %s\n%s", code, body, readMaybe(results("report")))
+	// Type=exec: systemd calls the unit active once the agent is
+	// exec'd, before it listens; the probe reports then. A loaded
+	// machine can take seconds more to start the pipelines.
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		code, body := get(d.httpBase+"/readyz", "")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent under systemd: /readyz %d %s\n%s", code, body, readMaybe(results("report")))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	d.check(t)
 
