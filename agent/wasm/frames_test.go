@@ -154,6 +154,50 @@ func TestFramesMatchRows(t *testing.T) {
 	}
 }
 
+// TestFramesInTurn: one step over frames in turn, as a pipeline runs it;
+// each frame comes out as its rows would as JSON messages, whether the
+// frame before it had good rows (outputs, the validate step's metadata)
+// or only bad ones, and another number of rows. (It guards any state a
+// step keeps between frames: a session-23 pool of output scratch, not
+// kept, failed it when a reused buffer was not cleared.)
+func TestFramesInTurn(t *testing.T) {
+	eng, err := wasm.NewEngine(wasm.EngineConfig{Builtins: builtin.Lookup, BuiltinFiles: pipelines.File})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	all := salesFrame(t)
+	f, err := frame.Decode(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rows 1-3 of salesFrame fail both steps' checks.
+	badOnly := f.Append(nil, []bool{false, true, true, true, false, false})
+	for _, tc := range []struct{ name, yaml string }{
+		{"validate", "builtin: validate\nconfig_file: builtin:suites/sales_data.yaml\nskip_errored: true\n"},
+		{"transform", "builtin: sales\nskip_errored: true\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pf := mustProcessor(t, eng, tc.yaml)
+			for i, body := range [][]byte{all, badOnly, all, badOnly} {
+				frameMsg := service.NewMessage(body)
+				var want []string
+				for _, m := range run(t, mustProcessor(t, eng, tc.yaml), rowsOf(t, frameMsg)) {
+					want = append(want, describe(t, m))
+				}
+				out := run(t, pf, service.MessageBatch{frameMsg})
+				var got []string
+				for _, m := range rowsOf(t, out[0]) {
+					got = append(got, describe(t, m))
+				}
+				if strings.Join(got, "\n") != strings.Join(want, "\n") {
+					t.Errorf("frame %d: frame rows:\n  %s\nJSON rows:\n  %s", i, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+				}
+			}
+		})
+	}
+}
+
 // TestFrameRefused: a step that cannot take a frame rejects its rows with
 // a reason that says what to do, and loses none of them.
 func TestFrameRefused(t *testing.T) {
