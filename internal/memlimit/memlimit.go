@@ -24,7 +24,9 @@ import (
 // rest is for what it does not count, the Wasm steps' compiled code
 // (mapped by wazero), the binary's pages and the page cache the kernel
 // charges to the cgroup. (The Wasm instances' memory is Go memory, and
-// counted.)
+// counted.) The distinct processor's tables past 4 MB are mapped outside
+// the heap on Linux (32-64 bytes a key): not counted either, but neither
+// do they double into the collector's heap goal as heap memory would.
 const share = 0.9
 
 // unlimited is where cgroup v1 reports no limit: its "max" is a page
