@@ -3,7 +3,6 @@ package frame
 import (
 	"encoding/binary"
 	"math"
-	"slices"
 
 	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
@@ -64,7 +63,7 @@ func (b *Builder) GatherTyped(col *Column, rows []int) {
 				size += len(col.Bytes(row))
 			}
 		}
-		b.data = slices.Grow(b.data, size)
+		b.data = grow(b.data, size)
 		offs := b.grow(&b.offs, len(rows), 4)
 		for k, row := range rows {
 			if valid[k] != 0 {
@@ -112,7 +111,7 @@ func (b *Builder) GatherValues(col *Column, rows []int, form ValueForm) {
 		b.gatherBinary(col, rows, valid)
 		return
 	}
-	b.offs = slices.Grow(b.offs, 4*len(rows))
+	b.offs = grow(b.offs, 4*len(rows))
 	if col.Type == abi.TypeString {
 		size := 0
 		for _, row := range rows {
@@ -120,7 +119,7 @@ func (b *Builder) GatherValues(col *Column, rows []int, form ValueForm) {
 				size += len(col.Bytes(row))
 			}
 		}
-		b.data = slices.Grow(b.data, size)
+		b.data = grow(b.data, size)
 	}
 	for k, row := range rows {
 		valid[k] = byte(col.kind(row))
@@ -176,7 +175,7 @@ func (b *Builder) gatherBinary(col *Column, rows []int, valid []byte) {
 		num = abi.KindFloat
 	}
 	offs := b.grow(&b.offs, len(rows), 4)
-	b.data = slices.Grow(b.data, 8*len(rows))
+	b.data = grow(b.data, 8*len(rows))
 	for k, row := range rows {
 		i := col.at(row)
 		switch {
@@ -196,7 +195,7 @@ func (b *Builder) gatherBinary(col *Column, rows []int, valid []byte) {
 // zeroed).
 func (b *Builder) grow(s *[]byte, n, w int) []byte {
 	m := len(*s)
-	*s = slices.Grow(*s, n*w)[:m+n*w]
+	*s = grow(*s, n*w)[:m+n*w]
 	return (*s)[m:]
 }
 
@@ -265,7 +264,7 @@ func (b *Builder) MergeStrings(set []byte, vals [][]byte, old *Column, meta bool
 			size += len(old.Bytes(i))
 		}
 	}
-	b.data = slices.Grow(b.data, size)
+	b.data = grow(b.data, size)
 	valid, offs := b.grow(&b.valid, n, 1), b.grow(&b.offs, n, 4)
 	for i := range n {
 		switch {
