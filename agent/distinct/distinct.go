@@ -86,6 +86,8 @@ type Processor struct {
 	hashes [][2]uint64
 	rows   []int32
 	dup    []bool
+	// parts is each shard's indexes into hashes, in order.
+	parts [][]int32
 }
 
 // shards is how many sets the keys are spread over: the largest power of
@@ -243,25 +245,27 @@ func (p *Processor) markDuplicates() {
 		p.dup = make([]bool, n)
 	}
 	p.dup = p.dup[:n]
+	if len(p.parts) != len(p.seen) {
+		p.parts = make([][]int32, len(p.seen))
+	}
+	for s := range p.parts {
+		p.parts[s] = p.parts[s][:0]
+	}
+	for j, h := range p.hashes {
+		s := p.shard(h[1])
+		p.parts[s] = append(p.parts[s], int32(j))
+	}
 	if len(p.seen) == 1 || n < parallelRows {
-		for j, h := range p.hashes {
-			p.dup[j] = !p.add(h[0], h[1])
+		for s := range p.seen {
+			p.seen[s].addAll(p.hashes, p.parts[s], p.dup)
 		}
 		return
 	}
-	fill := func(s int) {
-		set := &p.seen[s]
-		for j, h := range p.hashes {
-			if p.shard(h[1]) == s {
-				p.dup[j] = !set.add(h[0], h[1])
-			}
-		}
-	}
 	var wg sync.WaitGroup
 	for s := 1; s < len(p.seen); s++ {
-		wg.Go(func() { fill(s) })
+		wg.Go(func() { p.seen[s].addAll(p.hashes, p.parts[s], p.dup) })
 	}
-	fill(0)
+	p.seen[0].addAll(p.hashes, p.parts[0], p.dup)
 	wg.Wait()
 }
 
@@ -276,7 +280,7 @@ func releaseAll(seen []hashSet) {
 func (p *Processor) Close(context.Context) error {
 	p.mu.Lock()
 	releaseAll(p.seen)
-	p.hashes, p.rows, p.dup = nil, nil, nil
+	p.hashes, p.rows, p.dup, p.parts = nil, nil, nil, nil
 	p.mu.Unlock()
 	return nil
 }

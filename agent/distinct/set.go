@@ -10,6 +10,8 @@ type hashSet struct {
 	free  func()   // unmaps slots; nil for slots on the heap
 	n     int
 	zero  bool // whether (0, 0) itself was added
+	// warm keeps addAll's reads of the slots from being optimised away.
+	warm uint64
 }
 
 // add adds the hash (h0, h1) and reports whether it was new.
@@ -27,6 +29,30 @@ func (s *hashSet) add(h0, h1 uint64) bool {
 		return true
 	}
 	return false
+}
+
+// addAll adds hs[j] for each j of idx, in order, and sets dup[j] for
+// those that were there already. The table grows first, so one mask
+// serves the batch; then every hash's home slot is read, the loads
+// independent of one another, before any is probed. A probe's read is a
+// cache miss into a table of tens of MB, and add after add cannot start
+// the next miss until the last probe's branch resolves; reads with
+// nothing waiting on them overlap, as many at once as the core can
+// track, and leave the batch's slots in cache for the probes
+// (BenchmarkFrames, docs/BENCHMARKS.md session 24).
+func (s *hashSet) addAll(hs [][2]uint64, idx []int32, dup []bool) {
+	for 4*(s.n+len(idx)) > len(s.slots) {
+		s.grow()
+	}
+	mask := uint64(len(s.slots)/2 - 1)
+	var sum uint64
+	for _, j := range idx {
+		sum += s.slots[2*(hs[j][0]&mask)]
+	}
+	s.warm = sum
+	for _, j := range idx {
+		dup[j] = !s.add(hs[j][0], hs[j][1])
+	}
 }
 
 // put finds (h0, h1)'s slot, filling it if empty, and reports whether it

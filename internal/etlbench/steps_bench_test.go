@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -175,6 +176,7 @@ csv_file:
 	} {
 		frames := tc.frames
 		b.Run(tc.name, func(b *testing.B) {
+			profile(b, tc.name)
 			cpu0 := cpuTime(b)
 			for b.Loop() {
 				sb := env.NewStreamBuilder()
@@ -250,6 +252,32 @@ csv_file:
 			b.ReportMetric((cpuTime(b)-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 		})
 	}
+}
+
+// profile writes a CPU profile of the benchmark's runs alone, without the
+// setup before them (the Wasm modules' compiling, whose collector work
+// -test.cpuprofile mixes in), to $SLUICE_CPUPROFILE.name.prof.
+//
+//	SLUICE_CPUPROFILE=/tmp/steps go test -run '^$' -bench 'StepsBeforeLoad/frames$' -benchtime 1x ./internal/etlbench/
+func profile(b *testing.B, name string) {
+	b.Helper()
+	prefix := os.Getenv("SLUICE_CPUPROFILE")
+	if prefix == "" {
+		return
+	}
+	f, err := os.Create(prefix + "." + name + ".prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	})
 }
 
 // cpuTime is the CPU time, user and system, this process has used.

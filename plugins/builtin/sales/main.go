@@ -70,8 +70,13 @@ func init() {
 // row's cost here.
 var days dayCache
 
-// dayCache is a direct-mapped cache of dates, keyed by their 10 bytes.
-type dayCache [256]dayEntry
+// dayCache is a direct-mapped cache of dates, keyed by their 10 bytes and
+// placed by their digits (slot), so that no two dates of eight
+// consecutive years share an entry. The 256 entries it had, placed by a
+// multiplicative hash of the bytes, put gen_sales.py's 90 dates on so few
+// slots that 55% of its 1M rows missed and were parsed again (docs/
+// BENCHMARKS.md, session 24).
+type dayCache [8 * 16 * 32]dayEntry
 
 type dayEntry struct {
 	head         uint64 // the date's first 8 bytes
@@ -101,9 +106,15 @@ func (c *dayCache) lookup(d []byte) *dayEntry {
 }
 
 // slot is the entry the date whose first 8 bytes are head and last 2 tail
-// is cached in.
+// is cached in: for YYYY-MM-DD, the year mod 8, the month and the day,
+// from the low bits of their ASCII digits, so any bytes give a slot and
+// the dates of eight consecutive years each their own. (A year mod 8 is
+// its last three digits' 4h + 2t + o, mod 8, since 1000 is 0 mod 8.)
 func (c *dayCache) slot(head uint64, tail uint16) *dayEntry {
-	return &c[((head^uint64(tail)<<48)*0x9E3779B97F4A7C15)>>56]
+	y := (head>>8&15)<<2 + (head>>16&15)<<1 + head>>24&15
+	m := (head>>40&1)*10 + head>>48&15          // MM: 1-12
+	d := uint64(tail&3)*10 + uint64(tail>>8&15) // DD: 1-31
+	return &c[(y<<9|m<<5|d)&(uint64(len(c))-1)]
 }
 
 // holds reports whether e is the date of head and tail.

@@ -572,3 +572,40 @@ func TestPassed(t *testing.T) {
 		})
 	}
 }
+
+// TestNotNullWords: the not-null check, which looks at eight rows a word
+// at a time, fails exactly the rows whose kind is absent or null, at
+// every position of batches of 0 to 20 rows (inside a word, across two,
+// in the tail after the last), one or two of them, and with every other
+// kind the ABI has around them.
+func TestNotNullWords(t *testing.T) {
+	s := mustParse(t, "on_failure: flag\nexpectations: [{expect_column_values_to_not_be_null: {column: n}}]")
+	// Every kind a value column's row may have: absent, null, and the
+	// present ones (string, number, bool, object, array, int, float).
+	var present []byte
+	for k := byte(2); k <= kindFloat; k++ {
+		present = append(present, k)
+	}
+	for n := range 21 {
+		for _, bad := range [][2]int{{-1, -1}, {0, -1}, {7, 8}, {n - 1, -1}, {3, n - 1}, {8, 15}} {
+			for _, badKind := range []byte{byte(KindAbsent), byte(KindNull)} {
+				kinds := make([]byte, n)
+				want := map[int]bool{}
+				for r := range kinds {
+					kinds[r] = present[r%len(present)]
+					if r == bad[0] || r == bad[1] {
+						kinds[r], want[r] = badKind, true
+					}
+				}
+				v := s.NewValidator()
+				v.Begin()
+				v.EvaluateColumns([]Column{{Kinds: kinds, Offs: make([]uint32, n+1)}}, make([]Row, n))
+				for r := range kinds {
+					if got := !v.clean(r); got != want[r] {
+						t.Errorf("%d rows, kinds %v: row %d failed %v, want %v", n, kinds, r, got, want[r])
+					}
+				}
+			}
+		}
+	}
+}
