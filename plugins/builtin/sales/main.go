@@ -38,6 +38,15 @@ func init() {
 		dows, dowSet := dayOfWeek.Values(b)
 		_, offs, text := date.Raw(b)
 		offs = offs[:n+1]
+		// Each of length n, so the loop's indexes need no bounds checks.
+		total, ys, ms, ds, dows = total[:n], ys[:n], ms[:n], ds[:n], dows[:n]
+		totalSet, ySet, mSet, dSet, dowSet = totalSet[:n], ySet[:n], mSet[:n], dSet[:n], dowSet[:n]
+		// Every row set up front, a word at a time, and a failed row
+		// unset again: five set bytes a row, stored one by one, were a
+		// good part of the loop in Wasm (docs/BENCHMARKS.md, session 24).
+		for _, set := range [][]byte{totalSet, ySet, mSet, dSet, dowSet} {
+			setAll(set)
+		}
 		for i := range n {
 			// A cached date is found here, lookup called only for one not
 			// cached: lookup does not inline, and a call a row cost about
@@ -52,13 +61,11 @@ func init() {
 			}
 			if c == nil {
 				b.Fail(i, "date: want YYYY-MM-DD, got "+quote(d))
+				totalSet[i], ySet[i], mSet[i], dSet[i], dowSet[i] = 0, 0, 0, 0, 0
 				continue
 			}
-			total[i], totalSet[i] = float64(qs[i])*ps[i], 1
-			ys[i], ySet[i] = c.y, 1
-			ms[i], mSet[i] = c.m, 1
-			ds[i], dSet[i] = c.d, 1
-			dows[i], dowSet[i] = c.dow, 1
+			total[i] = float64(qs[i]) * ps[i]
+			ys[i], ms[i], ds[i], dows[i] = c.y, c.m, c.d, c.dow
 		}
 		return nil
 	})
@@ -120,6 +127,17 @@ func (c *dayCache) slot(head uint64, tail uint16) *dayEntry {
 // holds reports whether e is the date of head and tail.
 func (e *dayEntry) holds(head uint64, tail uint16) bool {
 	return e.set && e.head == head && e.tail == tail
+}
+
+// setAll sets every byte of set to 1, eight at a time.
+func setAll(set []byte) {
+	i := 0
+	for ; i+8 <= len(set); i += 8 {
+		binary.LittleEndian.PutUint64(set[i:], 0x0101010101010101)
+	}
+	for ; i < len(set); i++ {
+		set[i] = 1
+	}
 }
 
 func quote(b []byte) string {

@@ -1,9 +1,12 @@
 package expect
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -605,6 +608,56 @@ func TestNotNullWords(t *testing.T) {
 						t.Errorf("%d rows, kinds %v: row %d failed %v, want %v", n, kinds, r, got, want[r])
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestBetweenBinary: a range check over numbers sent as their 8 bytes (a
+// frame's int and float columns) fails exactly the rows that the same
+// values sent as JSON text fail, with each kind of bound.
+func TestBetweenBinary(t *testing.T) {
+	floats := []float64{-1, 0, 0.5, 1, 9.99, 10, 10.01, 1e300, math.Inf(1), math.Inf(-1), math.NaN()}
+	ints := []int64{-1, 0, 1, 10, 11, math.MaxInt64}
+	for _, bounds := range []string{
+		"min_value: 0", "min_value: 0, strict_min: true", "max_value: 10", "max_value: 10, strict_max: true",
+		"min_value: 0, max_value: 10", "min_value: 0, max_value: 10, strict_min: true, strict_max: true",
+	} {
+		s := mustParse(t, "on_failure: flag\nexpectations: [{expect_column_values_to_be_between: {column: n, "+bounds+"}}]")
+		var col Column
+		var texts []string
+		for _, f := range floats {
+			col.Kinds = append(col.Kinds, kindFloat)
+			col.Data = binary.LittleEndian.AppendUint64(col.Data, math.Float64bits(f))
+			texts = append(texts, strconv.FormatFloat(f, 'g', -1, 64))
+		}
+		for _, n := range ints {
+			col.Kinds = append(col.Kinds, kindInt)
+			col.Data = binary.LittleEndian.AppendUint64(col.Data, uint64(n))
+			texts = append(texts, strconv.FormatInt(n, 10))
+		}
+		for r := range len(col.Kinds) + 1 {
+			col.Offs = append(col.Offs, uint32(8*r))
+		}
+		fast := s.NewValidator()
+		fast.Begin()
+		fast.EvaluateColumns([]Column{col}, make([]Row, len(col.Kinds)))
+		for r, text := range texts {
+			var wantFail bool
+			switch f := floats[min(r, len(floats)-1)]; {
+			case r < len(floats) && (math.IsInf(f, 0) || math.IsNaN(f)):
+				// Not JSON numbers: what Value.number makes of the bytes,
+				// infinities failing and NaN compared as it is.
+				wantFail = math.IsInf(f, 0)
+			default:
+				row := rowFor(t, s, `{"n":`+text+`}`)
+				v := s.NewValidator()
+				v.Begin()
+				v.Evaluate([]Row{*row})
+				wantFail = !v.clean(0)
+			}
+			if got := !fast.clean(r); got != wantFail {
+				t.Errorf("%s: %s failed %v, want %v", bounds, text, got, wantFail)
 			}
 		}
 	}

@@ -412,35 +412,7 @@ func (v *Validator) EvaluateColumns(cols []Column, rows []Row) {
 				}
 			}
 		case e.op == opBetween && !e.timeBounds:
-			for r, k := range col.Kinds {
-				// A number as its bytes, the usual case from a frame,
-				// without making a Value: Value.number written out, since
-				// it does not inline and the call cost ~20 ns a row in
-				// Wasm (BenchmarkSalesFrame, 106-110 -> 124-130).
-				if k == kindFloat || k == kindInt {
-					u := binary.LittleEndian.Uint64(col.Data[col.Offs[r]:])
-					f := math.Float64frombits(u)
-					if k == kindInt {
-						f = float64(int64(u))
-					}
-					if math.IsInf(f, 0) || !e.inBounds(f) {
-						v.unexpected(e, rows, r)
-					}
-					continue
-				}
-				val := col.Value(r)
-				if val.Kind <= KindNull {
-					st.missing++
-					continue
-				}
-				if val.Kind != KindNumber {
-					v.unexpected(e, rows, r)
-					continue
-				}
-				if f, ok := val.number(); !ok || !e.inBounds(f) {
-					v.unexpected(e, rows, r)
-				}
-			}
+			v.between(e, rows, col, st)
 		case (e.op == opInSet || e.op == opNotInSet) && e.strSet == nil:
 			in := e.op == opInSet
 			for r := range rows {
@@ -484,6 +456,46 @@ func (v *Validator) EvaluateColumns(cols []Column, rows []Row) {
 					v.unexpected(e, rows, r)
 				}
 			}
+		}
+	}
+}
+
+// between checks a column against e's bounds. The column's slices and
+// the bounds are read into locals first: Go does not move loads out of a
+// loop, and in Wasm each was a checked memory access a row, about as dear
+// as the check itself (docs/BENCHMARKS.md, session 24).
+func (v *Validator) between(e *expectation, rows []Row, col *Column, st *stats) {
+	kinds, offs, data := col.Kinds, col.Offs, col.Data
+	hasLo, lo, strictLo, hasHi, hi, strictHi := e.hasLo, e.lo, e.strictLo, e.hasHi, e.hi, e.strictHi
+	for r, k := range kinds {
+		// A number as its bytes, the usual case from a frame, without
+		// making a Value: Value.number written out, since it does not
+		// inline and the call cost ~20 ns a row in Wasm
+		// (BenchmarkSalesFrame, 106-110 -> 124-130).
+		if k == kindFloat || k == kindInt {
+			o := offs[r]
+			u := binary.LittleEndian.Uint64(data[o : o+8])
+			f := math.Float64frombits(u)
+			if k == kindInt {
+				f = float64(int64(u))
+			}
+			// e.inBounds written out over the locals.
+			if math.IsInf(f, 0) || hasLo && (f < lo || strictLo && f == lo) || hasHi && (f > hi || strictHi && f == hi) {
+				v.unexpected(e, rows, r)
+			}
+			continue
+		}
+		val := col.Value(r)
+		if val.Kind <= KindNull {
+			st.missing++
+			continue
+		}
+		if val.Kind != KindNumber {
+			v.unexpected(e, rows, r)
+			continue
+		}
+		if f, ok := val.number(); !ok || !e.inBounds(f) {
+			v.unexpected(e, rows, r)
 		}
 	}
 }
