@@ -586,59 +586,67 @@ func grow(buf []byte, n int) []byte {
 	return nb
 }
 
-// room makes space for n more bytes in buf, doubling its capacity when it
-// grows: append grows a large slice by a quarter, so a column built row
-// by row (a whole file's, with batch_size 0) was allocated about five
-// times its size in all, and copied as often.
-func room(buf []byte, n int) []byte {
-	if cap(buf)-len(buf) >= n {
-		return buf
+// put extends buf by n bytes and returns them, to be written whole;
+// the capacity doubles when it grows: append grows a large slice by a
+// quarter, so a column built row by row (a whole file's, with batch_size
+// 0) was allocated about five times its size in all, and copied as often.
+// Only a growing buffer's pointer is stored: the builders run a row at a
+// time, and while the collector runs every store of a pointer goes
+// through its write barrier (`b.fixed = append(room(b.fixed, 8), ...)`
+// stored one a row: 1.5% of a perf profile of the sales ETL's steps,
+// docs/BENCHMARKS.md session 24). Reslicing a slice to itself stores only
+// its length.
+func put(buf *[]byte, n int) []byte {
+	l := len(*buf)
+	if cap(*buf)-l < n {
+		*buf = grow(*buf, max(n, cap(*buf)))
 	}
-	return grow(buf, max(n, cap(buf)))
+	*buf = (*buf)[:l+n]
+	return (*buf)[l : l+n : l+n]
 }
 
 // Null appends a row with no value.
 func (b *Builder) Null() {
-	b.valid = append(room(b.valid, 1), 0)
+	put(&b.valid, 1)[0] = 0
 	b.zero()
 }
 
 func (b *Builder) zero() {
 	switch b.Type.Fixed() {
 	case 8:
-		b.fixed = append(room(b.fixed, 8), 0, 0, 0, 0, 0, 0, 0, 0)
+		clear(put(&b.fixed, 8))
 	case 1:
-		b.fixed = append(room(b.fixed, 1), 0)
+		put(&b.fixed, 1)[0] = 0
 	default:
-		b.offs = binary.LittleEndian.AppendUint32(room(b.offs, 4), uint32(len(b.data)))
+		binary.LittleEndian.PutUint32(put(&b.offs, 4), uint32(len(b.data)))
 	}
 }
 
 // Absent appends a row that lacks the field.
 func (b *Builder) Absent() {
-	b.valid = append(room(b.valid, 1), validAbsent)
+	put(&b.valid, 1)[0] = validAbsent
 	b.zero()
 }
 
 // Int appends an int (or, for a time column, nanoseconds since the epoch).
 func (b *Builder) Int(v int64) {
-	b.valid = append(room(b.valid, 1), 1)
-	b.fixed = binary.LittleEndian.AppendUint64(room(b.fixed, 8), uint64(v))
+	put(&b.valid, 1)[0] = 1
+	binary.LittleEndian.PutUint64(put(&b.fixed, 8), uint64(v))
 }
 
 // Float appends a float.
 func (b *Builder) Float(v float64) {
-	b.valid = append(room(b.valid, 1), 1)
-	b.fixed = binary.LittleEndian.AppendUint64(room(b.fixed, 8), math.Float64bits(v))
+	put(&b.valid, 1)[0] = 1
+	binary.LittleEndian.PutUint64(put(&b.fixed, 8), math.Float64bits(v))
 }
 
 // Bool appends a bool.
 func (b *Builder) Bool(v bool) {
-	b.valid = append(room(b.valid, 1), 1)
+	put(&b.valid, 1)[0] = 1
 	if v {
-		b.fixed = append(room(b.fixed, 1), 1)
+		put(&b.fixed, 1)[0] = 1
 	} else {
-		b.fixed = append(room(b.fixed, 1), 0)
+		put(&b.fixed, 1)[0] = 0
 	}
 }
 
@@ -649,23 +657,23 @@ func (b *Builder) String(s []byte) { appendString(b, s) }
 func (b *Builder) Text(s string) { appendString(b, s) }
 
 func appendString[S string | []byte](b *Builder, s S) {
-	b.valid = append(room(b.valid, 1), validValue)
-	b.data = append(room(b.data, len(s)), s...)
-	b.offs = binary.LittleEndian.AppendUint32(room(b.offs, 4), uint32(len(b.data)))
+	put(&b.valid, 1)[0] = validValue
+	copy(put(&b.data, len(s)), s)
+	binary.LittleEndian.PutUint32(put(&b.offs, 4), uint32(len(b.data)))
 }
 
 // Raw appends one row from the ABI's column parts: valid, and the value's
 // 8 or 1 fixed bytes (fixed types) or its bytes (strings).
 func (b *Builder) Raw(valid byte, fixed uint64, s []byte) {
-	b.valid = append(room(b.valid, 1), valid)
+	put(&b.valid, 1)[0] = valid
 	switch b.Type.Fixed() {
 	case 8:
-		b.fixed = binary.LittleEndian.AppendUint64(room(b.fixed, 8), fixed)
+		binary.LittleEndian.PutUint64(put(&b.fixed, 8), fixed)
 	case 1:
-		b.fixed = append(room(b.fixed, 1), byte(fixed))
+		put(&b.fixed, 1)[0] = byte(fixed)
 	default:
-		b.data = append(room(b.data, len(s)), s...)
-		b.offs = binary.LittleEndian.AppendUint32(room(b.offs, 4), uint32(len(b.data)))
+		copy(put(&b.data, len(s)), s)
+		binary.LittleEndian.PutUint32(put(&b.offs, 4), uint32(len(b.data)))
 	}
 }
 
