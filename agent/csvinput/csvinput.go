@@ -380,9 +380,10 @@ func (in *input) emit(batch service.MessageBatch, rows int) (service.MessageBatc
 		in.end()
 		return nil, nil, service.ErrEndOfInput
 	}
-	ctx := runscope.With(context.Background(), in.run)
 	for i, m := range batch {
-		batch[i] = m.WithContext(ctx)
+		// On the message's own context: a frame's records the room
+		// after it for its steps' patches (frame.NewMessage).
+		batch[i] = m.WithContext(runscope.With(m.Context(), in.run))
 	}
 	if in.rowsRead != nil {
 		in.rowsRead.Incr(int64(rows))

@@ -28,7 +28,7 @@ func (in *input) readFrame() (service.MessageBatch, service.AckFunc, error) {
 			in.cur = nil
 			continue
 		}
-		return in.emit(service.MessageBatch{service.NewMessage(body)}, rows)
+		return in.emit(service.MessageBatch{frame.NewMessage(body)}, rows)
 	}
 }
 

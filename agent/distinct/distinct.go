@@ -229,7 +229,7 @@ func (p *Processor) processFrame(msg *service.Message, body []byte) {
 		changed = true
 	}
 	if changed {
-		msg.SetBytes(f.Append(nil, nil))
+		frame.Update(msg, body, f)
 	}
 }
 

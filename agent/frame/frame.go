@@ -28,8 +28,11 @@
 //	  row rejected by a step (its values stand), 2 for a row rejected
 //	  before it had values (csv_file's rejects: only its raw bytes)
 //	each column in the ABI layout (abi.AppendColumn)
+//	then zero or more patches, each what one step changed (patch.go)
 //
-// A decoded Frame aliases the message body it was read from.
+// A decoded Frame aliases the message body it was read from. A step
+// writes its changes with Update: as a patch after the body, in the same
+// buffer when there is room, rather than encoding the frame anew.
 package frame
 
 import (
@@ -81,6 +84,8 @@ type Column struct {
 	// is of.
 	Const bool
 	abi.Column
+	// set marks a column Set since decoding, for Update's patch.
+	set bool
 }
 
 // at is where row i is stored.
@@ -181,8 +186,10 @@ type Frame struct {
 	Cols []Column
 
 	reasons Column
-	// rejected holds reasons given since decoding, by row.
+	// rejected holds reasons given after the frame's reasons column: by
+	// its patches (patched) and since decoding, by row.
 	rejected map[int]string
+	patched  map[int]bool
 }
 
 // Decode reads an encoded frame. The frame aliases body.
@@ -199,13 +206,8 @@ func Decode(body []byte) (*Frame, error) {
 	}
 	f.Cols = make([]Column, n)
 	for c := range f.Cols {
-		col := &f.Cols[c]
-		col.Type = abi.Type(r.U8())
-		flags := r.U8()
-		col.Meta, col.Raw, col.Const = flags&flagMeta != 0, flags&flagRaw != 0, flags&flagConst != 0
-		col.Name = string(r.Raw(int(r.U16())))
-		if r.Err() == nil && (col.Type < abi.TypeInt || col.Type > abi.TypeTime) {
-			return nil, fmt.Errorf("malformed frame: column %q has type %d", col.Name, col.Type)
+		if err := readColumnHeader(r, &f.Cols[c]); err != nil {
+			return nil, err
 		}
 	}
 	r.Align8()
@@ -217,21 +219,47 @@ func Decode(body []byte) (*Frame, error) {
 		return nil, fmt.Errorf("malformed frame: %w", err)
 	}
 	// Offsets are checked once here so readers can index without checks.
-	for _, col := range append([]Column{f.reasons}, f.Cols...) {
-		if col.Type.Fixed() != 0 {
-			continue
-		}
-		rows := col.stored(f.Rows)
-		prev := uint32(0)
-		for i := 0; i <= rows; i++ {
-			off := binary.LittleEndian.Uint32(col.Offs[i*4:])
-			if off < prev || int(off) > len(col.Data) {
-				return nil, fmt.Errorf("malformed frame: string offsets out of order at row %d", i)
-			}
-			prev = off
+	if err := checkOffsets(f.reasons.Column, f.Rows); err != nil {
+		return nil, err
+	}
+	for c := range f.Cols {
+		if err := checkOffsets(f.Cols[c].Column, f.Cols[c].stored(f.Rows)); err != nil {
+			return nil, err
 		}
 	}
+	if err := f.readPatches(r, body); err != nil {
+		return nil, err
+	}
 	return f, nil
+}
+
+// readColumnHeader reads a column's type, flags and name.
+func readColumnHeader(r *abi.Reader, col *Column) error {
+	col.Type = abi.Type(r.U8())
+	flags := r.U8()
+	col.Meta, col.Raw, col.Const = flags&flagMeta != 0, flags&flagRaw != 0, flags&flagConst != 0
+	col.Name = string(r.Raw(int(r.U16())))
+	if r.Err() == nil && (col.Type < abi.TypeInt || col.Type > abi.TypeTime) {
+		return fmt.Errorf("malformed frame: column %q has type %d", col.Name, col.Type)
+	}
+	return nil
+}
+
+// checkOffsets checks a string column's offsets, of rows rows, are in
+// order and within its data.
+func checkOffsets(col abi.Column, rows int) error {
+	if col.Type.Fixed() != 0 {
+		return nil
+	}
+	prev := uint32(0)
+	for i := 0; i <= rows; i++ {
+		off := binary.LittleEndian.Uint32(col.Offs[i*4:])
+		if off < prev || int(off) > len(col.Data) {
+			return fmt.Errorf("malformed frame: string offsets out of order at row %d", i)
+		}
+		prev = off
+	}
+	return nil
 }
 
 // stored is how many rows the column stores of a frame of rows.
@@ -319,6 +347,12 @@ func (f *Frame) Reject(i int, reason string) {
 
 // Set adds col, or replaces the column of the same name and kind.
 func (f *Frame) Set(col Column) {
+	col.set = true
+	f.replace(col)
+}
+
+// replace is Set for a column of the encoding, not a change.
+func (f *Frame) replace(col Column) {
 	for c := range f.Cols {
 		if f.Cols[c].Name == col.Name && f.Cols[c].Meta == col.Meta {
 			f.Cols[c] = col
@@ -781,6 +815,8 @@ func (w *Writer) Reject(reason string) {
 func (w *Writer) Rows() int { return w.reasons.Len() }
 
 // Append encodes the frame after dst and empties the writer for the next.
+// With dst nil the frame is made with room after it for patches: send it
+// with NewMessage.
 func (w *Writer) Append(dst []byte) ([]byte, error) {
 	rows := w.reasons.Len()
 	for i, b := range w.Cols {
@@ -803,7 +839,14 @@ func (w *Writer) Append(dst []byte) ([]byte, error) {
 	for i, b := range w.Cols {
 		size += 4 + len(w.Names[i]) + rows + 16 + len(b.fixed) + len(b.offs) + len(b.data) + 16
 	}
-	aw := abi.Writer{Buf: grow(dst, size)}
+	var aw abi.Writer
+	if dst == nil {
+		// A frame of its own, with room for the patches of the steps that
+		// take it (NewMessage).
+		aw.Buf = newBuffer(size)
+	} else {
+		aw.Buf = grow(dst, size)
+	}
 	base := len(dst)
 	appendHeader(&aw, base, rows, len(w.Cols), func(c int) (string, abi.Type, uint8) {
 		return w.Names[c], w.Cols[c].Type, flagsOf(w.Meta[c], w.Raw == c+1, w.Cols[c].Const)

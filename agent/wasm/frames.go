@@ -497,7 +497,12 @@ func (p *Processor) processFrame(ctx context.Context, g *generation, msg *servic
 	if fc.outs != nil {
 		keep = fc.outs.apply(p.mod.Name(), f)
 	}
-	msg.SetBytes(f.Append(nil, keep))
+	if keep != nil {
+		// Rows dropped: the frame is encoded anew without them.
+		msg.SetBytes(f.Append(nil, keep))
+		return
+	}
+	frame.Update(msg, body, f)
 }
 
 // frameCall is one frame on its way through the plugin: with
