@@ -190,6 +190,17 @@ type Frame struct {
 	// its patches (patched) and since decoding, by row.
 	rejected map[int]string
 	patched  map[int]bool
+	// late is 1 for each row in rejected: a row's check, made for every
+	// row by every step, is then a byte and not a map lookup.
+	late []byte
+}
+
+// addLate records reason as row i's, given after the reasons column.
+func (f *Frame) addLate(i int, reason string) {
+	if f.rejected == nil {
+		f.rejected, f.late = map[int]string{}, make([]byte, f.Rows)
+	}
+	f.rejected[i], f.late[i] = reason, 1
 }
 
 // Decode reads an encoded frame. The frame aliases body.
@@ -251,15 +262,29 @@ func checkOffsets(col abi.Column, rows int) error {
 	if col.Type.Fixed() != 0 {
 		return nil
 	}
-	prev := uint32(0)
+	// Without a branch a row (every step decodes the frame, and checks
+	// it): a step back sets the top bit of its 64-bit difference, and
+	// offsets in order end within the data if the last one does.
+	offs := col.Offs[:4*(rows+1)]
+	var back uint64
+	prev := uint64(0)
 	for i := 0; i <= rows; i++ {
-		off := binary.LittleEndian.Uint32(col.Offs[i*4:])
-		if off < prev || int(off) > len(col.Data) {
+		off := uint64(binary.LittleEndian.Uint32(offs[i*4:]))
+		back |= off - prev
+		prev = off
+	}
+	if back>>63 == 0 && prev <= uint64(len(col.Data)) {
+		return nil
+	}
+	prev = 0
+	for i := 0; i <= rows; i++ {
+		off := uint64(binary.LittleEndian.Uint32(offs[i*4:]))
+		if off < prev || off > uint64(len(col.Data)) {
 			return fmt.Errorf("malformed frame: string offsets out of order at row %d", i)
 		}
 		prev = off
 	}
-	return nil
+	return fmt.Errorf("malformed frame: string offsets out of order at row %d", rows)
 }
 
 // stored is how many rows the column stores of a frame of rows.
@@ -292,8 +317,8 @@ func (f *Frame) Field(name string) *Column {
 
 // Reason returns why row i was rejected, or false if it was not.
 func (f *Frame) Reason(i int) (string, bool) {
-	if s, ok := f.rejected[i]; ok {
-		return s, true
+	if f.late != nil && f.late[i] != 0 {
+		return f.rejected[i], true
 	}
 	if f.reasons.Valid[i] == 0 {
 		return "", false
@@ -303,11 +328,7 @@ func (f *Frame) Reason(i int) (string, bool) {
 
 // Rejected reports whether row i was rejected.
 func (f *Frame) Rejected(i int) bool {
-	if f.reasons.Valid[i] != 0 {
-		return true
-	}
-	_, ok := f.rejected[i]
-	return ok
+	return f.reasons.Valid[i] != 0 || f.late != nil && f.late[i] != 0
 }
 
 // Accepted counts the rows not rejected.
@@ -324,7 +345,7 @@ func (f *Frame) Accepted() int {
 // Unread reports whether row i was rejected before it had values: it is
 // its original bytes (the raw column) and a reason.
 func (f *Frame) Unread(i int) bool {
-	_, later := f.rejected[i]
+	later := f.late != nil && f.late[i] != 0
 	return !later && f.reasons.Valid[i] == reasonUnread
 }
 
@@ -339,10 +360,7 @@ func (f *Frame) Reject(i int, reason string) {
 	if f.Rejected(i) {
 		return
 	}
-	if f.rejected == nil {
-		f.rejected = map[int]string{}
-	}
-	f.rejected[i] = reason
+	f.addLate(i, reason)
 }
 
 // Set adds col, or replaces the column of the same name and kind.

@@ -1,6 +1,7 @@
 package frame
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -349,5 +350,49 @@ func TestLateReasonsMerged(t *testing.T) {
 				t.Fatalf("frame %d row %d: %+v, want %+v", n, i, got, want[i])
 			}
 		}
+	}
+}
+
+// TestDecodeBadOffsets: a string column whose offsets step back is a
+// malformed frame, whichever row it is at. (Its last offset is the
+// length of its data as read, so it cannot end past it.)
+func TestDecodeBadOffsets(t *testing.T) {
+	w := NewWriter()
+	s := w.Add("s", abi.TypeString, false)
+	for _, v := range []string{"ab", "cd", "ef"} {
+		s.Text(v)
+		w.Accept()
+	}
+	body, err := w.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Column s's offsets: after the header (24 bytes) and the reasons
+	// column (24), its validity padded to 8: 0, 2, 4, 6.
+	const offs = 24 + 24 + 8
+	for i, want := range []uint32{0, 2, 4, 6} {
+		if got := binary.LittleEndian.Uint32(body[offs+4*i:]); got != want {
+			t.Fatalf("offset %d is %d, want %d: the layout this test assumes changed", i, got, want)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		at   int
+		off  uint32
+	}{
+		{"a step back", 1, 5},
+		{"a step back at the end", 3, 3},
+		{"far past", 2, 1 << 30},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := append([]byte(nil), body[:len(body):len(body)]...)
+			binary.LittleEndian.PutUint32(bad[offs+4*tc.at:], tc.off)
+			if _, err := Decode(bad); err == nil || !strings.Contains(err.Error(), "offsets out of order") {
+				t.Fatalf("error %v, want offsets out of order", err)
+			}
+		})
+	}
+	if _, err := Decode(body); err != nil {
+		t.Fatalf("the untouched frame: %v", err)
 	}
 }

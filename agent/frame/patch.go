@@ -199,10 +199,11 @@ func (f *Frame) readPatches(r *abi.Reader, body []byte) error {
 				continue
 			}
 			lo, hi := binary.LittleEndian.Uint32(reasons.Offs[4*j:]), binary.LittleEndian.Uint32(reasons.Offs[4*j+4:])
-			if f.rejected == nil {
-				f.rejected, f.patched = map[int]string{}, map[int]bool{}
+			if f.patched == nil {
+				f.patched = map[int]bool{}
 			}
-			f.rejected[i], f.patched[i] = string(reasons.Data[lo:hi]), true
+			f.addLate(i, string(reasons.Data[lo:hi]))
+			f.patched[i] = true
 		}
 		for _, col := range cols {
 			f.replace(col)
