@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent/frame"
 	"github.com/sluice-dev/sluice/internal/configerr"
+	"github.com/sluice-dev/sluice/plugins/sdk/abi"
 )
 
 const (
@@ -190,16 +191,21 @@ func (p *Processor) processFrame(msg *service.Message, body []byte) {
 	// The keys' hashes first, then the shards at once, then the reasons:
 	// rows already rejected, or whose key fails, have no hash and stay
 	// out of the sets.
-	var key []byte
+	var buf []byte // a key built for the row; never the frame's bytes
 	changed := false
 	p.hashes, p.rows = p.hashes[:0], p.rows[:0]
 	for i := 0; i < f.Rows; i++ {
 		if f.Rejected(i) {
 			continue
 		}
+		var key []byte
 		switch {
+		case col != nil && !col.Null(i) && col.Type == abi.TypeString:
+			// The row's bytes in the frame, hashed where they lie.
+			key = col.Bytes(i)
 		case col != nil && !col.Null(i):
-			key = col.AppendText(key[:0], i)
+			buf = col.AppendText(buf[:0], i)
+			key = buf
 		case p.keyMeta != "":
 			f.Reject(i, fmt.Sprintf("distinct: key: metadata %q is not set", p.keyMeta))
 			changed = true
@@ -211,7 +217,8 @@ func (p *Processor) processFrame(msg *service.Message, body []byte) {
 				changed = true
 				continue
 			}
-			key = append(key[:0], k...)
+			buf = append(buf[:0], k...)
+			key = buf
 		}
 		p.hashes = append(p.hashes, [2]uint64{maphash.Bytes(p.s1, key), maphash.Bytes(p.s2, key)})
 		p.rows = append(p.rows, int32(i))
