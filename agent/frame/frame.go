@@ -539,16 +539,20 @@ func (f *Frame) sizeBound(rows int) int {
 	}
 	n += len(f.reasons.Data)
 	for c := range f.Cols {
-		col := &f.Cols[c]
-		stored := col.stored(rows)
-		n += 4 + len(col.Name) + stored + 16
-		if w := col.Type.Fixed(); w != 0 {
-			n += stored * w
-		} else {
-			n += 4*(stored+1) + len(col.Data) + 8
-		}
+		n += f.Cols[c].sizeBound(rows)
 	}
 	return n
+}
+
+// sizeBound bounds the encoded size of the column, its header included,
+// in a frame of rows rows.
+func (c *Column) sizeBound(rows int) int {
+	stored := c.stored(rows)
+	n := 4 + len(c.Name) + stored + 16
+	if w := c.Type.Fixed(); w != 0 {
+		return n + stored*w
+	}
+	return n + 4*(stored+1) + len(c.Data) + 8
 }
 
 // align pads w to a multiple of 8 from base, where the frame starts.

@@ -118,13 +118,7 @@ func (f *Frame) patchBound(cols []*Column, late []int) int {
 		n += len(f.rejected[i])
 	}
 	for _, col := range cols {
-		stored := col.stored(f.Rows)
-		n += 4 + len(col.Name) + stored + 16
-		if w := col.Type.Fixed(); w != 0 {
-			n += stored * w
-		} else {
-			n += 4*(stored+1) + len(col.Data) + 8
-		}
+		n += col.sizeBound(f.Rows)
 	}
 	return n
 }
