@@ -186,21 +186,26 @@ type Frame struct {
 	Cols []Column
 
 	reasons Column
-	// rejected holds reasons given after the frame's reasons column: by
-	// its patches (patched) and since decoding, by row.
+	// rejected holds reasons given after the frame's reasons column, by
+	// row, and late says for each row where its reason came from (0: none
+	// of these): a row's check, made for every row by every step, is then
+	// a byte and not a map lookup.
 	rejected map[int]string
-	patched  map[int]bool
-	// late is 1 for each row in rejected: a row's check, made for every
-	// row by every step, is then a byte and not a map lookup.
-	late []byte
+	late     []byte
 }
 
+// Where a late reason came from.
+const (
+	lateFromPatch     = 1 // one of the body's patches
+	lateSinceDecoding = 2 // Reject: a change, for Update's patch
+)
+
 // addLate records reason as row i's, given after the reasons column.
-func (f *Frame) addLate(i int, reason string) {
+func (f *Frame) addLate(i int, reason string, from byte) {
 	if f.rejected == nil {
 		f.rejected, f.late = map[int]string{}, make([]byte, f.Rows)
 	}
-	f.rejected[i], f.late[i] = reason, 1
+	f.rejected[i], f.late[i] = reason, from
 }
 
 // Decode reads an encoded frame. The frame aliases body.
@@ -238,7 +243,7 @@ func Decode(body []byte) (*Frame, error) {
 			return nil, err
 		}
 	}
-	if err := f.readPatches(r, body); err != nil {
+	if err := f.readPatches(r); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -257,34 +262,16 @@ func readColumnHeader(r *abi.Reader, col *Column) error {
 }
 
 // checkOffsets checks a string column's offsets, of rows rows, are in
-// order and within its data.
+// order. (ReadColumn reads as much data as the last offset says, so in
+// order they are within it.)
 func checkOffsets(col abi.Column, rows int) error {
 	if col.Type.Fixed() != 0 {
 		return nil
 	}
-	// Without a branch a row (every step decodes the frame, and checks
-	// it): a step back sets the top bit of its 64-bit difference, and
-	// offsets in order end within the data if the last one does.
-	offs := col.Offs[:4*(rows+1)]
-	var back uint64
-	prev := uint64(0)
-	for i := 0; i <= rows; i++ {
-		off := uint64(binary.LittleEndian.Uint32(offs[i*4:]))
-		back |= off - prev
-		prev = off
+	if i := abi.StepBack(col.Offs, rows); i >= 0 {
+		return fmt.Errorf("malformed frame: string offsets out of order at row %d", i+1)
 	}
-	if back>>63 == 0 && prev <= uint64(len(col.Data)) {
-		return nil
-	}
-	prev = 0
-	for i := 0; i <= rows; i++ {
-		off := uint64(binary.LittleEndian.Uint32(offs[i*4:]))
-		if off < prev || off > uint64(len(col.Data)) {
-			return fmt.Errorf("malformed frame: string offsets out of order at row %d", i)
-		}
-		prev = off
-	}
-	return fmt.Errorf("malformed frame: string offsets out of order at row %d", rows)
+	return nil
 }
 
 // stored is how many rows the column stores of a frame of rows.
@@ -360,7 +347,7 @@ func (f *Frame) Reject(i int, reason string) {
 	if f.Rejected(i) {
 		return
 	}
-	f.addLate(i, reason)
+	f.addLate(i, reason, lateSinceDecoding)
 }
 
 // Set adds col, or replaces the column of the same name and kind.

@@ -103,7 +103,7 @@ func (f *Frame) changes() (cols []*Column, late []int) {
 		}
 	}
 	for i := range f.rejected {
-		if !f.patched[i] {
+		if f.late[i] == lateSinceDecoding {
 			late = append(late, i)
 		}
 	}
@@ -149,10 +149,10 @@ func (f *Frame) appendPatch(w *abi.Writer, cols []*Column, late []int) {
 }
 
 // readPatches applies the patches after the frame in r.
-func (f *Frame) readPatches(r *abi.Reader, body []byte) error {
+func (f *Frame) readPatches(r *abi.Reader) error {
 	for r.Err() == nil && r.Remaining() > 0 {
-		if string(r.Raw(len(patchMagic))) != patchMagic {
-			return fmt.Errorf("malformed frame: %d bytes after it that are no patch", len(body)-r.Offset())
+		if rest := r.Remaining(); string(r.Raw(len(patchMagic))) != patchMagic {
+			return fmt.Errorf("malformed frame: %d bytes after it that are no patch", rest)
 		}
 		ncols, nlate := int(r.U32()), int(r.U32())
 		if r.Err() == nil && (ncols > 1<<16 || nlate > f.Rows) {
@@ -193,11 +193,7 @@ func (f *Frame) readPatches(r *abi.Reader, body []byte) error {
 				continue
 			}
 			lo, hi := binary.LittleEndian.Uint32(reasons.Offs[4*j:]), binary.LittleEndian.Uint32(reasons.Offs[4*j+4:])
-			if f.patched == nil {
-				f.patched = map[int]bool{}
-			}
-			f.addLate(i, string(reasons.Data[lo:hi]))
-			f.patched[i] = true
+			f.addLate(i, string(reasons.Data[lo:hi]), lateFromPatch)
 		}
 		for _, col := range cols {
 			f.replace(col)

@@ -177,7 +177,7 @@ csv_file:
 		frames := tc.frames
 		b.Run(tc.name, func(b *testing.B) {
 			profile(b, tc.name)
-			cpu0, faults0 := cpuTime(b), minorFaults(b)
+			cpu0, faults0 := usage(b)
 			for b.Loop() {
 				sb := env.NewStreamBuilder()
 				if err := sb.SetLoggerYAML("level: none"); err != nil {
@@ -249,22 +249,14 @@ csv_file:
 			// The process's CPU over the runs (the stream's goroutines,
 			// its collector): over 2 cores, half of it is the least
 			// wall time the steps could take.
-			b.ReportMetric((cpuTime(b)-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+			cpu, faults := usage(b)
+			b.ReportMetric((cpu-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 			// Page faults: in a VM each first touch of a page is dear,
 			// and a run's frames are fresh memory until the heap stops
 			// growing.
-			b.ReportMetric(float64(minorFaults(b)-faults0)/float64(b.N), "faults/op")
+			b.ReportMetric(float64(faults-faults0)/float64(b.N), "faults/op")
 		})
 	}
-}
-
-// minorFaults is the page faults this process has taken without I/O.
-func minorFaults(b *testing.B) int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return ru.Minflt
 }
 
 // profile writes a CPU profile of the benchmark's runs alone, without the
@@ -293,11 +285,12 @@ func profile(b *testing.B, name string) {
 	})
 }
 
-// cpuTime is the CPU time, user and system, this process has used.
-func cpuTime(b *testing.B) time.Duration {
+// usage is the CPU time, user and system, this process has used, and
+// the page faults it has taken without I/O.
+func usage(b *testing.B) (time.Duration, int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Minflt
 }

@@ -413,23 +413,13 @@ func (b *Batch) checkStrings() error {
 			b.strs[j] = strColumn{}
 			continue
 		}
+		if i := abi.StepBack(c.Offs, b.rows); i >= 0 {
+			return errors.New("input field " + strconv.Quote(inFields[j].Name) + " row " + strconv.Itoa(i) + ": string offsets out of order")
+		}
 		// The request buffer is 8-aligned and each column starts on an
 		// 8-byte boundary (ABI.md §8.1), and Wasm is little-endian, so
 		// the offsets can be read in place.
 		off := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(c.Offs))), b.rows+1)
-		// Without a branch a row: a step back, as a 64-bit difference,
-		// sets the top bit, and the rows are looked at one by one only
-		// to name the first. In Wasm this loop, a column at a time, cost
-		// as much as some plugins' work (docs/BENCHMARKS.md, session 24).
-		var back uint64
-		for i := range b.rows {
-			back |= uint64(off[i+1]) - uint64(off[i])
-		}
-		for i := 0; back>>63 != 0 && i < b.rows; i++ {
-			if off[i] > off[i+1] {
-				return errors.New("input field " + strconv.Quote(inFields[j].Name) + " row " + strconv.Itoa(i) + ": string offsets out of order")
-			}
-		}
 		b.strs[j] = strColumn{valid: c.Valid, off: off, data: c.Data}
 	}
 	return nil

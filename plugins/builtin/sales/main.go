@@ -55,7 +55,7 @@ func init() {
 			var c *dayEntry
 			if len(d) == 10 {
 				head, tail := binary.LittleEndian.Uint64(d), binary.LittleEndian.Uint16(d[8:])
-				if c = days.slot(head, tail); !c.holds(head, tail) {
+				if c = &days[dayIndex(head, tail)]; !c.holds(head, tail) {
 					c = days.lookup(d)
 				}
 			}
@@ -81,8 +81,8 @@ var days dayCache
 // placed by their digits (slot), so that no two dates of eight
 // consecutive years share an entry. The 256 entries it had, placed by a
 // multiplicative hash of the bytes, put gen_sales.py's 90 dates on so few
-// slots that 55% of its 1M rows missed and were parsed again (docs/
-// BENCHMARKS.md, session 24).
+// slots that 55% of its 1M rows missed and were parsed again
+// (BenchmarkDayCacheMisses).
 type dayCache [8 * 16 * 32]dayEntry
 
 type dayEntry struct {
@@ -99,7 +99,7 @@ func (c *dayCache) lookup(d []byte) *dayEntry {
 		return nil
 	}
 	head, tail := binary.LittleEndian.Uint64(d), binary.LittleEndian.Uint16(d[8:])
-	e := c.slot(head, tail)
+	e := &c[dayIndex(head, tail)]
 	if e.holds(head, tail) {
 		return e
 	}
@@ -112,16 +112,18 @@ func (c *dayCache) lookup(d []byte) *dayEntry {
 	return e
 }
 
-// slot is the entry the date whose first 8 bytes are head and last 2 tail
-// is cached in: for YYYY-MM-DD, the year mod 8, the month and the day,
-// from the low bits of their ASCII digits, so any bytes give a slot and
-// the dates of eight consecutive years each their own. (A year mod 8 is
-// its last three digits' 4h + 2t + o, mod 8, since 1000 is 0 mod 8.)
-func (c *dayCache) slot(head uint64, tail uint16) *dayEntry {
+// dayIndex is the day cache's entry for the date whose first 8 bytes are
+// head and last 2 tail: for YYYY-MM-DD, the year mod 8, the month and the
+// day, from the low bits of their ASCII digits, so any bytes give an
+// entry and the dates of eight consecutive years each their own. (A year
+// mod 8 is its last three digits' 4h + 2t + o, mod 8, since 1000 is 0 mod
+// 8.) Placed by hand in the row loop: a method around it would not
+// inline, and a call a row is dear in Wasm.
+func dayIndex(head uint64, tail uint16) int {
 	y := (head>>8&15)<<2 + (head>>16&15)<<1 + head>>24&15
 	m := (head>>40&1)*10 + head>>48&15          // MM: 1-12
 	d := uint64(tail&3)*10 + uint64(tail>>8&15) // DD: 1-31
-	return &c[(y<<9|m<<5|d)&(uint64(len(c))-1)]
+	return int((y<<9 | m<<5 | d) & (uint64(len(dayCache{})) - 1))
 }
 
 // holds reports whether e is the date of head and tail.

@@ -129,12 +129,11 @@ func TestSalesTransformManyDates(t *testing.T) {
 // cache entry, so a file's dates, however they alternate, are each parsed
 // once.
 func TestDayCacheSlots(t *testing.T) {
-	var c dayCache
 	for _, first := range []int{1996, 2020, 2093} {
-		seen := map[*dayEntry]string{}
+		seen := map[int]string{}
 		for d := time.Date(first, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < first+8; d = d.AddDate(0, 0, 1) {
 			s := d.Format("2006-01-02")
-			e := c.slot(binary.LittleEndian.Uint64([]byte(s)), binary.LittleEndian.Uint16([]byte(s[8:])))
+			e := dayIndex(binary.LittleEndian.Uint64([]byte(s)), binary.LittleEndian.Uint16([]byte(s[8:])))
 			if other, ok := seen[e]; ok {
 				t.Fatalf("%s and %s share a cache entry", other, s)
 			}
